@@ -1,0 +1,186 @@
+"""CIFAR-10 as uint8 arrays in memory, the user's albumentations pipeline, and the DataLoaders.
+
+Both sources (torchvision's download and a `train/<class>/*.jpg` folder copy) end up as the same
+`CIFAR10Array`, so everything downstream (loaders, the GPU loader, plots) sees one format.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import albumentations as A
+import cv2
+import numpy as np
+import torch
+from albumentations.pytorch import ToTensorV2
+from torch.utils.data import DataLoader, Dataset
+
+CLASSES = ("airplane", "automobile", "bird", "cat", "deer",
+           "dog", "frog", "horse", "ship", "truck")
+MEAN = (0.4914, 0.4822, 0.4465)
+STD = (0.2470, 0.2435, 0.2616)
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png"}
+
+
+def _mean_pixel(mean):
+    return tuple(round(255 * m) for m in mean)
+
+
+def train_transforms(mean=MEAN, std=STD, pad=4, size=32, flip_p=0.5, hole=16, hole_p=0.5,
+                     randaugment=None):
+    """The user's augmentation. Padding and the hole are filled with the mean pixel, so both
+    become 0 after Normalize: they carry no signal. `randaugment=(n_ops, magnitude)` puts
+    torchvision's RandAugment in front (the "improved" recipe); None keeps the user's recipe."""
+    fill = _mean_pixel(mean)
+    steps = [RandAugment(*randaugment)] if randaugment else []
+    steps += [
+        A.PadIfNeeded(size + 2 * pad, size + 2 * pad, border_mode=cv2.BORDER_CONSTANT, fill=fill),
+        A.RandomCrop(size, size),
+        A.HorizontalFlip(p=flip_p),
+        A.CoarseDropout(num_holes_range=(1, 1), hole_height_range=(hole, hole),
+                        hole_width_range=(hole, hole), fill=fill, p=hole_p),
+        A.Normalize(mean=mean, std=std),
+        ToTensorV2(),
+    ]
+    return A.Compose(steps)
+
+
+def test_transforms(mean=MEAN, std=STD):
+    return A.Compose([A.Normalize(mean=mean, std=std), ToTensorV2()])
+
+
+class RandAugment(A.ImageOnlyTransform):
+    """torchvision's RandAugment as an albumentations step (albumentations has none)."""
+
+    def __init__(self, num_ops=2, magnitude=10, p=1.0):
+        super().__init__(p=p)
+        import torchvision.transforms as T
+        self.num_ops, self.magnitude = num_ops, magnitude
+        self.op = T.RandAugment(num_ops=num_ops, magnitude=magnitude)
+
+    def apply(self, img, **params):
+        chw = torch.from_numpy(np.ascontiguousarray(img)).permute(2, 0, 1)
+        return self.op(chw).permute(1, 2, 0).numpy()
+
+    def get_transform_init_args_names(self):
+        return ("num_ops", "magnitude")
+
+
+class CIFAR10Array(Dataset):
+    """Images as one (N, 32, 32, 3) uint8 array: decoded once, cheap to index, subset or
+    move to the GPU whole. Without a transform an item is the raw HWC uint8 image."""
+
+    def __init__(self, images, labels, transform=None, classes=CLASSES):
+        if len(images) == 0:
+            raise ValueError("CIFAR10Array: empty split (no images)")
+        self.images = np.ascontiguousarray(images, dtype=np.uint8)
+        self.labels = np.asarray(labels, dtype=np.int64)
+        self.transform = transform
+        self.classes = tuple(classes)
+
+    def __len__(self):
+        return len(self.labels)
+
+    def __getitem__(self, i):
+        image, label = self.images[i], int(self.labels[i])
+        if self.transform is not None:
+            image = self.transform(image=image)["image"]
+        return image, label
+
+    def subset(self, n, seed=0):
+        """The first n of a fixed permutation: nearly class-balanced, same images every run."""
+        if n is None or n >= len(self):
+            return self
+        keep = np.sort(np.random.default_rng(seed).permutation(len(self))[:n])
+        return CIFAR10Array(self.images[keep], self.labels[keep], self.transform, self.classes)
+
+
+def cifar10(root, train=True, transform=None, download=False):
+    """CIFAR-10 from `root`: a class-folder copy (`root/train/<class>/*.jpg`) if there is one,
+    else torchvision's download (`root/cifar-10-batches-py`, fetched when download=True)."""
+    root = Path(root)
+    split = "train" if train else "test"
+    if (root / split).is_dir():
+        images, labels = _read_class_folders(root / split)
+    elif download or (root / "cifar-10-batches-py").is_dir():
+        from torchvision.datasets import CIFAR10
+        tv = CIFAR10(str(root), train=train, download=download)
+        images, labels = tv.data, tv.targets
+    elif not root.exists():
+        raise FileNotFoundError(f"CIFAR-10 data folder {root} does not exist "
+                                f"(pass download=True to fetch it with torchvision)")
+    else:
+        raise FileNotFoundError(
+            f"no CIFAR-10 split '{split}' in {root}: expected class folders {root / split}/<class>/ "
+            f"or torchvision's {root / 'cifar-10-batches-py'} (pass download=True to fetch it)")
+    return CIFAR10Array(images, labels, transform)
+
+
+def _read_class_folders(split_dir):
+    found = sorted(p.name for p in split_dir.iterdir() if p.is_dir())
+    if sorted(found) != sorted(CLASSES):
+        raise ValueError(f"{split_dir} must hold exactly the 10 CIFAR-10 class folders "
+                         f"{list(CLASSES)}; found {found}")
+    paths, labels = [], []
+    for label, name in enumerate(CLASSES):
+        files = sorted(p for p in (split_dir / name).iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+        if not files:
+            raise ValueError(f"class folder {split_dir / name} holds no .jpg/.jpeg/.png image")
+        paths += files
+        labels += [label] * len(files)
+    return np.stack([_read_image(p) for p in paths]), np.array(labels)
+
+
+def _read_image(path):
+    """OpenCV decodes these small JPEGs about 4x faster than PIL; grayscale and RGBA files
+    come back as 3-channel images."""
+    image = cv2.imread(str(path), cv2.IMREAD_COLOR)
+    if image is None:
+        raise ValueError(f"cannot read image {path}: not a readable JPEG/PNG file")
+    image = cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
+    if image.shape != (32, 32, 3):
+        raise ValueError(f"image {path} is {image.shape[1]}x{image.shape[0]}, expected 32x32")
+    return image
+
+
+class SeededLoader(DataLoader):
+    """A DataLoader whose albumentations randomness follows torch's generator.
+
+    albumentations 2 seeds each pipeline from the OS and forked workers inherit one state, so
+    runs would not repeat and workers would share augmentations. Here every epoch reseeds the
+    pipeline from torch's RNG (per worker via torch.initial_seed()), which `--seed` and
+    checkpoints already control."""
+
+    def __init__(self, dataset, **kwargs):
+        super().__init__(dataset, worker_init_fn=_seed_worker, **kwargs)
+
+    def __iter__(self):
+        if self.num_workers == 0:
+            _seed_transform(self.dataset, int(torch.randint(2**31, ())))
+        return super().__iter__()
+
+
+def _seed_transform(dataset, seed):
+    transform = getattr(dataset, "transform", None)
+    if hasattr(transform, "set_random_seed"):
+        transform.set_random_seed(seed)
+
+
+def _seed_worker(worker_id):
+    info = torch.utils.data.get_worker_info()
+    _seed_transform(info.dataset, info.seed % 2**31)
+
+
+def loaders(root, batch_size=512, workers=2, train_subset=None, test_subset=None, download=False,
+            device="cpu", randaugment=None, distributed=False):
+    """Train and test DataLoaders: the reference (CPU, albumentations) data path."""
+    train = cifar10(root, True, train_transforms(randaugment=randaugment), download).subset(train_subset)
+    test = cifar10(root, False, test_transforms(), download).subset(test_subset)
+    common = dict(batch_size=batch_size, num_workers=workers,
+                  pin_memory=torch.device(device).type == "cuda",
+                  persistent_workers=False)
+    if distributed:
+        from torch.utils.data.distributed import DistributedSampler
+        return (SeededLoader(train, sampler=DistributedSampler(train, shuffle=True), drop_last=True, **common),
+                SeededLoader(test, sampler=DistributedSampler(test, shuffle=False), **common))
+    return (SeededLoader(train, shuffle=True, drop_last=True, **common),
+            SeededLoader(test, shuffle=False, **common))

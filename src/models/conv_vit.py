@@ -1,0 +1,104 @@
+"""A Vision Transformer whose token projections are all 1x1 convolutions (no nn.Linear but the
+classifier head). Same layout as lucidrains' vit-pytorch `ViT`: pre-norm blocks, class token,
+learned position embedding; only the projections change.
+
+    patches:   b c (h p1) (w p2) -> b (h w) (p1 p2 c), Conv1x1(patch_dim -> dim)
+    tokens:    [cls; patches] + pos_embedding, dropout
+    depth x:   x + Attention(LN(x));  x + FeedForward(LN(x))
+    head:      LN, Linear(dim -> num_classes) on the class token
+"""
+import torch
+from einops import rearrange, repeat
+from einops.layers.torch import Rearrange
+from torch import nn
+
+
+class Conv1x1(nn.Conv1d):
+    """A 1x1 convolution over a (batch, tokens, dim) sequence: each token's channels are mixed
+    by the same kernel, which is what nn.Linear would do, written as a convolution."""
+
+    def __init__(self, in_dim, out_dim, bias=False):
+        super().__init__(in_dim, out_dim, kernel_size=1, bias=bias)
+
+    def forward(self, x):
+        return super().forward(x.transpose(1, 2)).transpose(1, 2)
+
+
+class FeedForward(nn.Module):
+    def __init__(self, dim, hidden_dim, dropout=0.0):
+        super().__init__()
+        self.net = nn.Sequential(nn.LayerNorm(dim), Conv1x1(dim, hidden_dim), nn.GELU(), nn.Dropout(dropout),
+                                 Conv1x1(hidden_dim, dim), nn.Dropout(dropout))
+
+    def forward(self, x):
+        return self.net(x)
+
+
+class Attention(nn.Module):
+    def __init__(self, dim, heads=8, dim_head=64, dropout=0.0):
+        super().__init__()
+        self.heads, self.scale = heads, dim_head ** -0.5
+        self.norm = nn.LayerNorm(dim)
+        self.to_qkv = Conv1x1(dim, heads * dim_head * 3)
+        self.attend = nn.Softmax(dim=-1)
+        self.dropout = nn.Dropout(dropout)
+        self.to_out = nn.Sequential(Conv1x1(heads * dim_head, dim), nn.Dropout(dropout))
+
+    def forward(self, x):
+        x = self.norm(x)
+        q, k, v = (rearrange(t, "b n (h d) -> b h n d", h=self.heads) for t in self.to_qkv(x).chunk(3, dim=-1))
+        attn = self.dropout(self.attend(q @ k.transpose(-1, -2) * self.scale))
+        return self.to_out(rearrange(attn @ v, "b h n d -> b n (h d)"))
+
+
+class Transformer(nn.Module):
+    def __init__(self, dim, depth, heads, dim_head, mlp_dim, dropout=0.0):
+        super().__init__()
+        self.layers = nn.ModuleList(
+            nn.ModuleList([Attention(dim, heads, dim_head, dropout), FeedForward(dim, mlp_dim, dropout)])
+            for _ in range(depth))
+
+    def forward(self, x):
+        for attn, ff in self.layers:
+            x = attn(x) + x
+            x = ff(x) + x
+        return x
+
+
+class ConvViT(nn.Module):
+    def __init__(self, *, image_size=32, patch_size=4, num_classes=10, dim=512, depth=6, heads=8,
+                 dim_head=64, mlp_dim=512, channels=3, dropout=0.1, emb_dropout=0.1):
+        super().__init__()
+        for name, value in dict(image_size=image_size, patch_size=patch_size, num_classes=num_classes,
+                                dim=dim, depth=depth, heads=heads, dim_head=dim_head, mlp_dim=mlp_dim,
+                                channels=channels).items():
+            if not isinstance(value, int) or value < 1:
+                raise ValueError(f"ConvViT: {name} must be a positive integer, got {value!r}")
+        if image_size % patch_size:
+            raise ValueError(f"ConvViT: image_size {image_size} is not divisible by patch_size {patch_size}")
+        if not 0 <= dropout < 1 or not 0 <= emb_dropout < 1:
+            raise ValueError(f"ConvViT: dropout rates must be in [0, 1), got {dropout}, {emb_dropout}")
+        self.image_size, self.channels = image_size, channels
+        num_patches = (image_size // patch_size) ** 2
+        self.to_patch_embedding = nn.Sequential(
+            Rearrange("b c (h p1) (w p2) -> b (h w) (p1 p2 c)", p1=patch_size, p2=patch_size),
+            Conv1x1(patch_size * patch_size * channels, dim))
+        self.pos_embedding = nn.Parameter(torch.randn(1, num_patches + 1, dim))
+        self.cls_token = nn.Parameter(torch.randn(1, 1, dim))
+        self.dropout = nn.Dropout(emb_dropout)
+        self.transformer = Transformer(dim, depth, heads, dim_head, mlp_dim, dropout)
+        self.mlp_head = nn.Sequential(nn.LayerNorm(dim), nn.Linear(dim, num_classes))
+
+    def no_weight_decay(self):
+        """Parameters a ViT trained from scratch should not decay (besides norms and biases)."""
+        return {"pos_embedding", "cls_token"}
+
+    def forward(self, img):
+        expected = (self.channels, self.image_size, self.image_size)
+        if tuple(img.shape[1:]) != expected:
+            raise ValueError(f"ConvViT expects images of shape {expected}, got {tuple(img.shape[1:])}")
+        x = self.to_patch_embedding(img)
+        cls = repeat(self.cls_token, "1 1 d -> b 1 d", b=x.shape[0])
+        x = torch.cat((cls, x), dim=1) + self.pos_embedding
+        x = self.transformer(self.dropout(x))
+        return self.mlp_head(x[:, 0])
