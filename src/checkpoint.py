@@ -32,7 +32,19 @@ def load(path, map_location="cpu"):
     try:
         return torch.load(path, map_location=map_location, weights_only=True)
     except Exception as err:
-        raise ValueError(f"{path} is not a readable checkpoint: {err}") from None
+        raise ValueError(f"{path} is not a readable checkpoint: {_reason(err)}") from None
+
+
+def _reason(err):
+    """One line. torch's weights-only refusal is a page of advice (including "load it with
+    weights_only=False"); keep only its cause."""
+    text = str(err).strip()
+    if "WeightsUnpickler error:" in text:
+        cause = text.split("WeightsUnpickler error:", 1)[1].strip().split("\n")[0]
+        cause = cause.split(" was not an allowed global")[0]
+        return (f"refused by the weights-only loader ({cause}): only tensors and plain values load, "
+                f"no pickled code is run")
+    return text.split("\n")[0] if text else f"{type(err).__name__} (empty or truncated file?)"
 
 
 def load_weights(model, state_dict, source="checkpoint"):

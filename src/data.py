@@ -21,7 +21,7 @@ STD = (0.2470, 0.2435, 0.2616)
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png"}
 
 
-def _mean_pixel(mean):
+def mean_pixel(mean):
     return tuple(round(255 * m) for m in mean)
 
 
@@ -30,7 +30,7 @@ def train_transforms(mean=MEAN, std=STD, pad=4, size=32, flip_p=0.5, hole=16, ho
     """The user's augmentation. Padding and the hole are filled with the mean pixel, so both
     become 0 after Normalize: they carry no signal. `randaugment=(n_ops, magnitude)` puts
     torchvision's RandAugment in front (the "improved" recipe); None keeps the user's recipe."""
-    fill = _mean_pixel(mean)
+    fill = mean_pixel(mean)
     steps = [RandAugment(*randaugment)] if randaugment else []
     steps += [
         A.PadIfNeeded(size + 2 * pad, size + 2 * pad, border_mode=cv2.BORDER_CONSTANT, fill=fill),

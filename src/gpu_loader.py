@@ -12,7 +12,7 @@ import math
 
 import torch
 
-from src.data import MEAN, STD, _mean_pixel
+from src.data import MEAN, STD, mean_pixel
 
 
 def augment(images, crop_yx, flip, hole_yx, hole_on, mean_pixel, pad=4, hole=16):
@@ -62,7 +62,7 @@ class GPULoader:
         self.images = torch.as_tensor(dataset.images).to(self.device).permute(0, 3, 1, 2).contiguous()
         self.labels = torch.as_tensor(dataset.labels, dtype=torch.int64).to(self.device)
         self.batch_size, self.train = batch_size, train
-        self.mean, self.std, self.mean_pixel = mean, std, _mean_pixel(mean)
+        self.mean, self.std, self.mean_pixel = mean, std, mean_pixel(mean)
         self.pad, self.hole, self.flip_p, self.hole_p = pad, hole, flip_p, hole_p
         self.drop_last = train if drop_last is None else drop_last
         self.rank, self.world_size = rank, world_size

@@ -28,6 +28,10 @@ from .trainers.engine import PRECISIONS, is_main_process
 MODEL_KEYS = {"convmixer": ("dim", "depth", "kernel_size", "patch_size"),
               "vit": ("dim", "depth", "heads", "dim_head", "mlp_dim", "patch_size", "dropout", "emb_dropout")}
 LOADERS = ("reference", "gpu")
+# Settings a checkpoint must share with the run that resumes it (besides the model's): another
+# trainer, schedule or optimizer would not continue the same run.
+RESUME_KEYS = ("trainer", "epochs", "batch_size", "train_subset", "lr_max", "wd", "warmup", "decay_all",
+               "label_smoothing", "ema_decay", "grad_clip", "randaugment")
 
 
 @dataclass
@@ -157,7 +161,7 @@ def run(cfg):
     options = dict(device=device, precision=cfg.precision, channels_last=cfg.channels_last,
                    compile=cfg.compile, label_smoothing=cfg.label_smoothing, grad_clip=cfg.grad_clip,
                    ema_decay=cfg.ema_decay, tta_flip=cfg.tta_flip,
-                   config={"model": cfg.model, **cfg.model_kwargs()},
+                   config={"model": cfg.model, **cfg.model_kwargs(), **{k: getattr(cfg, k) for k in RESUME_KEYS}},
                    checkpoint=Path(cfg.out) / "checkpoint.pt", resume=cfg.resume)
     name = {"convmixer": "ConvMixer", "vit": "ConvViT"}[cfg.model]
     if cfg.trainer == "onecycle":
@@ -217,11 +221,12 @@ def parser():
     o.add_argument("--lr-max", type=float)
     o.add_argument("--wd", type=float, help="AdamW weight decay")
     o.add_argument("--warmup", type=float, help="fraction of the run spent warming up (the user's: 0.4)")
-    o.add_argument("--no-decay-norms", dest="decay_all", action="store_false", default=None,
-                   help="no weight decay on norms, biases, position embedding and class token")
+    o.add_argument("--decay-norms", dest="decay_all", action=argparse.BooleanOptionalAction,
+                   help="weight decay on norms, biases, position embedding and class token too")
     o.add_argument("--label-smoothing", type=float)
-    o.add_argument("--ema", dest="ema_decay", type=float, help="evaluate an EMA of the weights with this decay")
-    o.add_argument("--tta-flip", action="store_true", default=None, help="average logits over horizontal flips")
+    o.add_argument("--ema", dest="ema_decay", type=float,
+                   help="evaluate an EMA of the weights with this decay (0: none)")
+    o.add_argument("--tta-flip", action=argparse.BooleanOptionalAction, help="average logits over horizontal flips")
     o.add_argument("--grad-clip", type=float, help="clip the gradient norm to this value")
     o.add_argument("--randaugment", type=positive_int, nargs=2, metavar=("N_OPS", "MAGNITUDE"))
     r = p.add_argument_group("running")

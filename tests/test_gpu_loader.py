@@ -10,11 +10,11 @@ import numpy as np
 import pytest
 import torch
 
-from src.data import MEAN, STD, CIFAR10Array, SeededLoader, _mean_pixel, train_transforms
+from src.data import MEAN, STD, CIFAR10Array, SeededLoader, mean_pixel, train_transforms
 from src.data import test_transforms as eval_transforms
 from src.gpu_loader import GPULoader, augment, normalize
 
-MEAN_PIXEL = _mean_pixel(MEAN)  # (125, 123, 114)
+MEAN_PIXEL = mean_pixel(MEAN)  # (125, 123, 114)
 
 
 def random_dataset(n, seed=0, labels=None):
@@ -121,32 +121,38 @@ def test_crop_offsets_uniform_over_81_positions_and_flip_rate_half():
     """Decode each output's crop offset and flip from its pixels, over several epochs."""
     torch.manual_seed(0)
     loader = GPULoader(coded_dataset(2048), 512, train=True, hole_p=0.0)
-    x = unnormalize(torch.cat([x for _ in range(8) for x, _ in loader]))
-    assert x.shape[1:] == (3, 32, 32)
-    rows = (x[:, 0, 16, 16] - 4) // 8     # source image row of output pixel (16, 16)
-    cols = (x[:, 1, 16, 15:17] - 4) // 8  # source image columns of output pixels (16, 15), (16, 16)
+    batches = [x for _ in range(8) for x, _ in loader]
+    assert all(x.shape[1:] == (3, 32, 32) for x in batches)
+    centre = unnormalize(torch.cat([x[:, :, 16:17, 15:17] for x in batches]))
+    rows = (centre[:, 0, 0, 1] - 4) // 8  # source image row of output pixel (16, 16)
+    cols = (centre[:, 1, 0] - 4) // 8     # source image columns of output pixels (16, 15), (16, 16)
     flip = cols[:, 1] < cols[:, 0]
     assert torch.all((cols[:, 1] - cols[:, 0]).abs() == 1)
     dy = rows - 12                                  # unflipped: out (y, x) <- image (y + dy - 4, x + dx - 4)
     dx = torch.where(flip, cols[:, 1] - 11, cols[:, 1] - 12)
     counts = torch.bincount(dy * 9 + dx, minlength=81)
     assert dy.min() == 0 and dy.max() == 8 and dx.min() == 0 and dx.max() == 8 and len(counts) == 81
-    expected = len(x) / 81
+    expected = len(centre) / 81
     chi2 = ((counts - expected) ** 2 / expected).sum().item()
     assert counts.min() > 0 and chi2 < 140, chi2  # 80 d.o.f.: mean 80, sd 12.6
     assert abs(flip.float().mean().item() - 0.5) < 0.02
     # the whole output is the shifted (and maybe flipped) image, padding where it leaves the image
-    i = 0
+    x = unnormalize(batches[0][:64])
+    for i in range(64):
+        check_whole_image(x[i], int(dy[i]), int(dx[i]), bool(flip[i]))
+
+
+def check_whole_image(x, dy, dx, flip):
     ys, xs = torch.meshgrid(torch.arange(32), torch.arange(32), indexing="ij")
-    src_c = (31 - xs if flip[i] else xs) + dx[i] - 4
-    src_r = ys + dy[i] - 4
+    src_c = (31 - xs if flip else xs) + dx - 4
+    src_r = ys + dy - 4
     inside = (src_r >= 0) & (src_r < 32) & (src_c >= 0) & (src_c < 32)
     want = torch.where(inside[None], torch.stack([8 * src_r + 4, 8 * src_c + 4, 0 * src_r]),
                        torch.tensor(MEAN_PIXEL).view(3, 1, 1))
-    assert torch.equal(x[i], want)
+    assert torch.equal(x, want)
 
 
-def test_holes_are_16x16_of_mean_pixel_with_rate_half_and_uniform_position():
+def test_holes_are_16x16_ofmean_pixel_with_rate_half_and_uniform_position():
     """pad=0 leaves a constant image unchanged except for the hole, so the mean-valued pixels are
     exactly the hole."""
     torch.manual_seed(1)
@@ -176,7 +182,9 @@ def test_sample_choices_ranges():
     loader = GPULoader(random_dataset(4), 4, True)
     crop, flip, hole, on = loader.sample_choices(50_000, torch.Generator().manual_seed(0))
     assert crop.shape == hole.shape == (50_000, 2) and flip.dtype == on.dtype == torch.bool
-    assert torch.equal(torch.unique(crop), torch.arange(9)) and torch.equal(torch.unique(hole), torch.arange(17))
+    for axis in (0, 1):
+        assert torch.equal(torch.unique(crop[:, axis]), torch.arange(9))
+        assert torch.equal(torch.unique(hole[:, axis]), torch.arange(17))
 
 
 # ---------------------------------------------------------------- bookkeeping

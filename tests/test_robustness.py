@@ -1,0 +1,462 @@
+"""Checkpoint/resume, safe and atomic checkpoints, the non-finite-loss guard, seeds, and bad input.
+
+Everything runs on the tiny class-folder dataset of conftest.py (160 train, 40 test PNGs) with a
+ConvMixer-16/1 (4x4 patches), on CPU with one thread: a few seconds of training in all.
+"""
+import json
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from conftest import CLASSES, TINY_MODEL, run_cli, start_cli, write_class_folders
+from src import checkpoint as ckpt
+from src import data
+from src.models import ConvViT, build_model
+from src.train import Config, main, run
+from src.trainers import NonFiniteLoss, Trainer
+from src.trainers.engine import Engine
+
+EPOCHS = 3
+TINY = dict(model="convmixer", dim=16, depth=1, patch_size=4, batch_size=16, workers=0, device="cpu")
+CHECKPOINT_KEYS = {"epoch", "config", "model", "optimizer", "scaler", "scheduler", "ema", "history", "rng"}
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    """Two threads on two shared cores spin against each other (10x slower); one is plenty here."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def tiny_config(data_root, out, **kw):
+    return Config(**{**TINY, "epochs": EPOCHS, "data": str(data_root), "out": str(out), **kw})
+
+
+def tiny_args(data_root, out, *extra, epochs=EPOCHS):
+    return [*TINY_MODEL, "--device", "cpu", "--epochs", str(epochs), "--data", str(data_root),
+            "--out", str(out), *map(str, extra)]
+
+
+def without_time(history):
+    return {k: v for k, v in history.items() if k != "epoch_time"}
+
+
+def assert_same_run(out_a, out_b):
+    """Same history (but for wall-clock times) and bit-identical final weights."""
+    a, b = (json.loads((Path(o) / "metrics.json").read_text()) for o in (out_a, out_b))
+    assert without_time(a["history"]) == without_time(b["history"])
+    assert a["final_test_acc"] == b["final_test_acc"]
+    assert_same_weights(torch.load(Path(out_a) / "model.pt", weights_only=True),
+                        torch.load(Path(out_b) / "model.pt", weights_only=True))
+
+
+def assert_same_weights(a, b):
+    assert a.keys() == b.keys()
+    for key in a:
+        assert torch.equal(a[key], b[key]), f"{key} differs"
+
+
+def cli_error(argv):
+    """main(argv) must exit with a one-line `error: ...` (what the CLI prints); returns it."""
+    with pytest.raises(SystemExit) as exc:
+        main(argv)
+    message = exc.value.code
+    assert isinstance(message, str) and message.startswith("error: "), message
+    assert "\n" not in message, message
+    return message
+
+
+def argparse_error(argv, capsys):
+    with pytest.raises(SystemExit) as exc:
+        main(argv)
+    assert exc.value.code == 2
+    return capsys.readouterr().err
+
+
+def stored_epoch(path):
+    try:
+        return ckpt.load(path)["epoch"]
+    except (FileNotFoundError, ValueError):
+        return None
+
+
+# --- checkpoints: contents, resume after a real kill ---------------------------------------------
+
+
+def test_checkpoint_every_epoch_holds_the_whole_state(tiny_cifar, tmp_path, monkeypatch):
+    saved = []
+    real_save = ckpt.save
+    monkeypatch.setattr(ckpt, "save", lambda path, state: (saved.append(state["epoch"]), real_save(path, state)))
+    _, history = run(tiny_config(tiny_cifar, tmp_path))
+    assert saved == list(range(EPOCHS))
+    state = torch.load(tmp_path / "checkpoint.pt", weights_only=True)
+    assert set(state) == CHECKPOINT_KEYS
+    assert state["epoch"] == EPOCHS - 1
+    assert state["history"]["test_acc"] == history.test_acc and state["scheduler"]["last_epoch"] == EPOCHS * 10
+    assert state["optimizer"]["state"], "optimizer moments are missing"
+    assert set(state["rng"]) >= {"torch", "numpy", "python"}
+    assert not list(tmp_path.glob("*.tmp"))
+    assert_same_weights(state["model"], torch.load(tmp_path / "model.pt", weights_only=True))
+
+
+def test_cli_run_killed_then_resumed_equals_uninterrupted_run(tiny_cifar, tmp_path):
+    """SIGKILL a real `python -m src.train` after its first checkpoint, resume with --resume: same
+    history and bit-identical weights as a run that was never stopped. (Four epochs, so that the
+    kill lands well before the end.)"""
+    epochs = 4
+    full, killed = tmp_path / "full", tmp_path / "killed"
+    reference = start_cli(*tiny_args(tiny_cifar, full, "--seed", 7, epochs=epochs), stderr=subprocess.PIPE)
+    victim = start_cli(*tiny_args(tiny_cifar, killed, "--seed", 7, epochs=epochs))
+    checkpoint, deadline = killed / "checkpoint.pt", time.monotonic() + 90
+    while stored_epoch(checkpoint) is None and victim.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.005)
+    victim.kill()
+    assert victim.wait() == -signal.SIGKILL, "the run ended before it could be killed"
+    k = stored_epoch(checkpoint)
+    assert k is not None and k < epochs - 1 and not (killed / "model.pt").exists(), \
+        f"not killed mid-run (checkpoint epoch {k})"
+
+    resumed = run_cli(*tiny_args(tiny_cifar, killed, "--seed", 7, "--resume", epochs=epochs))
+    assert resumed.returncode == 0, resumed.stderr
+    printed = [line.split("|")[0].strip() for line in resumed.stdout.splitlines() if "Epoch:" in line]
+    assert printed == [f"[ConvMixer] Epoch: {e}" for e in range(k + 1, epochs)]
+    _, err = reference.communicate(timeout=120)
+    assert reference.returncode == 0, err.decode()
+    assert_same_run(full, killed)
+    history = json.loads((killed / "metrics.json").read_text())["history"]
+    assert len(history["test_acc"]) == epochs and len(history["batch_lr"]) == epochs * 10
+
+
+class Killed(BaseException):
+    """Stands for SIGKILL in-process: nothing catches it."""
+
+
+@pytest.mark.parametrize("trainer", ["wrapper", "onecycle"])
+def test_run_stopped_mid_epoch_resumes_to_the_same_result(trainer, tiny_cifar, tmp_path, monkeypatch):
+    full, stopped = tmp_path / "full", tmp_path / "stopped"
+    run(tiny_config(tiny_cifar, full, trainer=trainer, seed=3))
+
+    real_train_epoch = Engine.train_epoch
+
+    def dies_in_epoch_1(self, loader, epoch, history, wrap=None, on_batch=None):
+        if epoch == 1:
+            def die(i, *_):
+                if i == 4:  # after five optimizer steps of epoch 1: weights and moments have moved
+                    raise Killed
+            on_batch = die
+        return real_train_epoch(self, loader, epoch, history, wrap, on_batch)
+
+    monkeypatch.setattr(Engine, "train_epoch", dies_in_epoch_1)
+    with pytest.raises(Killed):
+        run(tiny_config(tiny_cifar, stopped, trainer=trainer, seed=3))
+    assert ckpt.load(stopped / "checkpoint.pt")["epoch"] == 0
+    monkeypatch.setattr(Engine, "train_epoch", real_train_epoch)
+    _, history = run(tiny_config(tiny_cifar, stopped, trainer=trainer, seed=3, resume=True))
+    assert len(history.test_acc) == EPOCHS
+    assert_same_run(full, stopped)
+
+
+# --- safe loading ---------------------------------------------------------------------------------
+
+
+def test_resume_with_another_model_configuration_names_the_difference(tiny_cifar, tmp_path):
+    run(tiny_config(tiny_cifar, tmp_path, epochs=1))
+    with pytest.raises(ValueError, match="another configuration") as err:
+        run(tiny_config(tiny_cifar, tmp_path, epochs=1, dim=24, resume=True))
+    assert "'dim': (16, 24)" in str(err.value)
+    message = cli_error(tiny_args(tiny_cifar, tmp_path, "--resume", epochs=1)[:-0 or None]
+                        + ["--dim", "24"])  # argparse: the last --dim wins
+    assert "'dim': (16, 24)" in message and str(tmp_path / "checkpoint.pt") in message
+
+
+def test_resume_with_another_trainer_or_schedule_names_the_difference(tiny_cifar, tmp_path):
+    run(tiny_config(tiny_cifar, tmp_path, epochs=1))
+    with pytest.raises(ValueError, match=r"'trainer': \('onecycle', 'wrapper'\)"):
+        run(tiny_config(tiny_cifar, tmp_path, epochs=1, trainer="wrapper", resume=True))
+    with pytest.raises(ValueError, match=r"'epochs': \(1, 2\)"):
+        run(tiny_config(tiny_cifar, tmp_path, epochs=2, resume=True))
+
+
+def test_load_weights_of_another_model_names_missing_and_unexpected_keys():
+    mixer = build_model("convmixer", dim=16, depth=1, patch_size=4)
+    vit = ConvViT(dim=16, depth=1, heads=2, dim_head=8, mlp_dim=16)
+    with pytest.raises(ValueError, match="another model or configuration") as err:
+        ckpt.load_weights(mixer, vit.state_dict())
+    assert "missing stem.0.weight" in str(err.value) and "unexpected" in str(err.value)
+    with pytest.raises(ValueError, match=r"shape mismatch .*\(24, 3, 4, 4\) vs model \(16, 3, 4, 4\)"):
+        ckpt.load_weights(mixer, build_model("convmixer", dim=24, depth=1, patch_size=4).state_dict())
+
+
+class Custom:
+    def __init__(self):
+        self.x = 1
+
+
+def _leave_mark(path):
+    Path(path).write_text("code ran")
+    return 0
+
+
+class Exploit:
+    """Unpickling this calls _leave_mark: what a malicious checkpoint would do."""
+
+    def __init__(self, mark):
+        self.mark = mark
+
+    def __reduce__(self):
+        return _leave_mark, (str(self.mark),)
+
+
+def test_checkpoint_holding_a_pickled_object_is_refused_without_running_code(tmp_path):
+    plain = tmp_path / "custom.pt"
+    torch.save({"epoch": 0, "model": {}, "extra": Custom()}, plain)
+    with pytest.raises(ValueError, match="not a readable checkpoint") as err:
+        ckpt.load(plain)
+    assert str(plain) in str(err.value) and "Custom" in str(err.value) and "\n" not in str(err.value)
+
+    mark, evil = tmp_path / "mark.txt", tmp_path / "evil.pt"
+    torch.save({"epoch": 0, "model": Exploit(mark)}, evil)
+    assert not mark.exists()
+    with pytest.raises(ValueError, match="_leave_mark"):
+        ckpt.load(evil)
+    assert not mark.exists(), "loading the checkpoint ran pickled code"
+
+    garbage = tmp_path / "garbage.pt"
+    garbage.write_bytes(b"\x00not a checkpoint")
+    with pytest.raises(ValueError, match="not a readable checkpoint"):
+        ckpt.load(garbage)
+    with pytest.raises(FileNotFoundError, match="no checkpoint"):
+        ckpt.load(tmp_path / "missing.pt")
+
+
+# --- atomic write ---------------------------------------------------------------------------------
+
+
+def _crash_midway(obj, f, *args, **kwargs):
+    f.write(b"PK\x03\x04 half a checkpoint")
+    f.flush()
+    raise OSError("disk full (simulated)")
+
+
+def test_crash_during_save_keeps_the_previous_checkpoint_and_no_temp_file(tmp_path, monkeypatch):
+    path = tmp_path / "checkpoint.pt"
+    ckpt.save(path, {"epoch": 0, "w": torch.arange(5.0)})
+    monkeypatch.setattr(torch, "save", _crash_midway)
+    with pytest.raises(OSError, match="disk full"):
+        ckpt.save(path, {"epoch": 1, "w": torch.zeros(5)})
+    monkeypatch.undo()
+    state = ckpt.load(path)
+    assert state["epoch"] == 0 and torch.equal(state["w"], torch.arange(5.0))
+    assert [p.name for p in tmp_path.iterdir()] == ["checkpoint.pt"]
+
+
+def test_crash_while_a_run_saves_keeps_the_last_good_checkpoint(tiny_cifar, tmp_path, monkeypatch):
+    real_save, calls = torch.save, []
+
+    def second_save_crashes(obj, f, *args, **kwargs):
+        calls.append(1)
+        return (_crash_midway if len(calls) == 2 else real_save)(obj, f, *args, **kwargs)
+
+    monkeypatch.setattr(torch, "save", second_save_crashes)
+    with pytest.raises(OSError, match="disk full"):
+        run(tiny_config(tiny_cifar, tmp_path, epochs=2))
+    monkeypatch.undo()
+    assert ckpt.load(tmp_path / "checkpoint.pt")["epoch"] == 0
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["checkpoint.pt"]
+
+
+# --- non-finite loss ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("trainer", ["wrapper", "onecycle"])
+def test_nan_loss_stops_at_once_and_keeps_the_last_good_checkpoint(trainer, tiny_cifar, tmp_path, monkeypatch):
+    real_train_epoch, steps = Engine.train_epoch, []
+
+    def nan_from_epoch_1(self, loader, epoch, *args, **kwargs):
+        if epoch >= 1 and not hasattr(self, "_nan_hook"):
+            self._nan_hook = self.model.register_forward_hook(lambda m, i, out: out * float("nan"))
+        return real_train_epoch(self, loader, epoch, *args, **kwargs)
+
+    monkeypatch.setattr(Engine, "train_epoch", nan_from_epoch_1)
+    real_step = torch.optim.AdamW.step
+    monkeypatch.setattr(torch.optim.AdamW, "step", lambda self, *a, **k: (steps.append(1), real_step(self, *a, **k))[1])
+    with pytest.raises(NonFiniteLoss) as err:
+        run(tiny_config(tiny_cifar, tmp_path, trainer=trainer))
+    message = str(err.value)
+    assert "epoch 1" in message and "batch 0" in message and "learning rate" in message, message
+    assert len(steps) == 10, "no optimizer step may follow the non-finite loss"
+    state = ckpt.load(tmp_path / "checkpoint.pt")
+    assert state["epoch"] == 0 and len(state["history"]["test_acc"]) == 1
+    assert all(torch.isfinite(t).all() for t in state["model"].values())
+    assert not (tmp_path / "model.pt").exists()
+
+
+def test_cli_huge_learning_rate_exits_with_a_one_line_error(tiny_cifar, tmp_path):
+    result = run_cli(*tiny_args(tiny_cifar, tmp_path, "--trainer", "wrapper", "--lr-max", "1e6"))
+    assert result.returncode == 1
+    errors = [line for line in result.stderr.split("\n") if "error" in line.lower()]
+    assert len(errors) == 1 and errors[0].startswith("error: loss became"), result.stderr[-2000:]
+    assert all(word in errors[0] for word in ("epoch", "batch", "learning rate")), errors[0]
+    assert "Traceback" not in result.stderr
+
+
+# --- seeds ----------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("workers", [0, 2])
+def test_same_seed_same_run_bit_for_bit(workers, tiny_cifar, tmp_path):
+    runs = [tmp_path / "a", tmp_path / "b"]
+    for out in runs:
+        run(tiny_config(tiny_cifar, out, seed=11, workers=workers))
+    assert_same_run(*runs)
+    other = tmp_path / "other-seed"
+    run(tiny_config(tiny_cifar, other, seed=12, workers=workers, epochs=1))
+    first, changed = (json.loads((o / "metrics.json").read_text())["history"] for o in (runs[0], other))
+    assert first["train_loss"][0] != changed["train_loss"][0], "--seed has no effect"
+
+
+# --- bad input ------------------------------------------------------------------------------------
+
+
+def test_missing_data_path(tmp_path):
+    missing = tmp_path / "nowhere"
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        data.cifar10(missing)
+    message = cli_error(tiny_args(missing, tmp_path / "out"))
+    assert str(missing) in message and "does not exist" in message
+
+
+def test_cli_prints_the_error_and_exits_non_zero(tmp_path):
+    """The real process: one `error:` line on stderr, exit status 1, no traceback."""
+    missing = tmp_path / "nowhere"
+    result = run_cli(*tiny_args(missing, tmp_path / "out"))
+    assert result.returncode == 1
+    assert result.stderr.strip().split("\n") == [result.stderr.strip()]
+    assert result.stderr.startswith("error: ") and str(missing) in result.stderr
+
+
+def test_folder_without_the_class_folders(tmp_path):
+    (tmp_path / "empty").mkdir()
+    message = cli_error(tiny_args(tmp_path / "empty", tmp_path / "out"))
+    assert "train" in message and "<class>" in message and str(tmp_path / "empty") in message
+
+    wrong = tmp_path / "wrong"
+    write_class_folders(wrong, {"train": 1, "test": 1})
+    (wrong / "train" / "airplane").rename(wrong / "train" / "plane")
+    with pytest.raises(ValueError, match="exactly the 10 CIFAR-10 class folders") as err:
+        data.cifar10(wrong)
+    assert "'plane'" in str(err.value) and "'airplane'" in str(err.value)
+    assert "exactly the 10 CIFAR-10 class folders" in cli_error(tiny_args(wrong, tmp_path / "out"))
+
+
+@pytest.fixture
+def small_copy(tmp_path):
+    return write_class_folders(tmp_path / "data", {"train": 2, "test": 1})
+
+
+def test_corrupt_image_names_the_file(small_copy, tmp_path):
+    bad = small_copy / "train" / "cat" / "0001.png"
+    bad.write_bytes(b"\x89PNG\r\n\x1a\n this is not image data")
+    with pytest.raises(ValueError, match="cannot read image") as err:
+        data.cifar10(small_copy)
+    assert str(bad) in str(err.value)
+    assert str(bad) in cli_error(tiny_args(small_copy, tmp_path / "out"))
+
+    good = small_copy / "train" / "cat" / "0000.png"
+    good.write_bytes(good.read_bytes()[:60])  # truncated
+    with pytest.raises(ValueError, match="0000.png"):
+        data.cifar10(small_copy)
+
+
+def test_grayscale_and_rgba_png_load_as_rgb(small_copy):
+    gray = np.arange(32 * 32, dtype=np.uint16).reshape(32, 32).astype(np.uint8)
+    rgba = np.dstack([np.full((32, 32), c, np.uint8) for c in (10, 120, 230, 77)])
+    Image.fromarray(gray, "L").save(small_copy / "train" / "airplane" / "0000.png")
+    Image.fromarray(rgba, "RGBA").save(small_copy / "train" / "airplane" / "0001.png")
+    train = data.cifar10(small_copy)
+    assert train.images.shape == (20, 32, 32, 3) and train.images.dtype == np.uint8
+    assert np.array_equal(train.images[0], np.dstack([gray] * 3))
+    assert np.array_equal(train.images[1], rgba[..., :3]), "channels must come back in RGB order"
+    assert list(train.labels[:2]) == [0, 0]
+
+
+def test_image_of_the_wrong_size_names_the_file(small_copy, tmp_path):
+    small = small_copy / "test" / "ship" / "0000.png"
+    cv2.imwrite(str(small), np.zeros((28, 28, 3), np.uint8))
+    with pytest.raises(ValueError, match="28x28, expected 32x32") as err:
+        data.cifar10(small_copy, train=False)
+    assert str(small) in str(err.value)
+    assert str(small) in cli_error(tiny_args(small_copy, tmp_path / "out"))
+
+
+def test_empty_class_folder(small_copy, tmp_path):
+    folder = small_copy / "train" / "frog"
+    for p in folder.iterdir():
+        p.unlink()
+    (folder / "notes.txt").write_text("not an image")
+    with pytest.raises(ValueError, match="holds no .jpg/.jpeg/.png image") as err:
+        data.cifar10(small_copy)
+    assert str(folder) in str(err.value)
+    assert str(folder) in cli_error(tiny_args(small_copy, tmp_path / "out"))
+
+
+def test_conv_vit_fed_the_wrong_image_size():
+    vit = ConvViT(image_size=32, patch_size=4, dim=16, depth=1, heads=2, dim_head=8, mlp_dim=16)
+    with pytest.raises(ValueError, match=r"expects images of shape \(3, 32, 32\), got \(3, 28, 28\)"):
+        vit(torch.zeros(2, 3, 28, 28))
+    with pytest.raises(ValueError, match=r"\(3, 32, 32\), got \(1, 32, 32\)"):
+        vit(torch.zeros(2, 1, 32, 32))
+    assert vit(torch.zeros(2, 3, 32, 32)).shape == (2, 10)
+
+
+@pytest.mark.parametrize("option, value", [("--model", "resnet"), ("--trainer", "sgd")])
+def test_unknown_model_or_trainer(option, value, tiny_cifar, tmp_path, capsys):
+    err = argparse_error([*tiny_args(tiny_cifar, tmp_path), option, value], capsys)
+    assert f"argument {option}: invalid choice: '{value}'" in err
+    field = option[2:]
+    with pytest.raises(ValueError, match=f"unknown {field} '{value}': expected one of"):
+        Config(**{field: value}).resolved()
+
+
+@pytest.mark.parametrize("option, value", [("--epochs", "0"), ("--epochs", "-2"), ("--batch-size", "0"),
+                                           ("--batch-size", "-16"), ("--epochs", "two")])
+def test_cli_rejects_non_positive_epochs_and_batch_size(option, value, tiny_cifar, tmp_path, capsys):
+    err = argparse_error([*tiny_args(tiny_cifar, tmp_path), option, value], capsys)
+    assert f"argument {option}: expected a positive integer, got" in err and value in err
+
+
+@pytest.mark.parametrize("field, value", [("epochs", 0), ("epochs", -1), ("batch_size", 0), ("batch_size", -8),
+                                          ("epochs", 2.5)])
+def test_python_rejects_non_positive_epochs_and_batch_size(field, value, tiny_cifar, tmp_path):
+    with pytest.raises(ValueError, match=f"{field} must be a positive integer, got {value}"):
+        Config(**{field: value}).resolved()
+    with pytest.raises(ValueError, match=f"{field} must be a positive integer"):
+        run(tiny_config(tiny_cifar, tmp_path, **{field: value}))
+    assert not (tmp_path / "checkpoint.pt").exists()
+
+
+def test_trainers_reject_non_positive_epochs(tiny_cifar):
+    model = build_model("convmixer", dim=16, depth=1, patch_size=4)
+    trainer = Trainer(model, torch.optim.AdamW(model.parameters()))
+    with pytest.raises(ValueError, match="epochs must be a positive integer, got 0"):
+        trainer.fit([], [], 0)
+
+
+def test_output_folder_that_cannot_be_written(tiny_cifar, tmp_path):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("a regular file, not a folder")
+    out = blocker / "run"
+    with pytest.raises(ValueError, match="cannot write to output folder") as err:
+        run(tiny_config(tiny_cifar, out))
+    assert str(out) in str(err.value)
+    message = cli_error(tiny_args(tiny_cifar, out))
+    assert f"cannot write to output folder {out}" in message
