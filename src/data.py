@@ -11,6 +11,7 @@ import albumentations as A
 import cv2
 import numpy as np
 import torch
+import torch.distributed as dist
 from albumentations.pytorch import ToTensorV2
 from torch.utils.data import DataLoader, Dataset
 
@@ -160,9 +161,11 @@ class SeededLoader(DataLoader):
 
 
 def _seed_transform(dataset, seed):
+    """DDP ranks start from the same torch seed; the rank keeps their augmentations apart."""
+    rank = dist.get_rank() if dist.is_initialized() else 0
     transform = getattr(dataset, "transform", None)
     if hasattr(transform, "set_random_seed"):
-        transform.set_random_seed(seed)
+        transform.set_random_seed((seed + 1_000_003 * rank) % 2**31)
 
 
 def _seed_worker(worker_id):

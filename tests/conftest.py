@@ -47,6 +47,8 @@ def cli_command(*args):
 def cli_env():
     env = dict(os.environ)
     env.pop("WORLD_SIZE", None)  # never start DistributedDataParallel from a test
+    # One thread: on a machine shared with other jobs, two spinning threads run 10x slower.
+    env.setdefault("OMP_NUM_THREADS", "1")
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO_ROOT), env.get("PYTHONPATH")]))
     return env
 

@@ -108,6 +108,9 @@ class Engine:
             totals += torch.stack([loss.detach().float() * len(y), correct.float(), torch.tensor(float(len(y)), device=self.device)])
             if on_batch:
                 on_batch(i, loss.item(), 100 * totals[1].item() / totals[2].item())
+        _average_buffers(self.model)
+        if self.ema is not None:
+            _average_buffers(self.ema)
         return _reduced_means(totals)
 
     @torch.no_grad()
@@ -194,6 +197,16 @@ def _set_epoch(loader, epoch):
     sampler = getattr(loader, "sampler", None)
     if hasattr(sampler, "set_epoch"):
         sampler.set_epoch(epoch)
+
+
+def _average_buffers(model):
+    """Each DDP rank updates BatchNorm statistics from its own batches; averaging them once per
+    epoch (as timm's distribute_bn does) leaves every rank with the same model to test and save."""
+    if dist.is_initialized():
+        for buffer in model.buffers():
+            if buffer.is_floating_point():
+                dist.all_reduce(buffer)
+                buffer /= dist.get_world_size()
 
 
 def _reduced_means(totals):

@@ -1,0 +1,33 @@
+"""The one-cycle trainer under torchrun with DistributedDataParallel (gloo, 2 CPU processes):
+each rank trains on its half, both end with the same weights, only rank 0 writes results."""
+import json
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from conftest import REPO_ROOT, cli_env
+
+TORCHRUN = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2"]
+
+
+@pytest.mark.parametrize("loader", ["reference", "gpu"])
+def test_two_ranks_share_the_work_and_end_with_the_same_weights(tiny_cifar, tmp_path, loader):
+    out = tmp_path / "run"
+    env = cli_env()
+    env["OMP_NUM_THREADS"] = "1"
+    done = subprocess.run([*TORCHRUN, str(REPO_ROOT / "tests" / "ddp_worker.py"), str(tiny_cifar), str(out), loader],
+                          cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=180)
+    assert done.returncode == 0, done.stderr[-3000:]
+    ranks = [torch.load(out / f"rank{r}.pt", weights_only=True) for r in (0, 1)]
+    assert all(torch.equal(ranks[0][k], ranks[1][k]) for k in ranks[0])
+    history = json.loads((out / "rank0.json").read_text())
+    # 160 training images, 80 per rank, batch 8: 10 optimizer steps per epoch on each rank
+    assert len(history["batch_lr"]) == 2 * 10
+    other = json.loads((out / "rank1.json").read_text())
+    for key in ("train_loss", "train_acc", "test_loss", "test_acc", "batch_lr"):
+        assert other[key] == history[key]  # metrics are reduced across ranks
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["world_size"] == 2
+    assert done.stdout.count("[ConvMixer] Epoch:") == 2  # only rank 0 logs
