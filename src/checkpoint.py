@@ -53,7 +53,7 @@ def load_weights(model, state_dict, source="checkpoint"):
     missing = sorted(set(own) - set(state_dict))
     unexpected = sorted(set(state_dict) - set(own))
     shapes = [f"{k}: file {tuple(state_dict[k].shape)} vs model {tuple(own[k].shape)}"
-              for k in own.keys() & state_dict.keys() if own[k].shape != state_dict[k].shape]
+              for k in sorted(own.keys() & state_dict.keys()) if own[k].shape != state_dict[k].shape]
     if missing or unexpected or shapes:
         parts = [f"missing {_few(missing)}" if missing else "", f"unexpected {_few(unexpected)}" if unexpected else "",
                  f"shape mismatch {_few(shapes)}" if shapes else ""]

@@ -193,7 +193,7 @@ def test_load_weights_of_another_model_names_missing_and_unexpected_keys():
     with pytest.raises(ValueError, match="another model or configuration") as err:
         ckpt.load_weights(mixer, vit.state_dict())
     assert "missing blocks.0.0.fn.0.bias" in str(err.value) and "unexpected cls_token" in str(err.value)
-    with pytest.raises(ValueError, match=r"shape mismatch \S+: file \(24(, 3, 4, 4)?,?\) vs model \(16"):
+    with pytest.raises(ValueError, match=r"shape mismatch \S+: file \(24[^)]*\) vs model \(16"):
         ckpt.load_weights(mixer, build_model("convmixer", dim=24, depth=1, patch_size=4).state_dict())
 
 

@@ -81,7 +81,7 @@ class Engine:
         """One pass over loader; returns (mean loss, accuracy) over every rank's images."""
         self.net.train()
         _set_epoch(loader, epoch)
-        totals = torch.zeros(3, device=self.device)  # loss sum, correct, seen
+        loss_sum, correct, seen = torch.zeros((), device=self.device), torch.zeros((), device=self.device), 0
         for i, (x, y) in enumerate(wrap(loader) if wrap else loader):
             x, y = self._batch(x, y)
             lr = self.optimizer.param_groups[0]["lr"]
@@ -104,14 +104,15 @@ class Engine:
             if self.ema is not None:
                 self.ema.update_parameters(self.model)
             history.batch_lr.append(lr)
-            correct = (out.argmax(1) == y).sum()
-            totals += torch.stack([loss.detach().float() * len(y), correct.float(), torch.tensor(float(len(y)), device=self.device)])
+            loss_sum += loss.detach().float() * len(y)
+            correct += (out.argmax(1) == y).sum()
+            seen += len(y)
             if on_batch:
-                on_batch(i, loss.item(), 100 * totals[1].item() / totals[2].item())
+                on_batch(i, loss.item(), 100 * correct.item() / seen)
         _average_buffers(self.model)
         if self.ema is not None:
             _average_buffers(self.ema)
-        return _reduced_means(totals)
+        return _reduced_means(loss_sum, correct, seen)
 
     @torch.no_grad()
     def evaluate(self, loader, keep_wrong=0):
@@ -119,7 +120,7 @@ class Engine:
         net = self.ema.module if self.ema is not None else self.eval_net
         net.eval()
         _set_epoch(loader, 0)
-        totals = torch.zeros(3, device=self.device)
+        loss_sum, correct, seen = torch.zeros((), device=self.device), torch.zeros((), device=self.device), 0
         targets, preds, wrong = [], [], []
         for x, y in loader:
             x, y = self._batch(x, y)
@@ -128,12 +129,13 @@ class Engine:
                 if self.tta_flip:
                     out = (out + net(x.flip(-1)).float()) / 2
             pred = out.argmax(1)
-            totals += torch.stack([nn.functional.cross_entropy(out, y, reduction="sum"), (pred == y).sum().float(),
-                                   torch.tensor(float(len(y)), device=self.device)])
+            loss_sum += nn.functional.cross_entropy(out, y, reduction="sum")
+            correct += (pred == y).sum()
+            seen += len(y)
             targets.append(y.cpu()), preds.append(pred.cpu())
             if sum(len(w) for w in wrong) < keep_wrong:
                 wrong.append(x[pred != y].float().cpu())
-        loss, acc = _reduced_means(totals)
+        loss, acc = _reduced_means(loss_sum, correct, seen)
         targets, preds = torch.cat(targets), torch.cat(preds)
         miss = targets != preds
         images = torch.cat(wrong)[:keep_wrong] if wrong else torch.empty(0)
@@ -148,6 +150,8 @@ class Engine:
         history, start = History(), 0
         if resume and checkpoint and Path(checkpoint).exists():
             history, start = self.load_checkpoint(checkpoint)
+        elif resume and is_main_process():
+            print(f"no checkpoint at {checkpoint} yet: starting from epoch 0", flush=True)
         for epoch in range(start, epochs):
             t0 = time.perf_counter()
             train_loss, train_acc = self.train_epoch(train_loader, epoch, history, wrap, on_batch)
@@ -209,7 +213,9 @@ def _average_buffers(model):
                 buffer /= dist.get_world_size()
 
 
-def _reduced_means(totals):
+def _reduced_means(loss_sum, correct, seen):
+    """Sums over every rank's images, turned into means; one sync per epoch."""
+    totals = torch.stack([loss_sum, correct.float(), torch.tensor(float(seen), device=loss_sum.device)])
     if dist.is_initialized():
         dist.all_reduce(totals)
     loss_sum, correct, seen = totals.tolist()
