@@ -132,14 +132,15 @@ class Engine:
             loss_sum += nn.functional.cross_entropy(out, y, reduction="sum")
             correct += (pred == y).sum()
             seen += len(y)
-            targets.append(y.cpu()), preds.append(pred.cpu())
-            if sum(len(w) for w in wrong) < keep_wrong:
-                wrong.append(x[pred != y].float().cpu())
+            targets.append(y), preds.append(pred)
+            if keep_wrong:
+                # a few from every batch: test sets stored class by class would show one class only
+                miss = torch.nonzero(pred != y).flatten()[:-(-keep_wrong // len(loader))]
+                wrong.append((x[miss].float().cpu(), y[miss].cpu(), pred[miss].cpu()))
         loss, acc = _reduced_means(loss_sum, correct, seen)
-        targets, preds = torch.cat(targets), torch.cat(preds)
-        miss = targets != preds
-        images = torch.cat(wrong)[:keep_wrong] if wrong else torch.empty(0)
-        return loss, acc, targets, preds, (images, targets[miss][:keep_wrong], preds[miss][:keep_wrong])
+        wrong = tuple(torch.cat(parts)[:keep_wrong] for parts in zip(*wrong)) if wrong else (
+            torch.empty(0, 3, 0, 0), torch.empty(0, dtype=torch.long), torch.empty(0, dtype=torch.long))
+        return loss, acc, torch.cat(targets).cpu(), torch.cat(preds).cpu(), wrong
 
     def fit(self, train_loader, test_loader, epochs, *, checkpoint=None, resume=False, keep_wrong=20,
             wrap=None, on_batch=None, on_epoch=None):
