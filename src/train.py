@@ -22,7 +22,7 @@ import torch.distributed as dist
 from . import data
 from .models import MODELS, build_model
 from .recipes import RECIPES, recipe
-from .trainers import TRAINERS, NonFiniteLoss, Trainer, train_one_cycle
+from .trainers import TRAINERS, NonFiniteLoss, Trainer, param_groups, train_one_cycle
 from .trainers.engine import PRECISIONS, is_main_process
 
 MODEL_KEYS = {"convmixer": ("dim", "depth", "kernel_size", "patch_size"),
@@ -180,8 +180,8 @@ def run(cfg):
 
 
 def _fit_wrapper(model, train_loader, test_loader, cfg, options):
-    """The wrapper with the optimizer the user paired it with: AdamW and torch's OneCycleLR."""
-    from .trainers import param_groups
+    """The wrapper takes any optimizer and per-batch scheduler; here AdamW and torch's linear
+    OneCycleLR with the recipe's peak and warm-up, so both trainers see the same settings."""
     checkpoint, resume = options.pop("checkpoint"), options.pop("resume")
     device = options.pop("device")
     optimizer = torch.optim.AdamW(param_groups(model, cfg.wd, cfg.decay_all), lr=cfg.lr_max)

@@ -127,7 +127,7 @@ def test_evaluate_with_ema_uses_the_ema_weights():
     model = tiny_mixer()
     engine = Engine(model, sgd(model, 0.5), ema_decay=0.7)
     test = batches(2, 5, size=32, seed=1)
-    engine.fit(batches(4, 4, size=32), test, epochs=1, keep_wrong=0)
+    engine.train_epoch(batches(4, 4, size=32), 0, History())  # fit() would end with the EMA weights
     loss, acc, targets, preds, _ = engine.evaluate(test)
     x, y = concat(test)
     ema_net = engine.ema.module.eval()
@@ -142,6 +142,16 @@ def test_evaluate_with_ema_uses_the_ema_weights():
     # without ema_decay the same engine setup evaluates the raw model
     plain = Engine(copy.deepcopy(model), sgd(model, 0.0))
     assert plain.evaluate(test)[0] == pytest.approx(raw_loss, rel=1e-5)
+
+
+def test_fit_with_ema_ends_with_the_ema_weights_that_were_tested():
+    model = tiny_mixer()
+    engine = Engine(model, sgd(model, 0.5), ema_decay=0.7)
+    test = batches(2, 5, size=32, seed=1)
+    history = engine.fit(batches(4, 4, size=32), test, epochs=2, keep_wrong=0)
+    for name, value in float_state(engine.ema.module).items():
+        torch.testing.assert_close(float_state(model)[name], value, rtol=0, atol=0, msg=name)
+    assert Engine(model, sgd(model, 0.0)).evaluate(test)[0] == pytest.approx(history.test_loss[-1], rel=1e-5)
 
 
 # ---------------------------------------------------------------------------- TTA flip

@@ -168,6 +168,8 @@ class Engine:
                 on_epoch(epoch, history)
             if checkpoint and is_main_process():
                 self.save_checkpoint(checkpoint, epoch, history)
+        if self.ema is not None:
+            self.model.load_state_dict(self.ema.module.state_dict())  # keep the weights that were tested
         return history
 
     def save_checkpoint(self, path, epoch, history):
