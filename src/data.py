@@ -183,7 +183,8 @@ def loaders(root, batch_size=512, workers=2, train_subset=None, test_subset=None
                   persistent_workers=False)
     if distributed:
         from torch.utils.data.distributed import DistributedSampler
-        return (SeededLoader(train, sampler=DistributedSampler(train, shuffle=True), drop_last=True, **common),
+        return (SeededLoader(train, sampler=DistributedSampler(train, shuffle=True, seed=torch.initial_seed()),
+                             drop_last=True, **common),
                 SeededLoader(test, sampler=DistributedSampler(test, shuffle=False), **common))
     return (SeededLoader(train, shuffle=True, drop_last=True, **common),
             SeededLoader(test, shuffle=False, **common))
