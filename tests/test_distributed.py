@@ -12,13 +12,17 @@ from conftest import REPO_ROOT, cli_env
 TORCHRUN = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2"]
 
 
+def torchrun(*args):
+    env = cli_env()
+    env["OMP_NUM_THREADS"] = "1"
+    return subprocess.run([*TORCHRUN, str(REPO_ROOT / "tests" / "ddp_worker.py"), *map(str, args)],
+                          cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=180)
+
+
 @pytest.mark.parametrize("loader", ["reference", "gpu"])
 def test_two_ranks_share_the_work_and_end_with_the_same_weights(tiny_cifar, tmp_path, loader):
     out = tmp_path / "run"
-    env = cli_env()
-    env["OMP_NUM_THREADS"] = "1"
-    done = subprocess.run([*TORCHRUN, str(REPO_ROOT / "tests" / "ddp_worker.py"), str(tiny_cifar), str(out), loader],
-                          cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=180)
+    done = torchrun(tiny_cifar, out, loader)
     assert done.returncode == 0, done.stderr[-3000:]
     ranks = [torch.load(out / f"rank{r}.pt", weights_only=True) for r in (0, 1)]
     assert all(torch.equal(ranks[0][k], ranks[1][k]) for k in ranks[0])
@@ -31,3 +35,11 @@ def test_two_ranks_share_the_work_and_end_with_the_same_weights(tiny_cifar, tmp_
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["world_size"] == 2
     assert done.stdout.count("[ConvMixer] Epoch:") == 2  # only rank 0 logs
+
+
+def test_a_non_finite_loss_on_one_rank_stops_every_rank(tiny_cifar, tmp_path):
+    done = torchrun(tiny_cifar, tmp_path / "run", "gpu", "nan-on-rank1")
+    assert done.returncode != 0
+    # rank 0's loss is finite, yet it stops at the same batch instead of waiting for rank 1
+    stops = [line for line in done.stderr.splitlines() if "NonFiniteLoss: loss became" in line]
+    assert len(stops) == 2 and all("epoch 0, batch 3" in line for line in stops), done.stderr[-3000:]

@@ -88,7 +88,7 @@ class Engine:
             with self._autocast():
                 out = self.net(x)
                 loss = self.criterion(out, y)
-            if not torch.isfinite(loss):
+            if not _finite_everywhere(loss):
                 raise NonFiniteLoss(f"loss became {loss.item()} at epoch {epoch}, batch {i}, learning rate "
                                     f"{lr:.6g}: training stopped (lower the learning rate?); the last "
                                     f"checkpoint, if any, is from the epoch before")
@@ -204,6 +204,14 @@ def _set_epoch(loader, epoch):
     sampler = getattr(loader, "sampler", None)
     if hasattr(sampler, "set_epoch"):
         sampler.set_epoch(epoch)
+
+
+def _finite_everywhere(loss):
+    """Under DDP every rank must stop together, or the others wait forever in the next all-reduce."""
+    finite = torch.isfinite(loss.detach()).float()
+    if dist.is_initialized():
+        dist.all_reduce(finite, op=dist.ReduceOp.MIN)
+    return bool(finite)
 
 
 def _average_buffers(model):
