@@ -16,8 +16,8 @@ from pathlib import Path
 
 import torch
 
-from .models import build_model
-from .train import Config, make_loaders, parser as train_parser, seed_everything
+from .models import build_model, label
+from .train import config_from_parsed, hardware, make_loaders, parser as train_parser, seed_everything
 from .trainers import Engine, History
 
 
@@ -50,12 +50,6 @@ def bench(cfg, repeats=1):
     return seconds
 
 
-def label(cfg):
-    kw = cfg.model_kwargs()
-    dim, depth = kw.get("dim", 256 if cfg.model == "convmixer" else 512), kw.get("depth", 8 if cfg.model == "convmixer" else 6)
-    return f"{cfg.model}-{dim}/{depth}"
-
-
 def main(argv=None):
     p = argparse.ArgumentParser(prog="python -m src.bench", description=__doc__, parents=[train_parser()],
                                 add_help=False, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -63,19 +57,15 @@ def main(argv=None):
     p.add_argument("--json", help="also write the timings and settings to this file")
     args = vars(p.parse_args(argv))
     repeats, json_path = args.pop("repeats"), args.pop("json")
-    args["download"] = args["download"] or args["data"] == Config.data
-    known = set(Config.__dataclass_fields__)
-    cfg = Config(**{k: v for k, v in args.items() if k in known and v is not None})
+    cfg = config_from_parsed(args).resolved()
     seconds = bench(cfg, repeats)
     ratio = seconds["reference"] / seconds["fast"]
-    line = (f"{label(cfg)} epoch: reference {seconds['reference']:.2f} s, fast {seconds['fast']:.2f} s, "
+    line = (f"{label(cfg.model, **cfg.model_kwargs())} epoch: reference {seconds['reference']:.2f} s, fast {seconds['fast']:.2f} s, "
             f"speedup {ratio:.2f}x")
     if json_path:
-        from .train import hardware
-        resolved = cfg.resolved()
         Path(json_path).write_text(json.dumps({"seconds": seconds, "speedup": ratio, "line": line,
-                                               "hardware": hardware(resolved.device), "torch": torch.__version__,
-                                               "config": {k: str(v) for k, v in vars(resolved).items()}}, indent=1))
+                                               "hardware": hardware(cfg.device), "torch": torch.__version__,
+                                               "config": {k: str(v) for k, v in vars(cfg).items()}}, indent=1))
     print(line)
 
 

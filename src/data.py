@@ -183,8 +183,9 @@ def loaders(root, batch_size=512, workers=2, train_subset=None, test_subset=None
                   persistent_workers=False)
     if distributed:
         from torch.utils.data.distributed import DistributedSampler
-        return (SeededLoader(train, sampler=DistributedSampler(train, shuffle=True, seed=torch.initial_seed()),
-                             drop_last=True, **common),
-                SeededLoader(test, sampler=DistributedSampler(test, shuffle=False), **common))
-    return (SeededLoader(train, shuffle=True, drop_last=True, **common),
-            SeededLoader(test, shuffle=False, **common))
+        order = (dict(sampler=DistributedSampler(train, shuffle=True, seed=torch.initial_seed())),
+                 dict(sampler=DistributedSampler(test, shuffle=False)))
+    else:
+        order = dict(shuffle=True), dict(shuffle=False)
+    return (SeededLoader(train, drop_last=True, **order[0], **common),
+            SeededLoader(test, **order[1], **common))

@@ -20,7 +20,7 @@ import torch
 import torch.distributed as dist
 
 from . import data
-from .models import MODELS, build_model
+from .models import MODELS, build_model, hyper_parameters
 from .recipes import RECIPES, recipe
 from .trainers import TRAINERS, NonFiniteLoss, Trainer, param_groups, train_one_cycle
 from .trainers.engine import PRECISIONS, is_main_process
@@ -163,40 +163,38 @@ def run(cfg):
         cfg.device = str(device)
     train_loader, test_loader = make_loaders(cfg)
     model = build_model(cfg.model, **cfg.model_kwargs())
-    options = dict(device=device, precision=cfg.precision, channels_last=cfg.channels_last,
-                   compile=cfg.compile, label_smoothing=cfg.label_smoothing, grad_clip=cfg.grad_clip,
-                   ema_decay=cfg.ema_decay, tta_flip=cfg.tta_flip,
-                   config={"model": cfg.model, **cfg.model_kwargs(), **{k: getattr(cfg, k) for k in RESUME_KEYS}},
-                   checkpoint=Path(cfg.out) / "checkpoint.pt", resume=cfg.resume)
-    name = {"convmixer": "ConvMixer", "vit": "ConvViT"}[cfg.model]
+    options = dict(precision=cfg.precision, channels_last=cfg.channels_last, compile=cfg.compile,
+                   label_smoothing=cfg.label_smoothing, grad_clip=cfg.grad_clip, ema_decay=cfg.ema_decay,
+                   tta_flip=cfg.tta_flip,
+                   config={"model": cfg.model, **cfg.model_kwargs(), **{k: getattr(cfg, k) for k in RESUME_KEYS}})
+    fit = dict(checkpoint=Path(cfg.out) / "checkpoint.pt", resume=cfg.resume)
     if cfg.trainer == "onecycle":
-        history = train_one_cycle(model, train_loader, test_loader, cfg.epochs, cfg.lr_max, cfg.wd,
-                                  name=name, warmup=cfg.warmup, decay_all=cfg.decay_all, **options)
+        name = {"convmixer": "ConvMixer", "vit": "ConvViT"}[cfg.model]
+        history = train_one_cycle(model, train_loader, test_loader, cfg.epochs, cfg.lr_max, cfg.wd, device=device,
+                                  name=name, warmup=cfg.warmup, decay_all=cfg.decay_all, **fit, **options)
     else:
-        history = _fit_wrapper(model, train_loader, test_loader, cfg, options)
+        history = _fit_wrapper(model, train_loader, test_loader, cfg, device, fit, options)
     if is_main_process():
         _write_results(cfg, model, history)
     return model, history
 
 
-def _fit_wrapper(model, train_loader, test_loader, cfg, options):
+def _fit_wrapper(model, train_loader, test_loader, cfg, device, fit, options):
     """The wrapper takes any optimizer and per-batch scheduler; here AdamW and torch's linear
     OneCycleLR with the recipe's peak and warm-up, so both trainers see the same settings."""
-    checkpoint, resume = options.pop("checkpoint"), options.pop("resume")
-    device = options.pop("device")
     optimizer = torch.optim.AdamW(param_groups(model, cfg.wd, cfg.decay_all), lr=cfg.lr_max)
     scheduler = torch.optim.lr_scheduler.OneCycleLR(
         optimizer, max_lr=cfg.lr_max, epochs=cfg.epochs, steps_per_epoch=len(train_loader),
         pct_start=cfg.warmup, anneal_strategy="linear")
     trainer = Trainer(model, optimizer, device, scheduler, **options)
-    return trainer.fit(train_loader, test_loader, cfg.epochs, checkpoint=checkpoint, resume=resume)
+    return trainer.fit(train_loader, test_loader, cfg.epochs, **fit)
 
 
 def _write_results(cfg, model, history):
     out = Path(cfg.out)
     torch.save(model.state_dict(), out / "model.pt")
     kind = "class folders (e.g. the JPEG copy)" if (Path(cfg.data) / "train").is_dir() else "torchvision CIFAR-10"
-    metrics = {"config": asdict(cfg), "data": {"path": cfg.data, "format": kind},
+    metrics = {"config": asdict(cfg), "model": hyper_parameters(cfg.model, **cfg.model_kwargs()), "data": {"path": cfg.data, "format": kind},
                "hardware": hardware(cfg.device), "world_size": dist.get_world_size() if dist.is_initialized() else 1,
                "torch": torch.__version__, "parameters": sum(p.numel() for p in model.parameters()),
                "final_test_acc": history.test_acc[-1], "history": history.to_dict()}
@@ -261,7 +259,11 @@ def positive_int(text):
 
 
 def config_from_args(argv=None):
-    args = vars(parser().parse_args(argv))
+    return config_from_parsed(vars(parser().parse_args(argv)))
+
+
+def config_from_parsed(args):
+    """The Config that parsed command-line arguments describe (src.bench parses more of them)."""
     if args["out"] is None:
         args["out"] = f"runs/{args['model']}-{args['trainer']}-{args['recipe']}"
     args["download"] = args["download"] or args["data"] == Config.data

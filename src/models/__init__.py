@@ -1,17 +1,32 @@
 """The two model families, and `build_model(name, **hyper_parameters)` for the command line."""
+import inspect
+
 from .conv_vit import ConvViT
 from .convmixer import MixerModel, convmixer
 
 MODELS = ("convmixer", "vit")
+FACTORIES = {"convmixer": convmixer, "vit": ConvViT}
+CONVMIXER_SIZE = dict(dim=256, depth=8)  # the experiments' ConvMixer-256/8; ConvViT's defaults are the seed configuration
+
+
+def hyper_parameters(name, **kw):
+    """Every hyper-parameter the model is built with: kw over the defaults."""
+    if name not in FACTORIES:
+        raise ValueError(f"unknown model {name!r}: expected one of {', '.join(MODELS)}")
+    defaults = {k: p.default for k, p in inspect.signature(FACTORIES[name]).parameters.items()
+                if p.default is not p.empty}
+    return {**defaults, **(CONVMIXER_SIZE if name == "convmixer" else {}), **kw}
 
 
 def build_model(name, **kw):
-    if name == "convmixer":
-        return convmixer(kw.get("dim", 256), kw.get("depth", 8), kw.get("kernel_size", 5),
-                         kw.get("patch_size", 2), kw.get("num_classes", 10))
-    if name == "vit":
-        return ConvViT(**kw)
-    raise ValueError(f"unknown model {name!r}: expected one of {', '.join(MODELS)}")
+    hp = hyper_parameters(name, **kw)  # checks the name first
+    return FACTORIES[name](**hp)
 
 
-__all__ = ["ConvViT", "MixerModel", "convmixer", "build_model", "MODELS"]
+def label(name, **kw):
+    """'convmixer-256/8', 'vit-512/6': the family, its width and depth."""
+    hp = hyper_parameters(name, **kw)
+    return f"{name}-{hp['dim']}/{hp['depth']}"
+
+
+__all__ = ["ConvViT", "MixerModel", "convmixer", "build_model", "hyper_parameters", "label", "MODELS"]
