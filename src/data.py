@@ -15,6 +15,8 @@ import torch.distributed as dist
 from albumentations.pytorch import ToTensorV2
 from torch.utils.data import DataLoader, Dataset
 
+from .errors import DataNotFound, UserError
+
 CLASSES = ("airplane", "automobile", "bird", "cat", "deer",
            "dog", "frog", "horse", "ship", "truck")
 MEAN = (0.4914, 0.4822, 0.4465)
@@ -98,34 +100,80 @@ class CIFAR10Array(Dataset):
 def cifar10(root, train=True, transform=None, download=False):
     """CIFAR-10 from `root`: a class-folder copy (`root/train/<class>/*.jpg`) if there is one,
     else torchvision's download (`root/cifar-10-batches-py`, fetched when download=True)."""
-    root = Path(root)
-    split = "train" if train else "test"
+    root, split = Path(root), "train" if train else "test"
     if (root / split).is_dir():
         images, labels = _read_class_folders(root / split)
-    elif download or (root / "cifar-10-batches-py").is_dir():
-        from torchvision.datasets import CIFAR10
-        tv = CIFAR10(str(root), train=train, download=download)
-        images, labels = tv.data, tv.targets
-    elif not root.exists():
-        raise FileNotFoundError(f"CIFAR-10 data folder {root} does not exist "
-                                f"(pass download=True to fetch it with torchvision)")
     else:
-        raise FileNotFoundError(
-            f"no CIFAR-10 split '{split}' in {root}: expected class folders {root / split}/<class>/ "
-            f"or torchvision's {root / 'cifar-10-batches-py'} (pass download=True to fetch it)")
+        tv = _torchvision(root, train, download)
+        images, labels = tv.data, tv.targets
     return CIFAR10Array(images, labels, transform)
+
+
+def _torchvision(root, train, download):
+    from torchvision.datasets import CIFAR10
+    batches = root / CIFAR10.base_folder
+    if not download and not batches.is_dir():
+        if not root.exists():
+            raise DataNotFound(f"CIFAR-10 data folder {root} does not exist (pass --download, or download=True "
+                               f"in Python, to fetch it with torchvision)")
+        split = "train" if train else "test"
+        raise DataNotFound(f"no CIFAR-10 split '{split}' in {root}: expected class folders {root / split}/<class>/ "
+                           f"or torchvision's {batches} (pass --download to fetch it)")
+    existed = root.exists()
+    try:
+        return CIFAR10(str(root), train=train, download=download)
+    except RuntimeError as err:  # torchvision checks every file's MD5 before reading it
+        raise UserError(f"{batches} is incomplete or corrupt ({err}): delete it and pass --download, or "
+                        f"point --data at a good copy") from None
+    except OSError as err:  # no network, a refused connection, a full disk
+        if not existed and root.is_dir() and not any(root.rglob("*")):
+            root.rmdir()  # leave nothing behind
+        raise DataNotFound(f"could not download CIFAR-10 into {root} ({getattr(err, 'reason', None) or err}): "
+                           f"give a local copy with --data (or CIFAR10_DIR in the notebooks)") from None
+
+
+def split_size(root, train=True):
+    """How many images a split holds, without decoding any: checks before reading the data."""
+    root, split = Path(root), "train" if train else "test"
+    if (root / split).is_dir():
+        return sum(1 for name in CLASSES if (root / split / name).is_dir()
+                   for p in (root / split / name).iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+    return 50_000 if train else 10_000  # torchvision's CIFAR-10
+
+
+def source(root):
+    """What a run read, in words, for metrics.json and the results tables."""
+    root = Path(root)
+    if not (root / "train").is_dir():
+        return "CIFAR-10 (torchvision)"
+    first = next((root / "train" / CLASSES[0]).glob("*"), None) if (root / "train" / CLASSES[0]).is_dir() else None
+    return "CIFAR-10, JPEG copy" if first is not None and first.suffix.lower() in (".jpg", ".jpeg") \
+        else "CIFAR-10 class folders"
+
+
+def preview(root, n=8, seed=0, download=False):
+    """n training images, decoding only those (the augmentation grid needs no more)."""
+    root = Path(root)
+    if not (root / "train").is_dir():
+        return cifar10(root, True, download=download).subset(n, seed)
+    files = sorted((label, p) for label, name in enumerate(CLASSES) if (root / "train" / name).is_dir()
+                   for p in (root / "train" / name).iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+    if len(files) < n:
+        raise UserError(f"{root / 'train'} holds {len(files)} images; the preview needs {n}")
+    picks = np.random.default_rng(seed).choice(len(files), n, replace=False)
+    return CIFAR10Array(np.stack([_read_image(files[i][1]) for i in picks]), [files[i][0] for i in picks])
 
 
 def _read_class_folders(split_dir):
     found = sorted(p.name for p in split_dir.iterdir() if p.is_dir())
     if sorted(found) != sorted(CLASSES):
-        raise ValueError(f"{split_dir} must hold exactly the 10 CIFAR-10 class folders "
+        raise UserError(f"{split_dir} must hold exactly the 10 CIFAR-10 class folders "
                          f"{list(CLASSES)}; found {found}")
     paths, labels = [], []
     for label, name in enumerate(CLASSES):
         files = sorted(p for p in (split_dir / name).iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
         if not files:
-            raise ValueError(f"class folder {split_dir / name} holds no .jpg/.jpeg/.png image")
+            raise UserError(f"class folder {split_dir / name} holds no .jpg/.jpeg/.png image")
         paths += files
         labels += [label] * len(files)
     return np.stack([_read_image(p) for p in paths]), np.array(labels)
@@ -136,10 +184,10 @@ def _read_image(path):
     come back as 3-channel images."""
     image = cv2.imread(str(path), cv2.IMREAD_COLOR)
     if image is None:
-        raise ValueError(f"cannot read image {path}: not a readable JPEG/PNG file")
+        raise UserError(f"cannot read image {path}: not a readable JPEG/PNG file")
     image = cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
     if image.shape != (32, 32, 3):
-        raise ValueError(f"image {path} is {image.shape[1]}x{image.shape[0]}, expected 32x32")
+        raise UserError(f"image {path} is {image.shape[1]}x{image.shape[0]}, expected 32x32")
     return image
 
 
@@ -174,18 +222,16 @@ def _seed_worker(worker_id):
 
 
 def loaders(root, batch_size=512, workers=2, train_subset=None, test_subset=None, download=False,
-            device="cpu", randaugment=None, distributed=False):
+            device="cpu", randaugment=None, distributed=False, test_batch_size=None):
     """Train and test DataLoaders: the reference (CPU, albumentations) data path."""
     train = cifar10(root, True, train_transforms(randaugment=randaugment), download).subset(train_subset)
     test = cifar10(root, False, test_transforms(), download).subset(test_subset)
-    common = dict(batch_size=batch_size, num_workers=workers,
-                  pin_memory=torch.device(device).type == "cuda",
-                  persistent_workers=False)
+    common = dict(num_workers=workers, pin_memory=torch.device(device).type == "cuda")
     if distributed:
         from torch.utils.data.distributed import DistributedSampler
         order = (dict(sampler=DistributedSampler(train, shuffle=True, seed=torch.initial_seed())),
                  dict(sampler=DistributedSampler(test, shuffle=False)))
     else:
         order = dict(shuffle=True), dict(shuffle=False)
-    return (SeededLoader(train, drop_last=True, **order[0], **common),
-            SeededLoader(test, **order[1], **common))
+    return (SeededLoader(train, batch_size=batch_size, drop_last=True, **order[0], **common),
+            SeededLoader(test, batch_size=test_batch_size or batch_size, **order[1], **common))

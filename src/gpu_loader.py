@@ -12,7 +12,7 @@ import math
 
 import torch
 
-from src.data import MEAN, STD, mean_pixel
+from .data import MEAN, STD, mean_pixel
 
 
 def augment(images, crop_yx, flip, hole_yx, hole_on, mean_pixel, pad=4, hole=16):

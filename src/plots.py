@@ -15,7 +15,7 @@ import torch
 from matplotlib.patches import FancyBboxPatch, Rectangle
 from torchsummary import summary
 
-from src.data import CLASSES, MEAN, STD
+from .data import CLASSES, MEAN, STD
 
 
 def _numpy(x):

@@ -1,31 +1,31 @@
-"""Named training recipes: the user's original one, and an "improved" one built from what fast
-CIFAR-10 recipes use. Every option is a plain keyword of the trainers; a recipe only picks values.
-
-The "improved" values are a first choice, not yet validated by a 25-epoch GPU run (see README).
+"""Named training recipes, per model family: "baseline" (the original assignment's settings) and
+"improved". A recipe only picks values of options that src/config.py marks `recipe=True`; an
+option given explicitly wins over the recipe.
 """
 
 RECIPES = {
-    "user": {
-        # The user's experiments: pad-crop, flip, one 16x16 hole; no extra tricks.
+    "baseline": {
+        # The original settings: pad-crop, flip, one 16x16 hole; AdamW; no extra tricks.
         "convmixer": dict(lr_max=0.01, wd=0.01),
         "vit": dict(lr_max=0.001, wd=0.05),
     },
     "improved": {
-        # ConvMixer authors' learning rate and decay, label smoothing, an EMA of the weights (a
-        # horizon of about one epoch, so it does not lag the annealed end) and flip averaging at
-        # test time; clipping keeps the higher learning rate stable.
-        "convmixer": dict(lr_max=0.05, wd=0.005, label_smoothing=0.1, ema_decay=0.99,
-                          tta_flip=True, grad_clip=1.0),
-        # The ViT underfits in 25 epochs (../shared/REFERENCE.md: RandAugment made it worse), so
-        # no extra augmentation or dropout; instead a shorter warm-up, a higher peak, no decay on
-        # norms, biases and embeddings.
-        "vit": dict(lr_max=0.002, wd=0.05, warmup=0.2, decay_all=False, label_smoothing=0.1,
-                    ema_decay=0.99, tta_flip=True, grad_clip=1.0, dropout=0.0, emb_dropout=0.0),
+        # Measured: 89.35% against the baseline's 88.33% (25 epochs, JPEG copy, one H200;
+        # ../shared/measurements/2026-11-27-h200/cm-improved.log and nb2-onecycle.log). The ConvMixer
+        # authors' learning rate and decay, label smoothing, an EMA of the weights (a horizon of
+        # about one epoch), flip averaging at test time; clipping keeps the higher rate stable.
+        "convmixer": dict(lr_max=0.05, wd=0.005, label_smoothing=0.1, ema=0.99, tta_flip=True, grad_clip=1.0),
+        # Not measured yet. The earlier choice (lr_max 0.002, warm-up 0.2, no dropout) diverged
+        # (48.57% after 20 epochs, same measurements, vit-improved.log), so the schedule stays the
+        # baseline's, which trains (68.85% after 20 epochs, nb3-vit.log). Added only what does not
+        # change the step size: clipping and beta2 0.99 (steadier Adam steps, common for ViTs), an
+        # EMA read out at the end and flip averaging at test time. `python -m src.sweep` measures it.
+        "vit": dict(lr_max=0.001, wd=0.05, beta2=0.99, grad_clip=1.0, ema=0.99, tta_flip=True),
     },
 }
 
 
-def recipe(name, model):
+def recipe(name, family):
     if name not in RECIPES:
         raise ValueError(f"unknown recipe {name!r}: expected one of {', '.join(RECIPES)}")
-    return dict(RECIPES[name][model])
+    return dict(RECIPES[name][family])

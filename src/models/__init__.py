@@ -1,32 +1,55 @@
-"""The two model families, and `build_model(name, **hyper_parameters)` for the command line."""
-import inspect
+"""The model registry: named sizes, as timm names its variants. `create_model(name, **overrides)`
+builds one; the command line's `--model` takes the same names, and `--dim`, `--depth`, ...
+override a variant's hyper-parameters."""
+from dataclasses import dataclass, field
 
 from .conv_vit import ConvViT
 from .convmixer import MixerModel, convmixer
 
-MODELS = ("convmixer", "vit")
-FACTORIES = {"convmixer": convmixer, "vit": ConvViT}
-CONVMIXER_SIZE = dict(dim=256, depth=8)  # the experiments' ConvMixer-256/8; ConvViT's defaults are the seed configuration
+
+@dataclass(frozen=True)
+class Variant:
+    family: str    # which recipes apply (src/recipes.py)
+    title: str     # how printed lines name it: "[ConvMixer] Epoch: ..."
+    build: object  # the constructor, called with hyper_parameters and num_classes
+    hyper_parameters: dict = field(default_factory=dict)
 
 
-def hyper_parameters(name, **kw):
-    """Every hyper-parameter the model is built with: kw over the defaults."""
-    if name not in FACTORIES:
+MODELS = {
+    # the experiments' ConvMixer-256/8 with 5x5 depth-wise kernels and 2x2 patches (594,186 parameters)
+    "convmixer_256_8": Variant("convmixer", "ConvMixer", convmixer,
+                               dict(dim=256, depth=8, kernel_size=5, patch_size=2)),
+    # the conv-only ViT's seed configuration (torchsummary: 9,480,202 parameters)
+    "vit_seed": Variant("vit", "ConvViT", ConvViT,
+                        dict(image_size=32, patch_size=4, dim=512, depth=6, heads=8, dim_head=64,
+                             mlp_dim=512, dropout=0.1, emb_dropout=0.1)),
+}
+
+
+def variant(name):
+    if name not in MODELS:
         raise ValueError(f"unknown model {name!r}: expected one of {', '.join(MODELS)}")
-    defaults = {k: p.default for k, p in inspect.signature(FACTORIES[name]).parameters.items()
-                if p.default is not p.empty}
-    return {**defaults, **(CONVMIXER_SIZE if name == "convmixer" else {}), **kw}
+    return MODELS[name]
 
 
-def build_model(name, **kw):
-    hp = hyper_parameters(name, **kw)  # checks the name first
-    return FACTORIES[name](**hp)
+def hyper_parameters(name, **overrides):
+    """The variant's hyper-parameters with `overrides` (None: keep the variant's) on top."""
+    own = variant(name).hyper_parameters
+    unknown = sorted(k for k, v in overrides.items() if v is not None and k not in own)
+    if unknown:
+        raise ValueError(f"{name} has no hyper-parameter {', '.join(unknown)} (it has {', '.join(own)})")
+    return {**own, **{k: v for k, v in overrides.items() if v is not None}}
 
 
-def label(name, **kw):
-    """'convmixer-256/8', 'vit-512/6': the family, its width and depth."""
-    hp = hyper_parameters(name, **kw)
-    return f"{name}-{hp['dim']}/{hp['depth']}"
+def create_model(name, num_classes=10, **overrides):
+    return variant(name).build(**hyper_parameters(name, **overrides), num_classes=num_classes)
 
 
-__all__ = ["ConvViT", "MixerModel", "convmixer", "build_model", "hyper_parameters", "label", "MODELS"]
+def label(name, **overrides):
+    """'ConvMixer-256/8', 'ConvViT-512/6': the family's title, its width and depth."""
+    hp = hyper_parameters(name, **overrides)
+    return f"{variant(name).title}-{hp['dim']}/{hp['depth']}"
+
+
+__all__ = ["ConvViT", "MixerModel", "convmixer", "MODELS", "Variant", "variant", "create_model",
+           "hyper_parameters", "label"]

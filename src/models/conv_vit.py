@@ -66,8 +66,11 @@ class Transformer(nn.Module):
 
 
 class ConvViT(nn.Module):
-    def __init__(self, *, image_size=32, patch_size=4, num_classes=10, dim=512, depth=6, heads=8,
-                 dim_head=64, mlp_dim=512, channels=3, dropout=0.1, emb_dropout=0.1):
+    """Sizes are keyword-only and have no defaults: the seed configuration is the registry's
+    `vit_seed` (src/models/__init__.py), written there once."""
+
+    def __init__(self, *, image_size, patch_size, dim, depth, heads, dim_head, mlp_dim, num_classes=10,
+                 channels=3, dropout=0.0, emb_dropout=0.0):
         super().__init__()
         for name, value in dict(image_size=image_size, patch_size=patch_size, num_classes=num_classes,
                                 dim=dim, depth=depth, heads=heads, dim_head=dim_head, mlp_dim=mlp_dim,

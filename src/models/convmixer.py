@@ -3,6 +3,9 @@
     stem:   Conv(3 -> dim, kernel = stride = patch_size), GELU, BatchNorm
     blocks: depth x [ Residual(depth-wise Conv k x k, GELU, BN), point-wise Conv 1x1, GELU, BN ]
     head:   global average pool, flatten, Linear(dim -> n_classes)
+
+`MixerModel(dim, depth, kernel_size=5, patch_size=2, n_classes=10)` keeps the user's signature;
+`convmixer(..., num_classes=10)` is the same network under the registry's name for the argument.
 """
 from collections import OrderedDict
 
@@ -56,5 +59,5 @@ class MixerModel:
                                          head=self.classifier()))
 
 
-def convmixer(dim, depth, kernel_size=5, patch_size=2, n_classes=10):
-    return MixerModel(dim, depth, kernel_size, patch_size, n_classes).get_model()
+def convmixer(dim, depth, kernel_size=5, patch_size=2, num_classes=10):
+    return MixerModel(dim, depth, kernel_size, patch_size, num_classes).get_model()

@@ -1,10 +1,11 @@
-"""Two trainers over one engine: the user's wrapper (tqdm per batch) and the one-cycle loop."""
-from .engine import Engine, NonFiniteLoss, param_groups
+"""Two trainers of the same shape over one engine: each builds its optimizer and schedule, drives
+Engine.fit and returns a History. TRAINERS maps the command line's names to them."""
+from .engine import Engine, Step, adamw, param_groups
 from .history import History
 from .one_cycle import lr_schedule, train_one_cycle
-from .wrapper import Trainer
+from .wrapper import Trainer, train_wrapper
 
-TRAINERS = ("onecycle", "wrapper")
+TRAINERS = {"onecycle": train_one_cycle, "wrapper": train_wrapper}
 
-__all__ = ["Engine", "NonFiniteLoss", "param_groups", "History", "lr_schedule", "train_one_cycle",
-           "Trainer", "TRAINERS"]
+__all__ = ["Engine", "Step", "adamw", "param_groups", "History", "lr_schedule", "train_one_cycle", "Trainer",
+           "train_wrapper", "TRAINERS"]

@@ -2,34 +2,54 @@
 
 The trainers differ in what they show (a tqdm bar per batch, or one line per epoch), their
 optimizer and their schedule; the step itself (precision, EMA, clipping, DistributedDataParallel,
-checkpoints, the non-finite-loss guard) lives here once.
+checkpoints, the divergence guard) lives here once. On CUDA the host reads the device only every
+SYNC_EVERY batches (the divergence flag and the progress numbers), so the GPU never waits on Python.
 """
+import math
 import time
+from dataclasses import dataclass, fields
 from pathlib import Path
 
 import torch
 import torch.distributed as dist
 from torch import nn
-from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
 from .. import checkpoint as ckpt
+from ..errors import Diverged, UserError
+from .ema import EMA
 from .history import History
 
-PRECISIONS = ("auto", "fp32", "fp16", "bf16")
+AMP = {"fp32": None, "fp16": torch.float16, "bf16": torch.bfloat16}
+SYNC_EVERY = 32  # CUDA batches between host reads; on CPU a read costs nothing and happens every batch
+# A batch loss above this many times a uniform guess's (ln of the class count: 23 for CIFAR-10)
+# means confidently wrong on average: the run has blown up, even while the loss is still finite.
+MAX_LOSS_FACTOR = 10
 
 
-class NonFiniteLoss(RuntimeError):
-    pass
+@dataclass
+class Step:
+    """How every batch is computed, besides forward, backward and the optimizer step."""
+    precision: str = "fp32"      # autocast dtype on CUDA: fp32, fp16 (with a grad scaler) or bf16; CPU: fp32
+    channels_last: bool = False
+    compile: bool = False
+    label_smoothing: float = 0.0
+    grad_clip: float = 0.0       # clip the gradient norm to this; 0: no clipping
+    ema: float = 0.0             # evaluate an EMA of the weights with this decay; 0: none
+    tta_flip: bool = False       # average the logits of each test image and its mirror
+
+    @classmethod
+    def of(cls, cfg):
+        return cls(**{f.name: getattr(cfg, f.name) for f in fields(cls)})
 
 
 def is_main_process():
     return not dist.is_initialized() or dist.get_rank() == 0
 
 
-def param_groups(model, weight_decay, decay_all=True):
-    """With decay_all=False, norms, biases and anything in model.no_weight_decay() (a ViT's
+def param_groups(model, weight_decay, decay_norms=True):
+    """With decay_norms=False, norms, biases and anything in model.no_weight_decay() (a ViT's
     position embedding and class token) are not decayed: shrinking them only hurts."""
-    if decay_all:
+    if decay_norms:
         return [{"params": [p for p in model.parameters() if p.requires_grad], "weight_decay": weight_decay}]
     skip = getattr(model, "no_weight_decay", set)()
     decay, no_decay = [], []
@@ -39,35 +59,34 @@ def param_groups(model, weight_decay, decay_all=True):
     return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
 
 
+def adamw(model, lr, weight_decay, decay_norms=True, beta2=0.999, device="cpu"):
+    """Both trainers' optimizer; on CUDA the fused kernel updates every parameter in one launch."""
+    fused = torch.device(device).type == "cuda" or None
+    return torch.optim.AdamW(param_groups(model, weight_decay, decay_norms), lr=lr, betas=(0.9, beta2),
+                             fused=fused)
+
+
 class Engine:
-    """Holds a model, its optimizer and step options; `fit` runs epochs and returns a History.
+    """Holds a model, its optimizer, schedule and Step; `fit` runs epochs and returns a History."""
 
-    precision: "fp16"/"bf16" autocast on CUDA ("auto" = fp16 there, the user's choice); on CPU
-    every precision runs in fp32. ema_decay evaluates an exponential moving average of the
-    weights; tta_flip averages the logits of each test image and its mirror."""
-
-    def __init__(self, model, optimizer, device="cpu", scheduler=None, *, precision="auto",
-                 channels_last=False, compile=False, label_smoothing=0.0, grad_clip=None,
-                 ema_decay=None, tta_flip=False, config=None):
-        if precision not in PRECISIONS:
-            raise ValueError(f"unknown precision {precision!r}: expected one of {', '.join(PRECISIONS)}")
-        self.device = torch.device(device)
-        self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
+    def __init__(self, model, optimizer, scheduler=None, *, step=Step(), device="cpu", config=None):
+        if step.precision not in AMP:
+            raise ValueError(f"unknown precision {step.precision!r}: expected one of {', '.join(AMP)}")
+        self.device, self.step = torch.device(device), step
+        cuda = self.device.type == "cuda"
+        self.memory_format = torch.channels_last if step.channels_last else torch.contiguous_format
         self.model = model.to(self.device, memory_format=self.memory_format)
         self.optimizer, self.scheduler = optimizer, scheduler
-        cuda = self.device.type == "cuda"
-        self.amp_dtype = {"auto": torch.float16, "fp16": torch.float16, "bf16": torch.bfloat16}.get(precision) if cuda else None
+        self.amp_dtype = AMP[step.precision] if cuda else None
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp_dtype == torch.float16)
-        self.net = model
+        self.net = self.eval_net = model
         if dist.is_initialized():
             self.net = nn.parallel.DistributedDataParallel(model, device_ids=[self.device.index] if cuda else None)
-        self.eval_net = model
-        if compile:
+        if step.compile:
             self.net, self.eval_net = torch.compile(self.net), torch.compile(model)
-        self.criterion = nn.CrossEntropyLoss(label_smoothing=label_smoothing)
-        self.grad_clip, self.tta_flip = grad_clip, tta_flip
-        self.ema = (AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(ema_decay), use_buffers=True)
-                    if ema_decay else None)
+        self.criterion = nn.CrossEntropyLoss(label_smoothing=step.label_smoothing)
+        self.ema = EMA(model, step.ema) if step.ema else None
+        self.sync_every = SYNC_EVERY if cuda else 1
         self.config = config or {}
 
     def _autocast(self):
@@ -77,77 +96,91 @@ class Engine:
         x = x.to(self.device, non_blocking=True).to(memory_format=self.memory_format)
         return x, y.to(self.device, non_blocking=True)
 
-    def train_epoch(self, loader, epoch, history, wrap=None, on_batch=None):
-        """One pass over loader; returns (mean loss, accuracy) over every rank's images."""
+    def train_epoch(self, loader, epoch, history, on_batch=None, wrap=None):
+        """One pass over loader; returns (mean loss, accuracy, images) over every rank's images.
+        on_batch(i, loss, accuracy %) is called at every host read."""
         self.net.train()
         _set_epoch(loader, epoch)
-        loss_sum, correct, seen = torch.zeros((), device=self.device), torch.zeros((), device=self.device), 0
+        zeros = dict(device=self.device)
+        loss_sum, correct, seen = torch.zeros((), **zeros), torch.zeros((), **zeros), 0
+        first_bad, bad_loss = torch.full((), -1, dtype=torch.long, **zeros), torch.zeros((), **zeros)
+        batches, offset = len(loader), len(history.batch_lr)
         for i, (x, y) in enumerate(wrap(loader) if wrap else loader):
             x, y = self._batch(x, y)
-            lr = self.optimizer.param_groups[0]["lr"]
+            history.batch_lr.append(self.optimizer.param_groups[0]["lr"])
             with self._autocast():
                 out = self.net(x)
                 loss = self.criterion(out, y)
-            if not _finite_everywhere(loss):
-                raise NonFiniteLoss(f"loss became {loss.item()} at epoch {epoch}, batch {i}, learning rate "
-                                    f"{lr:.6g}: training stopped (lower the learning rate?); the last "
-                                    f"checkpoint, if any, is from the epoch before")
+            value = loss.detach().float()
+            new_bad = (first_bad < 0) & ~(value <= MAX_LOSS_FACTOR * math.log(out.shape[-1]))  # NaN is bad too
+            first_bad, bad_loss = torch.where(new_bad, i, first_bad), torch.where(new_bad, value, bad_loss)
+            loss_sum += value * len(y)
+            correct += (out.argmax(1) == y).sum()
+            seen += len(y)
+            due = (i + 1) % self.sync_every == 0 or i + 1 == batches
+            if due:  # before the step: on CPU no step ever follows a bad loss
+                loss_now, correct_now = self._stop_if_bad(first_bad, bad_loss, value, correct, epoch,
+                                                          history.batch_lr[offset:])
             self.optimizer.zero_grad(set_to_none=True)
             self.scaler.scale(loss).backward()
-            if self.grad_clip:
+            if self.step.grad_clip:
                 self.scaler.unscale_(self.optimizer)
-                nn.utils.clip_grad_norm_(self.model.parameters(), self.grad_clip)
+                nn.utils.clip_grad_norm_(self.model.parameters(), self.step.grad_clip, foreach=True)
             self.scaler.step(self.optimizer)
             self.scaler.update()
             if self.scheduler is not None:
                 self.scheduler.step()
             if self.ema is not None:
-                self.ema.update_parameters(self.model)
-            history.batch_lr.append(lr)
-            loss_sum += loss.detach().float() * len(y)
-            correct += (out.argmax(1) == y).sum()
-            seen += len(y)
-            if on_batch:
-                on_batch(i, loss.item(), 100 * correct.item() / seen)
+                self.ema.update(self.model)
+            if due and on_batch:
+                on_batch(i, loss_now, 100 * correct_now / seen)
         _average_buffers(self.model)
         if self.ema is not None:
-            _average_buffers(self.ema)
+            _average_buffers(self.ema.module)
         return _reduced_means(loss_sum, correct, seen)
 
+    def _stop_if_bad(self, first_bad, bad_loss, value, correct, epoch, epoch_lrs):
+        """One host read: raise Diverged if any rank saw a bad loss; else (loss, correct so far)."""
+        bad = torch.stack([first_bad.float(), bad_loss])
+        if dist.is_initialized():  # every rank stops at the same batch, or the others wait forever
+            dist.all_reduce(bad, op=dist.ReduceOp.MAX)
+        batch, loss, now, right = torch.cat([bad, torch.stack([value, correct.float()])]).tolist()
+        if batch >= 0:
+            batch = int(batch)
+            raise Diverged(f"loss became {loss:.4g} at epoch {epoch}, batch {batch}, learning rate "
+                           f"{epoch_lrs[batch]:.6g} "
+                           f"(above {MAX_LOSS_FACTOR}x a uniform guess's, or not finite): training stopped "
+                           f"(lower the learning rate?); the last checkpoint, if any, is from the epoch before")
+        return now, right
+
     @torch.no_grad()
-    def evaluate(self, loader, keep_wrong=0):
-        """Returns (mean loss, accuracy, targets, predictions, first misclassified images)."""
+    def evaluate(self, loader):
+        """(mean loss, accuracy, images) on loader, with the EMA weights when there are some."""
         net = self.ema.module if self.ema is not None else self.eval_net
         net.eval()
         _set_epoch(loader, 0)
         loss_sum, correct, seen = torch.zeros((), device=self.device), torch.zeros((), device=self.device), 0
-        targets, preds, wrong = [], [], []
         for x, y in loader:
             x, y = self._batch(x, y)
-            with self._autocast():
-                out = net(x).float()
-                if self.tta_flip:
-                    out = (out + net(x.flip(-1)).float()) / 2
-            pred = out.argmax(1)
+            out = self.logits(net, x)
             loss_sum += nn.functional.cross_entropy(out, y, reduction="sum")
-            correct += (pred == y).sum()
+            correct += (out.argmax(1) == y).sum()
             seen += len(y)
-            targets.append(y), preds.append(pred)
-            if keep_wrong:
-                # a few from every batch: test sets stored class by class would show one class only
-                miss = torch.nonzero(pred != y).flatten()[:-(-keep_wrong // len(loader))]
-                wrong.append((x[miss].float().cpu(), y[miss].cpu(), pred[miss].cpu()))
-        loss, acc = _reduced_means(loss_sum, correct, seen)
-        wrong = tuple(torch.cat(parts)[:keep_wrong] for parts in zip(*wrong)) if wrong else (
-            torch.empty(0, 3, 0, 0), torch.empty(0, dtype=torch.long), torch.empty(0, dtype=torch.long))
-        return loss, acc, torch.cat(targets).cpu(), torch.cat(preds).cpu(), wrong
+        return _reduced_means(loss_sum, correct, seen)
 
-    def fit(self, train_loader, test_loader, epochs, *, checkpoint=None, resume=False, keep_wrong=20,
-            wrap=None, on_batch=None, on_epoch=None):
-        """Run epochs; after each one, report it and (if a path is given) save a checkpoint so that
-        `resume=True` continues exactly where a killed run stopped."""
-        if epochs < 1:
-            raise ValueError(f"epochs must be a positive integer, got {epochs}")
+    def logits(self, net, x):
+        with self._autocast():
+            out = net(x).float()
+            if self.step.tta_flip:
+                out = (out + net(x.flip(-1)).float()) / 2
+        return out
+
+    def fit(self, train_loader, test_loader, epochs, *, checkpoint=None, resume=False, wrap=None, on_batch=None,
+            on_epoch=None):
+        """Run epochs; after each one, save a checkpoint (if a path is given: `resume=True` continues
+        exactly where a killed run stopped), then call on_epoch(epoch, history)."""
+        if not isinstance(epochs, int) or epochs < 1:
+            raise ValueError(f"epochs must be a positive integer, got {epochs!r}")
         history, start = History(), 0
         if resume and checkpoint and Path(checkpoint).exists():
             history, start = self.load_checkpoint(checkpoint)
@@ -155,22 +188,28 @@ class Engine:
             print(f"no checkpoint at {checkpoint} yet: starting from epoch 0", flush=True)
         for epoch in range(start, epochs):
             t0 = time.perf_counter()
-            train_loss, train_acc = self.train_epoch(train_loader, epoch, history, wrap, on_batch)
-            last = epoch == epochs - 1
-            test_loss, test_acc, targets, preds, wrong = self.evaluate(test_loader, keep_wrong if last else 0)
+            train_loss, train_acc, history.train_images = self.train_epoch(train_loader, epoch, history, on_batch, wrap)
+            test_loss, test_acc, history.test_images = self.evaluate(test_loader)
+            self._stop_if_weights_blew_up(epoch, test_loss, history)
             if self.device.type == "cuda":
                 torch.cuda.synchronize(self.device)
             history.append(train_loss=train_loss, train_acc=train_acc, test_loss=test_loss, test_acc=test_acc,
                            epoch_time=time.perf_counter() - t0, lr=history.batch_lr[-1])
-            if last:
-                history.misclassified, history.predictions = wrong, (targets, preds)
-            if on_epoch and is_main_process():
-                on_epoch(epoch, history)
             if checkpoint and is_main_process():
                 self.save_checkpoint(checkpoint, epoch, history)
+            if on_epoch and is_main_process():
+                on_epoch(epoch, history)
         if self.ema is not None:
             self.model.load_state_dict(self.ema.module.state_dict())  # keep the weights that were tested
         return history
+
+    def _stop_if_weights_blew_up(self, epoch, test_loss, history):
+        tensors = [t for t in self.model.state_dict().values() if t.is_floating_point()]
+        finite = torch.stack(torch._foreach_norm(tensors)).isfinite().all().item()
+        if not finite or not math.isfinite(test_loss):
+            what = "the weights are no longer finite" if not finite else f"the test loss became {test_loss}"
+            raise Diverged(f"{what} after epoch {epoch} (learning rate {history.batch_lr[-1]:.6g}): training "
+                           f"stopped (lower the learning rate?); the last checkpoint is from the epoch before")
 
     def save_checkpoint(self, path, epoch, history):
         ckpt.save(path, {
@@ -182,12 +221,17 @@ class Engine:
 
     def load_checkpoint(self, path):
         state = ckpt.load(path, self.device)
-        if state.get("config") != self.config:
-            diff = {k: (state.get("config", {}).get(k), self.config.get(k))
-                    for k in set(state.get("config", {})) | set(self.config)
-                    if state.get("config", {}).get(k) != self.config.get(k)}
-            raise ValueError(f"checkpoint {path} was made with another configuration "
-                             f"(key: (checkpoint, now)): {diff}")
+        missing = sorted({"epoch", "config", "model", "optimizer", "scaler", "scheduler", "ema", "history", "rng"}
+                         - set(state))
+        if missing:
+            raise UserError(f"checkpoint {path} lacks {', '.join(missing)}: not a training checkpoint of this "
+                            f"project (model.pt holds weights only); start afresh with --overwrite")
+        if state["config"] != self.config:
+            diff = {k: (state["config"].get(k), self.config.get(k))
+                    for k in sorted(set(state["config"]) | set(self.config))
+                    if state["config"].get(k) != self.config.get(k)}
+            raise UserError(f"checkpoint {path} was made with another configuration "
+                            f"(key: (checkpoint, now)): {diff}")
         ckpt.load_weights(self.model, state["model"], f"checkpoint {path}")
         self.optimizer.load_state_dict(state["optimizer"])
         self.scaler.load_state_dict(state["scaler"])
@@ -206,14 +250,6 @@ def _set_epoch(loader, epoch):
         sampler.set_epoch(epoch)
 
 
-def _finite_everywhere(loss):
-    """Under DDP every rank must stop together, or the others wait forever in the next all-reduce."""
-    finite = torch.isfinite(loss.detach()).float()
-    if dist.is_initialized():
-        dist.all_reduce(finite, op=dist.ReduceOp.MIN)
-    return bool(finite)
-
-
 def _average_buffers(model):
     """Each DDP rank updates BatchNorm statistics from its own batches; averaging them once per
     epoch (as timm's distribute_bn does) leaves every rank with the same model to test and save."""
@@ -225,9 +261,9 @@ def _average_buffers(model):
 
 
 def _reduced_means(loss_sum, correct, seen):
-    """Sums over every rank's images, turned into means; one sync per epoch."""
+    """Sums over every rank's images, turned into (mean loss, accuracy, images); one sync."""
     totals = torch.stack([loss_sum, correct.float(), torch.tensor(float(seen), device=loss_sum.device)])
     if dist.is_initialized():
         dist.all_reduce(totals)
     loss_sum, correct, seen = totals.tolist()
-    return loss_sum / seen, correct / seen
+    return loss_sum / seen, correct / seen, int(seen)

@@ -11,19 +11,27 @@ class History:
     epoch_time: list = field(default_factory=list)  # seconds, train + test pass
     lr: list = field(default_factory=list)          # learning rate at the end of each epoch
     batch_lr: list = field(default_factory=list)    # learning rate of every optimizer step
-    # Last epoch only, for plots; not saved: (images, targets, predictions) and (targets, predictions).
+    train_images: int = 0                           # images per epoch, summed over DDP ranks
+    test_images: int = 0
+    # Set after training, for plots; not saved: (images, targets, predictions) of the first
+    # misclassified test images, and (targets, predictions) of the whole test set.
     misclassified: tuple = field(default=None, repr=False, compare=False)
     predictions: tuple = field(default=None, repr=False, compare=False)
 
-    NUMBERS = ("train_loss", "train_acc", "test_loss", "test_acc", "epoch_time", "lr", "batch_lr")
+    SAVED = ("train_loss", "train_acc", "test_loss", "test_acc", "epoch_time", "lr", "batch_lr",
+             "train_images", "test_images")
 
     def append(self, **epoch):
         for key, value in epoch.items():
             getattr(self, key).append(value)
 
     def to_dict(self):
-        return {key: list(getattr(self, key)) for key in self.NUMBERS}
+        return {key: _copy(getattr(self, key)) for key in self.SAVED}
 
     @classmethod
     def from_dict(cls, d):
-        return cls(**d)
+        return cls(**{key: d[key] for key in cls.SAVED if key in d})
+
+
+def _copy(value):
+    return list(value) if isinstance(value, list) else value

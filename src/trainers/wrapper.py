@@ -1,20 +1,22 @@
-"""The user's custom training wrapper: a tqdm bar per batch, a test summary per epoch.
+"""The custom training wrapper: a tqdm bar per batch, a test summary per epoch.
 
     Loss=0.5845 Batch_id=97 Accuracy=79.38: 100%|██████████| 98/98
     Epoch 3 | Test set: Average loss: 0.3012, Accuracy: 9095/10000 (90.95%)
 
-Any optimizer, and optionally a scheduler stepped every batch (e.g. OneCycleLR).
+`Trainer` takes any optimizer and, optionally, a scheduler stepped every batch; `train_wrapper`
+is how the experiments use it: AdamW and torch's linear OneCycleLR, peaking at `warmup`. The bar's
+numbers are read from the device every Engine.sync_every batches (every batch on CPU).
 """
+from torch.optim.lr_scheduler import OneCycleLR
 from tqdm import tqdm
 
-from .engine import Engine
+from .engine import Engine, Step, adamw
+from .one_cycle import WARMUP
 
 
 class Trainer:
-    def __init__(self, model, optimizer, device="cpu", scheduler=None, **options):
-        """options: Engine's (precision, channels_last, compile, label_smoothing, grad_clip,
-        ema_decay, tta_flip, config)."""
-        self.engine = Engine(model, optimizer, device, scheduler, **options)
+    def __init__(self, model, optimizer, scheduler=None, *, step=Step(), device="cpu", config=None):
+        self.engine = Engine(model, optimizer, scheduler, step=step, device=device, config=config)
         self._bar = None
 
     def _progress(self, batches):
@@ -29,12 +31,23 @@ class Trainer:
         return (f"Epoch {epoch} | Test set: Average loss: {loss:.4f}, "
                 f"Accuracy: {round(accuracy * n)}/{n} ({100 * accuracy:.2f}%)")
 
-    def fit(self, train_loader, test_loader, epochs, checkpoint=None, resume=False):
-        """Returns a History; its `misclassified` holds the last epoch's first wrong test images."""
-        n_test = len(test_loader.dataset)
-
-        def on_epoch(epoch, history):
-            print(self.test_summary(epoch, history.test_loss[-1], history.test_acc[-1], n_test), flush=True)
+    def fit(self, train_loader, test_loader, epochs, checkpoint=None, resume=False, on_epoch=None):
+        def report(epoch, history):
+            print(self.test_summary(epoch, history.test_loss[-1], history.test_acc[-1], history.test_images),
+                  flush=True)
+            if on_epoch:
+                on_epoch(epoch, history)
 
         return self.engine.fit(train_loader, test_loader, epochs, checkpoint=checkpoint, resume=resume,
-                               wrap=self._progress, on_batch=self._describe, on_epoch=on_epoch)
+                               wrap=self._progress, on_batch=self._describe, on_epoch=report)
+
+
+def train_wrapper(model, train_loader, test_loader, epochs, lr_max=0.01, weight_decay=0.01, *, warmup=WARMUP,
+                  decay_norms=True, beta2=0.999, step=Step(), device="cpu", checkpoint=None, resume=False,
+                  config=None, on_epoch=None):
+    """The wrapper with AdamW and a linear one-cycle schedule; returns a History."""
+    optimizer = adamw(model, lr_max, weight_decay, decay_norms, beta2, device)
+    scheduler = OneCycleLR(optimizer, max_lr=lr_max, epochs=epochs, steps_per_epoch=len(train_loader),
+                           pct_start=warmup, anneal_strategy="linear")
+    trainer = Trainer(model, optimizer, scheduler, step=step, device=device, config=config)
+    return trainer.fit(train_loader, test_loader, epochs, checkpoint=checkpoint, resume=resume, on_epoch=on_epoch)

@@ -1,0 +1,232 @@
+"""Every option of a run, declared once in OPTIONS.
+
+The command line (src/train.py), the recipes' reach, the resume check, the notebooks' echo of
+the command line and what reaches the model, the loaders and the trainers are all derived from
+this list. Adding an option = one `Option(...)` below + the code that uses it.
+"""
+import math
+from dataclasses import asdict, dataclass, field, make_dataclass
+
+import torch
+
+from .errors import UserError
+from .models import MODELS, hyper_parameters, variant
+from .recipes import RECIPES, recipe
+from .trainers import TRAINERS
+from .trainers.one_cycle import ANNEAL, WARMUP
+
+DEFAULT_DATA = "./data"  # torchvision downloads CIFAR-10 here when nothing else is given
+LOADERS = ("auto", "reference", "gpu")
+PRECISIONS = ("auto", "fp32", "fp16", "bf16")
+
+
+@dataclass(frozen=True)
+class Allowed:
+    """A range of numbers; str() says it in words, for --help and error messages."""
+    low: float = -math.inf
+    high: float = math.inf
+    low_open: bool = False
+    high_open: bool = False
+    integer: bool = False
+
+    def __contains__(self, value):
+        if isinstance(value, bool) or not isinstance(value, int if self.integer else (int, float)):
+            return False
+        if not math.isfinite(value):
+            return False
+        above = value > self.low if self.low_open else value >= self.low
+        below = value < self.high if self.high_open else value <= self.high
+        return above and below
+
+    def __str__(self):
+        kind = "an integer" if self.integer else "a finite number"
+        if self.high == math.inf:
+            return f"{kind} {'>' if self.low_open else '>='} {self.low:g}"
+        return (f"{kind} in {'(' if self.low_open else '['}{self.low:g}, {self.high:g}"
+                f"{')' if self.high_open else ']'}")
+
+
+POSITIVE_INT = Allowed(1, integer=True)
+COUNT = Allowed(0, integer=True)
+FRACTION = Allowed(0, 1, high_open=True)
+
+
+@dataclass(frozen=True)
+class Option:
+    name: str
+    default: object
+    help: str
+    group: str                # experiment, model, optimisation or running
+    allowed: object = None    # an Allowed, a tuple of choices, one Allowed per value (nargs), or None
+    type: type = None         # parses a command-line word; default: the default's type
+    nargs: int = None
+    resume: bool = False      # a checkpoint only continues a run made with the same value
+    recipe: bool = False      # a recipe may set it (src/recipes.py)
+
+    @property
+    def flag(self):
+        return "--" + self.name.replace("_", "-")
+
+    @property
+    def unset(self):
+        """Config's default: None where a recipe, the model variant or "auto" decides."""
+        return None if self.recipe or self.group == "model" else self.default
+
+
+MODEL_SIZE = "a hyper-parameter of the model (default: the --model variant's)"
+OPTIONS = (
+    # experiment
+    Option("model", "convmixer_256_8", "named model size (src/models)", "experiment", tuple(MODELS), resume=True),
+    Option("trainer", "onecycle", "onecycle: the authors' loop, one line per epoch; wrapper: the custom "
+           "training wrapper, a tqdm bar per batch", "experiment", tuple(TRAINERS), resume=True),
+    Option("recipe", "baseline", "default values of the optimisation options (src/recipes.py)", "experiment",
+           tuple(RECIPES)),
+    Option("epochs", 25, "epochs to train", "experiment", POSITIVE_INT, resume=True),
+    Option("data", DEFAULT_DATA, "class-folder copy (train/<class>/*.jpg) or torchvision's CIFAR-10 folder; "
+           f"the default {DEFAULT_DATA} is downloaded by torchvision if missing", "experiment", type=str),
+    Option("download", False, "download CIFAR-10 with torchvision into --data", "experiment"),
+    Option("out", None, "output folder (default runs/MODEL-TRAINER-RECIPE)", "experiment", type=str),
+    Option("resume", False, "continue the run in --out from its checkpoint.pt", "experiment"),
+    Option("overwrite", False, "replace the run that --out already holds", "experiment"),
+    # model: None keeps the variant's value
+    *(Option(name, None, MODEL_SIZE, "model", POSITIVE_INT, type=int, resume=True)
+      for name in ("dim", "depth", "kernel_size", "patch_size", "heads", "dim_head", "mlp_dim")),
+    *(Option(name, None, MODEL_SIZE, "model", FRACTION, type=float, resume=True, recipe=True)
+      for name in ("dropout", "emb_dropout")),
+    # optimisation: None takes the recipe's value, else the default here
+    Option("lr_max", None, "peak learning rate", "optimisation", Allowed(0, low_open=True), float, resume=True,
+           recipe=True),
+    Option("wd", 0.0, "AdamW weight decay", "optimisation", Allowed(0), float, resume=True, recipe=True),
+    Option("beta2", 0.999, "AdamW's second-moment decay", "optimisation", FRACTION, float, resume=True,
+           recipe=True),
+    Option("warmup", WARMUP, f"fraction of the run spent warming up (< {ANNEAL:g}, where annealing starts)",
+           "optimisation", Allowed(0, ANNEAL, low_open=True, high_open=True), float, resume=True, recipe=True),
+    Option("decay_norms", True, "weight decay on norms, biases, position embedding and class token too",
+           "optimisation", resume=True, recipe=True),
+    Option("label_smoothing", 0.0, "label smoothing of the training loss", "optimisation", FRACTION, float,
+           resume=True, recipe=True),
+    Option("ema", 0.0, "evaluate an exponential moving average of the weights with this decay (0: none)",
+           "optimisation", FRACTION, float, resume=True, recipe=True),
+    Option("tta_flip", False, "average the logits of each test image and its mirror", "optimisation",
+           recipe=True),
+    Option("grad_clip", 0.0, "clip the gradient norm to this value (0: no clipping)", "optimisation", Allowed(0),
+           float, resume=True, recipe=True),
+    Option("randaugment", None, "torchvision's RandAugment before the original augmentation (reference loader)",
+           "optimisation", (Allowed(1, 14, integer=True), Allowed(0, 30, integer=True)), int, nargs=2,
+           resume=True, recipe=True),
+    # running
+    Option("batch_size", 512, "images per optimizer step", "running", POSITIVE_INT, resume=True),
+    Option("workers", 2, "DataLoader worker processes (reference loader)", "running", COUNT),
+    Option("seed", 0, "seeds torch, numpy and random: CPU runs repeat bit for bit", "running", COUNT),
+    Option("train_subset", None, "train on this many images (quick runs)", "running", POSITIVE_INT, int,
+           resume=True),
+    Option("test_subset", None, "test on this many images (quick runs)", "running", POSITIVE_INT, int),
+    Option("loader", "auto", "reference: albumentations DataLoader; gpu: the whole dataset on the device, same "
+           "augmentation; auto: gpu on CUDA", "running", LOADERS),
+    Option("precision", "auto", "CUDA autocast; auto: bf16 where the GPU has it, else fp16 (CPU: fp32)",
+           "running", PRECISIONS),
+    Option("channels_last", None, "channels-last memory format (default: on CUDA)", "running", type=bool),
+    Option("compile", None, "torch.compile the model (default: on CUDA)", "running", type=bool),
+    Option("device", "auto", "cpu, cuda or cuda:N; auto: cuda when there is one", "running", type=str),
+)
+BY_NAME = {o.name: o for o in OPTIONS}
+
+Config = make_dataclass("Config", [(o.name, object, field(default=o.unset)) for o in OPTIONS])
+Config.__doc__ = "One run's settings, one field per Option; `resolve(config)` fills in and checks them."
+
+
+def resolve(cfg):
+    """A copy with every value decided (recipe, model variant, "auto") and checked: raises
+    UserError naming the flag, the value and what is allowed. Reads no data."""
+    values = asdict(cfg)
+    for name in ("model", "trainer", "recipe"):
+        _check(BY_NAME[name], values[name])
+    values["device"] = _device(values["device"])
+    cuda = values["device"].startswith("cuda")
+    family = variant(values["model"]).family
+    for name, value in recipe(values["recipe"], family).items():
+        if values[name] is None:
+            values[name] = value
+    for o in OPTIONS:
+        if o.group != "model" and values[o.name] is None and o.default is not None:
+            values[o.name] = o.default
+    for o in OPTIONS:
+        _check(o, values[o.name])
+    if values["lr_max"] is None:
+        raise UserError(f"--lr-max: recipe {values['recipe']!r} sets none for {family}; give one")
+    try:
+        sizes = hyper_parameters(values["model"], **{o.name: values[o.name] for o in OPTIONS if o.group == "model"})
+    except ValueError as err:
+        raise UserError(f"--model {values['model']}: {err}") from None
+    values.update({k: v for k, v in sizes.items() if k in BY_NAME})
+    if values["randaugment"] is not None:
+        values["randaugment"] = tuple(values["randaugment"])
+    values["precision"] = _precision(values["precision"], values["device"])
+    if values["loader"] == "auto":
+        values["loader"] = "gpu" if cuda and not values["randaugment"] else "reference"
+    if values["randaugment"] and values["loader"] == "gpu":
+        raise UserError("--randaugment runs in the reference loader only: use --loader reference")
+    for name in ("channels_last", "compile"):
+        values[name] = cuda if values[name] is None else values[name]
+    if values["resume"] and values["overwrite"]:
+        raise UserError("--resume and --overwrite contradict each other: continue the run or replace it")
+    values["out"] = values["out"] or f"runs/{values['model']}-{values['trainer']}-{values['recipe']}"
+    values["download"] = values["download"] or values["data"] == DEFAULT_DATA
+    return Config(**values)
+
+
+Config.resolved = resolve
+
+
+def _check(option, value):
+    allowed = option.allowed
+    if value is None or allowed is None:
+        if allowed is None and option.type is bool and value is not None and not isinstance(value, bool):
+            raise UserError(f"{option.flag} {value!r}: expected True or False")
+        return
+    if option.nargs:
+        if not isinstance(value, (tuple, list)) or len(value) != option.nargs:
+            raise UserError(f"{option.flag} {value!r}: expected {option.nargs} values")
+        for v, a in zip(value, allowed):
+            if v not in a:
+                raise UserError(f"{option.flag} {' '.join(map(str, value))}: each value must be {a} (got {v!r})")
+    elif isinstance(allowed, tuple):
+        if value not in allowed:
+            raise UserError(f"{option.flag} {value!r}: expected one of {', '.join(allowed)}")
+    elif value not in allowed:
+        raise UserError(f"{option.flag} {value!r}: expected {allowed}")
+
+
+def _device(name):
+    if name == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    try:
+        device = torch.device(name)
+    except (RuntimeError, TypeError):
+        device = None
+    if device is None or device.type not in ("cpu", "cuda"):
+        raise UserError(f"--device {name!r}: expected cpu, cuda, cuda:N or auto")
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise UserError(f"--device {name}: no CUDA GPU is available here; use --device cpu")
+    if device.index is not None and device.index >= torch.cuda.device_count():
+        raise UserError(f"--device {name}: there are only {torch.cuda.device_count()} CUDA devices")
+    return str(device)
+
+
+def _precision(precision, device):
+    """On CPU everything runs in fp32; "auto" on CUDA is bf16 where the GPU computes it natively
+    (Ampere and newer) and fp16 with a grad scaler elsewhere (a T4 in Colab)."""
+    if not device.startswith("cuda"):
+        return "fp32"
+    if precision == "auto":
+        return "bf16" if torch.cuda.get_device_capability(torch.device(device))[0] >= 8 else "fp16"
+    return precision
+
+
+def fingerprint(cfg):
+    """The values a checkpoint must share with the run that resumes it."""
+    return {o.name: getattr(cfg, o.name) for o in OPTIONS if o.resume}
+
+
+def model_overrides(cfg):
+    return {o.name: getattr(cfg, o.name) for o in OPTIONS if o.group == "model" and getattr(cfg, o.name) is not None}
