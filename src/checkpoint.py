@@ -1,11 +1,14 @@
 """Checkpoints that survive a kill mid-write and load without running pickled code."""
 import os
 import random
+import re
 import tempfile
 from pathlib import Path
 
 import numpy as np
 import torch
+
+from .errors import UserError
 
 
 def save(path, state):
@@ -35,19 +38,26 @@ def load(path, map_location="cpu"):
     try:
         return torch.load(path, map_location=map_location, weights_only=True)
     except Exception as err:
-        raise ValueError(f"{path} is not a readable checkpoint: {_reason(err)}") from None
+        raise UserError(f"{path} is not a readable checkpoint: {_reason(err)}") from None
 
 
 def _reason(err):
     """One line. torch's weights-only refusal is a page of advice (including "load it with
-    weights_only=False"); keep only its cause."""
+    weights_only=False", which must never be followed for a file of unknown origin): keep its cause."""
     text = str(err).strip()
-    if "WeightsUnpickler error:" in text:
-        cause = text.split("WeightsUnpickler error:", 1)[1].strip().split("\n")[0]
-        cause = cause.split(" was not an allowed global")[0]
+    blocked = re.search(r"GLOBAL ([\w.]+)|([\w.]+) was not an allowed global", text)
+    if blocked or "Weights only load failed" in text:
+        cause = f"it holds {blocked.group(1) or blocked.group(2)}" if blocked else "it holds more than tensors"
         return (f"refused by the weights-only loader ({cause}): only tensors and plain values load, "
                 f"no pickled code is run")
     return text.split("\n")[0] if text else f"{type(err).__name__} (empty or truncated file?)"
+
+
+def check_config(source, saved, now):
+    """A run continues only with the settings it was made with: name every one that differs."""
+    if saved != now:
+        diff = {k: (saved.get(k), now.get(k)) for k in sorted(set(saved) | set(now)) if saved.get(k) != now.get(k)}
+        raise UserError(f"{source} was made with another configuration (key: (then, now)): {diff}")
 
 
 def load_weights(model, state_dict, source="checkpoint"):

@@ -10,7 +10,7 @@ from dataclasses import asdict, dataclass, field, make_dataclass
 import torch
 
 from .errors import UserError
-from .models import MODELS, hyper_parameters, variant
+from .models import MODELS, create_model, hyper_parameters, variant
 from .recipes import RECIPES, recipe
 from .trainers import TRAINERS
 from .trainers.one_cycle import ANNEAL, WARMUP
@@ -156,6 +156,8 @@ def resolve(cfg):
         raise UserError(f"--lr-max: recipe {values['recipe']!r} sets none for {family}; give one")
     try:
         sizes = hyper_parameters(values["model"], **{o.name: values[o.name] for o in OPTIONS if o.group == "model"})
+        with torch.device("meta"):  # the constructors check the sizes and how they combine; meta allocates nothing
+            create_model(values["model"], **sizes)
     except ValueError as err:
         raise UserError(f"--model {values['model']}: {err}") from None
     values.update({k: v for k, v in sizes.items() if k in BY_NAME})

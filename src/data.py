@@ -136,8 +136,7 @@ def split_size(root, train=True):
     """How many images a split holds, without decoding any: checks before reading the data."""
     root, split = Path(root), "train" if train else "test"
     if (root / split).is_dir():
-        return sum(1 for name in CLASSES if (root / split / name).is_dir()
-                   for p in (root / split / name).iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+        return len(_image_files(root / split))
     return 50_000 if train else 10_000  # torchvision's CIFAR-10
 
 
@@ -156,27 +155,31 @@ def preview(root, n=8, seed=0, download=False):
     root = Path(root)
     if not (root / "train").is_dir():
         return cifar10(root, True, download=download).subset(n, seed)
-    files = sorted((label, p) for label, name in enumerate(CLASSES) if (root / "train" / name).is_dir()
-                   for p in (root / "train" / name).iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+    files = _image_files(root / "train")
     if len(files) < n:
         raise UserError(f"{root / 'train'} holds {len(files)} images; the preview needs {n}")
     picks = np.random.default_rng(seed).choice(len(files), n, replace=False)
     return CIFAR10Array(np.stack([_read_image(files[i][1]) for i in picks]), [files[i][0] for i in picks])
 
 
-def _read_class_folders(split_dir):
+def _image_files(split_dir):
+    """[(label, path)] of a class-folder split, checked (the ten classes, none empty), in class order."""
     found = sorted(p.name for p in split_dir.iterdir() if p.is_dir())
     if sorted(found) != sorted(CLASSES):
         raise UserError(f"{split_dir} must hold exactly the 10 CIFAR-10 class folders "
-                         f"{list(CLASSES)}; found {found}")
-    paths, labels = [], []
+                        f"{list(CLASSES)}; found {found}")
+    files = []
     for label, name in enumerate(CLASSES):
-        files = sorted(p for p in (split_dir / name).iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
-        if not files:
+        paths = sorted(p for p in (split_dir / name).iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+        if not paths:
             raise UserError(f"class folder {split_dir / name} holds no .jpg/.jpeg/.png image")
-        paths += files
-        labels += [label] * len(files)
-    return np.stack([_read_image(p) for p in paths]), np.array(labels)
+        files += [(label, p) for p in paths]
+    return files
+
+
+def _read_class_folders(split_dir):
+    files = _image_files(split_dir)
+    return np.stack([_read_image(p) for _, p in files]), np.array([label for label, _ in files])
 
 
 def _read_image(path):

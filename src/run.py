@@ -17,6 +17,7 @@ import torch
 import torch.distributed as dist
 
 from . import data
+from .checkpoint import check_config
 from .config import fingerprint, model_overrides
 from .errors import UserError
 from .evaluate import predict
@@ -80,12 +81,15 @@ def commit():
 def run(cfg):
     """Train as configured; returns (model, history). Rank 0 writes the run's files."""
     cfg = cfg.resolved()
-    out = Path(cfg.out)
+    out, created = Path(cfg.out), not Path(cfg.out).exists()
+    n_train = min(cfg.train_subset or data.split_size(cfg.data, True), data.split_size(cfg.data, True))
+    if cfg.batch_size > n_train:  # counted without decoding an image
+        raise UserError(f"--batch-size {cfg.batch_size}: larger than the {n_train} training images, so an epoch "
+                        f"would have no full batch")
     if is_main_process():
         finished = _claim(out, cfg)
         if finished:
             return finished
-    created = not out.exists()
     try:
         return _train(cfg, out)
     except BaseException:
@@ -100,8 +104,10 @@ def _claim(out, cfg):
     if cfg.resume and (out / "metrics.json").exists():
         metrics = json.loads((out / "metrics.json").read_text())
         if metrics.get("finished"):
-            print(f"the run in {out} is already finished ({metrics['epochs_done']} epochs, test accuracy "
-                  f"{100 * metrics['final_test_acc']:.2f}%): nothing to resume", flush=True)
+            wanted = json.loads(json.dumps(fingerprint(cfg)))  # as metrics.json holds it: tuples become lists
+            check_config(f"the finished run {out / 'metrics.json'}", {k: metrics["config"].get(k) for k in wanted}, wanted)
+            print(f"the run in {out} is already finished ({metrics['epochs_done']} of {cfg.epochs} epochs, test "
+                  f"accuracy {100 * metrics['final_test_acc']:.2f}%): nothing to resume", flush=True)
             model = create_model(cfg.model, **model_overrides(cfg))
             model.load_state_dict(torch.load(out / "model.pt", map_location="cpu", weights_only=True))
             return model, History.from_dict(metrics["history"])
@@ -130,11 +136,7 @@ def _train(cfg, out):
         cfg.device = str(device)
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = True  # fixed shapes: let cuDNN pick its fastest kernels once
-    model = create_model(cfg.model, **model_overrides(cfg))  # checks the sizes before the data is read
-    n_train = min(cfg.train_subset or data.split_size(cfg.data, True), data.split_size(cfg.data, True))
-    if cfg.batch_size > n_train:
-        raise UserError(f"--batch-size {cfg.batch_size}: larger than the {n_train} training images, so an epoch "
-                        f"would have no full batch")
+    model = create_model(cfg.model, **model_overrides(cfg))
     train_loader, test_loader = make_loaders(cfg)
     step = Step.of(cfg)
     extra = {"name": variant(cfg.model).title} if cfg.trainer == "onecycle" else {}

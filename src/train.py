@@ -54,7 +54,8 @@ def _parse(kind):
 
 
 def config_from_args(argv=None):
-    return Config(**vars(parser().parse_args(argv)))
+    args = vars(parser().parse_args(argv))
+    return Config(**{k: tuple(v) if isinstance(v, list) else v for k, v in args.items()})
 
 
 def main(argv=None):

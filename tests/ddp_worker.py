@@ -9,7 +9,8 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
-from src.train import Config, run
+from src.config import Config
+from src.run import run
 
 data, out, loader = sys.argv[1:4]
 dist.init_process_group("gloo")
@@ -17,7 +18,7 @@ rank = dist.get_rank()
 if sys.argv[4:] == ["nan-on-rank1"] and rank == 1:
     calls, loss = itertools.count(), nn.CrossEntropyLoss.forward
     nn.CrossEntropyLoss.forward = lambda self, x, y: loss(self, x, y) * (float("nan") if next(calls) >= 3 else 1)
-cfg = Config(model="convmixer", dim=16, depth=1, patch_size=4, epochs=2, data=data, out=out, batch_size=8,
+cfg = Config(model="convmixer_256_8", dim=16, depth=1, patch_size=4, epochs=2, data=data, out=out, batch_size=8,
              workers=0, device="cpu", loader=loader)
 model, history = run(cfg)
 torch.save(model.state_dict(), f"{out}/rank{rank}.pt")

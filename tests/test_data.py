@@ -1,9 +1,11 @@
-"""The user's augmentation does what it says, on small generated images."""
+"""The original augmentation does what it says, on small generated images; the loaders and the
+cheap look-ups (split sizes, preview, source) on a tiny class-folder copy."""
 import numpy as np
 import pytest
 import torch
 
-from src.data import MEAN, STD, CIFAR10Array, cifar10, loaders, test_transforms as eval_transforms, train_transforms
+from src.data import (MEAN, STD, CIFAR10Array, cifar10, loaders, preview, source, split_size,
+                      test_transforms as eval_transforms, train_transforms)
 
 FILL = np.array([round(255 * m) for m in MEAN], dtype=np.uint8)
 
@@ -53,7 +55,7 @@ def test_test_transform_only_normalizes():
     assert torch.allclose(x, expected, atol=1e-5)
 
 
-def test_labels_never_change_and_loader_batches(tmp_path):
+def test_labels_never_change_and_subset_is_fixed():
     rng = np.random.default_rng(0)
     images = rng.integers(0, 256, (40, 32, 32, 3), dtype=np.uint8)
     labels = np.arange(40) % 10
@@ -63,18 +65,40 @@ def test_labels_never_change_and_loader_batches(tmp_path):
     raw = CIFAR10Array(images, labels)
     assert raw[3][0].dtype == np.uint8 and raw[3][1] == 3
     subset = raw.subset(10)
-    assert len(subset) == 10 and raw.subset(None) is raw
+    assert len(subset) == 10 and raw.subset(None) is raw and raw.subset(40) is raw
+    again = raw.subset(10)
+    assert np.array_equal(subset.images, again.images) and np.array_equal(subset.labels, again.labels)
+    for image, label in zip(subset.images, subset.labels):  # each subset image keeps its own label
+        assert labels[np.flatnonzero((images == image).all(axis=(1, 2, 3)))[0]] == label
+
+
+def test_reference_loaders_batch_shuffle_and_keep_labels(tiny_cifar):
+    torch.manual_seed(0)
+    train, test = loaders(tiny_cifar, batch_size=16, workers=0, test_batch_size=64)
+    assert len(train) == 10 and len(test) == 1  # 160 train images, drop_last; 40 test in one batch
+    xs, ys = zip(*train)
+    assert all(x.shape == (16, 3, 32, 32) and x.dtype == torch.float32 for x in xs)
+    labels = torch.cat(ys)
+    assert sorted(labels.tolist()) == sorted(train.dataset.labels.tolist())
+    assert labels.tolist() != sorted(labels.tolist())  # shuffled
+    x, y = next(iter(test))
+    assert x.shape == (40, 3, 32, 32) and y.tolist() == test.dataset.labels.tolist()  # test: in order
+    # what the model sees of a test image is exactly its normalized pixels
+    assert torch.allclose(x[0], eval_transforms()(image=test.dataset.images[0])["image"])
+
+
+def test_split_sizes_preview_and_source_read_no_more_than_needed(tiny_cifar):
+    assert (split_size(tiny_cifar, True), split_size(tiny_cifar, False)) == (160, 40)
+    picked = preview(tiny_cifar, n=8, seed=1)
+    assert picked.images.shape == (8, 32, 32, 3) and picked.images.dtype == np.uint8
+    full = cifar10(tiny_cifar, train=True)
+    for image, label in zip(picked.images, picked.labels):  # real training images with their labels
+        assert label in full.labels[(full.images == image).all(axis=(1, 2, 3))]
+    assert np.array_equal(preview(tiny_cifar, n=8, seed=1).images, picked.images)
+    assert source(tiny_cifar) == "CIFAR-10 class folders"  # PNGs; the JPEG copy says so (test_real_data)
+    assert source("/nonexistent") == "CIFAR-10 (torchvision)"
 
 
 def test_empty_split_is_an_error():
     with pytest.raises(ValueError, match="empty"):
         CIFAR10Array(np.zeros((0, 32, 32, 3), np.uint8), [])
-
-
-def test_missing_folder_names_the_path(tmp_path):
-    with pytest.raises(FileNotFoundError, match="does-not-exist"):
-        cifar10(tmp_path / "does-not-exist")
-    with pytest.raises(FileNotFoundError, match="class folders"):
-        cifar10(tmp_path)
-    with pytest.raises(FileNotFoundError):
-        loaders(tmp_path / "nope")

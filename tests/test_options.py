@@ -16,9 +16,11 @@ from torch.utils.data import DataLoader, TensorDataset
 
 from src.data import RandAugment, train_transforms
 from src.models import ConvViT, convmixer
+from src.config import Config
+from src.evaluate import predict
 from src.recipes import RECIPES
-from src.train import Config, config_from_args
-from src.trainers import Engine, History, Trainer, lr_schedule, param_groups, train_one_cycle
+from src.train import config_from_args
+from src.trainers import Engine, History, Step, Trainer, lr_schedule, param_groups, train_one_cycle
 
 torch.set_num_threads(2)
 
@@ -98,12 +100,12 @@ def ema_closed_form(snapshots, decay):
 def test_ema_weights_follow_the_recurrence(make_model):
     decay, size = 0.8, (8 if make_model is linear_model else 32)
     model = make_model()
-    engine = Engine(model, sgd(model, 0.5), ema_decay=decay)
+    engine = Engine(model, sgd(model, 0.5), step=Step(ema=decay))
     snapshots = []
     train = batches(3, 4, size=size)
-    engine.fit(train, batches(1, 4, size=size, seed=1), epochs=2, keep_wrong=0,
+    engine.fit(train, batches(1, 4, size=size, seed=1), epochs=2,
                on_batch=lambda *_: snapshots.append(float_state(model)))
-    assert len(snapshots) == 6 and engine.ema.n_averaged.item() == 6
+    assert len(snapshots) == 6 and engine.ema.updates == 6
     got = float_state(engine.ema.module)
     assert set(got) == set(snapshots[0])  # BatchNorm running stats are averaged too (use_buffers=True)
     for expected in (ema_recurrence(snapshots, decay), ema_closed_form(snapshots, decay)):
@@ -116,7 +118,7 @@ def test_ema_weights_follow_the_recurrence(make_model):
 
 def test_ema_first_update_copies_the_weights():
     model = linear_model()
-    engine = Engine(model, sgd(model, 0.5), ema_decay=0.999)
+    engine = Engine(model, sgd(model, 0.5), step=Step(ema=0.999))
     snapshots = []
     engine.train_epoch(batches(1, 4), 0, History(), on_batch=lambda *_: snapshots.append(float_state(model)))
     for name, value in float_state(engine.ema.module).items():
@@ -125,10 +127,11 @@ def test_ema_first_update_copies_the_weights():
 
 def test_evaluate_with_ema_uses_the_ema_weights():
     model = tiny_mixer()
-    engine = Engine(model, sgd(model, 0.5), ema_decay=0.7)
+    engine = Engine(model, sgd(model, 0.5), step=Step(ema=0.7))
     test = batches(2, 5, size=32, seed=1)
     engine.train_epoch(batches(4, 4, size=32), 0, History())  # fit() would end with the EMA weights
-    loss, acc, targets, preds, _ = engine.evaluate(test)
+    loss, acc, n = engine.evaluate(test)
+    preds = predict(engine.ema.module, test).plain
     x, y = concat(test)
     ema_net = engine.ema.module.eval()
     raw = copy.deepcopy(model).eval()
@@ -136,19 +139,19 @@ def test_evaluate_with_ema_uses_the_ema_weights():
         ema_out, raw_out = ema_net(x), raw(x)
     assert loss == pytest.approx(nn.functional.cross_entropy(ema_out, y).item(), rel=1e-5)
     assert acc == pytest.approx((ema_out.argmax(1) == y).float().mean().item())
-    assert torch.equal(preds, ema_out.argmax(1)) and torch.equal(targets, y)
+    assert torch.equal(preds, ema_out.argmax(1)) and n == len(y)
     raw_loss = nn.functional.cross_entropy(raw_out, y).item()
     assert abs(loss - raw_loss) > 1e-4, "evaluate() gave the raw model's loss, not the EMA's"
-    # without ema_decay the same engine setup evaluates the raw model
+    # without an EMA the same engine setup evaluates the raw model
     plain = Engine(copy.deepcopy(model), sgd(model, 0.0))
     assert plain.evaluate(test)[0] == pytest.approx(raw_loss, rel=1e-5)
 
 
 def test_fit_with_ema_ends_with_the_ema_weights_that_were_tested():
     model = tiny_mixer()
-    engine = Engine(model, sgd(model, 0.5), ema_decay=0.7)
+    engine = Engine(model, sgd(model, 0.5), step=Step(ema=0.7))
     test = batches(2, 5, size=32, seed=1)
-    history = engine.fit(batches(4, 4, size=32), test, epochs=2, keep_wrong=0)
+    history = engine.fit(batches(4, 4, size=32), test, epochs=2)
     for name, value in float_state(engine.ema.module).items():
         torch.testing.assert_close(float_state(model)[name], value, rtol=0, atol=0, msg=name)
     assert Engine(model, sgd(model, 0.0)).evaluate(test)[0] == pytest.approx(history.test_loss[-1], rel=1e-5)
@@ -159,11 +162,14 @@ def test_fit_with_ema_ends_with_the_ema_weights_that_were_tested():
 def test_tta_flip_is_flip_invariant_and_averages_logits():
     model = linear_model()
     x, y = concat(batches(2, 6, seed=3))
-    engine = Engine(model, sgd(model, 0.0), tta_flip=True)
-    loss, acc, _, preds, _ = engine.evaluate([(x, y)])
-    loss_f, acc_f, _, preds_f, _ = engine.evaluate([(x.flip(-1), y)])
+    engine = Engine(model, sgd(model, 0.0), step=Step(tta_flip=True))
+    loss, acc, _ = engine.evaluate([(x, y)])
+    loss_f, acc_f, _ = engine.evaluate([(x.flip(-1), y)])
     assert loss == pytest.approx(loss_f, rel=1e-6, abs=1e-7)
-    assert acc == acc_f and torch.equal(preds, preds_f)
+    assert acc == acc_f
+    preds = predict(model, [(x, y)], step=Step(tta_flip=True)).predictions
+    preds_f = predict(model, [(x.flip(-1), y)], step=Step(tta_flip=True)).predictions
+    assert torch.equal(preds, preds_f)
 
     model.eval()
     with torch.no_grad():
@@ -173,7 +179,7 @@ def test_tta_flip_is_flip_invariant_and_averages_logits():
     assert torch.equal(preds, logits.argmax(1))
 
     # the model itself is not flip-invariant: without TTA the two inputs give different losses
-    plain = Engine(model, sgd(model, 0.0), tta_flip=False)
+    plain = Engine(model, sgd(model, 0.0), step=Step(tta_flip=False))
     assert abs(plain.evaluate([(x, y)])[0] - plain.evaluate([(x.flip(-1), y)])[0]) > 1e-4
 
 
@@ -184,7 +190,7 @@ def test_label_smoothing_train_loss_is_the_smoothed_cross_entropy(smoothing):
     train = batches(3, 4, last=2)  # unequal batches: the epoch loss is a per-image mean
     test = batches(1, 6, seed=2)
     model = linear_model()
-    history = Engine(model, sgd(model, 0.0), label_smoothing=smoothing).fit(train, test, 1, keep_wrong=0)
+    history = Engine(model, sgd(model, 0.0), step=Step(label_smoothing=smoothing)).fit(train, test, 1)
     x, y = concat(train)
     with torch.no_grad():
         out = model(x)
@@ -202,7 +208,7 @@ def test_label_smoothing_train_loss_is_the_smoothed_cross_entropy(smoothing):
 def test_label_smoothing_reaches_the_wrapper_trainer():
     train, test = tensor_loader(10, 4), tensor_loader(6, 6, seed=2)
     model = linear_model()
-    history = Trainer(model, sgd(model, 0.0), label_smoothing=0.2).fit(train, test, 1)
+    history = Trainer(model, sgd(model, 0.0), step=Step(label_smoothing=0.2)).fit(train, test, 1)
     x, y = train.dataset.tensors
     with torch.no_grad():
         assert history.train_loss[0] == pytest.approx(
@@ -220,7 +226,7 @@ def hand_gradient(model, x, y):
 def one_step_change(grad_clip, model, batch):
     model = copy.deepcopy(model)
     before = flat(model)
-    Engine(model, sgd(model, 1.0), grad_clip=grad_clip).train_epoch([batch], 0, History())
+    Engine(model, sgd(model, 1.0), step=Step(grad_clip=grad_clip or 0.0)).train_epoch([batch], 0, History())
     return flat(model) - before
 
 
@@ -269,7 +275,7 @@ def classify(model):
 def test_param_groups_spare_norms_biases_and_embeddings(make_model):
     model = make_model()
     names = {id(p): n for n, p in model.named_parameters()}
-    groups = param_groups(model, 0.05, decay_all=False)
+    groups = param_groups(model, 0.05, decay_norms=False)
     assert [g["weight_decay"] for g in groups] == [0.05, 0.0]
     decay = {names[id(p)] for p in groups[0]["params"]}
     no_decay = {names[id(p)] for p in groups[1]["params"]}
@@ -280,17 +286,17 @@ def test_param_groups_spare_norms_biases_and_embeddings(make_model):
     all_ids = [id(p) for g in groups for p in g["params"]]
     assert len(all_ids) == len(set(all_ids)) == len(list(model.parameters()))  # each exactly once
 
-    (only,) = param_groups(model, 0.05, decay_all=True)
+    (only,) = param_groups(model, 0.05, decay_norms=True)
     assert only["weight_decay"] == 0.05
     assert [id(p) for p in only["params"]] == [id(p) for p in model.parameters()]
 
 
 def test_adamw_with_zero_gradient_shrinks_only_decayed_parameters():
     lr, wd = 0.1, 0.2
-    for decay_all in (False, True):
+    for decay_norms in (False, True):
         model = tiny_vit()
         names = {id(p): n for n, p in model.named_parameters()}
-        groups = param_groups(model, wd, decay_all)
+        groups = param_groups(model, wd, decay_norms)
         opt = torch.optim.AdamW(groups, lr=lr)
         before = {n: p.detach().clone() for n, p in model.named_parameters()}
         for p in model.parameters():
@@ -302,7 +308,7 @@ def test_adamw_with_zero_gradient_shrinks_only_decayed_parameters():
                 factor = 1 - lr * group["weight_decay"]
                 torch.testing.assert_close(p.detach(), before[name] * factor, rtol=1e-6, atol=0, msg=name)
         pos = dict(model.named_parameters())["pos_embedding"].detach()
-        if decay_all:
+        if decay_norms:
             assert not torch.equal(pos, before["pos_embedding"])
         else:
             assert torch.equal(pos, before["pos_embedding"])
@@ -443,7 +449,7 @@ def test_randaugment_changes_images():
 
 def test_randaugment_reaches_the_reference_loader(tmp_path):
     from src.data import CLASSES
-    from src.train import make_loaders
+    from src.run import make_loaders
     for split in ("train", "test"):
         for i, name in enumerate(CLASSES):
             folder = tmp_path / split / name
@@ -456,70 +462,73 @@ def test_randaugment_reaches_the_reference_loader(tmp_path):
     assert x.shape == (4, 3, 32, 32) and x.dtype == torch.float32
     plain, _ = make_loaders(Config(data=str(tmp_path), workers=0, device="cpu").resolved())
     assert not any(isinstance(t, RandAugment) for t in plain.dataset.transform.transforms)
-    with pytest.raises(ValueError, match="RandAugment"):
+    with pytest.raises(ValueError, match="--randaugment runs in the reference loader only"):
         Config(data=str(tmp_path), randaugment=(2, 9), loader="gpu", device="cpu").resolved()
 
 
 # ---------------------------------------------------------------------------- recipes
 
-TRICKS_OFF = dict(label_smoothing=0.0, ema_decay=None, tta_flip=False, grad_clip=None, randaugment=None,
-                  decay_all=True, warmup=2 / 5)
+TRICKS_OFF = dict(label_smoothing=0.0, ema=0.0, tta_flip=False, grad_clip=0.0, randaugment=None, decay_norms=True,
+                  warmup=2 / 5, beta2=0.999)
 
 
-@pytest.mark.parametrize("model, lr_max, wd", [("convmixer", 0.01, 0.01), ("vit", 0.001, 0.05)])
-def test_user_recipe_is_the_users_settings_with_no_tricks(model, lr_max, wd):
-    cfg = Config(model=model, recipe="user", device="cpu").resolved()
+@pytest.mark.parametrize("model, lr_max, wd", [("convmixer_256_8", 0.01, 0.01), ("vit_seed", 0.001, 0.05)])
+def test_baseline_recipe_is_the_original_settings_with_no_tricks(model, lr_max, wd):
+    cfg = Config(model=model, recipe="baseline", device="cpu").resolved()
     assert (cfg.lr_max, cfg.wd) == (lr_max, wd)
     for key, value in TRICKS_OFF.items():
         assert getattr(cfg, key) == value, key
-    if model == "vit":  # the model's own dropout defaults are kept
-        assert "dropout" not in cfg.model_kwargs() and "emb_dropout" not in cfg.model_kwargs()
+    if model == "vit_seed":  # the seed configuration's dropout is kept
+        assert (cfg.dropout, cfg.emb_dropout) == (0.1, 0.1)
 
 
-@pytest.mark.parametrize("model", ["convmixer", "vit"])
-def test_improved_recipe_turns_the_tricks_on(model):
+@pytest.mark.parametrize("model, family", [("convmixer_256_8", "convmixer"), ("vit_seed", "vit")])
+def test_improved_recipe_turns_the_tricks_on(model, family):
     cfg = Config(model=model, recipe="improved", device="cpu").resolved()
-    for key, value in RECIPES["improved"][model].items():
+    for key, value in RECIPES["improved"][family].items():
         assert getattr(cfg, key) == value, key
-    assert cfg.label_smoothing > 0 and cfg.ema_decay and 0 < cfg.ema_decay < 1
-    assert cfg.tta_flip is True and cfg.grad_clip and cfg.grad_clip > 0
-    if model == "vit":
-        assert cfg.decay_all is False and cfg.warmup == 0.2
-        assert cfg.model_kwargs()["dropout"] == 0.0 and cfg.model_kwargs()["emb_dropout"] == 0.0
+    assert cfg.ema and 0 < cfg.ema < 1 and cfg.tta_flip is True and cfg.grad_clip > 0
+    baseline = Config(model=model, recipe="baseline", device="cpu").resolved()
+    if model == "vit_seed":
+        # lr 0.002 with a 0.2 warm-up diverged on a GPU: until a sweep says otherwise, the improved
+        # recipe keeps the baseline's step sizes and schedule and steadies Adam instead
+        assert cfg.lr_max <= baseline.lr_max and cfg.warmup >= baseline.warmup and cfg.beta2 < 0.999
+    else:
+        assert cfg.label_smoothing > 0 and cfg.lr_max > baseline.lr_max
 
 
-@pytest.mark.parametrize("key, value", [("label_smoothing", 0.0), ("tta_flip", False), ("grad_clip", 0.0),
-                                        ("ema_decay", 0.0), ("lr_max", 0.003), ("wd", 0.0),
-                                        ("decay_all", True), ("warmup", 0.3), ("dropout", 0.1)])
+@pytest.mark.parametrize("key, value", [("label_smoothing", 0.2), ("tta_flip", False), ("grad_clip", 0.0),
+                                        ("ema", 0.0), ("lr_max", 0.003), ("wd", 0.0), ("beta2", 0.95),
+                                        ("decay_norms", False), ("warmup", 0.3), ("dropout", 0.0)])
 def test_explicit_value_overrides_the_recipe(key, value):
-    cfg = Config(model="vit", recipe="improved", device="cpu", **{key: value}).resolved()
+    cfg = Config(model="vit_seed", recipe="improved", device="cpu", **{key: value}).resolved()
     assert getattr(cfg, key) == value and type(getattr(cfg, key)) is type(value)
     # the other recipe values are still filled in
-    assert cfg.label_smoothing == (0.0 if key == "label_smoothing" else 0.1)
+    assert cfg.grad_clip == (value if key == "grad_clip" else 1.0)
 
 
 def test_explicit_values_override_the_recipe_from_the_command_line():
-    cfg = config_from_args(["--model", "convmixer", "--recipe", "improved", "--label-smoothing", "0",
+    cfg = config_from_args(["--model", "convmixer_256_8", "--recipe", "improved", "--label-smoothing", "0",
                             "--grad-clip", "0", "--device", "cpu"]).resolved()
     assert cfg.label_smoothing == 0.0 and cfg.grad_clip == 0.0
-    assert cfg.ema_decay == 0.99 and cfg.tta_flip is True
-    cfg = config_from_args(["--recipe", "user", "--no-decay-norms", "--tta-flip", "--ema", "0.9",
+    assert cfg.ema == 0.99 and cfg.tta_flip is True
+    cfg = config_from_args(["--recipe", "baseline", "--no-decay-norms", "--tta-flip", "--ema", "0.9",
                             "--randaugment", "2", "9", "--device", "cpu"]).resolved()
-    assert cfg.decay_all is False and cfg.tta_flip is True and cfg.ema_decay == 0.9
+    assert cfg.decay_norms is False and cfg.tta_flip is True and cfg.ema == 0.9
     assert cfg.randaugment == (2, 9)
-    cfg = config_from_args(["--recipe", "improved", "--model", "vit", "--no-tta-flip", "--decay-norms",
+    cfg = config_from_args(["--recipe", "improved", "--model", "vit_seed", "--no-tta-flip", "--decay-norms",
                             "--ema", "0", "--device", "cpu"]).resolved()
-    assert cfg.tta_flip is False and cfg.decay_all is True and not cfg.ema_decay
+    assert cfg.tta_flip is False and cfg.decay_norms is True and not cfg.ema
 
 
 # ---------------------------------------------------------------------------- precision, channels_last
 
-@pytest.mark.parametrize("precision", ["auto", "fp16", "bf16"])
+@pytest.mark.parametrize("precision", ["fp16", "bf16"])
 def test_cpu_precision_trains_in_fp32(precision):
     def train(precision):
         model = tiny_mixer()
-        engine = Engine(model, torch.optim.AdamW(model.parameters(), lr=0.01), "cpu", precision=precision)
-        history = engine.fit(batches(2, 4, size=32), batches(1, 4, size=32, seed=1), 2, keep_wrong=0)
+        engine = Engine(model, torch.optim.AdamW(model.parameters(), lr=0.01), step=Step(precision=precision))
+        history = engine.fit(batches(2, 4, size=32), batches(1, 4, size=32, seed=1), 2)
         return engine, model, history
 
     engine, model, history = train(precision)
@@ -535,10 +544,10 @@ def test_channels_last_gives_the_same_results_on_cpu():
     models = {}
     for cl in (False, True):
         model = tiny_mixer()
-        engine = Engine(model, torch.optim.AdamW(model.parameters(), lr=0.01), "cpu", channels_last=cl)
+        engine = Engine(model, torch.optim.AdamW(model.parameters(), lr=0.01), step=Step(channels_last=cl))
         if cl:
             assert model.stem[0].weight.is_contiguous(memory_format=torch.channels_last)
-        history = engine.fit(batches(2, 4, size=32), batches(1, 4, size=32, seed=1), 1, keep_wrong=0)
+        history = engine.fit(batches(2, 4, size=32), batches(1, 4, size=32, seed=1), 1)
         model.eval()
         with torch.no_grad():
             out = model(engine._batch(x, torch.zeros(6, dtype=torch.long))[0])

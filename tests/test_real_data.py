@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from src.data import CLASSES, cifar10, loaders
+from src.data import CLASSES, cifar10, loaders, source, split_size
 from src.models import convmixer
 from src.trainers import train_one_cycle
 
@@ -23,6 +23,11 @@ def test_jpeg_copy_has_every_image_in_cifar10_class_order(splits):
     assert train.classes == CLASSES
     # per-channel means of the test split, as the copy's README states
     assert np.allclose(test.images.reshape(-1, 3).mean(0) / 255, [0.4941, 0.4851, 0.4504], atol=2e-4)
+
+
+def test_sizes_and_source_without_decoding(cifar10_dir):
+    assert (split_size(cifar10_dir, True), split_size(cifar10_dir, False)) == (50_000, 10_000)
+    assert source(cifar10_dir) == "CIFAR-10, JPEG copy"
 
 
 def test_short_cpu_training_on_real_images_beats_chance_by_far(cifar10_dir):

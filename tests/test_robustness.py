@@ -1,4 +1,4 @@
-"""Checkpoint/resume, safe and atomic checkpoints, the non-finite-loss guard, seeds, and bad input.
+"""Checkpoint/resume, safe and atomic checkpoints, the divergence guard and seeds.
 
 Everything runs on the tiny class-folder dataset of conftest.py (160 train, 40 test PNGs) with a
 ConvMixer-16/1 (4x4 patches), on CPU with one thread: a few seconds of training in all.
@@ -9,43 +9,27 @@ import subprocess
 import time
 from pathlib import Path
 
-import cv2
-import numpy as np
 import pytest
 import torch
-from PIL import Image
 from torch.optim.optimizer import register_optimizer_step_post_hook
-from torch.utils.data import DataLoader
 
-from conftest import TINY_MODEL, run_cli, start_cli, write_class_folders
+from helpers import cli_error, run_cli, start_cli, tiny_args
 from src import checkpoint as ckpt
-from src import data
-from src.models import ConvViT, build_model
-from src.train import Config, main, run
-from src.trainers import NonFiniteLoss, Trainer, train_one_cycle
+from src.config import Config
+from src.errors import Diverged
+from src.models import create_model
+from src.run import run
 from src.trainers.engine import Engine
 
+pytestmark = pytest.mark.usefixtures("one_thread")
+
 EPOCHS = 3
-TINY = dict(model="convmixer", dim=16, depth=1, patch_size=4, batch_size=16, workers=0, device="cpu")
+TINY = dict(model="convmixer_256_8", dim=16, depth=1, patch_size=4, batch_size=16, workers=0, device="cpu")
 CHECKPOINT_KEYS = {"epoch", "config", "model", "optimizer", "scaler", "scheduler", "ema", "history", "rng"}
-
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Two threads on two shared cores spin against each other (10x slower); one is plenty here."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 def tiny_config(data_root, out, **kw):
     return Config(**{**TINY, "epochs": EPOCHS, "data": str(data_root), "out": str(out), **kw})
-
-
-def tiny_args(data_root, out, *extra, epochs=EPOCHS):
-    return [*TINY_MODEL, "--device", "cpu", "--epochs", str(epochs), "--data", str(data_root),
-            "--out", str(out), *map(str, extra)]
 
 
 def without_time(history):
@@ -65,23 +49,6 @@ def assert_same_weights(a, b):
     assert a.keys() == b.keys()
     for key in a:
         assert torch.equal(a[key], b[key]), f"{key} differs"
-
-
-def cli_error(argv):
-    """main(argv) must exit with a one-line `error: ...` (what the CLI prints); returns it."""
-    with pytest.raises(SystemExit) as exc:
-        main(argv)
-    message = exc.value.code
-    assert isinstance(message, str) and message.startswith("error: "), message
-    assert "\n" not in message, message
-    return message
-
-
-def argparse_error(argv, capsys):
-    with pytest.raises(SystemExit) as exc:
-        main(argv)
-    assert exc.value.code == 2
-    return capsys.readouterr().err
 
 
 def stored_epoch(path):
@@ -149,13 +116,13 @@ def test_run_stopped_mid_epoch_resumes_to_the_same_result(trainer, tiny_cifar, t
 
     real_train_epoch = Engine.train_epoch
 
-    def dies_in_epoch_1(self, loader, epoch, history, wrap=None, on_batch=None):
+    def dies_in_epoch_1(self, loader, epoch, history, on_batch=None, wrap=None):
         if epoch == 1:
             def die(i, *_):
                 if i == 4:  # after five optimizer steps of epoch 1: weights and moments have moved
                     raise Killed
             on_batch = die
-        return real_train_epoch(self, loader, epoch, history, wrap, on_batch)
+        return real_train_epoch(self, loader, epoch, history, on_batch, wrap)
 
     monkeypatch.setattr(Engine, "train_epoch", dies_in_epoch_1)
     with pytest.raises(Killed):
@@ -175,8 +142,9 @@ def test_resume_with_another_model_configuration_names_the_difference(tiny_cifar
     with pytest.raises(ValueError, match="another configuration") as err:
         run(tiny_config(tiny_cifar, tmp_path, epochs=1, dim=24, resume=True))
     assert "'dim': (16, 24)" in str(err.value)
-    message = cli_error(tiny_args(tiny_cifar, tmp_path, "--resume", epochs=1) + ["--dim", "24"])  # last wins
-    assert "'dim': (16, 24)" in message and str(tmp_path / "checkpoint.pt") in message
+    message = cli_error(tiny_args(tiny_cifar, tmp_path, "--resume", "--dim", "24", epochs=1))  # last --dim wins
+    # the run finished: what it was made with is read from its metrics.json
+    assert "'dim': (16, 24)" in message and str(tmp_path / "metrics.json") in message
 
 
 def test_resume_with_another_trainer_or_schedule_names_the_difference(tiny_cifar, tmp_path):
@@ -188,13 +156,13 @@ def test_resume_with_another_trainer_or_schedule_names_the_difference(tiny_cifar
 
 
 def test_load_weights_of_another_model_names_missing_and_unexpected_keys():
-    mixer = build_model("convmixer", dim=16, depth=1, patch_size=4)
-    vit = ConvViT(dim=16, depth=1, heads=2, dim_head=8, mlp_dim=16)
+    mixer = create_model("convmixer_256_8", dim=16, depth=1, patch_size=4)
+    vit = create_model("vit_seed", dim=16, depth=1, heads=2, dim_head=8, mlp_dim=16)
     with pytest.raises(ValueError, match="another model or configuration") as err:
         ckpt.load_weights(mixer, vit.state_dict())
     assert "missing blocks.0.0.fn.0.bias" in str(err.value) and "unexpected cls_token" in str(err.value)
     with pytest.raises(ValueError, match=r"shape mismatch \S+: file \(24[^)]*\) vs model \(16"):
-        ckpt.load_weights(mixer, build_model("convmixer", dim=24, depth=1, patch_size=4).state_dict())
+        ckpt.load_weights(mixer, create_model("convmixer_256_8", dim=24, depth=1, patch_size=4).state_dict())
 
 
 class Custom:
@@ -272,10 +240,12 @@ def test_crash_while_a_run_saves_keeps_the_last_good_checkpoint(tiny_cifar, tmp_
         run(tiny_config(tiny_cifar, tmp_path, epochs=2))
     monkeypatch.undo()
     assert ckpt.load(tmp_path / "checkpoint.pt")["epoch"] == 0
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["checkpoint.pt"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["checkpoint.pt", "metrics.json"]  # no temp files
+    metrics = json.loads((tmp_path / "metrics.json").read_text())
+    assert metrics["finished"] is False and metrics["epochs_done"] == 1  # what the checkpoint holds
 
 
-# --- non-finite loss ------------------------------------------------------------------------------
+# --- divergence ------------------------------------------------------------------------------
 
 
 @pytest.mark.parametrize("trainer", ["wrapper", "onecycle"])
@@ -290,7 +260,7 @@ def test_nan_loss_stops_at_once_and_keeps_the_last_good_checkpoint(trainer, tiny
 
     monkeypatch.setattr(Engine, "train_epoch", nan_from_epoch_1)
     try:
-        with pytest.raises(NonFiniteLoss) as err:
+        with pytest.raises(Diverged) as err:
             run(tiny_config(tiny_cifar, tmp_path, trainer=trainer))
     finally:
         counting.remove()
@@ -329,134 +299,3 @@ def test_same_seed_same_run_bit_for_bit(workers, epochs, tiny_cifar, tmp_path):
         assert first["train_loss"][0] != changed["train_loss"][0], "--seed has no effect"
 
 
-# --- bad input ------------------------------------------------------------------------------------
-
-
-def test_missing_data_path(tmp_path):
-    missing = tmp_path / "nowhere"
-    with pytest.raises(FileNotFoundError, match="does not exist"):
-        data.cifar10(missing)
-    message = cli_error(tiny_args(missing, tmp_path / "out"))
-    assert str(missing) in message and "does not exist" in message
-
-
-def test_folder_without_the_class_folders(tmp_path):
-    (tmp_path / "empty").mkdir()
-    message = cli_error(tiny_args(tmp_path / "empty", tmp_path / "out"))
-    assert "train" in message and "<class>" in message and str(tmp_path / "empty") in message
-
-    wrong = tmp_path / "wrong"
-    write_class_folders(wrong, {"train": 1, "test": 1})
-    (wrong / "train" / "airplane").rename(wrong / "train" / "plane")
-    with pytest.raises(ValueError, match="exactly the 10 CIFAR-10 class folders") as err:
-        data.cifar10(wrong)
-    assert "'plane'" in str(err.value) and "'airplane'" in str(err.value)
-    assert "exactly the 10 CIFAR-10 class folders" in cli_error(tiny_args(wrong, tmp_path / "out"))
-
-
-@pytest.fixture
-def small_copy(tmp_path):
-    return write_class_folders(tmp_path / "data", {"train": 2, "test": 1})
-
-
-def test_corrupt_image_names_the_file(small_copy, tmp_path):
-    bad = small_copy / "train" / "cat" / "0001.png"
-    bad.write_bytes(b"\x89PNG\r\n\x1a\n this is not image data")
-    with pytest.raises(ValueError, match="cannot read image") as err:
-        data.cifar10(small_copy)
-    assert str(bad) in str(err.value)
-    assert str(bad) in cli_error(tiny_args(small_copy, tmp_path / "out"))
-
-    good = small_copy / "train" / "cat" / "0000.png"
-    good.write_bytes(good.read_bytes()[:60])  # truncated
-    with pytest.raises(ValueError, match="0000.png"):
-        data.cifar10(small_copy)
-
-
-def test_grayscale_and_rgba_png_load_as_rgb(small_copy):
-    gray = np.arange(32 * 32, dtype=np.uint16).reshape(32, 32).astype(np.uint8)
-    rgba = np.dstack([np.full((32, 32), c, np.uint8) for c in (10, 120, 230, 77)])
-    Image.fromarray(gray, "L").save(small_copy / "train" / "airplane" / "0000.png")
-    Image.fromarray(rgba, "RGBA").save(small_copy / "train" / "airplane" / "0001.png")
-    train = data.cifar10(small_copy)
-    assert train.images.shape == (20, 32, 32, 3) and train.images.dtype == np.uint8
-    assert np.array_equal(train.images[0], np.dstack([gray] * 3))
-    assert np.array_equal(train.images[1], rgba[..., :3]), "channels must come back in RGB order"
-    assert list(train.labels[:2]) == [0, 0]
-
-
-def test_image_of_the_wrong_size_names_the_file(small_copy, tmp_path):
-    small = small_copy / "test" / "ship" / "0000.png"
-    cv2.imwrite(str(small), np.zeros((28, 28, 3), np.uint8))
-    with pytest.raises(ValueError, match="28x28, expected 32x32") as err:
-        data.cifar10(small_copy, train=False)
-    assert str(small) in str(err.value)
-    assert str(small) in cli_error(tiny_args(small_copy, tmp_path / "out"))
-
-
-def test_empty_class_folder(small_copy, tmp_path):
-    folder = small_copy / "train" / "frog"
-    for p in folder.iterdir():
-        p.unlink()
-    (folder / "notes.txt").write_text("not an image")
-    with pytest.raises(ValueError, match="holds no .jpg/.jpeg/.png image") as err:
-        data.cifar10(small_copy)
-    assert str(folder) in str(err.value)
-    assert str(folder) in cli_error(tiny_args(small_copy, tmp_path / "out"))
-
-
-def test_conv_vit_fed_the_wrong_image_size():
-    vit = ConvViT(image_size=32, patch_size=4, dim=16, depth=1, heads=2, dim_head=8, mlp_dim=16)
-    with pytest.raises(ValueError, match=r"expects images of shape \(3, 32, 32\), got \(3, 28, 28\)"):
-        vit(torch.zeros(2, 3, 28, 28))
-    with pytest.raises(ValueError, match=r"\(3, 32, 32\), got \(1, 32, 32\)"):
-        vit(torch.zeros(2, 1, 32, 32))
-    assert vit(torch.zeros(2, 3, 32, 32)).shape == (2, 10)
-
-
-@pytest.mark.parametrize("option, value", [("--model", "resnet"), ("--trainer", "sgd")])
-def test_unknown_model_or_trainer(option, value, tiny_cifar, tmp_path, capsys):
-    err = argparse_error([*tiny_args(tiny_cifar, tmp_path), option, value], capsys)
-    assert f"argument {option}: invalid choice: '{value}'" in err
-    field = option[2:]
-    with pytest.raises(ValueError, match=f"unknown {field} '{value}': expected one of"):
-        Config(**{field: value}).resolved()
-
-
-@pytest.mark.parametrize("option, value", [("--epochs", "0"), ("--epochs", "-2"), ("--batch-size", "0"),
-                                           ("--batch-size", "-16"), ("--epochs", "two")])
-def test_cli_rejects_non_positive_epochs_and_batch_size(option, value, tiny_cifar, tmp_path, capsys):
-    err = argparse_error([*tiny_args(tiny_cifar, tmp_path), option, value], capsys)
-    assert f"argument {option}: expected a positive integer, got" in err and value in err
-
-
-@pytest.mark.parametrize("field, value", [("epochs", 0), ("epochs", -1), ("batch_size", 0), ("batch_size", -8),
-                                          ("epochs", 2.5)])
-def test_python_rejects_non_positive_epochs_and_batch_size(field, value, tiny_cifar, tmp_path):
-    with pytest.raises(ValueError, match=f"{field} must be a positive integer, got {value}"):
-        Config(**{field: value}).resolved()
-    with pytest.raises(ValueError, match=f"{field} must be a positive integer"):
-        run(tiny_config(tiny_cifar, tmp_path, **{field: value}))
-    assert not (tmp_path / "checkpoint.pt").exists()
-
-
-@pytest.mark.parametrize("epochs", [0, -3])
-def test_trainers_reject_non_positive_epochs(epochs):
-    model = build_model("convmixer", dim=16, depth=1, patch_size=4)
-    loader = DataLoader(data.CIFAR10Array(np.zeros((4, 32, 32, 3)), [0, 1, 2, 3], data.test_transforms()))
-    trainer = Trainer(model, torch.optim.AdamW(model.parameters()))
-    with pytest.raises(ValueError, match=f"epochs must be a positive integer, got {epochs}"):
-        trainer.fit(loader, loader, epochs)
-    with pytest.raises(ValueError, match=f"epochs must be a positive integer, got {epochs}"):
-        train_one_cycle(model, loader, loader, epochs)
-
-
-def test_output_folder_that_cannot_be_written(tiny_cifar, tmp_path):
-    blocker = tmp_path / "a-file"
-    blocker.write_text("a regular file, not a folder")
-    out = blocker / "run"
-    with pytest.raises(ValueError, match="cannot write to output folder") as err:
-        run(tiny_config(tiny_cifar, out))
-    assert str(out) in str(err.value)
-    message = cli_error(tiny_args(tiny_cifar, out))
-    assert f"cannot write to output folder {out}" in message

@@ -226,12 +226,7 @@ class Engine:
         if missing:
             raise UserError(f"checkpoint {path} lacks {', '.join(missing)}: not a training checkpoint of this "
                             f"project (model.pt holds weights only); start afresh with --overwrite")
-        if state["config"] != self.config:
-            diff = {k: (state["config"].get(k), self.config.get(k))
-                    for k in sorted(set(state["config"]) | set(self.config))
-                    if state["config"].get(k) != self.config.get(k)}
-            raise UserError(f"checkpoint {path} was made with another configuration "
-                            f"(key: (checkpoint, now)): {diff}")
+        ckpt.check_config(f"checkpoint {path}", state["config"], self.config)
         ckpt.load_weights(self.model, state["model"], f"checkpoint {path}")
         self.optimizer.load_state_dict(state["optimizer"])
         self.scaler.load_state_dict(state["scaler"])

@@ -1,0 +1,64 @@
+"""Checking a result without training: predictions, mistakes, the confusion matrix, and
+`python -m src.evaluate` on a saved run."""
+import json
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from helpers import run_cli, tiny_args
+from src.evaluate import confusion_matrix, predict
+from src.trainers import Step
+
+
+def test_confusion_matrix_counts_true_rows_and_predicted_columns():
+    targets = [0, 0, 1, 2, 2, 2]
+    preds = [0, 1, 1, 2, 0, 2]
+    m = confusion_matrix(torch.tensor(targets), np.array(preds), num_classes=3)
+    np.testing.assert_array_equal(m, [[1, 1, 0], [0, 1, 0], [1, 0, 2]])
+    assert m.sum() == len(targets)
+    assert np.issubdtype(m.dtype, np.integer)
+
+
+def test_confusion_matrix_rejects_labels_out_of_range():
+    with pytest.raises(ValueError):
+        confusion_matrix([0, 3], [0, 1], num_classes=3)
+
+
+def test_predict_keeps_mistakes_from_every_batch_and_both_test_time_settings():
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Flatten(), nn.Linear(3 * 8 * 8, 10)).eval()
+    batches = [(torch.randn(10, 3, 8, 8), torch.full((10,), c)) for c in range(5)]  # stored class by class
+    plain = predict(model, batches, keep=10)
+    flip = predict(model, batches, step=Step(tta_flip=True), keep=10)
+    x = torch.cat([b[0] for b in batches])
+    with torch.no_grad():
+        assert torch.equal(plain.plain, model(x).argmax(1))
+        assert torch.equal(plain.flipped, (model(x) + model(x.flip(-1))).argmax(1))
+    assert torch.equal(plain.predictions, plain.plain) and torch.equal(flip.predictions, flip.flipped)
+    images, targets, preds = plain.mistakes()
+    assert len(images) == 10 and (preds != targets).all()
+    assert len(set(targets.tolist())) == 5  # two from each batch, not the first ten of one class
+    for image, target, pred in zip(images, targets, preds):
+        with torch.no_grad():
+            assert model(image[None]).argmax(1).item() == pred != target
+    assert plain.accuracy() == (plain.plain == plain.targets).float().mean().item()
+
+
+def test_evaluate_cli_reproduces_the_runs_accuracy(tiny_cifar, tmp_path):
+    out = tmp_path / "run"
+    assert run_cli(*tiny_args(tiny_cifar, out, epochs=2)).returncode == 0
+    done = run_cli(out / "model.pt", "--data", tiny_cifar, "--device", "cpu", "--json", tmp_path / "e.json",
+                   module="src.evaluate")
+    assert done.returncode == 0, done.stderr
+    result = json.loads((tmp_path / "e.json").read_text())
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert result["accuracy"] == pytest.approx(metrics["final_test_acc"])  # same weights, same test set
+    matrix = np.array(result["confusion_matrix"])
+    assert matrix.sum() == 40 and np.trace(matrix) / 40 == pytest.approx(result["accuracy"])
+    assert set(result["per_class"]) == {"airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse",
+                                        "ship", "truck"}
+    assert f"accuracy {100 * result['accuracy']:.2f}%" in done.stdout and "confusion matrix" in done.stdout
+    missing = run_cli(tmp_path / "nothing.pt", "--data", tiny_cifar, module="src.evaluate")
+    assert missing.returncode == 1 and missing.stderr.strip().startswith("error: no weights at")
