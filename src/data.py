@@ -114,8 +114,8 @@ def _torchvision(root, train, download):
     batches = root / CIFAR10.base_folder
     if not download and not batches.is_dir():
         if not root.exists():
-            raise DataNotFound(f"CIFAR-10 data folder {root} does not exist (pass --download, or download=True "
-                               f"in Python, to fetch it with torchvision)")
+            raise DataNotFound(f"CIFAR-10 data folder {root} does not exist: point --data (CIFAR10_DIR in the "
+                               f"notebooks) at a copy, or pass --download to fetch it with torchvision")
         split = "train" if train else "test"
         raise DataNotFound(f"no CIFAR-10 split '{split}' in {root}: expected class folders {root / split}/<class>/ "
                            f"or torchvision's {batches} (pass --download to fetch it)")

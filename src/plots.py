@@ -96,18 +96,6 @@ def misclassified_grid(images, targets, preds, classes=CLASSES, n=20, path=None)
     return _finish(fig, path)
 
 
-def confusion_matrix(targets, preds, num_classes=10):
-    """Counts of (true, predicted) pairs: rows are true classes, columns predictions."""
-    targets, preds = _numpy(targets).astype(np.int64).ravel(), _numpy(preds).astype(np.int64).ravel()
-    if targets.shape != preds.shape:
-        raise ValueError(f"confusion_matrix: {targets.size} targets but {preds.size} predictions")
-    both = np.concatenate([targets, preds])
-    if both.size and (both.min() < 0 or both.max() >= num_classes):
-        raise ValueError(f"confusion_matrix: labels must be in [0, {num_classes})")
-    counts = np.bincount(targets * num_classes + preds, minlength=num_classes ** 2)
-    return counts.reshape(num_classes, num_classes)
-
-
 def plot_confusion_matrix(matrix, classes=CLASSES, path=None):
     """Counts in the cells, so that which classes are confused (cat/dog) reads off directly."""
     matrix = _numpy(matrix)

@@ -13,7 +13,6 @@ import os
 import sys
 from pathlib import Path
 
-import torch
 import torch.distributed as dist
 
 from .config import OPTIONS, Config, resolve

@@ -68,7 +68,8 @@ HOSTILE = [
     (["--seed", "-5"], "--seed -5: expected an integer >= 0"),
     (["--device", "tpu"], "--device 'tpu': expected cpu, cuda, cuda:N or auto"),
     (["--resume", "--overwrite"], "--resume and --overwrite contradict each other"),
-    (["--data", "{data}/nowhere"], "{data}/nowhere does not exist (pass --download"),
+    (["--data", "{data}/nowhere"], "{data}/nowhere does not exist: point --data (CIFAR10_DIR in the notebooks) at "
+                                   "a copy, or pass --download"),
     (["--out", "{finished}"], "{finished} already holds a run (metrics.json, checkpoint.pt, model.pt): pass "
                               "--resume to continue it, --overwrite to replace it, or another --out"),
     (["--out", "{finished}", "--resume", "--epochs", "2"], "was made with another configuration"),

@@ -117,3 +117,12 @@ def test_notebook_runs_top_to_bottom_in_quick_mode(name, cifar10_dir, tmp_path):
     assert metrics["finished"] and metrics["data"]["train_images"] == 256
     assert "(`quick` mode)" in nb.cells[0].source
     assert {p.name for p in (tmp_path / name).glob("*.png")} >= {"curves.png", "misclassified.png", "confusion.png"}
+
+
+def test_missing_data_fails_in_the_first_data_cell_with_one_line(tmp_path):
+    from nbclient.exceptions import CellExecutionError
+    with pytest.raises(CellExecutionError) as err:
+        execute("ViT_with_convolution", "quick", tmp_path / "no-cifar", out=tmp_path)
+    message = str(err.value)
+    assert "exp.preview(8)" in message  # the data cell, after the set-up and config cells ran
+    assert "error: CIFAR-10 data folder" in message and "CIFAR10_DIR" in message and "Traceback" not in message

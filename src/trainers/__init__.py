@@ -1,6 +1,7 @@
 """Two trainers of the same shape over one engine: each builds its optimizer and schedule, drives
 Engine.fit and returns a History. TRAINERS maps the command line's names to them."""
-from .engine import Engine, Step, adamw, param_groups
+from .engine import Engine, Step
+from .optimizer import adamw, param_groups
 from .history import History
 from .one_cycle import lr_schedule, train_one_cycle
 from .wrapper import Trainer, train_wrapper

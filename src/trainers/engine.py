@@ -46,26 +46,6 @@ def is_main_process():
     return not dist.is_initialized() or dist.get_rank() == 0
 
 
-def param_groups(model, weight_decay, decay_norms=True):
-    """With decay_norms=False, norms, biases and anything in model.no_weight_decay() (a ViT's
-    position embedding and class token) are not decayed: shrinking them only hurts."""
-    if decay_norms:
-        return [{"params": [p for p in model.parameters() if p.requires_grad], "weight_decay": weight_decay}]
-    skip = getattr(model, "no_weight_decay", set)()
-    decay, no_decay = [], []
-    for name, p in model.named_parameters():
-        if p.requires_grad:
-            (no_decay if p.ndim <= 1 or name in skip else decay).append(p)
-    return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
-
-
-def adamw(model, lr, weight_decay, decay_norms=True, beta2=0.999, device="cpu"):
-    """Both trainers' optimizer; on CUDA the fused kernel updates every parameter in one launch."""
-    fused = torch.device(device).type == "cuda" or None
-    return torch.optim.AdamW(param_groups(model, weight_decay, decay_norms), lr=lr, betas=(0.9, beta2),
-                             fused=fused)
-
-
 class Engine:
     """Holds a model, its optimizer, schedule and Step; `fit` runs epochs and returns a History."""
 
@@ -79,13 +59,13 @@ class Engine:
         self.optimizer, self.scheduler = optimizer, scheduler
         self.amp_dtype = AMP[step.precision] if cuda else None
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp_dtype == torch.float16)
-        self.net = self.eval_net = model
+        self.ema = EMA(model, step.ema) if step.ema else None
+        self.net, self.eval_net = model, model if self.ema is None else self.ema.module  # test the EMA if any
         if dist.is_initialized():
             self.net = nn.parallel.DistributedDataParallel(model, device_ids=[self.device.index] if cuda else None)
         if step.compile:
-            self.net, self.eval_net = torch.compile(self.net), torch.compile(model)
+            self.net, self.eval_net = torch.compile(self.net), torch.compile(self.eval_net)
         self.criterion = nn.CrossEntropyLoss(label_smoothing=step.label_smoothing)
-        self.ema = EMA(model, step.ema) if step.ema else None
         self.sync_every = SYNC_EVERY if cuda else 1
         self.config = config or {}
 
@@ -156,7 +136,7 @@ class Engine:
     @torch.no_grad()
     def evaluate(self, loader):
         """(mean loss, accuracy, images) on loader, with the EMA weights when there are some."""
-        net = self.ema.module if self.ema is not None else self.eval_net
+        net = self.eval_net
         net.eval()
         _set_epoch(loader, 0)
         loss_sum, correct, seen = torch.zeros((), device=self.device), torch.zeros((), device=self.device), 0
