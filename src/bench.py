@@ -82,7 +82,8 @@ def summary(cfg, seconds, repeats):
     line = (f"{label(cfg.model, **model_overrides(cfg))} epoch: fast {seconds['fast']:.2f} s "
             f"({cfg.precision}, {'compiled' if cfg.compile else 'eager'}; first epoch +{compile_s:.1f} s), "
             f"reference {seconds['reference_2_workers']:.2f} s with 2 workers ({speedup['vs_2_workers']:.2f}x), "
-            f"{seconds['reference_all_cores']:.2f} s with {cores} workers, one per core ({speedup['vs_all_cores']:.2f}x); "
+            f"{seconds['reference_all_cores']:.2f} s with {cores} workers, one per core "
+            f"({speedup['vs_all_cores']:.2f}x); "
             f"training steps alone {seconds['floor']:.2f} s")
     return {"line": line, "seconds": seconds, "compile_seconds": compile_s, "speedup": speedup,
             "workers_all_cores": cores, "repeats": repeats, "hardware": hardware(cfg.device),

@@ -104,7 +104,7 @@ def results_line(exp):
     m = json.loads((Path(exp.cfg.out) / "metrics.json").read_text())
     c, d = m["config"], m["data"]
     return (f"{m['model']['label']} ({m['model']['parameters']:,} parameters) | data: {d['source']} ({d['path']}) | "
-            f"hardware: {m['hardware']}, {c['precision']} | mode: {exp.mode} | {m['epochs_done']} epochs on "
+            f"hardware: {m['hardware']}, {c['precision']} | mode: {exp.mode} | {plural(m['epochs_done'], 'epoch')} on "
             f"{d['train_images']:,} training images, tested on {d['test_images']:,} | final test accuracy "
             f"{100 * m['final_test_acc']:.2f}% | {m['seconds_per_epoch']:.1f} s per epoch")
 
@@ -114,12 +114,17 @@ def describe(metrics, mode, command):
     d, c = metrics["data"], metrics["config"]
     toy = "" if mode == "full" else (" It checks that the pipeline works end to end on real images; its accuracy "
                                      "says nothing about the 25-epoch experiment (`full` mode, on a GPU).")
-    return (f"**This rendered run** (`{mode}` mode): {metrics['epochs_done']} epochs on {d['train_images']:,} "
-            f"training images of {d['source']}, tested on {d['test_images']:,}; {metrics['hardware']}, "
-            f"{c['precision']}, {c['loader']} loader, batch {c['batch_size']}; {metrics['seconds_per_epoch']:.1f} s "
-            f"per epoch (the first: {metrics['first_epoch_seconds']:.1f} s); final test accuracy "
+    return (f"**This rendered run** (`{mode}` mode): {plural(metrics['epochs_done'], 'epoch')} on "
+            f"{d['train_images']:,} training images of {d['source']}, tested on {d['test_images']:,}; "
+            f"{metrics['hardware']}, {c['precision']}, {c['loader']} loader, batch {c['batch_size']}; "
+            f"{metrics['seconds_per_epoch']:.1f} s per epoch (the first: {metrics['first_epoch_seconds']:.1f} s); "
+            f"final test accuracy "
             f"**{100 * metrics['final_test_acc']:.2f}%** (commit {metrics['commit']}).{toy} The same run from "
             f"the command line:\n\n```bash\n{command}\n```")
+
+
+def plural(n, noun):
+    return f"{n} {noun}{'' if n == 1 else 's'}"
 
 
 def kernel_manager():
@@ -162,6 +167,9 @@ def execute(name, mode, data_root=None, out=None, device=None, resume=False, tim
     client = NotebookClient(nb, km=kernel_manager(), timeout=timeout, coalesce_streams=True,
                             resources={"metadata": {"path": str(ROOT / name)}})
     client.execute(env=env)
+    for cell in nb.cells:  # a transient progress bar leaves only blanks behind: drop them
+        if cell.cell_type == "code":
+            cell.outputs = [o for o in cell.outputs if o.output_type != "stream" or o.text.strip()]
     printed = "".join(o.get("text", "") for cell in nb.cells if cell.cell_type == "code" for o in cell.outputs)
     command = re.search(r"^command line: (.*)$", printed, re.M).group(1)
     metrics = json.loads((folder / f"run-{mode}" / "metrics.json").read_text())

@@ -64,13 +64,14 @@ def hardware(device):
 
 
 def commit():
-    """The checkout's commit ("-dirty" with uncommitted changes to tracked files), or None."""
+    """The checkout's commit, "-dirty" when the code (src/, requirements.txt) differs from it; None
+    outside git. Results and notebooks are left out: a run rewrites them as it goes."""
     root = Path(__file__).resolve().parent.parent
     try:
         head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=root, capture_output=True, text=True,
                               timeout=10)
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=root,
-                               capture_output=True, text=True, timeout=10)
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no", "--", "src",
+                                "requirements.txt"], cwd=root, capture_output=True, text=True, timeout=10)
     except (OSError, subprocess.SubprocessError):
         return None
     if head.returncode:
@@ -82,7 +83,8 @@ def run(cfg):
     """Train as configured; returns (model, history). Rank 0 writes the run's files."""
     cfg = cfg.resolved()
     out, created = Path(cfg.out), not Path(cfg.out).exists()
-    n_train = min(cfg.train_subset or data.split_size(cfg.data, True), data.split_size(cfg.data, True))
+    n_train, n_test = (min(subset or data.split_size(cfg.data, train), data.split_size(cfg.data, train))
+                       for subset, train in ((cfg.train_subset, True), (cfg.test_subset, False)))
     if cfg.batch_size > n_train:  # counted without decoding an image
         raise UserError(f"--batch-size {cfg.batch_size}: larger than the {n_train} training images, so an epoch "
                         f"would have no full batch")
@@ -91,7 +93,7 @@ def run(cfg):
         if finished:
             return finished
     try:
-        return _train(cfg, out)
+        return _train(cfg, out, {"train_images": n_train, "test_images": n_test})
     except BaseException:
         if created and is_main_process() and out.is_dir() and not any(out.iterdir()):
             out.rmdir()  # a run that failed before writing anything leaves no empty folder
@@ -105,7 +107,8 @@ def _claim(out, cfg):
         metrics = json.loads((out / "metrics.json").read_text())
         if metrics.get("finished"):
             wanted = json.loads(json.dumps(fingerprint(cfg)))  # as metrics.json holds it: tuples become lists
-            check_config(f"the finished run {out / 'metrics.json'}", {k: metrics["config"].get(k) for k in wanted}, wanted)
+            then = {k: metrics["config"].get(k) for k in wanted}
+            check_config(f"the finished run {out / 'metrics.json'}", then, wanted)
             print(f"the run in {out} is already finished ({metrics['epochs_done']} of {cfg.epochs} epochs, test "
                   f"accuracy {100 * metrics['final_test_acc']:.2f}%): nothing to resume", flush=True)
             model = create_model(cfg.model, **model_overrides(cfg))
@@ -128,7 +131,7 @@ def _claim(out, cfg):
     return None
 
 
-def _train(cfg, out):
+def _train(cfg, out, sizes):
     seed_everything(cfg.seed)
     device = torch.device(cfg.device)
     if dist.is_initialized() and device.type == "cuda":
@@ -143,7 +146,7 @@ def _train(cfg, out):
     about = {"model": {"name": cfg.model, "label": label(cfg.model, **model_overrides(cfg)),
                        "hyper_parameters": hyper_parameters(cfg.model, **model_overrides(cfg)),
                        "parameters": sum(p.numel() for p in model.parameters())},
-             "data": {"path": cfg.data, "source": data.source(cfg.data)}, "hardware": hardware(cfg.device),
+             "data": {"path": cfg.data, "source": data.source(cfg.data), **sizes}, "hardware": hardware(cfg.device),
              "world_size": dist.get_world_size() if dist.is_initialized() else 1, "torch": torch.__version__,
              "commit": commit(), "config": asdict(cfg)}
     history = TRAINERS[cfg.trainer](
@@ -157,6 +160,10 @@ def _train(cfg, out):
     if is_main_process():
         torch.save(model.state_dict(), out / "model.pt")
         _write_metrics(out, about, history, finished=True)
+        if cfg.compile and len(history.epoch_time) > 1:
+            steady = history.epoch_time[1:]
+            print(f"torch.compile: the first epoch took {history.epoch_time[0]:.1f} s (compiling), the others "
+                  f"{sum(steady) / len(steady):.2f} s on average", flush=True)
     return model, history
 
 
@@ -164,9 +171,7 @@ def _write_metrics(out, about, history, finished=False):
     steady = history.epoch_time[1:] or history.epoch_time  # the first epoch carries compilation and warm-up
     metrics = {"finished": finished, "epochs_done": len(history.test_acc), "final_test_acc": history.test_acc[-1],
                "final_train_acc": history.train_acc[-1], "seconds_per_epoch": sum(steady) / len(steady),
-               "first_epoch_seconds": history.epoch_time[0], **about,
-               "data": {**about["data"], "train_images": history.train_images, "test_images": history.test_images},
-               "history": history.to_dict()}
+               "first_epoch_seconds": history.epoch_time[0], **about, "history": history.to_dict()}
     tmp = out / "metrics.json.tmp"
     tmp.write_text(json.dumps(metrics, indent=1, allow_nan=False))  # strict JSON: a NaN is a bug, not a value
     os.replace(tmp, out / "metrics.json")

@@ -77,16 +77,16 @@ def test_notebook_is_one_readable_page(path):
     code = "\n".join(line for source in cells for line in source.splitlines() if not line.startswith("%"))
     tree = ast.parse(code)
     assert not [n for n in ast.walk(tree) if isinstance(n, (ast.For, ast.While))]
-    imported = {(a.asname or a.name).split(".")[0] for n in ast.walk(tree) if isinstance(n, (ast.Import, ast.ImportFrom))
-                for a in n.names}
+    imports = [n for n in ast.walk(tree) if isinstance(n, (ast.Import, ast.ImportFrom))]
+    imported = {(a.asname or a.name).split(".")[0] for n in imports for a in n.names}
     used = {n.id for n in ast.walk(tree) if isinstance(n, ast.Name)}
     assert imported <= used, f"unused imports: {imported - used}"
 
 
 @pytest.mark.parametrize("cfg", [
     Config(model="convmixer_256_8", trainer="wrapper", lr_max=0.01, wd=0.01, dim=256, epochs=2, batch_size=64,
-           train_subset=2000, test_subset=1000, data="../shared/cifar10-jpeg", out="ConvMixer_experimentation_1/run-cpu",
-           overwrite=True),
+           train_subset=2000, test_subset=1000, data="../shared/cifar10-jpeg", overwrite=True,
+           out="ConvMixer_experimentation_1/run-cpu"),
     Config(model="vit_seed", recipe="improved", download=True, out="runs/vit", decay_norms=False, tta_flip=False,
            ema=0.99, randaugment=(2, 10), channels_last=True, compile=False, dropout=0.0, precision="bf16"),
 ], ids=["cpu-mode-mixer", "options"])
