@@ -37,8 +37,10 @@ def test_committed_notebook_carries_a_complete_run(path):
     nb = nbformat.read(path, as_version=4)
     nbformat.validate(nb)
     assert nb.metadata.kernelspec.name == "python3"
-    for i, cell in enumerate(code_cells(nb)):
-        assert cell.outputs, f"{path.name}: code cell {i} has no output (not executed?)\n{cell.source}"
+    cells = code_cells(nb)
+    # executed top to bottom in one session: execution counts 1, 2, 3, ...
+    assert [cell.execution_count for cell in cells] == list(range(1, len(cells) + 1)), path.name
+    for i, cell in enumerate(cells):
         errors = [o for o in cell.outputs if o.output_type == "error"]
         assert not errors, f"{path.name}: code cell {i} ends in {errors[0].ename}: {errors[0].evalue}"
     text = printed(nb)
