@@ -210,7 +210,7 @@ def _device(name):
         raise UserError(f"--device {name!r}: expected cpu, cuda, cuda:N or auto")
     if device.type == "cuda" and not torch.cuda.is_available():
         raise UserError(f"--device {name}: no CUDA GPU is available here; use --device cpu")
-    if device.index is not None and device.index >= torch.cuda.device_count():
+    if device.type == "cuda" and device.index is not None and device.index >= torch.cuda.device_count():
         raise UserError(f"--device {name}: there are only {torch.cuda.device_count()} CUDA devices")
     return str(device)
 
