@@ -27,7 +27,7 @@ import torch
 from .config import Config, model_overrides, resolve
 from .errors import Diverged, UserError
 from .models import create_model, label
-from .run import hardware, make_loaders, seed_everything
+from .run import commit, hardware, make_loaders, seed_everything
 from .train import parser as train_parser
 from .trainers import Engine, History, Step, adamw
 
@@ -87,7 +87,7 @@ def summary(cfg, seconds, repeats):
             f"training steps alone {seconds['floor']:.2f} s")
     return {"line": line, "seconds": seconds, "compile_seconds": compile_s, "speedup": speedup,
             "workers_all_cores": cores, "repeats": repeats, "hardware": hardware(cfg.device),
-            "torch": torch.__version__, "config": asdict(cfg)}
+            "torch": torch.__version__, "commit": commit(), "config": asdict(cfg)}
 
 
 def main(argv=None):

@@ -93,20 +93,27 @@ class CIFAR10Array(Dataset):
         """The first n of a fixed permutation: nearly class-balanced, same images every run."""
         if n is None or n >= len(self):
             return self
-        keep = np.sort(np.random.default_rng(seed).permutation(len(self))[:n])
+        keep = _subset(len(self), n, seed)
         return CIFAR10Array(self.images[keep], self.labels[keep], self.transform, self.classes)
 
 
-def cifar10(root, train=True, transform=None, download=False):
+def _subset(total, n, seed):
+    return np.sort(np.random.default_rng(seed).permutation(total)[:n])
+
+
+def cifar10(root, train=True, transform=None, download=False, subset=None, seed=0):
     """CIFAR-10 from `root`: a class-folder copy (`root/train/<class>/*.jpg`) if there is one,
-    else torchvision's download (`root/cifar-10-batches-py`, fetched when download=True)."""
+    else torchvision's download (`root/cifar-10-batches-py`, fetched when download=True).
+    `subset`: only that many images (CIFAR10Array.subset's choice); from class folders only
+    those are decoded, so quick runs and previews do not read all 60,000."""
     root, split = Path(root), "train" if train else "test"
-    if (root / split).is_dir():
-        images, labels = _read_class_folders(root / split)
-    else:
+    if not (root / split).is_dir():
         tv = _torchvision(root, train, download)
-        images, labels = tv.data, tv.targets
-    return CIFAR10Array(images, labels, transform)
+        return CIFAR10Array(tv.data, tv.targets, transform).subset(subset, seed)
+    files = _image_files(root / split)
+    if subset is not None and subset < len(files):
+        files = [files[i] for i in _subset(len(files), subset, seed)]
+    return CIFAR10Array(np.stack([_read_image(p) for _, p in files]), [label for label, _ in files], transform)
 
 
 def _torchvision(root, train, download):
@@ -150,18 +157,6 @@ def source(root):
         else "CIFAR-10 class folders"
 
 
-def preview(root, n=8, seed=0, download=False):
-    """n training images, decoding only those (the augmentation grid needs no more)."""
-    root = Path(root)
-    if not (root / "train").is_dir():
-        return cifar10(root, True, download=download).subset(n, seed)
-    files = _image_files(root / "train")
-    if len(files) < n:
-        raise UserError(f"{root / 'train'} holds {len(files)} images; the preview needs {n}")
-    picks = np.random.default_rng(seed).choice(len(files), n, replace=False)
-    return CIFAR10Array(np.stack([_read_image(files[i][1]) for i in picks]), [files[i][0] for i in picks])
-
-
 def _image_files(split_dir):
     """[(label, path)] of a class-folder split, checked (the ten classes, none empty), in class order."""
     found = sorted(p.name for p in split_dir.iterdir() if p.is_dir())
@@ -175,11 +170,6 @@ def _image_files(split_dir):
             raise UserError(f"class folder {split_dir / name} holds no .jpg/.jpeg/.png image")
         files += [(label, p) for p in paths]
     return files
-
-
-def _read_class_folders(split_dir):
-    files = _image_files(split_dir)
-    return np.stack([_read_image(p) for _, p in files]), np.array([label for label, _ in files])
 
 
 def _read_image(path):
@@ -227,8 +217,8 @@ def _seed_worker(worker_id):
 def loaders(root, batch_size=512, workers=2, train_subset=None, test_subset=None, download=False,
             device="cpu", randaugment=None, distributed=False, test_batch_size=None):
     """Train and test DataLoaders: the reference (CPU, albumentations) data path."""
-    train = cifar10(root, True, train_transforms(randaugment=randaugment), download).subset(train_subset)
-    test = cifar10(root, False, test_transforms(), download).subset(test_subset)
+    train = cifar10(root, True, train_transforms(randaugment=randaugment), download, train_subset)
+    test = cifar10(root, False, test_transforms(), download, test_subset)
     common = dict(num_workers=workers, pin_memory=torch.device(device).type == "cuda")
     if distributed:
         from torch.utils.data.distributed import DistributedSampler

@@ -59,7 +59,7 @@ class Experiment:
 
     def preview(self, n=8):
         """n training images for the augmentation grid, decoding only those."""
-        return data.preview(self.cfg.data, n, download=self.resolved.download)
+        return data.cifar10(self.cfg.data, True, download=self.resolved.download, subset=n)
 
 
 def experiment(notebook, model, trainer, recipe, mode=None):

@@ -44,8 +44,8 @@ def make_loaders(cfg):
                             cfg.download, cfg.device, cfg.randaugment, distributed, test_batch)
     from .gpu_loader import GPULoader
     rank, world = (dist.get_rank(), dist.get_world_size()) if distributed else (0, 1)
-    train = data.cifar10(cfg.data, True, download=cfg.download).subset(cfg.train_subset)
-    test = data.cifar10(cfg.data, False, download=cfg.download).subset(cfg.test_subset)
+    train = data.cifar10(cfg.data, True, download=cfg.download, subset=cfg.train_subset)
+    test = data.cifar10(cfg.data, False, download=cfg.download, subset=cfg.test_subset)
     common = dict(device=cfg.device, rank=rank, world_size=world, channels_last=cfg.channels_last)
     return (GPULoader(train, cfg.batch_size, train=True, **common),
             GPULoader(test, test_batch, train=False, **common))

@@ -1,10 +1,11 @@
 """The original augmentation does what it says, on small generated images; the loaders and the
-cheap look-ups (split sizes, preview, source) on a tiny class-folder copy."""
+cheap look-ups (split sizes, subsets, source) on a tiny class-folder copy."""
 import numpy as np
 import pytest
 import torch
 
-from src.data import (MEAN, STD, CIFAR10Array, cifar10, loaders, preview, source, split_size,
+from src import data
+from src.data import (MEAN, STD, CIFAR10Array, cifar10, loaders, source, split_size,
                       test_transforms as eval_transforms, train_transforms)
 
 FILL = np.array([round(255 * m) for m in MEAN], dtype=np.uint8)
@@ -87,14 +88,16 @@ def test_reference_loaders_batch_shuffle_and_keep_labels(tiny_cifar):
     assert torch.allclose(x[0], eval_transforms()(image=test.dataset.images[0])["image"])
 
 
-def test_split_sizes_preview_and_source_read_no_more_than_needed(tiny_cifar):
+def test_split_sizes_subsets_and_source_read_no_more_than_needed(tiny_cifar, monkeypatch):
     assert (split_size(tiny_cifar, True), split_size(tiny_cifar, False)) == (160, 40)
-    picked = preview(tiny_cifar, n=8, seed=1)
-    assert picked.images.shape == (8, 32, 32, 3) and picked.images.dtype == np.uint8
     full = cifar10(tiny_cifar, train=True)
-    for image, label in zip(picked.images, picked.labels):  # real training images with their labels
-        assert label in full.labels[(full.images == image).all(axis=(1, 2, 3))]
-    assert np.array_equal(preview(tiny_cifar, n=8, seed=1).images, picked.images)
+    decoded, read = [], data._read_image
+    monkeypatch.setattr(data, "_read_image", lambda path: decoded.append(path) or read(path))
+    picked = cifar10(tiny_cifar, train=True, subset=8, seed=1)
+    assert len(decoded) == 8  # only the subset's files are decoded
+    same = full.subset(8, seed=1)  # the same images as subsetting the whole split, with their labels
+    assert np.array_equal(picked.images, same.images) and np.array_equal(picked.labels, same.labels)
+    assert picked.images.shape == (8, 32, 32, 3) and picked.images.dtype == np.uint8
     assert source(tiny_cifar) == "CIFAR-10 class folders"  # PNGs; the JPEG copy says so (test_real_data)
     assert source("/nonexistent") == "CIFAR-10 (torchvision)"
 

@@ -7,8 +7,10 @@ import pytest
 import torch
 from torch import nn
 
-from helpers import run_cli, tiny_args
+from helpers import tiny_args
 from src.evaluate import confusion_matrix, predict
+from src.evaluate import main as evaluate_main
+from src.train import main as train_main
 from src.trainers import Step
 
 
@@ -46,12 +48,13 @@ def test_predict_keeps_mistakes_from_every_batch_and_both_test_time_settings():
     assert plain.accuracy() == (plain.plain == plain.targets).float().mean().item()
 
 
-def test_evaluate_cli_reproduces_the_runs_accuracy(tiny_cifar, tmp_path):
+def test_evaluate_cli_reproduces_the_runs_accuracy(tiny_cifar, tmp_path, capsys):
     out = tmp_path / "run"
-    assert run_cli(*tiny_args(tiny_cifar, out, epochs=2)).returncode == 0
-    done = run_cli(out / "model.pt", "--data", tiny_cifar, "--device", "cpu", "--json", tmp_path / "e.json",
-                   module="src.evaluate")
-    assert done.returncode == 0, done.stderr
+    train_main(tiny_args(tiny_cifar, out, epochs=2))
+    capsys.readouterr()
+    evaluate_main([str(out / "model.pt"), "--data", str(tiny_cifar), "--device", "cpu", "--json",
+                   str(tmp_path / "e.json")])
+    printed = capsys.readouterr().out
     result = json.loads((tmp_path / "e.json").read_text())
     metrics = json.loads((out / "metrics.json").read_text())
     assert result["accuracy"] == pytest.approx(metrics["final_test_acc"])  # same weights, same test set
@@ -59,6 +62,7 @@ def test_evaluate_cli_reproduces_the_runs_accuracy(tiny_cifar, tmp_path):
     assert matrix.sum() == 40 and np.trace(matrix) / 40 == pytest.approx(result["accuracy"])
     assert set(result["per_class"]) == {"airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse",
                                         "ship", "truck"}
-    assert f"accuracy {100 * result['accuracy']:.2f}%" in done.stdout and "confusion matrix" in done.stdout
-    missing = run_cli(tmp_path / "nothing.pt", "--data", tiny_cifar, module="src.evaluate")
-    assert missing.returncode == 1 and missing.stderr.strip().startswith("error: no weights at")
+    assert f"accuracy {100 * result['accuracy']:.2f}%" in printed and "confusion matrix" in printed
+    with pytest.raises(SystemExit) as missing:
+        evaluate_main([str(tmp_path / "nothing.pt"), "--data", str(tiny_cifar)])
+    assert missing.value.code == f"error: no weights at {tmp_path / 'nothing.pt'}"

@@ -1,0 +1,191 @@
+"""The results tables, generated from the files the runs wrote (metrics.json, bench.json) so that no
+number is typed by hand: the README's block between the markers, and OUT/report.md for a quick or
+fresh reproduction. `python -m src.reproduce --check-readme` fails when the README's block is not
+what the files give.
+"""
+import ast
+import difflib
+import json
+from pathlib import Path
+
+from .errors import UserError
+from .models import label
+
+BEGIN, END = "<!-- results:begin -->", "<!-- results:end -->"
+GENERATED = "<!-- generated from the files linked below by src/report.py (python -m src.reproduce): do not edit -->"
+NOT_RECORDED = "not recorded"
+# Files written before the model registry and the recipes' renaming (commit f287a2f) name them so.
+OLD_MODELS = {"convmixer": "convmixer_256_8", "vit": "vit_seed"}
+OLD_RECIPES = {"user": "baseline"}
+CPU_CHECKS = (("*/run-cpu/metrics.json", "*/recipes-cpu/*/metrics.json"), ("*/bench-cpu/bench.json",))
+
+
+def percent(fraction):
+    return f"{100 * fraction:.2f}%"
+
+
+def seconds(value):
+    return f"{value:.1f} s" if value >= 10 else f"{value:.2f} s"
+
+
+def load_run(path):
+    """A run's metrics.json as one flat dict, whichever version of the code wrote it."""
+    m = json.loads(Path(path).read_text())
+    c, history = m["config"], m["history"]
+    if "epochs_done" in m:
+        model, parameters = m["model"]["label"], m["model"]["parameters"]
+        done, finished, train_acc = m["epochs_done"], m["finished"], m["final_train_acc"]
+        per_epoch, source = m["seconds_per_epoch"], m["data"]["source"]
+        images = m["data"]["train_images"], m["data"]["test_images"]
+    else:  # the first format: no model label, no image counts, no "finished"
+        model = label(OLD_MODELS.get(c["model"], c["model"]), dim=c["dim"], depth=c["depth"])
+        parameters, done, train_acc = m["parameters"], len(history["test_acc"]), history["train_acc"][-1]
+        finished, source, images = done == c["epochs"], m["data"]["format"], (c["train_subset"], c["test_subset"])
+        steady = history["epoch_time"][1:] or history["epoch_time"]
+        per_epoch = sum(steady) / len(steady)
+    return {"path": Path(path), "model": model, "parameters": parameters, "trainer": c["trainer"],
+            "recipe": OLD_RECIPES.get(c["recipe"], c["recipe"]), "loader": c["loader"],
+            "precision": "fp32" if c["device"] == "cpu" else c["precision"], "batch": c["batch_size"],
+            "epochs": c["epochs"], "epochs_done": done, "finished": finished, "test_acc": m["final_test_acc"],
+            "train_acc": train_acc, "seconds_per_epoch": per_epoch, "images": images,
+            "data": f"{source}, `{c['data']}`", "hardware": m["hardware"], "commit": m.get("commit") or NOT_RECORDED}
+
+
+def epochs_cell(run):
+    return str(run["epochs"]) if run["finished"] else f"{run['epochs_done']} of {run['epochs']} epochs"
+
+
+def log_link(folder, base):
+    logs = sorted(Path(folder).glob("*.log"))
+    return " · ".join(f"[{log.stem}]({log.relative_to(base)})" for log in logs) or "—"
+
+
+def common_cells(run):
+    """The cells every table of runs shows: what was trained, where, and how it ended."""
+    return {"model": f"{run['model']} ({run['parameters']:,} parameters)", "trainer": run["trainer"],
+            "recipe": run["recipe"], "loader": run["loader"], "precision": run["precision"],
+            "batch": str(run["batch"]), "images (train / test)": "{:,} / {:,}".format(*run["images"]),
+            "epochs": epochs_cell(run), "test acc": percent(run["test_acc"]), "train acc": percent(run["train_acc"]),
+            "s / epoch": seconds(run["seconds_per_epoch"]), "data": run["data"], "hardware": run["hardware"],
+            "commit": run["commit"]}
+
+
+def table(rows, keep):
+    """Markdown lines: one sentence for what every row shares (columns not in keep), then a table
+    of the rest, so the tables stay narrow."""
+    columns = list(rows[0])
+    shared = [c for c in columns if c not in keep and len(rows) > 1 and len({r[c] for r in rows}) == 1]
+    shown = [c for c in columns if c not in shared]
+    lines = [f"All rows: {'; '.join(f'{c}: {rows[0][c]}' for c in shared)}.", ""] if shared else []
+    lines += ["| " + " | ".join(shown) + " |", "|" + "---|" * len(shown)]
+    return lines + ["| " + " | ".join(r[c] for c in shown) + " |" for r in rows]
+
+
+def runs_table(paths, base):
+    runs = sorted((load_run(p) for p in paths),
+                  key=lambda r: (r["model"], r["trainer"], r["recipe"], r["loader"], str(r["path"])))
+    rows = [{"run": f"[{r['path'].parent.relative_to(base)}]({r['path'].relative_to(base)})",
+             **common_cells(r), "log": log_link(r["path"].parent, base)} for r in runs]
+    return table(rows, keep=("run", "test acc", "log"))
+
+
+def _literal(value):
+    try:
+        return ast.literal_eval(value) if isinstance(value, str) else value
+    except (ValueError, SyntaxError):
+        return value
+
+
+def bench_row(path, base):
+    b = json.loads(Path(path).read_text())
+    c = {k: _literal(v) for k, v in b["config"].items()}  # the first format wrote every value as a string
+    s, speedup = b["seconds"], b["speedup"]
+    if "reference" in s:  # the first format: one reference epoch, with --workers 2, and one speed-up
+        s, speedup = {"fast": s["fast"], "reference_2_workers": s["reference"]}, {"vs_2_workers": speedup}
+    compiled = f" (+{b['compile_seconds']:.1f} s compile)" if c["compile"] else ""
+
+    def reference(key, against, workers):
+        return f"{seconds(s[key])}, {workers} workers ({speedup[against]:.2f}x)" if key in s else "—"
+
+    images = [f"{n:,}" if n else "all" for n in (c["train_subset"], c["test_subset"])]
+    return {"bench": f"[{path.parent.relative_to(base)}]({path.relative_to(base)})",
+            "model": label(OLD_MODELS.get(c["model"], c["model"]), dim=c["dim"], depth=c["depth"]),
+            "images (train / test)": " / ".join(images), "batch": str(c["batch_size"]),
+            "precision": "fp32" if c["device"] == "cpu" else c["precision"],
+            "fast path": seconds(s["fast"]) + compiled,
+            "reference loader": reference("reference_2_workers", "vs_2_workers", 2),
+            "reference, all cores": reference("reference_all_cores", "vs_all_cores", b.get("workers_all_cores")),
+            "training steps alone": seconds(s["floor"]) if "floor" in s else "—",
+            "hardware": b["hardware"], "commit": b.get("commit") or NOT_RECORDED, "log": log_link(path.parent, base)}
+
+
+def sweep_line(folder, base):
+    runs = [load_run(p) for p in sorted(folder.glob("*/metrics.json"))]
+    link = f"- [{folder.name}]({(folder / 'table.md').relative_to(base)})"
+    if not runs:
+        return f"{link}: no variant has finished an epoch yet"
+    best = max(runs, key=lambda r: r["test_acc"])
+    return (f"{link}: {len(runs)} variants of {best['model']} on {best['hardware']}; best test accuracy "
+            f"{percent(best['test_acc'])} ({best['path'].parent.name}, {epochs_cell(best)})")
+
+
+def section(base, title, runs=(), benches=(), sweeps=(), empty=None, note=None):
+    """A heading, a note, then the tables of the files the glob patterns find; `empty` (or nothing)
+    if they find none."""
+    runs, benches, sweeps = ([p for pattern in patterns for p in sorted(base.glob(pattern))]
+                             for patterns in (runs, benches, sweeps))
+    if not (runs or benches or sweeps):
+        return [title, "", empty, ""] if empty else []
+    lines = [title, ""] + ([note, ""] if note else [])
+    if runs:
+        lines += runs_table(runs, base) + [""]
+    if benches:
+        lines += ["One epoch (train and test pass) on each data path (`python -m src.bench`):", ""]
+        lines += table([bench_row(p, base) for p in benches], keep=("bench", "fast path", "log")) + [""]
+    if sweeps:
+        lines += ["Sweeps (`python -m src.sweep`), each a table sorted by test accuracy:", ""]
+        lines += [sweep_line(p.parent, base) for p in sweeps] + [""]
+    return lines
+
+
+def report(base, mode="full"):
+    """The results in markdown: the reproduction's runs (mode full: the notebooks on a GPU, the
+    recipes, the bench and the sweeps; quick: their tiny versions), then the checks on CPU."""
+    base = Path(base)
+    if mode == "quick":
+        title = ("### Quick check (`python -m src.reproduce --quick`): every step on tiny settings; the numbers "
+                 "test the pipeline, not the models")
+    else:
+        title = "### On one GPU (`python -m src.reproduce`): the notebooks in full mode, the recipes, the bench"
+    lines = [GENERATED, ""]
+    lines += section(base, title, (f"*/run-{mode}/metrics.json", "*/recipes/*/metrics.json"), ("*/bench/bench.json",),
+                     ("*/sweeps/*/table.md",), empty="Not run yet: `python -m src.reproduce` on one GPU writes "
+                     "these runs, their logs and this section.", note="The runs shared the machine, several at a "
+                     "time, so their seconds per epoch are longer than a run's alone; the bench times epochs alone.")
+    lines += section(base, "### Checks on CPU (small subsets: each pipeline learns end to end; the accuracies say "
+                     "nothing about the full runs)", *CPU_CHECKS)
+    return "\n".join(lines).rstrip() + "\n"
+
+
+def _block(readme):
+    text = Path(readme).read_text()
+    start, end = text.find(BEGIN), text.find(END)
+    if start < 0 or end < start:
+        raise UserError(f"{readme} has no results block: put the lines {BEGIN} and {END} where it goes")
+    return text, start + len(BEGIN), end
+
+
+def write_readme(readme, base):
+    text, start, end = _block(readme)
+    Path(readme).write_text(text[:start] + "\n" + report(base) + text[end:])
+
+
+def check_readme(readme, base):
+    """True when the README's block is what the files give; else print the difference."""
+    text, start, end = _block(readme)
+    have, want = text[start:end].lstrip("\n"), report(base)
+    if have != want:
+        print(f"{readme}: the results block differs from what the result files give "
+              f"(python -m src.reproduce --write-readme regenerates it):")
+        print("".join(difflib.unified_diff(have.splitlines(True), want.splitlines(True), "README", "files")))
+    return have == want

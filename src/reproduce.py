@@ -1,0 +1,142 @@
+"""Everything the README's results and the three notebooks show, run on one GPU and written into
+the repository:
+
+    python -m src.reproduce --data ../shared/cifar10-jpeg
+
+  bench      `python -m src.bench --repeats 3`, alone on the GPU (ConvMixer_experimentation_2/bench/)
+  notebooks  the three notebooks top to bottom in full mode, in place (NAME/run-full/)
+  recipes    what the notebooks do not run: the improved recipe of both models, and ConvMixer's
+             baseline with the reference loader (NAME/recipes/RUN/)
+
+The baseline recipe with the fast loader is the notebooks' own runs (ConvMixer_experimentation_2,
+ViT_with_convolution: one-cycle, 25 epochs, the run's precision), so each comparison differs in
+one thing. The runs share the GPU as concurrent processes, print a line per epoch and write a log
+beside their metrics; README.md's results block is regenerated after each run that ends. When the
+budget runs out the runs are stopped: the same command again skips what finished and continues the
+rest. `--quick --device cpu --data PATH --out DIR` runs every step on tiny settings under DIR
+(report in DIR/report.md), in a minute or two on 2 cores.
+"""
+import argparse
+import sys
+from functools import partial
+
+from .errors import UserError
+from .notebook import NOTEBOOKS
+from .report import check_readme, report, write_readme
+from .scheduler import ROOT, Job, add_arguments, portable, read_json, run_jobs, settle, summary, train_job
+
+STEPS = ("bench", "notebooks", "recipes")
+EPOCHS = 25
+NOTEBOOK_OF = {"convmixer_256_8": "ConvMixer_experimentation_2", "vit_seed": "ViT_with_convolution"}
+RECIPE_RUNS = (  # (model, run, flags), the longest first
+    ("vit_seed", "improved", ("--recipe", "improved")),
+    ("convmixer_256_8", "baseline-reference-loader", ("--recipe", "baseline", "--loader", "reference")),
+    ("convmixer_256_8", "improved", ("--recipe", "improved")),
+)
+QUICK_DATA = ("--train-subset", "256", "--test-subset", "128", "--batch-size", "32")
+QUICK = ("--workers", "0", *QUICK_DATA)
+QUICK_EPOCHS = 2
+QUICK_MODEL = {"convmixer_256_8": ("--dim", "32", "--depth", "2"),
+               "vit_seed": ("--dim", "64", "--depth", "1", "--heads", "2", "--dim-head", "32", "--mlp-dim", "64")}
+
+
+def device_flags(args):
+    return ("--device", args.device) if args.device else ()
+
+
+def train_flags(model, flags, args):
+    """A 25-epoch one-cycle run of model with flags; with --quick, its tiny version (quick wins)."""
+    quick = (*QUICK, *QUICK_MODEL[model]) if args.quick else ()
+    epochs = QUICK_EPOCHS if args.quick else EPOCHS
+    return ("--model", model, "--trainer", "onecycle", "--epochs", str(epochs), *flags, "--data", args.data,
+            *device_flags(args), *quick)
+
+
+def _notebook_done(notebook, metrics, mode):
+    """Its run finished and the saved notebook shows that run: its intro names the mode and the
+    accuracy, as src.notebook.describe writes them."""
+    m = read_json(metrics)
+    if not (m and m.get("finished") and notebook.exists()):
+        return False
+    text = notebook.read_text()
+    return f"(`{mode}` mode)" in text and f"**{100 * m['final_test_acc']:.2f}%**" in text
+
+
+def bench_job(args, out):
+    folder = out / "ConvMixer_experimentation_2" / "bench"
+    flags = (*QUICK_MODEL["convmixer_256_8"], *QUICK_DATA) if args.quick else ("--repeats", "3")
+    return Job("ConvMixer_experimentation_2/bench", "src.bench", ("--data", args.data, *device_flags(args), *flags,
+               "--json", portable(folder / "bench.json")), folder, log="bench.log", resume=(), replace=(),
+               done=(folder / "bench.json").exists, alone=True)
+
+
+def notebook_job(name, args, out, mode):
+    """`python -m src.notebook NAME`: in place into the repository, else under out."""
+    folder = out / name
+    flags = (name, "--mode", mode, "--data", args.data, *device_flags(args),
+             *(("--out", portable(out)) if out != ROOT else ()))
+    return Job(f"{name}/run-{mode}", "src.notebook", flags, folder / f"run-{mode}", log="notebook.log", replace=(),
+               done=partial(_notebook_done, folder / f"{name}.ipynb", folder / f"run-{mode}" / "metrics.json", mode))
+
+
+def plan(args, out, mode):
+    """{step: [Job]}: every run of the reproduction, writing under out, the longest first."""
+    return {"bench": [bench_job(args, out)],
+            "notebooks": [notebook_job(name, args, out, mode) for name in reversed(NOTEBOOKS)],  # the ViT first
+            "recipes": [train_job(f"{NOTEBOOK_OF[model]}/recipes/{run}", out / NOTEBOOK_OF[model] / "recipes" / run,
+                                  train_flags(model, flags, args), cpu_bound="reference" in flags)
+                        for model, run, flags in RECIPE_RUNS]}
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(prog="python -m src.reproduce", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_arguments(p, budget=570)
+    p.add_argument("--out", help="write under OUT, the report in OUT/report.md (default: the repository and its "
+                                 "README; with --quick: a new temporary folder)")
+    p.add_argument("--only", default=",".join(STEPS), help=f"comma-separated steps of {', '.join(STEPS)} "
+                                                            "(default: all)")
+    p.add_argument("--readme", default=str(ROOT / "README.md"), help="the README whose results block is written "
+                                                                     "or checked")
+    p.add_argument("--write-readme", action="store_true", help="only regenerate the README's results block")
+    p.add_argument("--check-readme", action="store_true",
+                   help="only check the README's results block against the result files (exit 1 if it differs)")
+    args = p.parse_args(argv)
+    try:
+        if args.check_readme:
+            sys.exit(0 if check_readme(args.readme, ROOT) else 1)
+        if args.write_readme:
+            return write_readme(args.readme, ROOT)
+        run_all(args, p)
+    except (UserError, OSError) as err:
+        sys.exit(f"error: {err}")
+
+
+def run_all(args, p):
+    """The steps --only names, within the budget; the report rewritten as each run ends."""
+    steps = args.only.split(",")
+    if set(steps) - set(STEPS):
+        p.error(f"--only {args.only}: expected steps among {', '.join(STEPS)}")
+    out = settle(args, p, ROOT).out
+    if args.quick and out == ROOT:
+        p.error("--quick writes under --out, never into the repository")
+    mode = "quick" if args.quick else "full"
+
+    def write_report(job=None):
+        if out == ROOT:
+            write_readme(args.readme, ROOT)
+        else:
+            (out / "report.md").write_text(report(out, mode))
+
+    out.mkdir(parents=True, exist_ok=True)
+    write_report()  # a README without the markers fails now, not after the runs
+    jobs = plan(args, out, mode)
+    outcomes = run_jobs([job for step in STEPS if step in steps for job in jobs[step]], args.jobs, args.deadline,
+                        args.force, write_report)
+    write_report()
+    print(f"results: {args.readme if out == ROOT else out / 'report.md'}", flush=True)
+    sys.exit(0 if summary(outcomes) else 1)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,232 @@
+"""Independent runs as concurrent subprocesses on one GPU (or a few CPU cores) within a wall-clock
+budget: what `python -m src.reproduce` and `python -m src.sweep` share.
+
+A run rewrites its metrics.json and checkpoint after every epoch, so the scheduler shows one line
+per epoch by reading that file, can stop runs when the budget runs out (the next call continues
+them from their checkpoints) and skips runs whose finished results already exist.
+"""
+import json
+import os
+import shlex
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import psutil
+
+from .bench import all_cores
+from .run import RUN_FILES
+
+ROOT = Path(__file__).resolve().parent.parent
+STOP_GRACE = 10  # seconds a stopped run gets to save and say where it stopped, before it is killed
+POLL = 0.5
+
+
+def read_json(path):
+    try:
+        return json.loads(Path(path).read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def finished(metrics_path):
+    metrics = read_json(metrics_path)
+    return bool(metrics and metrics.get("finished"))
+
+
+def portable(path):
+    """A path as the commands and logs show it: relative to the repository root where it is
+    near it (../shared/cifar10-jpeg), else absolute, so committed logs name no home folder."""
+    path = Path(path).resolve()
+    relative = os.path.relpath(path, ROOT)
+    return relative if not relative.startswith(os.path.join("..", "..")) else str(path)
+
+
+@dataclass(eq=False)
+class Job:
+    name: str                     # how progress lines name it: its folder below the output root
+    module: str                   # run as `python -m MODULE ARGS` from the repository root
+    args: tuple
+    folder: Path                  # its metrics.json (or bench.json) and log
+    log: str = "train.log"
+    done: Callable = None         # () -> bool, its finished result exists; default: metrics.json says so
+    resume: tuple = ("--resume",)  # what continues a partial run
+    replace: tuple = ("--overwrite",)  # what replaces it (--force)
+    cpu_bound: bool = False       # feeds the GPU from DataLoader workers: one such job at a time
+    alone: bool = False           # a timing: starts when nothing runs, and nothing starts beside it
+
+    def is_done(self):
+        return self.done() if self.done else finished(self.folder / "metrics.json")
+
+    def epochs(self):
+        """(epochs done, epochs wanted, test accuracy) from its metrics.json; None before the first."""
+        m = read_json(self.folder / "metrics.json")
+        return (m["epochs_done"], m["config"]["epochs"], m["final_test_acc"]) if m else None
+
+    def args_now(self, force):
+        held = any((self.folder / name).exists() for name in RUN_FILES)
+        return (*self.args, *(self.replace if force else self.resume)) if held else self.args
+
+
+def train_job(name, folder, flags, cpu_bound=False):
+    """`python -m src.train FLAGS --out FOLDER`, its log beside its metrics."""
+    return Job(name, "src.train", (*map(str, flags), "--out", portable(folder)), Path(folder), cpu_bound=cpu_bound)
+
+
+def run_jobs(jobs, limit, deadline, force=False, on_finish=None):
+    """Run the jobs that are not done, at most `limit` at once, until time.monotonic() reaches
+    deadline; then stop those still running. Returns {job name: outcome}, the outcome a phrase."""
+    outcomes, pending, running = {}, [], {}
+    for job in jobs:
+        if job.is_done() and not force:
+            _say(job, "already finished: skipped (--force redoes it)")
+            outcomes[job.name] = "finished before"
+        else:
+            pending.append(job)
+    previous = signal.signal(signal.SIGTERM, signal.default_int_handler)  # killed: stop the runs as at the limit
+    try:
+        while (pending or running) and time.monotonic() < deadline:
+            for job in _startable(pending, running, limit):
+                pending.remove(job)
+                running[job] = _start(job, force, limit)
+            for job, (proc, seen) in list(running.items()):
+                running[job][1] = _progress(job, seen)
+                if proc.poll() is not None:
+                    del running[job]
+                    outcomes[job.name] = _outcome(job, proc.returncode)
+                    _say(job, outcomes[job.name])
+                    if on_finish:
+                        on_finish(job)
+            time.sleep(POLL)
+    except KeyboardInterrupt:
+        print("interrupted: stopping the runs", flush=True)
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+        _stop([proc for proc, _ in running.values()])
+    for job in running:
+        progress = job.epochs()
+        outcomes[job.name] = "stopped" + (f" after {progress[0]} of {progress[1]} epochs" if progress else "")
+    outcomes.update({job.name: "not started" for job in pending})
+    return outcomes
+
+
+def add_arguments(parser, budget):
+    """The options src.reproduce and src.sweep share."""
+    parser.add_argument("--data", default=os.environ.get("CIFAR10_DIR"),
+                        help="CIFAR-10: class folders or torchvision's folder (default: $CIFAR10_DIR)")
+    parser.add_argument("--device", help="cpu, cuda or cuda:N for every run (default: each run's auto, a GPU if any)")
+    parser.add_argument("--jobs", type=int, help="runs at once (default: 6 on a GPU, 2 on CPU)")
+    parser.add_argument("--budget", type=float, default=budget,
+                        help=f"wall-clock seconds for the whole call (default: {budget:g}); runs still going "
+                             f"{STOP_GRACE} s before its end are stopped, and the same command continues them")
+    parser.add_argument("--force", action="store_true", help="redo runs whose finished results exist")
+    parser.add_argument("--quick", action="store_true", help="tiny settings, every step in seconds (CI, a CPU)")
+
+
+def settle(args, parser, default_out):
+    """Check the shared options and fill in their defaults: args.out (default_out; with --quick a new
+    temporary folder) and args.deadline, when the runs still going are stopped."""
+    if not args.data:
+        parser.error("no data: pass --data PATH or set CIFAR10_DIR")
+    if not Path(args.data).is_dir():
+        parser.error(f"--data {args.data}: no such folder")
+    args.data = portable(args.data)
+    if args.jobs is None:
+        import torch
+        args.jobs = 6 if args.device != "cpu" and torch.cuda.is_available() else 2
+    args.deadline = time.monotonic() + args.budget - STOP_GRACE
+    args.out = Path(args.out).resolve() if args.out else Path(tempfile.mkdtemp(prefix="quick-")) if args.quick \
+        else default_out
+    return args
+
+
+def summary(outcomes):
+    """Print what did not finish; True when everything did."""
+    left = {name: what for name, what in outcomes.items() if not what.startswith("finished")}
+    for name, what in left.items():
+        print(f"not finished: {name} ({what})", flush=True)
+    if left:
+        print("rerun the same command to continue them: finished runs are skipped, stopped ones resume "
+              "from their checkpoints", flush=True)
+    return not left
+
+
+def _say(job, text):
+    print(f"{time.strftime('%H:%M:%S')} [{job.name}] {text}", flush=True)
+
+
+def _startable(pending, running, limit):
+    """The next jobs in order, within the limits."""
+    if any(job.alone for job in running):
+        return []
+    chosen, cpu_busy = [], any(job.cpu_bound for job in running)
+    for job in pending:
+        if len(running) + len(chosen) >= limit:
+            break
+        if job.alone:
+            return chosen or ([] if running else [job])
+        if job.cpu_bound and cpu_busy:
+            continue
+        cpu_busy = cpu_busy or job.cpu_bound
+        chosen.append(job)
+    return chosen
+
+
+def _start(job, force, limit):
+    args = job.args_now(force)
+    shown = shlex.join(["python", "-m", job.module, *args])
+    job.folder.mkdir(parents=True, exist_ok=True)
+    threads = all_cores() if job.alone else max(1, all_cores() // limit)  # more: they spin against each other
+    env = {"OMP_NUM_THREADS": str(threads), **os.environ, "PYTHONPATH": str(ROOT), "MPLBACKEND": "Agg"}
+    env.pop("WORLD_SIZE", None)  # one process per run, never DistributedDataParallel
+    with open(job.folder / job.log, "w" if force else "a") as log:  # the child keeps its own copy
+        log.write(f"$ {shown}\n")
+        log.flush()
+        proc = subprocess.Popen([sys.executable, "-m", job.module, *args], cwd=ROOT, env=env, stdout=log,
+                                stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+    _say(job, f"started: {shown}")
+    return [proc, job.epochs()]
+
+
+def _progress(job, seen):
+    now = job.epochs()
+    if now and now != seen:
+        _say(job, f"epoch {now[0]}/{now[1]}: test accuracy {100 * now[2]:.2f}%")
+    return now
+
+
+def _outcome(job, returncode):
+    if returncode == 0 and job.is_done():
+        return "finished"
+    lines = (job.folder / job.log).read_text(errors="replace").strip().splitlines()
+    return f"failed (exit {returncode}): {lines[-1] if lines else 'no output'} (log: {job.folder / job.log})"
+
+
+def _stop(procs):
+    """SIGINT to each run and all it started (a notebook's kernel runs in a session of its own);
+    whatever still runs after STOP_GRACE is killed."""
+    family = []
+    for proc in procs:
+        try:
+            parent = psutil.Process(proc.pid)
+            family += [parent, *parent.children(recursive=True)]
+        except psutil.NoSuchProcess:
+            continue
+    for member in family:
+        try:
+            member.send_signal(signal.SIGINT)
+        except psutil.NoSuchProcess:
+            pass
+    _, alive = psutil.wait_procs(family, timeout=STOP_GRACE)
+    for member in alive:
+        try:
+            member.kill()
+        except psutil.NoSuchProcess:
+            pass
+    for proc in procs:
+        proc.wait()

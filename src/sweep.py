@@ -1,0 +1,117 @@
+"""Recipe variants of one model, run as concurrent processes on one GPU within a wall-clock budget
+(the scheduler src.reproduce uses), then one table sorted by final test accuracy:
+
+    python -m src.sweep --sweep vit-stability --data ../shared/cifar10-jpeg
+
+Each variant writes its metrics.json and train.log in OUT/VARIANT (OUT by default: the sweep's
+folder beside the model's notebook, e.g. ViT_with_convolution/sweeps/vit-stability/); the table
+goes to OUT/table.md and is printed. As with the reproduction, the same command again skips the
+finished variants and continues the stopped ones. Each sweep is sized for about 8 minutes on one
+H100/H200 with 6 runs at a time (from the epoch times of runs sharing a GPU, ConvMixer 2-4 s and
+ViT 5-10 s; not yet timed whole); --quick runs the same variants on tiny settings (tests, a CPU).
+
+"underfit?" is "yes" when a variant's final train accuracy (on augmented images, during the last
+epoch) is below its test accuracy plus one point: it fits its own training images no better than
+unseen ones, so it has capacity, epochs or step size to spare, or more regularisation than it needs.
+"""
+import argparse
+import shlex
+import sys
+from dataclasses import dataclass
+
+from .report import common_cells, load_run, log_link, table
+from .reproduce import NOTEBOOK_OF, train_flags
+from .scheduler import ROOT, add_arguments, run_jobs, settle, summary, train_job
+
+UNDERFIT_MARGIN = 0.01
+
+
+@dataclass(frozen=True)
+class Sweep:
+    model: str
+    variants: tuple  # (name, flags on top of `--trainer onecycle --epochs 25`)
+
+
+SWEEPS = {
+    # What steadies the conv-only ViT (its improved recipe at lr 0.002 diverged, src/recipes.py): the
+    # baseline (lr 0.001, warm-up 0.4), then one change at a time, then the changes together.
+    "vit-stability": Sweep("vit_seed", (
+        ("baseline", ()),
+        ("beta2-0.99", ("--beta2", "0.99")),
+        ("beta2-0.99-clip-1", ("--beta2", "0.99", "--grad-clip", "1")),
+        ("improved", ("--recipe", "improved")),
+        ("lr-0.002-beta2-0.99-clip-1", ("--lr-max", "0.002", "--beta2", "0.99", "--grad-clip", "1")),
+        ("warmup-0.2", ("--warmup", "0.2")),
+        ("label-smoothing-0.1", ("--label-smoothing", "0.1")),
+    )),
+    # ConvMixer-256/8: both recipes, the ConvMixer authors' CIFAR-10 settings, and one change to the
+    # improved recipe at a time. The reference-loader runs come first: one at a time, they take longest.
+    "convmixer-recipes": Sweep("convmixer_256_8", (
+        ("authors", ("--lr-max", "0.05", "--wd", "0.005", "--randaugment", "2", "12", "--loader", "reference")),
+        ("improved-randaugment-2-12", ("--recipe", "improved", "--randaugment", "2", "12", "--loader", "reference")),
+        ("baseline", ()),
+        ("improved", ("--recipe", "improved")),
+        ("improved-no-ema", ("--recipe", "improved", "--ema", "0")),
+        ("improved-batch-256", ("--recipe", "improved", "--batch-size", "256")),
+    )),
+}
+
+
+def underfit(run):
+    return run["train_acc"] < run["test_acc"] + UNDERFIT_MARGIN
+
+
+def sweep_table(name, variants, out):
+    """The markdown table of the variants that have a metrics.json, best test accuracy first."""
+    runs = sorted(((variant, flags, load_run(out / variant / "metrics.json")) for variant, flags in variants
+                   if (out / variant / "metrics.json").exists()), key=lambda v: -v[2]["test_acc"])
+    lines = [(f"Sweep `{name}` (`python -m src.sweep --sweep {name}`), best final test accuracy first; underfit: "
+              f"train accuracy below test accuracy + {100 * UNDERFIT_MARGIN:g} point."), ""]
+    rows = []
+    for variant, flags, run in runs:
+        cells = common_cells(run)
+        rows.append({"variant": f"[{variant}]({variant}/metrics.json)",
+                     "flags": f"`{shlex.join(flags)}`" if flags else "(none: the baseline)",
+                     **{column: cells.pop(column) for column in ("test acc", "train acc")},
+                     "underfit?": "yes" if underfit(run) else "no", **cells, "log": log_link(run["path"].parent, out)})
+    if rows:
+        lines += table(rows, keep=("variant", "flags", "test acc", "train acc", "underfit?", "epochs", "s / epoch"))
+    missing = [variant for variant, _ in variants if variant not in {v for v, _, _ in runs}]
+    if missing:
+        lines += ["", f"Not run yet: {', '.join(missing)}."]
+    return "\n".join(lines) + "\n"
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(prog="python -m src.sweep", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--sweep", required=True, choices=tuple(SWEEPS), help="; ".join(
+        f"{name}: {', '.join(variant for variant, _ in sweep.variants)}" for name, sweep in SWEEPS.items()))
+    add_arguments(p, budget=570)
+    p.add_argument("--out", help="the sweep's folder (default: NOTEBOOK/sweeps/SWEEP beside the model's notebook; "
+                                 "with --quick: a new temporary folder)")
+    p.add_argument("--only", help="comma-separated variants to run (default: all)")
+    args = p.parse_args(argv)
+    sweep = SWEEPS[args.sweep]
+    names = [variant for variant, _ in sweep.variants]
+    wanted = args.only.split(",") if args.only else names
+    if set(wanted) - set(names):
+        p.error(f"--only {args.only}: the variants of {args.sweep} are {', '.join(names)}")
+    variants = [(variant, flags) for variant, flags in sweep.variants if variant in wanted]
+    out = settle(args, p, ROOT / NOTEBOOK_OF[sweep.model] / "sweeps" / args.sweep).out
+    jobs = [train_job(f"{args.sweep}/{variant}", out / variant, train_flags(sweep.model, flags, args),
+                      cpu_bound="reference" in flags) for variant, flags in variants]
+
+    def write_table(job=None):
+        out.mkdir(parents=True, exist_ok=True)
+        text = sweep_table(args.sweep, variants, out)
+        (out / "table.md").write_text(text)
+        return text
+
+    outcomes = run_jobs(jobs, args.jobs, args.deadline, args.force, write_table)
+    print(write_table(), end="", flush=True)
+    sys.exit(0 if summary(outcomes) else 1)
+
+
+if __name__ == "__main__":
+    main()

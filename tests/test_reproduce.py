@@ -1,0 +1,118 @@
+"""src.reproduce: `--quick --device cpu` runs every step end to end under --out (report written,
+checkout untouched), a second call skips what finished, the README's results block is checked
+against the committed files, and runs stopped at the budget keep what finished and continue."""
+import json
+import os
+import re
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from src.notebook import NOTEBOOKS
+from src.reproduce import NOTEBOOK_OF, RECIPE_RUNS, main
+from src.scheduler import run_jobs, summary, train_job
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+README_BLOCK = re.compile(r"<!-- results:begin -->.*<!-- results:end -->", re.DOTALL)
+
+
+def reproduce(*args):
+    env = {**os.environ, "PYTHONPATH": str(REPO_ROOT), "MPLBACKEND": "Agg"}
+    return subprocess.run([sys.executable, "-m", "src.reproduce", *map(str, args)], cwd=REPO_ROOT, env=env,
+                          capture_output=True, text=True, check=False, timeout=600)
+
+
+def metrics(folder):
+    return json.loads((Path(folder) / "metrics.json").read_text())
+
+
+def test_quick_runs_every_step_and_writes_the_report(quick_reproduction):
+    quick = quick_reproduction
+    assert quick.first.returncode == 0, quick.first.stdout + quick.first.stderr
+    out, printed = quick.out, quick.first.stdout
+    bench = out / "ConvMixer_experimentation_2" / "bench"
+    assert json.loads((bench / "bench.json").read_text())["seconds"]["fast"] > 0
+    assert (bench / "bench.log").read_text().startswith("$ python -m src.bench ")
+    runs = [out / name / "run-quick" for name in NOTEBOOKS]
+    runs += [out / NOTEBOOK_OF[model] / "recipes" / run for model, run, _ in RECIPE_RUNS]
+    for folder in runs:
+        m = metrics(folder)
+        assert m["finished"] and m["epochs_done"] == m["config"]["epochs"], folder
+        log = next(folder.glob("*.log")).read_text()
+        assert log.startswith("$ python -m src."), folder
+    for name in NOTEBOOKS:
+        assert "(`quick` mode)" in (out / name / f"{name}.ipynb").read_text()
+    assert re.search(r"\[ConvMixer_experimentation_2/recipes/improved\] epoch 2/2: test accuracy \d+\.\d\d%", printed)
+    report = (out / "report.md").read_text()
+    assert "Quick check" in report
+    for folder in [*runs, bench]:
+        assert f"]({folder.relative_to(out)}/" in report, f"{folder} is not in the report"
+    for model, run, _ in RECIPE_RUNS:
+        assert f"{100 * metrics(out / NOTEBOOK_OF[model] / 'recipes' / run)['final_test_acc']:.2f}%" in report
+
+
+def test_quick_leaves_the_checkout_untouched(quick_reproduction):
+    quick = quick_reproduction
+    status_before, mtimes_before = quick.before
+    status_after, mtimes_after = quick.after
+    assert status_after == status_before
+    assert [name for name in mtimes_before if mtimes_after.get(name) != mtimes_before[name]] == []
+
+
+def test_a_second_call_skips_the_finished_runs(quick_reproduction):
+    quick = quick_reproduction
+    assert quick.second.returncode == 0, quick.second.stdout + quick.second.stderr
+    assert quick.second.stdout.count("already finished: skipped") == 1 + len(NOTEBOOKS) + len(RECIPE_RUNS)
+    assert "started" not in quick.second.stdout
+    rewritten = [path for path, mtime in quick.written.items()
+                 if path.name != "report.md" and path.stat().st_mtime_ns != mtime]
+    assert rewritten == []
+
+
+def test_check_readme_passes_on_the_committed_files():
+    with pytest.raises(SystemExit) as exit_:
+        main(["--check-readme"])
+    assert exit_.value.code == 0
+
+
+def test_check_readme_fails_when_one_number_differs(tmp_path, capsys):
+    text = (REPO_ROOT / "README.md").read_text()
+    block = README_BLOCK.search(text).group(0)
+    number = re.search(r"(\d+)\.(\d\d)%", block)
+    changed = f"{number.group(1)}.{(int(number.group(2)) + 1) % 100:02d}%"
+    readme = tmp_path / "README.md"
+    readme.write_text(text.replace(block, block.replace(number.group(0), changed, 1)))
+    with pytest.raises(SystemExit) as exit_:
+        main(["--check-readme", "--readme", str(readme)])
+    assert exit_.value.code == 1
+    diff = capsys.readouterr().out
+    assert changed in diff and number.group(0) in diff
+
+
+def test_runs_stopped_at_the_budget_keep_what_finished_and_continue(tiny_cifar, tmp_path, capsys):
+    def tiny(name, epochs):
+        return train_job(name, tmp_path / name, (
+            "--model", "convmixer_256_8", "--dim", "16", "--depth", "1", "--patch-size", "4", "--batch-size", "16",
+            "--workers", "0", "--device", "cpu", "--epochs", epochs, "--data", tiny_cifar))
+    jobs = [tiny("short", 1), tiny("long", 100000)]
+    ended = []
+    outcomes = run_jobs(jobs, 2, time.monotonic() + 8, on_finish=ended.append)
+    assert outcomes["short"] == "finished" and ended == jobs[:1]
+    assert outcomes["long"].startswith("stopped after")
+    assert not summary(outcomes)
+    assert "not finished: long" in capsys.readouterr().out
+    short, long = metrics(tmp_path / "short"), metrics(tmp_path / "long")
+    assert short["finished"] and (tmp_path / "short" / "model.pt").exists()
+    assert not long["finished"] and (tmp_path / "long" / "checkpoint.pt").exists()
+
+    outcomes = run_jobs(jobs, 2, time.monotonic() + 7)
+    assert outcomes["short"] == "finished before"
+    assert metrics(tmp_path / "short") == short
+    again = metrics(tmp_path / "long")
+    assert again["epochs_done"] > long["epochs_done"]
+    assert again["history"]["test_acc"][:long["epochs_done"]] == long["history"]["test_acc"]
+    commands = [line for line in (tmp_path / "long" / "train.log").read_text().splitlines() if line.startswith("$ ")]
+    assert len(commands) == 2 and commands[1].endswith("--resume") and "--resume" not in commands[0]
