@@ -139,12 +139,13 @@ def _train(cfg, out, sizes):
         cfg.device = str(device)
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = True  # fixed shapes: let cuDNN pick its fastest kernels once
-    model = create_model(cfg.model, **model_overrides(cfg))
+    sizes_given = model_overrides(cfg)
+    model = create_model(cfg.model, **sizes_given)
     train_loader, test_loader = make_loaders(cfg)
     step = Step.of(cfg)
-    extra = {"name": variant(cfg.model).title} if cfg.trainer == "onecycle" else {}
-    about = {"model": {"name": cfg.model, "label": label(cfg.model, **model_overrides(cfg)),
-                       "hyper_parameters": hyper_parameters(cfg.model, **model_overrides(cfg)),
+    extra = {"name": variant(cfg.model).title} if cfg.trainer == "onecycle" else {}  # its epoch line's prefix
+    about = {"model": {"name": cfg.model, "label": label(cfg.model, **sizes_given),
+                       "hyper_parameters": hyper_parameters(cfg.model, **sizes_given),
                        "parameters": sum(p.numel() for p in model.parameters())},
              "data": {"path": cfg.data, "source": data.source(cfg.data), **sizes}, "hardware": hardware(cfg.device),
              "world_size": dist.get_world_size() if dist.is_initialized() else 1, "torch": torch.__version__,
