@@ -24,10 +24,11 @@ from pathlib import Path
 
 import torch
 
-from .config import Config, model_overrides, resolve
+from .config import model_overrides, resolve
 from .errors import Diverged, UserError
 from .models import create_model, label
 from .run import commit, hardware, make_loaders, seed_everything
+from .train import config_from_parsed
 from .train import parser as train_parser
 from .trainers import Engine, History, Step, adamw
 
@@ -53,8 +54,7 @@ def all_cores():
 
 def bench(cfg, repeats=1):
     """{timing: seconds} for the fast path (first epoch and median of `repeats`), the reference
-    path with 2 workers and with all cores, and the training steps alone (median)."""
-    cfg = resolve(cfg)
+    path with 2 workers and with all cores, and the training steps alone (median); cfg resolved."""
     seed_everything(cfg.seed)
     model = create_model(cfg.model, **model_overrides(cfg))
     engine = Engine(model, adamw(model, cfg.lr_max, cfg.wd, device=cfg.device), step=Step.of(cfg), device=cfg.device)
@@ -74,7 +74,6 @@ def bench(cfg, repeats=1):
 
 
 def summary(cfg, seconds, repeats):
-    cfg = resolve(cfg)
     cores = all_cores()
     speedup = {"vs_2_workers": seconds["reference_2_workers"] / seconds["fast"],
                "vs_all_cores": seconds["reference_all_cores"] / seconds["fast"]}
@@ -97,8 +96,8 @@ def main(argv=None):
     p.add_argument("--json", help="also write the timings and settings to this file")
     args = vars(p.parse_args(argv))
     repeats, json_path = args.pop("repeats"), args.pop("json")
-    cfg = Config(**args)
     try:
+        cfg = resolve(config_from_parsed(args))
         result = summary(cfg, bench(cfg, repeats), repeats)
     except (UserError, Diverged, OSError) as err:
         sys.exit(f"error: {err}")

@@ -15,7 +15,7 @@ import numpy as np
 import torch
 
 from .errors import DataNotFound, UserError
-from .trainers.engine import AMP, Step
+from .trainers.engine import Step
 
 
 @dataclass
@@ -44,14 +44,13 @@ def predict(model, loader, device="cpu", step=Step(), keep=20):
     """One pass over loader, in the run's precision and memory format; the mistakes kept are a few
     from every batch, since a test set stored class by class would otherwise show one class."""
     device = torch.device(device)
-    amp = AMP[step.precision] if device.type == "cuda" else None
     memory_format = torch.channels_last if step.channels_last else torch.contiguous_format
     model.eval()
     per_batch = -(-keep // max(len(loader), 1))
     targets, plain, flipped, wrong = [], [], [], []
     for x, y in loader:
         x, y = x.to(device, non_blocking=True).to(memory_format=memory_format), y.to(device, non_blocking=True)
-        with torch.autocast(device.type, dtype=amp, enabled=amp is not None):
+        with step.autocast(device):
             logits, mirrored = model(x).float(), model(x.flip(-1)).float()
         p, f = logits.argmax(1), (logits + mirrored).argmax(1)
         used = f if step.tta_flip else p

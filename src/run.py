@@ -83,8 +83,9 @@ def run(cfg):
     """Train as configured; returns (model, history). Rank 0 writes the run's files."""
     cfg = cfg.resolved()
     out, created = Path(cfg.out), not Path(cfg.out).exists()
-    n_train, n_test = (min(subset or data.split_size(cfg.data, train), data.split_size(cfg.data, train))
-                       for subset, train in ((cfg.train_subset, True), (cfg.test_subset, False)))
+    totals = data.split_size(cfg.data, True), data.split_size(cfg.data, False)  # each lists its files once
+    n_train, n_test = (min(subset or total, total)
+                       for subset, total in zip((cfg.train_subset, cfg.test_subset), totals))
     if cfg.batch_size > n_train:  # counted without decoding an image
         raise UserError(f"--batch-size {cfg.batch_size}: larger than the {n_train} training images, so an epoch "
                         f"would have no full batch")

@@ -53,7 +53,11 @@ def _parse(kind):
 
 
 def config_from_args(argv=None):
-    args = vars(parser().parse_args(argv))
+    return config_from_parsed(vars(parser().parse_args(argv)))
+
+
+def config_from_parsed(args):
+    """The Config of parsed arguments (src.bench parses a few more of its own)."""
     return Config(**{k: tuple(v) if isinstance(v, list) else v for k, v in args.items()})
 
 

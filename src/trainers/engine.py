@@ -41,6 +41,13 @@ class Step:
     def of(cls, cfg):
         return cls(**{f.name: getattr(cfg, f.name) for f in fields(cls)})
 
+    def amp_dtype(self, device):
+        return AMP[self.precision] if torch.device(device).type == "cuda" else None
+
+    def autocast(self, device):
+        dtype = self.amp_dtype(device)
+        return torch.autocast(torch.device(device).type, dtype=dtype, enabled=dtype is not None)
+
 
 def is_main_process():
     return not dist.is_initialized() or dist.get_rank() == 0
@@ -57,7 +64,7 @@ class Engine:
         self.memory_format = torch.channels_last if step.channels_last else torch.contiguous_format
         self.model = model.to(self.device, memory_format=self.memory_format)
         self.optimizer, self.scheduler = optimizer, scheduler
-        self.amp_dtype = AMP[step.precision] if cuda else None
+        self.amp_dtype = step.amp_dtype(self.device)
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp_dtype == torch.float16)
         self.ema = EMA(model, step.ema) if step.ema else None
         self.net, self.eval_net = model, model if self.ema is None else self.ema.module  # test the EMA if any
@@ -68,9 +75,6 @@ class Engine:
         self.criterion = nn.CrossEntropyLoss(label_smoothing=step.label_smoothing)
         self.sync_every = SYNC_EVERY if cuda else 1
         self.config = config or {}
-
-    def _autocast(self):
-        return torch.autocast(self.device.type, dtype=self.amp_dtype, enabled=self.amp_dtype is not None)
 
     def _batch(self, x, y):
         x = x.to(self.device, non_blocking=True).to(memory_format=self.memory_format)
@@ -88,7 +92,7 @@ class Engine:
         for i, (x, y) in enumerate(wrap(loader) if wrap else loader):
             x, y = self._batch(x, y)
             history.batch_lr.append(self.optimizer.param_groups[0]["lr"])
-            with self._autocast():
+            with self.step.autocast(self.device):
                 out = self.net(x)
                 loss = self.criterion(out, y)
             value = loss.detach().float()
@@ -149,7 +153,7 @@ class Engine:
         return _reduced_means(loss_sum, correct, seen)
 
     def logits(self, net, x):
-        with self._autocast():
+        with self.step.autocast(self.device):
             out = net(x).float()
             if self.step.tta_flip:
                 out = (out + net(x.flip(-1)).float()) / 2
