@@ -15,19 +15,17 @@ The last line says it all:
 """
 import argparse
 import json
-import os
 import statistics
-import sys
 import time
 from dataclasses import asdict, replace
-from pathlib import Path
 
 import torch
 
-from .config import model_overrides, resolve
-from .errors import Diverged, UserError
+from .harness.config import model_overrides, resolve
+from .harness.cli import number, one_line, writable_file
 from .models import create_model, label
-from .run import commit, hardware, make_loaders, seed_everything
+from .harness.machine import all_cores, commit, hardware
+from .harness.run import image_counts, make_loaders, seed_everything
 from .train import config_from_parsed
 from .train import parser as train_parser
 from .trainers import Engine, History, Step, adamw
@@ -46,10 +44,6 @@ def _synced(engine, work):
 
 def epoch_seconds(engine, train_loader, test_loader):
     return _synced(engine, lambda: (engine.train_epoch(train_loader, 0, History()), engine.evaluate(test_loader)))
-
-
-def all_cores():
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
 
 
 def bench(cfg, repeats=1):
@@ -92,19 +86,18 @@ def summary(cfg, seconds, repeats):
 def main(argv=None):
     p = argparse.ArgumentParser(prog="python -m src.bench", description=__doc__, parents=[train_parser()],
                                 add_help=False, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--repeats", type=int, default=1, help="timed epochs per path (the median is kept)")
+    p.add_argument("--repeats", type=number(int, 1), default=1, help="timed epochs per path (the median is kept)")
     p.add_argument("--json", help="also write the timings and settings to this file")
     args = vars(p.parse_args(argv))
     repeats, json_path = args.pop("repeats"), args.pop("json")
-    try:
+    with one_line():
         cfg = resolve(config_from_parsed(args))
+        image_counts(cfg)  # a batch larger than the images is refused before any data is read
+        json_path = json_path and writable_file(json_path, "--json")
         result = summary(cfg, bench(cfg, repeats), repeats)
-    except (UserError, Diverged, OSError) as err:
-        sys.exit(f"error: {err}")
-    if json_path:
-        Path(json_path).write_text(json.dumps(result, indent=1))
-    print(result["line"], flush=True)
-
+        if json_path:
+            json_path.write_text(json.dumps(result, indent=1))
+        print(result["line"], flush=True)
 
 if __name__ == "__main__":
     main()

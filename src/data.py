@@ -15,7 +15,7 @@ import torch.distributed as dist
 from albumentations.pytorch import ToTensorV2
 from torch.utils.data import DataLoader, Dataset
 
-from .errors import DataNotFound, UserError
+from .harness.errors import DataNotFound, UserError
 
 CLASSES = ("airplane", "automobile", "bird", "cat", "deer",
            "dog", "frog", "horse", "ship", "truck")
@@ -118,14 +118,7 @@ def cifar10(root, train=True, transform=None, download=False, subset=None, seed=
 
 def _torchvision(root, train, download):
     from torchvision.datasets import CIFAR10
-    batches = root / CIFAR10.base_folder
-    if not download and not batches.is_dir():
-        if not root.exists():
-            raise DataNotFound(f"CIFAR-10 data folder {root} does not exist: point --data (CIFAR10_DIR in the "
-                               f"notebooks) at a copy, or pass --download to fetch it with torchvision")
-        split = "train" if train else "test"
-        raise DataNotFound(f"no CIFAR-10 split '{split}' in {root}: expected class folders {root / split}/<class>/ "
-                           f"or torchvision's {batches} (pass --download to fetch it)")
+    batches = _torchvision_folder(root, train, download)
     existed = root.exists()
     try:
         return CIFAR10(str(root), train=train, download=download)
@@ -139,12 +132,26 @@ def _torchvision(root, train, download):
                            f"give a local copy with --data (or CIFAR10_DIR in the notebooks)") from None
 
 
-def split_size(root, train=True):
+def split_size(root, train=True, download=False):
     """How many images a split holds, without decoding any: checks before reading the data."""
     root, split = Path(root), "train" if train else "test"
     if (root / split).is_dir():
         return len(_image_files(root / split))
+    _torchvision_folder(root, train, download)
     return 50_000 if train else 10_000  # torchvision's CIFAR-10
+
+
+def _torchvision_folder(root, train, download):
+    """torchvision's folder in root; one line saying what to do when it is missing and not downloaded."""
+    batches = root / "cifar-10-batches-py"  # torchvision's CIFAR10.base_folder
+    if not download and not batches.is_dir():
+        if not root.exists():
+            raise DataNotFound(f"CIFAR-10 data folder {root} does not exist: point --data (CIFAR10_DIR in the "
+                               f"notebooks) at a copy, or pass --download to fetch it with torchvision")
+        split = "train" if train else "test"
+        raise DataNotFound(f"no CIFAR-10 split '{split}' in {root}: expected class folders {root / split}/<class>/ "
+                           f"or torchvision's {batches} (pass --download to fetch it)")
+    return batches
 
 
 def source(root):
@@ -173,11 +180,16 @@ def _image_files(split_dir):
 
 
 def _read_image(path):
-    """OpenCV decodes these small JPEGs about 4x faster than PIL; grayscale and RGBA files
-    come back as 3-channel images."""
-    image = cv2.imread(str(path), cv2.IMREAD_COLOR)
+    """OpenCV decodes these small JPEGs about 4x faster than PIL; grayscale and RGBA files come back
+    as 3-channel images. A file cut short is refused before decoding: libjpeg would fill the rest with
+    grey and train on it, with no more than a warning."""
+    raw = Path(path).read_bytes()
+    end = {b"\xff\xd8": b"\xff\xd9", b"\x89P": b"IEND\xaeB`\x82"}.get(raw[:2])  # JPEG's EOI, PNG's IEND chunk
+    if end is None or not raw.rstrip(b"\x00").endswith(end):
+        raise UserError(f"image {path} is damaged (cut short, or not a JPEG/PNG file): replace or remove it")
+    image = cv2.imdecode(np.frombuffer(raw, np.uint8), cv2.IMREAD_COLOR)
     if image is None:
-        raise UserError(f"cannot read image {path}: not a readable JPEG/PNG file")
+        raise UserError(f"cannot read image {path}: not a readable JPEG/PNG file; replace or remove it")
     image = cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
     if image.shape != (32, 32, 3):
         raise UserError(f"image {path} is {image.shape[1]}x{image.shape[0]}, expected 32x32")

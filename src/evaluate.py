@@ -7,58 +7,28 @@ The model is rebuilt from the metrics.json beside the weights (its model name an
 """
 import argparse
 import json
-import sys
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from .errors import DataNotFound, UserError
-from .trainers.engine import Step
+from .harness.cli import one_line, writable_file
+from .harness.machine import check_device
+from .harness.errors import DataNotFound, UserError
+from .trainers import Engine, History, Step
 
 
-@dataclass
-class Predictions:
-    targets: torch.Tensor   # (N,) true classes
-    plain: torch.Tensor     # (N,) predicted classes from the image alone
-    flipped: torch.Tensor   # (N,) predicted classes from the logits averaged with the mirror image's
-    tta_flip: bool          # which of the two the run reports
-    wrong: tuple            # (images, targets, predictions): a few mistakes from every batch
-
-    @property
-    def predictions(self):
-        return self.flipped if self.tta_flip else self.plain
-
-    def accuracy(self, flip=None):
-        used = self.predictions if flip is None else self.flipped if flip else self.plain
-        return (used == self.targets).float().mean().item()
-
-    def mistakes(self, n=20):
-        """The first n misclassified test images (as the model saw them), spread over the test set."""
-        return tuple(t[:n] for t in self.wrong)
-
-
-@torch.no_grad()
 def predict(model, loader, device="cpu", step=Step(), keep=20):
-    """One pass over loader, in the run's precision and memory format; the mistakes kept are a few
-    from every batch, since a test set stored class by class would otherwise show one class."""
-    device = torch.device(device)
-    memory_format = torch.channels_last if step.channels_last else torch.contiguous_format
-    model.eval()
-    per_batch = -(-keep // max(len(loader), 1))
-    targets, plain, flipped, wrong = [], [], [], []
-    for x, y in loader:
-        x, y = x.to(device, non_blocking=True).to(memory_format=memory_format), y.to(device, non_blocking=True)
-        with step.autocast(device):
-            logits, mirrored = model(x).float(), model(x.flip(-1)).float()
-        p, f = logits.argmax(1), (logits + mirrored).argmax(1)
-        used = f if step.tta_flip else p
-        miss = torch.nonzero(used != y).flatten()[:per_batch]
-        wrong.append((x[miss].float().cpu(), y[miss].cpu(), used[miss].cpu()))
-        targets.append(y), plain.append(p), flipped.append(f)
-    return Predictions(torch.cat(targets).cpu(), torch.cat(plain).cpu(), torch.cat(flipped).cpu(), step.tta_flip,
-                       tuple(torch.cat(parts) for parts in zip(*wrong)))
+    """A History holding `predictions` (targets, predicted classes) and `misclassified` (images,
+    targets, predictions) of one test pass, computed exactly as a run's last epoch computes them."""
+    record = History()
+    Engine(model, None, step=step, device=device).evaluate(loader, into=record, keep=keep)
+    return record
+
+
+def accuracy(record):
+    targets, predicted = record.predictions
+    return (targets == predicted).float().mean().item()
 
 
 def confusion_matrix(targets, preds, num_classes=10):
@@ -74,9 +44,10 @@ def confusion_matrix(targets, preds, num_classes=10):
     return counts.reshape(num_classes, num_classes)
 
 
-def evaluate(weights, data_root, device="cpu", batch_size=1000):
-    """A dict: accuracy with and without flip averaging, per class, and the confusion matrix."""
-    from . import data
+def load_model(weights):
+    """The model a run saved, rebuilt from the metrics.json beside its weights."""
+    from .harness.checkpoint import load, load_weights
+    from .harness.run import read_metrics
     from .models import create_model
 
     weights = Path(weights)
@@ -85,16 +56,31 @@ def evaluate(weights, data_root, device="cpu", batch_size=1000):
         raise DataNotFound(f"no weights at {weights}")
     if not metrics_path.is_file():
         raise DataNotFound(f"no metrics.json beside {weights}: it names the model to rebuild")
-    metrics = json.loads(metrics_path.read_text())
-    model = create_model(metrics["model"]["name"], **metrics["model"]["hyper_parameters"])
-    from .checkpoint import load, load_weights
-    load_weights(model, load(weights), str(weights))
+    metrics = read_metrics(metrics_path)
+    try:
+        model = create_model(metrics["model"]["name"], **metrics["model"]["hyper_parameters"])
+    except (KeyError, TypeError, ValueError) as err:
+        raise UserError(f"{metrics_path} does not name a model of this project ({err}): is it a run's "
+                        f"metrics.json?") from None
+    state = load(weights)
+    if isinstance(state, dict) and "model" in state and "optimizer" in state:
+        raise UserError(f"{weights} is a training checkpoint, not weights: give the run's model.pt")
+    load_weights(model, state, str(weights))
+    return model, metrics
+
+
+def evaluate(weights, data_root, device="cpu", batch_size=1000):
+    """A dict: accuracy with and without flip averaging, per class, and the confusion matrix."""
+    from . import data
+
+    model, metrics = load_model(weights)
     test = data.cifar10(data_root, train=False, transform=data.test_transforms())
     loader = torch.utils.data.DataLoader(test, batch_size=batch_size)
-    result = predict(model.to(device), loader, device)
-    matrix = confusion_matrix(result.targets, result.plain)
+    plain = predict(model, loader, device)
+    flipped = predict(model, loader, device, Step(tta_flip=True))
+    matrix = confusion_matrix(*plain.predictions)
     return {"weights": str(weights), "data": data.source(data_root), "test_images": len(test),
-            "accuracy": result.accuracy(flip=False), "accuracy_flip": result.accuracy(flip=True),
+            "accuracy": accuracy(plain), "accuracy_flip": accuracy(flipped),
             "per_class": {name: matrix[i, i] / max(matrix[i].sum(), 1) for i, name in enumerate(data.CLASSES)},
             "confusion_matrix": matrix.tolist(), "recorded_test_acc": metrics.get("final_test_acc")}
 
@@ -118,16 +104,16 @@ def main(argv=None):
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("weights", help="a model.pt written by a run (metrics.json beside it)")
     p.add_argument("--data", required=True, help="CIFAR-10: class folders or torchvision's folder")
-    p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    p.add_argument("--device", default="auto", help="cpu, cuda or cuda:N; auto: cuda when there is one")
     p.add_argument("--json", help="also write the result to this file")
     args = p.parse_args(argv)
-    try:
-        result = evaluate(args.weights, args.data, args.device)
-    except (UserError, OSError) as err:
-        sys.exit(f"error: {err}")
-    if args.json:
-        Path(args.json).write_text(json.dumps(result, indent=1))
-    print(report(result))
+    with one_line():
+        device = check_device(args.device)
+        json_path = args.json and writable_file(args.json, "--json")
+        result = evaluate(args.weights, args.data, device)
+        if json_path:
+            json_path.write_text(json.dumps(result, indent=1))
+        print(report(result))
 
 
 if __name__ == "__main__":

@@ -21,7 +21,10 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 
 from . import data
-from .config import BY_NAME, DEFAULT_DATA, Config, resolve
+from .harness.cli import one_line
+from .harness.config import BY_NAME, DEFAULT_DATA, Config, resolve
+from .harness.machine import check_device
+from .harness.errors import UserError
 
 ROOT = Path(__file__).resolve().parent.parent
 NOTEBOOKS = ("ConvMixer_experimentation_1", "ConvMixer_experimentation_2", "ViT_with_convolution")
@@ -151,6 +154,7 @@ def execute(name, mode, data_root=None, out=None, device=None, resume=False, tim
     and figures beside it) with the intro's rendered-run paragraph filled in. Returns its path."""
     import nbformat
     from nbclient import NotebookClient
+    from nbclient.exceptions import CellExecutionError
 
     source = ROOT / name / f"{name}.ipynb"
     folder = Path(out).resolve() / name if out else ROOT / name
@@ -166,7 +170,12 @@ def execute(name, mode, data_root=None, out=None, device=None, resume=False, tim
     nb = nbformat.read(source, as_version=4)
     client = NotebookClient(nb, km=kernel_manager(), timeout=timeout, coalesce_streams=True,
                             resources={"metadata": {"path": str(ROOT / name)}})
-    client.execute(env=env)
+    try:
+        client.execute(env=env)
+    except CellExecutionError as err:  # the cell's own one line (a UserError shows its message), not its traceback
+        cell = next(c for c in nb.cells if any(o.output_type == "error" for o in c.get("outputs", ())))
+        first = next(line for line in cell.source.splitlines() if line.strip() and not line.startswith("#"))
+        raise UserError(f"{name} stopped in the cell `{first}`: {err.ename}: {err.evalue}") from None
     for cell in nb.cells:  # a transient progress bar leaves only blanks behind: drop them
         if cell.cell_type == "code":
             cell.outputs = [o for o in cell.outputs if o.output_type != "stream" or o.text.strip()]
@@ -184,15 +193,25 @@ def main(argv=None):
     p = argparse.ArgumentParser(prog="python -m src.notebook", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("name", choices=NOTEBOOKS)
-    p.add_argument("--mode", choices=tuple(MODES), default=None, help="default: full on a GPU, else cpu")
+    p.add_argument("--mode", choices=tuple(MODES), default=None, help="default: $NOTEBOOK_MODE, else full on a GPU, "
+                                                                      "else cpu")
     p.add_argument("--data", help="CIFAR-10 (class folders or torchvision's); default: $CIFAR10_DIR or ./data")
     p.add_argument("--out", help="write the executed notebook, its run and figures under OUT/NAME (default: "
-                                 "in place)")
-    p.add_argument("--device")
+                                 "in place; quick mode: a new temporary folder)")
+    p.add_argument("--device", help="cpu, cuda or cuda:N; default: $NOTEBOOK_DEVICE, else a GPU if any")
     p.add_argument("--resume", action="store_true", help="continue the notebook's unfinished run")
     args = p.parse_args(argv)
-    print(execute(args.name, args.mode or default_mode(), args.data, args.out, args.device, args.resume))
-
+    mode = args.mode or default_mode()
+    if mode not in MODES:
+        p.error(f"NOTEBOOK_MODE={mode}: expected one of {', '.join(MODES)}")
+    if args.out and Path(args.out).exists() and not Path(args.out).is_dir():
+        p.error(f"--out {args.out}: is a file; give a folder")
+    out = args.out or (tempfile.mkdtemp(prefix="notebook-quick-") if mode == "quick" else None)
+    with one_line(lambda: f"interrupted: {args.name} was not saved; --resume continues its run"):
+        check_device(args.device or os.environ.get("NOTEBOOK_DEVICE", "auto"))
+        data_root = args.data or os.environ.get("CIFAR10_DIR", DEFAULT_DATA)
+        data.split_size(data_root, download=Path(data_root) == Path(DEFAULT_DATA))
+        print(execute(args.name, mode, args.data, out, args.device, args.resume))
 
 if __name__ == "__main__":
     main()

@@ -20,10 +20,10 @@ import argparse
 import sys
 from functools import partial
 
-from .errors import UserError
+from .harness.cli import one_line
 from .notebook import NOTEBOOKS
-from .report import check_readme, report, write_readme
-from .scheduler import ROOT, Job, add_arguments, portable, read_json, run_jobs, settle, summary, train_job
+from .harness.report import check_readme, report, write_readme
+from .harness.scheduler import INTERRUPTED, ROOT, Job, add_arguments, portable, read_json, run_jobs, settle, summary, train_job
 
 STEPS = ("bench", "notebooks", "recipes")
 EPOCHS = 25
@@ -102,14 +102,12 @@ def main(argv=None):
     p.add_argument("--check-readme", action="store_true",
                    help="only check the README's results block against the result files (exit 1 if it differs)")
     args = p.parse_args(argv)
-    try:
+    with one_line(lambda: INTERRUPTED):
         if args.check_readme:
             sys.exit(0 if check_readme(args.readme, ROOT) else 1)
         if args.write_readme:
             return write_readme(args.readme, ROOT)
         run_all(args, p)
-    except (UserError, OSError) as err:
-        sys.exit(f"error: {err}")
 
 
 def run_all(args, p):

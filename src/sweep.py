@@ -19,9 +19,10 @@ import shlex
 import sys
 from dataclasses import dataclass
 
-from .report import common_cells, load_run, log_link, table
+from .harness.report import common_cells, load_run, log_link, table
 from .reproduce import NOTEBOOK_OF, train_flags
-from .scheduler import ROOT, add_arguments, run_jobs, settle, summary, train_job
+from .harness.cli import one_line
+from .harness.scheduler import INTERRUPTED, ROOT, add_arguments, run_jobs, settle, summary, train_job
 
 UNDERFIT_MARGIN = 0.01
 
@@ -92,25 +93,26 @@ def main(argv=None):
                                  "with --quick: a new temporary folder)")
     p.add_argument("--only", help="comma-separated variants to run (default: all)")
     args = p.parse_args(argv)
-    sweep = SWEEPS[args.sweep]
-    names = [variant for variant, _ in sweep.variants]
-    wanted = args.only.split(",") if args.only else names
-    if set(wanted) - set(names):
-        p.error(f"--only {args.only}: the variants of {args.sweep} are {', '.join(names)}")
-    variants = [(variant, flags) for variant, flags in sweep.variants if variant in wanted]
-    out = settle(args, p, ROOT / NOTEBOOK_OF[sweep.model] / "sweeps" / args.sweep).out
-    jobs = [train_job(f"{args.sweep}/{variant}", out / variant, train_flags(sweep.model, flags, args),
-                      cpu_bound="reference" in flags) for variant, flags in variants]
+    with one_line(lambda: INTERRUPTED):
+        sweep = SWEEPS[args.sweep]
+        names = [variant for variant, _ in sweep.variants]
+        wanted = args.only.split(",") if args.only else names
+        if set(wanted) - set(names):
+            p.error(f"--only {args.only}: the variants of {args.sweep} are {', '.join(names)}")
+        variants = [(variant, flags) for variant, flags in sweep.variants if variant in wanted]
+        out = settle(args, p, ROOT / NOTEBOOK_OF[sweep.model] / "sweeps" / args.sweep).out
+        jobs = [train_job(f"{args.sweep}/{variant}", out / variant, train_flags(sweep.model, flags, args),
+                          cpu_bound="reference" in flags) for variant, flags in variants]
 
-    def write_table(job=None):
-        out.mkdir(parents=True, exist_ok=True)
-        text = sweep_table(args.sweep, variants, out)
-        (out / "table.md").write_text(text)
-        return text
+        def write_table(job=None):
+            out.mkdir(parents=True, exist_ok=True)
+            text = sweep_table(args.sweep, variants, out)
+            (out / "table.md").write_text(text)
+            return text
 
-    outcomes = run_jobs(jobs, args.jobs, args.deadline, args.force, write_table)
-    print(write_table(), end="", flush=True)
-    sys.exit(0 if summary(outcomes) else 1)
+        outcomes = run_jobs(jobs, args.jobs, args.deadline, args.force, write_table)
+        print(write_table(), end="", flush=True)
+        sys.exit(0 if summary(outcomes) else 1)
 
 
 if __name__ == "__main__":

@@ -1,4 +1,4 @@
-"""Train a model from the command line (the notebooks call the same `src.run.run`):
+"""Train a model from the command line (the notebooks call the same `src.harness.run.run`):
 
     python -m src.train --model convmixer_256_8 --trainer onecycle --epochs 25 --data ../shared/cifar10-jpeg
 
@@ -10,13 +10,12 @@ can cause ends in one line on stderr and a non-zero exit.
 import argparse
 import json
 import os
-import sys
 from pathlib import Path
 
 import torch.distributed as dist
 
-from .config import OPTIONS, Config, resolve
-from .errors import Diverged, UserError
+from .harness.config import OPTIONS, Config, resolve
+from .harness.cli import one_line
 
 GROUPS = {"experiment": "experiment", "model": "model (default: the --model variant's sizes)",
           "optimisation": "optimisation (default: the recipe's value, else the one shown)", "running": "running"}
@@ -63,20 +62,16 @@ def config_from_parsed(args):
 
 def main(argv=None):
     cfg = config_from_args(argv)
-    try:
-        cfg = resolve(cfg)  # every option checked before any data is read or process group started
-        if "WORLD_SIZE" in os.environ:
-            dist.init_process_group("nccl" if cfg.device.startswith("cuda") else "gloo")
-        from .run import run
-        run(cfg)
-    except KeyboardInterrupt:
-        print(f"\ninterrupted {_progress(cfg)}; continue with --resume", file=sys.stderr)
-        sys.exit(130)
-    except (UserError, Diverged, OSError) as err:  # OSError: missing data, a full disk, no network
-        sys.exit(f"error: {err}")
-    finally:
-        if dist.is_initialized():
-            dist.destroy_process_group()
+    with one_line(lambda: f"interrupted {_progress(cfg)}; continue with --resume"):
+        try:
+            cfg = resolve(cfg)  # every option checked before any data is read or process group started
+            if "WORLD_SIZE" in os.environ:
+                dist.init_process_group("nccl" if cfg.device.startswith("cuda") else "gloo")
+            from .harness.run import run
+            run(cfg)
+        finally:
+            if dist.is_initialized():
+                dist.destroy_process_group()
 
 
 def _progress(cfg):

@@ -8,7 +8,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from helpers import REPO_ROOT, write_class_folders
+from helpers import PATIENCE, REPO_ROOT, write_class_folders
 from src.notebook import NOTEBOOKS
 
 
@@ -66,7 +66,7 @@ def quick_reproduction(cifar10_dir, tmp_path_factory):
     env = {**os.environ, "PYTHONPATH": str(REPO_ROOT), "MPLBACKEND": "Agg"}
 
     def call():
-        return subprocess.run(command, cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=600)
+        return subprocess.run(command, cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=PATIENCE)
 
     before = checkout_state()
     first = call()

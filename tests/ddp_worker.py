@@ -9,8 +9,8 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
-from src.config import Config
-from src.run import run
+from src.harness.config import Config
+from src.harness.run import run
 
 data, out, loader = sys.argv[1:4]
 dist.init_process_group("gloo")

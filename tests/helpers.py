@@ -2,6 +2,7 @@
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import cv2
@@ -46,16 +47,28 @@ def cli_env():
     return env
 
 
-def run_cli(*args, timeout=120, module="src.train"):
+# Subprocesses get this long: a 2-core machine busy with other work runs them many times slower than alone.
+PATIENCE = 900
+
+
+def run_cli(*args, timeout=PATIENCE, module="src.train"):
     """`python -m MODULE ARGS` in a subprocess from the repository root; the CompletedProcess
     (text stdout and stderr captured)."""
     return subprocess.run(cli_command(*args, module=module), cwd=REPO_ROOT, env=cli_env(), capture_output=True,
                           text=True, timeout=timeout)
 
 
-def start_cli(*args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL):
+def start_cli(*args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, module="src.train"):
     """The same command, started and not waited for (a Popen)."""
-    return subprocess.Popen(cli_command(*args), cwd=REPO_ROOT, env=cli_env(), stdout=stdout, stderr=stderr)
+    return subprocess.Popen(cli_command(*args, module=module), cwd=REPO_ROOT, env=cli_env(), stdout=stdout,
+                            stderr=stderr)
+
+
+def wait_until(ready, proc, pause=0.005):
+    """Poll ready() while proc runs, for PATIENCE seconds at most."""
+    deadline = time.monotonic() + PATIENCE
+    while proc.poll() is None and not ready() and time.monotonic() < deadline:
+        time.sleep(pause)
 
 
 def tiny_args(data_root, out, *extra, epochs=3):
@@ -63,12 +76,19 @@ def tiny_args(data_root, out, *extra, epochs=3):
     return [*TINY_MODEL, "--epochs", str(epochs), "--data", str(data_root), "--out", str(out), *map(str, extra)]
 
 
-def cli_error(argv):
-    """src.train.main(argv) must exit with one line `error: ...` (what the CLI prints); returns it."""
+def config_kwargs(data_root, out, epochs=3):
+    """The tiny run of tiny_args as Config(**...) keywords, for tests that call run() directly."""
+    return dict(model="convmixer_256_8", dim=16, depth=1, patch_size=4, batch_size=16, workers=0, device="cpu",
+                epochs=epochs, data=str(data_root), out=str(out))
+
+
+def cli_error(argv, module="src.train"):
+    """MODULE's main(argv) must exit with one line `error: ...` (what the command prints); returns it."""
+    import importlib
+
     import pytest
-    from src.train import main
     with pytest.raises(SystemExit) as exc:
-        main([str(a) for a in argv])
+        importlib.import_module(module).main([str(a) for a in argv])
     message = exc.value.code
     assert isinstance(message, str) and message.startswith("error: "), message
     assert "\n" not in message, message

@@ -4,11 +4,15 @@
 Most cases call the CLI's main() in-process on the tiny class-folder copy (160 train, 40 test
 PNGs); Ctrl-C is a real SIGINT to a real process.
 """
+import importlib
 import json
+import shutil
 import signal
 import subprocess
+import sys
 import time
 import urllib.error
+from pathlib import Path
 
 import cv2
 import numpy as np
@@ -16,12 +20,12 @@ import pytest
 import torch
 from torch.utils.data import DataLoader
 
-from helpers import cli_error, start_cli, tiny_args, write_class_folders
-from src import data
-from src.config import Config
-from src.errors import DataNotFound
+from helpers import PATIENCE, REPO_ROOT, TINY_MODEL, cli_env, cli_error, config_kwargs, wait_until, start_cli, tiny_args, write_class_folders
+from src import data, notebook
+from src.harness.config import Config
+from src.harness.errors import DataNotFound
 from src.models import create_model
-from src.run import run
+from src.harness.run import run
 from src.train import main
 from src.trainers import Trainer, train_one_cycle
 
@@ -41,7 +45,17 @@ def finished_run(tiny_cifar, tmp_path_factory):
     return out
 
 
-# (extra arguments, what the one line must say); {data} and {out} are filled in per case.
+@pytest.fixture(scope="module")
+def damaged_cifar(tiny_cifar, tmp_path_factory):
+    """tiny_cifar's images, one of them cut short: found only when the images are decoded."""
+    root = tmp_path_factory.mktemp("damaged") / "data"
+    shutil.copytree(tiny_cifar, root)
+    image = root / "train" / "dog" / "0003.png"
+    image.write_bytes(image.read_bytes()[:-40])
+    return root
+
+
+# (extra arguments, what the one line must say); {data}, {finished} and {damaged} are filled in per case.
 HOSTILE = [
     (["--grad-clip", "-1"], "--grad-clip -1.0: expected a finite number >= 0"),
     (["--wd", "-1"], "--wd -1.0: expected a finite number >= 0"),
@@ -65,7 +79,10 @@ HOSTILE = [
     (["--batch-size", "64", "--train-subset", "32"], "--batch-size 64: larger than the 32 training images"),
     (["--test-subset", "0"], "--test-subset 0: expected an integer >= 1"),
     (["--workers", "-1"], "--workers -1: expected an integer >= 0"),
-    (["--seed", "-5"], "--seed -5: expected an integer >= 0"),
+    (["--seed", "-5"], "--seed -5: expected an integer in [0, 4294967295]"),
+    (["--seed", str(2**32)], "--seed 4294967296: expected an integer in [0, 4294967295]"),
+    (["--patch-size", "40"], "--model convmixer_256_8: these sizes cannot take a 32x32 image"),
+    (["--dim", "300000"], "gradients and optimizer state need"),
     (["--device", "tpu"], "--device 'tpu': expected cpu, cuda, cuda:N or auto"),
     (["--resume", "--overwrite"], "--resume and --overwrite contradict each other"),
     (["--data", "{data}/nowhere"], "{data}/nowhere does not exist: point --data (CIFAR10_DIR in the notebooks) at "
@@ -73,6 +90,12 @@ HOSTILE = [
     (["--out", "{finished}"], "{finished} already holds a run (metrics.json, checkpoint.pt, model.pt): pass "
                               "--resume to continue it, --overwrite to replace it, or another --out"),
     (["--out", "{finished}", "--resume", "--epochs", "2"], "was made with another configuration"),
+    (["--out", "{finished}", "--overwrite", "--data", "{damaged}"], "0003.png is damaged"),  # the old run stays
+    (["--out", "{finished}", "--resume", "--epochs", "1", "--data", "{damaged}"],
+     "was made with another configuration (key: (then, now)): {{'data'"),
+    (["--out", "{odd}/cut", "--resume"], "cut/metrics.json is not readable JSON"),
+    (["--out", "{odd}/no-weights", "--resume", "--epochs", "1"], "the finished run in {odd}/no-weights has no model.pt"),
+    (["--out", "{odd}/cut-weights", "--resume", "--epochs", "1"], "cut-weights/model.pt is not a readable checkpoint"),
     (["--lr-max", "1e3", "--epochs", "1"], "loss became"),
     (["--trainer", "wrapper", "--lr-max", "2e3", "--epochs", "1"], "loss became"),
 ]
@@ -81,8 +104,9 @@ if not torch.cuda.is_available():
 
 
 @pytest.mark.parametrize("extra, expected", HOSTILE, ids=[" ".join(e) for e, _ in HOSTILE])
-def test_hostile_command_line_ends_in_one_line(extra, expected, tiny_cifar, finished_run, tmp_path, capsys):
-    fill = dict(data=tiny_cifar, finished=finished_run)
+def test_hostile_command_line_ends_in_one_line(extra, expected, tiny_cifar, finished_run, damaged_cifar, odd_runs,
+                                               tmp_path, capsys):
+    fill = dict(data=tiny_cifar, finished=finished_run, damaged=damaged_cifar, odd=odd_runs)
     kept = snapshot(finished_run)
     out = tmp_path / "out"
     argv = tiny_args(tiny_cifar, out) + [e.format(**fill) for e in extra]  # the last value of a flag wins
@@ -172,7 +196,7 @@ def small_copy(tmp_path):
 def test_corrupt_image_names_the_file(small_copy, tmp_path):
     bad = small_copy / "train" / "cat" / "0001.png"
     bad.write_bytes(b"\x89PNG\r\n\x1a\n this is not image data")
-    with pytest.raises(ValueError, match="cannot read image") as err:
+    with pytest.raises(ValueError, match="is damaged") as err:
         data.cifar10(small_copy)
     assert str(bad) in str(err.value)
     assert str(bad) in cli_error(tiny_args(small_copy, tmp_path / "out", "--batch-size", "4"))
@@ -270,20 +294,217 @@ def test_disk_full_while_saving_a_checkpoint(tiny_cifar, tmp_path, monkeypatch):
         raise OSError(28, "No space left on device")
 
     monkeypatch.setattr(torch, "save", full)
-    message = cli_error(tiny_args(tiny_cifar, tmp_path / "out"))
-    assert message == "error: [Errno 28] No space left on device"
+    out = tmp_path / "out"
+    message = cli_error(tiny_args(tiny_cifar, out))
+    assert message == (f"error: cannot write {out / 'checkpoint.pt'}: No space left on device (nothing was "
+                       f"written); free some space or choose another --out")
+    assert not list(out.glob("*.tmp"))
 
 
-def test_ctrl_c_says_how_to_continue(tiny_cifar, tmp_path):
+@pytest.mark.parametrize("stop, code", [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
+def test_ctrl_c_or_sigterm_says_how_to_continue(stop, code, tiny_cifar, tmp_path):
     out = tmp_path / "run"
     victim = start_cli(*tiny_args(tiny_cifar, out, epochs=50), stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    deadline = time.monotonic() + 120
-    while not (out / "metrics.json").exists() and victim.poll() is None and time.monotonic() < deadline:
-        time.sleep(0.01)
-    victim.send_signal(signal.SIGINT)
-    _, err = victim.communicate(timeout=60)
-    assert victim.returncode == 130, err.decode()
+    wait_until((out / "metrics.json").exists, victim)
+    victim.send_signal(stop)
+    _, err = victim.communicate(timeout=PATIENCE)
+    assert victim.returncode == code, err.decode()
     lines = [line for line in err.decode().splitlines() if line.strip()]
     assert len(lines) == 1 and "Traceback" not in err.decode()
     assert lines[0].startswith("interrupted after epoch ") and lines[0].endswith("of 50; continue with --resume")
     assert (out / "checkpoint.pt").exists()
+
+
+def test_ctrl_c_while_the_command_starts_is_one_line(tiny_cifar, tmp_path):
+    """Caught while torch is being imported (its library is mapped, its Python part not yet run)."""
+    victim = start_cli(*tiny_args(tiny_cifar, tmp_path / "run"), stderr=subprocess.PIPE)
+    wait_until(lambda: "libtorch" in Path(f"/proc/{victim.pid}/maps").read_text(), victim)
+    victim.send_signal(signal.SIGINT)
+    _, err = victim.communicate(timeout=PATIENCE)
+    lines = [line for line in err.decode().splitlines() if line.strip()]
+    assert victim.returncode == 130 and len(lines) == 1 and lines[0].startswith("interrupted"), err.decode()
+    assert not (tmp_path / "run").exists()
+
+
+def test_sweep_interrupted_twice_stops_its_runs_and_exits_130(tiny_cifar, tmp_path):
+    sweep = start_cli("--sweep", "convmixer-recipes", "--quick", "--device", "cpu", "--data", tiny_cifar, "--out",
+                      tmp_path, "--jobs", "1", module="src.sweep", stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    assert b"started:" in sweep.stdout.readline()
+    sweep.send_signal(signal.SIGINT)
+    time.sleep(0.2)
+    sweep.send_signal(signal.SIGINT)  # a second Ctrl-C while the runs stop
+    out, err = sweep.communicate(timeout=PATIENCE)
+    assert sweep.returncode == 130, err.decode()
+    assert "Traceback" not in err.decode() and err.decode().strip().splitlines()[-1].startswith(
+        "interrupted: rerun the same command to continue")
+    assert b"interrupted: stopping the runs" in out
+
+
+def test_two_runs_into_one_folder_the_second_is_refused(tiny_cifar, tmp_path):
+    """A real race: the second process starts while the first holds the folder; even --overwrite
+    waits its turn."""
+    out = tmp_path / "run"
+    first = start_cli(*tiny_args(tiny_cifar, out, epochs=1000), stderr=subprocess.PIPE)
+    wait_until((out / "metrics.json").exists, first)
+    second = start_cli(*tiny_args(tiny_cifar, out, "--overwrite", epochs=2), stderr=subprocess.PIPE)
+    _, second_err = second.communicate(timeout=PATIENCE)
+    first.send_signal(signal.SIGINT)
+    _, first_err = first.communicate(timeout=PATIENCE)
+    assert first.returncode == 130, first_err.decode()
+    assert second.returncode == 1 and second_err.decode().strip() == (
+        f"error: {out} is being written by another run right now: wait for it to end, or choose another --out")
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["config"]["epochs"] == 1000 and metrics["epochs_done"] <= ckpt_epochs(out)  # checkpoint first
+    assert sorted(p.name for p in out.iterdir()) == ["checkpoint.pt", "metrics.json"]  # the lock is gone too
+
+
+def ckpt_epochs(out):
+    return torch.load(out / "checkpoint.pt", weights_only=True)["epoch"] + 1
+
+
+KILLED_WHILE_WRITING = """
+import os, signal, sys, torch
+from src.harness import checkpoint
+def dies_halfway(obj, f, *args, **kwargs):
+    f.write(b"PK\x03\x04 half of the weights")
+    f.flush()
+    os.kill(os.getpid(), signal.SIGKILL)
+torch.save = dies_halfway
+checkpoint.save(sys.argv[1], {"w": torch.zeros(3)})
+"""
+
+
+@pytest.mark.parametrize("before", [None, "previous"])
+def test_a_kill_while_the_weights_are_written_leaves_the_previous_file_or_none(before, tiny_cifar, tmp_path):
+    out = tmp_path / "run"
+    out.mkdir()
+    weights = out / "model.pt"
+    if before:
+        torch.save({"w": torch.ones(3)}, weights)
+    victim = subprocess.run([sys.executable, "-c", KILLED_WHILE_WRITING, str(weights)], cwd=REPO_ROOT,
+                            env=cli_env(), timeout=PATIENCE)
+    assert victim.returncode == -signal.SIGKILL
+    if before:
+        assert torch.equal(torch.load(weights, weights_only=True)["w"], torch.ones(3))
+    else:
+        assert not weights.exists()
+    leftovers = list(out.glob("model.pt*.tmp"))
+    assert len(leftovers) == 1
+    run(Config(**config_kwargs(tiny_cifar, out, epochs=1), overwrite=True))  # the next start clears them
+    assert not list(out.glob("*.tmp")) and (out / "model.pt").exists()
+
+
+def test_a_jpeg_cut_short_is_refused_by_name_without_a_decoder_warning(tmp_path, capfd):
+    root = write_class_folders(tmp_path / "data", {"train": 1, "test": 1})
+    for image in root.rglob("*.png"):
+        ok, encoded = cv2.imencode(".jpg", cv2.imread(str(image)))
+        image.with_suffix(".jpg").write_bytes(encoded.tobytes())
+        image.unlink()
+    cut = root / "train" / "cat" / "0000.jpg"
+    cut.write_bytes(cut.read_bytes()[:300])
+    with pytest.raises(ValueError) as err:
+        data.cifar10(root)
+    assert str(err.value) == f"image {cut} is damaged (cut short, or not a JPEG/PNG file): replace or remove it"
+    assert capfd.readouterr().err == ""
+    assert len(data.cifar10(root, train=False)) == 10  # whole JPEGs read as before
+
+
+# --- every other command: the same contract -------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def odd_runs(finished_run, tmp_path_factory):
+    """Folders beside a real run's metrics.json whose model.pt is not that run's weights, or whose
+    metrics.json is cut short."""
+    root = tmp_path_factory.mktemp("odd")
+    weights = {"other-model": create_model("convmixer_256_8", dim=24, depth=1, patch_size=4).state_dict(),
+               "other-classes": create_model("convmixer_256_8", 100, dim=16, depth=1, patch_size=4).state_dict()}
+    for name, state in weights.items():
+        (root / name).mkdir()
+        shutil.copy(finished_run / "metrics.json", root / name)
+        torch.save(state, root / name / "model.pt")
+    (root / "cut").mkdir()
+    shutil.copy(finished_run / "model.pt", root / "cut")
+    (root / "cut" / "metrics.json").write_text((finished_run / "metrics.json").read_text()[:100])
+    for name in ("no-weights", "cut-weights"):  # finished runs whose model.pt went missing or was cut short
+        shutil.copytree(finished_run, root / name)
+    (root / "no-weights" / "model.pt").unlink()
+    (root / "cut-weights" / "model.pt").write_bytes((finished_run / "model.pt").read_bytes()[:500])
+    (root / "a-file").write_text("not a folder")
+    return root
+
+
+TINY_QUICK = ("--quick", "--device", "cpu", "--data", "{data}")
+# (module, arguments, environment, exit code, what the one line must say); 2 is argparse's usage error.
+COMMANDS = [
+    ("src.evaluate", ["{finished}/checkpoint.pt", "--data", "{data}", "--device", "cpu"], {}, 1,
+     "checkpoint.pt is a training checkpoint, not weights: give the run's model.pt"),
+    ("src.evaluate", ["{odd}/other-model/model.pt", "--data", "{data}", "--device", "cpu"], {}, 1,
+     "model.pt does not fit this model (another model or configuration?): shape mismatch"),
+    ("src.evaluate", ["{odd}/other-classes/model.pt", "--data", "{data}", "--device", "cpu"], {}, 1,
+     "head.2.weight: file (100, 16) vs model (10, 16)"),
+    ("src.evaluate", ["{odd}/cut/model.pt", "--data", "{data}", "--device", "cpu"], {}, 1,
+     "cut/metrics.json is not readable JSON"),
+    ("src.evaluate", ["{finished}/model.pt", "--data", "{data}", "--device", "tpu"], {}, 1,
+     "--device 'tpu': expected cpu, cuda, cuda:N or auto"),
+    ("src.evaluate", ["{finished}/model.pt", "--data", "{data}/nowhere", "--json", "{odd}/nowhere/e.json"], {}, 1,
+     "--json {odd}/nowhere/e.json: the folder {odd}/nowhere does not exist"),  # found before the data
+    ("src.evaluate", ["{finished}/model.pt", "--data", "{data}", "--json", "{odd}"], {}, 1,
+     "--json {odd}: is a folder; give a file name"),
+    ("src.evaluate", ["{odd}/missing.pt", "--data", "{data}"], {}, 1, "no weights at {odd}/missing.pt"),
+    ("src.bench", [*TINY_MODEL, "--data", "{data}", "--repeats", "0"], {}, 2,
+     "argument --repeats: expected an integer >= 1, got '0'"),
+    ("src.bench", [*TINY_MODEL, "--data", "{data}", "--train-subset", "8"], {}, 1,
+     "--batch-size 16: larger than the 8 training images"),
+    ("src.bench", [*TINY_MODEL, "--data", "{data}", "--json", "{odd}/a-file/b.json"], {}, 1,
+     "--json {odd}/a-file/b.json: the folder {odd}/a-file does not exist"),
+    ("src.bench", [*TINY_MODEL, "--data", "{data}", "--seed", "-1"], {}, 1, "--seed -1: expected an integer in"),
+    ("src.notebook", ["ConvMixer_experimentation_1", "--data", "{data}"], {"NOTEBOOK_MODE": "bogus"}, 2,
+     "NOTEBOOK_MODE=bogus: expected one of full, cpu, quick"),
+    ("src.notebook", ["ConvMixer_experimentation_1", "--data", "{data}", "--device", "tpu"], {}, 1,
+     "--device 'tpu': expected cpu, cuda, cuda:N or auto"),
+    ("src.notebook", ["ConvMixer_experimentation_1", "--mode", "cpu", "--data", "{data}/nowhere"], {}, 1,
+     "CIFAR-10 data folder {data}/nowhere does not exist"),
+    ("src.notebook", ["ViT_with_convolution", "--mode", "cpu", "--out", "{odd}/a-file"], {}, 2,
+     "--out {odd}/a-file: is a file; give a folder"),
+    *((module, [*head, *TINY_QUICK, *extra], {}, code, message)
+      for module, head in (("src.reproduce", []), ("src.sweep", ["--sweep", "convmixer-recipes"]))
+      for extra, code, message in (
+          (["--budget", "0"], 2, "argument --budget: expected a finite number > 0, got '0'"),
+          (["--budget", "-5"], 2, "argument --budget: expected a finite number > 0, got '-5'"),
+          (["--budget", "nan"], 2, "argument --budget: expected a finite number > 0, got 'nan'"),
+          (["--budget", "5"], 2, "--budget 5: give more than the 10 s that stopping the runs takes"),
+          (["--jobs", "0"], 2, "argument --jobs: expected an integer >= 1, got '0'"),
+          (["--jobs", "-2"], 2, "argument --jobs: expected an integer >= 1, got '-2'"),
+          (["--device", "bogus"], 1, "--device 'bogus': expected cpu, cuda, cuda:N or auto"),
+          (["--out", "{odd}/a-file"], 2, "--out {odd}/a-file: is a file; give a folder"))),
+]
+
+
+@pytest.mark.parametrize("module, argv, env, code, expected", COMMANDS,
+                         ids=[f"{c[0]} {' '.join(c[1])} {c[2]}" for c in COMMANDS])
+def test_every_command_ends_a_failure_in_one_line(module, argv, env, code, expected, tiny_cifar, finished_run,
+                                                  odd_runs, monkeypatch, capsys):
+    fill = dict(data=tiny_cifar, finished=finished_run, odd=odd_runs)
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    kept = snapshot(finished_run)
+    argv = [a.format(**fill) for a in argv]
+    if code == 2:
+        with pytest.raises(SystemExit) as exc:
+            importlib.import_module(module).main(argv)
+        err = capsys.readouterr().err
+        assert exc.value.code == 2 and err.splitlines()[-1].endswith(expected.format(**fill)), err
+    else:
+        message = cli_error(argv, module)
+        assert expected.format(**fill) in message, message
+        assert "Traceback" not in capsys.readouterr().err
+    assert snapshot(finished_run) == kept
+
+
+def test_quick_notebook_without_out_writes_to_a_new_temporary_folder(tiny_cifar, monkeypatch, capsys):
+    calls = []
+    monkeypatch.setattr(notebook, "execute", lambda *args: calls.append(args) or "done")
+    notebook.main(["ConvMixer_experimentation_1", "--mode", "quick", "--data", str(tiny_cifar)])
+    out = Path(calls[0][3])
+    assert out.is_dir() and not any(out.iterdir()) and REPO_ROOT not in out.parents

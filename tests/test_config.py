@@ -1,11 +1,12 @@
 """Every option is declared once (src/config.py) and everything else is derived from it: the
 command line, the recipes' reach, the resume check, the notebooks' echo, "auto" decisions."""
 from dataclasses import fields
+from pathlib import Path
 
 import pytest
 import torch
 
-from src.config import BY_NAME, OPTIONS, Config, fingerprint, resolve
+from src.harness.config import BY_NAME, OPTIONS, Config, fingerprint, resolve
 from src.models import MODELS
 from src.recipes import RECIPES
 from src.train import config_from_args, parser
@@ -33,8 +34,10 @@ def test_recipes_set_only_options_declared_recipe_settable():
 def test_resume_fingerprint_covers_model_schedule_and_optimizer_but_not_logistics():
     cfg = resolve(Config(device="cpu"))
     keys = set(fingerprint(cfg))
-    assert {"model", "trainer", "epochs", "batch_size", "dim", "depth", "lr_max", "wd", "warmup", "ema"} <= keys
-    assert not keys & {"out", "data", "workers", "device", "resume", "overwrite", "precision", "test_subset"}
+    assert {"model", "trainer", "epochs", "batch_size", "dim", "depth", "lr_max", "wd", "warmup", "ema",
+            "data"} <= keys  # the data belongs to a run's identity, as an absolute path
+    assert fingerprint(cfg)["data"] == str(Path(cfg.data).resolve())
+    assert not keys & {"out", "workers", "device", "resume", "overwrite", "precision", "test_subset"}
 
 
 def test_auto_on_cpu_and_defaults_filled_in():
@@ -54,6 +57,7 @@ def test_auto_on_cuda_picks_bf16_where_the_gpu_has_it(capability, precision, mon
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
     monkeypatch.setattr(torch.cuda, "get_device_capability", lambda device=None: capability)
+    monkeypatch.setattr(torch.cuda, "mem_get_info", lambda device=None: (80 * 2**30, 80 * 2**30))
     cfg = resolve(Config())
     assert (cfg.device, cfg.precision, cfg.loader, cfg.channels_last, cfg.compile) == \
         ("cuda", precision, "gpu", True, True)

@@ -7,7 +7,7 @@ import sys
 import pytest
 import torch
 
-from helpers import REPO_ROOT, cli_env
+from helpers import PATIENCE, REPO_ROOT, cli_env
 
 TORCHRUN = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2"]
 
@@ -16,7 +16,7 @@ def torchrun(*args):
     env = cli_env()
     env["OMP_NUM_THREADS"] = "1"
     return subprocess.run([*TORCHRUN, str(REPO_ROOT / "tests" / "ddp_worker.py"), *map(str, args)],
-                          cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=180)
+                          cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=PATIENCE)
 
 
 @pytest.mark.parametrize("loader", ["reference", "gpu"])

@@ -8,7 +8,7 @@ from torch import nn
 from torch.optim.lr_scheduler import LambdaLR
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
-from src.errors import Diverged
+from src.harness.errors import Diverged
 from src.models import create_model
 from src.trainers import Engine, History, Step
 

@@ -7,11 +7,13 @@ import pytest
 import torch
 from torch import nn
 
-from helpers import tiny_args
-from src.evaluate import confusion_matrix, predict
+from helpers import config_kwargs, tiny_args
+from src.evaluate import accuracy, confusion_matrix, predict
 from src.evaluate import main as evaluate_main
 from src.train import main as train_main
-from src.trainers import Step
+from src.harness.config import Config
+from src.harness.run import run
+from src.trainers import Engine, Step
 
 
 def test_confusion_matrix_counts_true_rows_and_predicted_columns():
@@ -36,16 +38,35 @@ def test_predict_keeps_mistakes_from_every_batch_and_both_test_time_settings():
     flip = predict(model, batches, step=Step(tta_flip=True), keep=10)
     x = torch.cat([b[0] for b in batches])
     with torch.no_grad():
-        assert torch.equal(plain.plain, model(x).argmax(1))
-        assert torch.equal(plain.flipped, (model(x) + model(x.flip(-1))).argmax(1))
-    assert torch.equal(plain.predictions, plain.plain) and torch.equal(flip.predictions, flip.flipped)
-    images, targets, preds = plain.mistakes()
+        assert torch.equal(plain.predictions[1], model(x).argmax(1))
+        assert torch.equal(flip.predictions[1], (model(x) + model(x.flip(-1))).argmax(1))
+    assert torch.equal(plain.predictions[0], torch.cat([b[1] for b in batches]))
+    images, targets, preds = plain.misclassified
     assert len(images) == 10 and (preds != targets).all()
     assert len(set(targets.tolist())) == 5  # two from each batch, not the first ten of one class
     for image, target, pred in zip(images, targets, preds):
         with torch.no_grad():
             assert model(image[None]).argmax(1).item() == pred != target
-    assert plain.accuracy() == (plain.plain == plain.targets).float().mean().item()
+    assert accuracy(plain) == (plain.predictions[0] == plain.predictions[1]).float().mean().item()
+
+
+def test_the_last_epoch_test_pass_yields_the_predictions_and_no_other_pass_is_made(tiny_cifar, tmp_path,
+                                                                                   monkeypatch):
+    """One test pass per epoch: the plots' predictions and mistakes come from the last one."""
+    passes = []
+    evaluate = Engine.evaluate
+
+    def counted(self, loader, into=None, keep=20):
+        passes.append(into is not None)
+        return evaluate(self, loader, into, keep)
+
+    monkeypatch.setattr(Engine, "evaluate", counted)
+    model, history = run(Config(**config_kwargs(tiny_cifar, tmp_path / "run", epochs=2)))
+    assert passes == [False, True]
+    targets, predicted = history.predictions
+    assert len(targets) == 40 and (targets == predicted).float().mean().item() == pytest.approx(history.test_acc[-1])
+    images, wrong_targets, wrong_preds = history.misclassified
+    assert (wrong_targets != wrong_preds).all() and len(images) == min(20, int((targets != predicted).sum()))
 
 
 def test_evaluate_cli_reproduces_the_runs_accuracy(tiny_cifar, tmp_path, capsys):

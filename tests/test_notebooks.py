@@ -13,7 +13,8 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from src.config import Config
+from src.harness.config import Config
+from src.harness.errors import UserError
 from src.notebook import NOTEBOOKS, command_line, execute, kernel_manager
 from src.train import config_from_args
 
@@ -126,9 +127,9 @@ def test_notebook_runs_top_to_bottom_in_quick_mode(name, quick_reproduction):
 
 
 def test_missing_data_fails_in_the_first_data_cell_with_one_line(tmp_path):
-    from nbclient.exceptions import CellExecutionError
-    with pytest.raises(CellExecutionError) as err:
+    with pytest.raises(UserError) as err:
         execute("ViT_with_convolution", "quick", tmp_path / "no-cifar", out=tmp_path)
     message = str(err.value)
     assert "exp.preview(8)" in message  # the data cell, after the set-up and config cells ran
-    assert "error: CIFAR-10 data folder" in message and "CIFAR10_DIR" in message and "Traceback" not in message
+    assert "DataNotFound: CIFAR-10 data folder" in message and "CIFAR10_DIR" in message
+    assert "\n" not in message and "Traceback" not in message

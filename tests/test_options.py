@@ -16,7 +16,7 @@ from torch.utils.data import DataLoader, TensorDataset
 
 from src.data import RandAugment, train_transforms
 from src.models import ConvViT, convmixer
-from src.config import Config
+from src.harness.config import Config
 from src.evaluate import predict
 from src.recipes import RECIPES
 from src.train import config_from_args
@@ -131,7 +131,7 @@ def test_evaluate_with_ema_uses_the_ema_weights():
     test = batches(2, 5, size=32, seed=1)
     engine.train_epoch(batches(4, 4, size=32), 0, History())  # fit() would end with the EMA weights
     loss, acc, n = engine.evaluate(test)
-    preds = predict(engine.ema.module, test).plain
+    preds = predict(engine.ema.module, test).predictions[1]
     x, y = concat(test)
     ema_net = engine.ema.module.eval()
     raw = copy.deepcopy(model).eval()
@@ -167,8 +167,8 @@ def test_tta_flip_is_flip_invariant_and_averages_logits():
     loss_f, acc_f, _ = engine.evaluate([(x.flip(-1), y)])
     assert loss == pytest.approx(loss_f, rel=1e-6, abs=1e-7)
     assert acc == acc_f
-    preds = predict(model, [(x, y)], step=Step(tta_flip=True)).predictions
-    preds_f = predict(model, [(x.flip(-1), y)], step=Step(tta_flip=True)).predictions
+    preds = predict(model, [(x, y)], step=Step(tta_flip=True)).predictions[1]
+    preds_f = predict(model, [(x.flip(-1), y)], step=Step(tta_flip=True)).predictions[1]
     assert torch.equal(preds, preds_f)
 
     model.eval()
@@ -449,7 +449,7 @@ def test_randaugment_changes_images():
 
 def test_randaugment_reaches_the_reference_loader(tmp_path):
     from src.data import CLASSES
-    from src.run import make_loaders
+    from src.harness.run import make_loaders
     for split in ("train", "test"):
         for i, name in enumerate(CLASSES):
             folder = tmp_path / split / name

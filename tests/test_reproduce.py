@@ -11,9 +11,11 @@ from pathlib import Path
 
 import pytest
 
+from helpers import PATIENCE
+
 from src.notebook import NOTEBOOKS
 from src.reproduce import NOTEBOOK_OF, RECIPE_RUNS, main
-from src.scheduler import run_jobs, summary, train_job
+from src.harness.scheduler import run_jobs, summary, train_job
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 README_BLOCK = re.compile(r"<!-- results:begin -->.*<!-- results:end -->", re.DOTALL)
@@ -22,7 +24,7 @@ README_BLOCK = re.compile(r"<!-- results:begin -->.*<!-- results:end -->", re.DO
 def reproduce(*args):
     env = {**os.environ, "PYTHONPATH": str(REPO_ROOT), "MPLBACKEND": "Agg"}
     return subprocess.run([sys.executable, "-m", "src.reproduce", *map(str, args)], cwd=REPO_ROOT, env=env,
-                          capture_output=True, text=True, check=False, timeout=600)
+                          capture_output=True, text=True, check=False, timeout=PATIENCE)
 
 
 def metrics(folder):

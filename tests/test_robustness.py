@@ -6,19 +6,18 @@ ConvMixer-16/1 (4x4 patches), on CPU with one thread: a few seconds of training 
 import json
 import signal
 import subprocess
-import time
 from pathlib import Path
 
 import pytest
 import torch
 from torch.optim.optimizer import register_optimizer_step_post_hook
 
-from helpers import cli_error, start_cli, tiny_args
-from src import checkpoint as ckpt
-from src.config import Config
-from src.errors import Diverged
+from helpers import PATIENCE, cli_error, start_cli, tiny_args, wait_until
+from src.harness import checkpoint as ckpt
+from src.harness.config import Config
+from src.harness.errors import Diverged, UserError
 from src.models import create_model
-from src.run import run
+from src.harness.run import run
 from src.trainers.engine import Engine
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -64,9 +63,10 @@ def stored_epoch(path):
 def test_checkpoint_every_epoch_holds_the_whole_state(tiny_cifar, tmp_path, monkeypatch):
     saved = []
     real_save = ckpt.save
-    monkeypatch.setattr(ckpt, "save", lambda path, state: (saved.append(state["epoch"]), real_save(path, state)))
+    monkeypatch.setattr(ckpt, "save", lambda path, state: (
+        saved.append(state["epoch"] if Path(path).name == "checkpoint.pt" else Path(path).name), real_save(path, state)))
     _, history = run(tiny_config(tiny_cifar, tmp_path))
-    assert saved == list(range(EPOCHS))
+    assert saved == [*range(EPOCHS), "model.pt"]
     state = torch.load(tmp_path / "checkpoint.pt", weights_only=True)
     assert set(state) == CHECKPOINT_KEYS
     assert state["epoch"] == EPOCHS - 1
@@ -85,9 +85,8 @@ def test_cli_run_killed_then_resumed_equals_uninterrupted_run(tiny_cifar, tmp_pa
     full, killed = tmp_path / "full", tmp_path / "killed"
     args = tiny_args(tiny_cifar, killed, "--seed", 7, epochs=epochs)
     victim = start_cli(*args)
-    checkpoint, deadline = killed / "checkpoint.pt", time.monotonic() + 120
-    while stored_epoch(checkpoint) is None and victim.poll() is None and time.monotonic() < deadline:
-        time.sleep(0.005)
+    checkpoint = killed / "checkpoint.pt"
+    wait_until(lambda: stored_epoch(checkpoint) is not None, victim)
     victim.kill()
     assert victim.wait() == -signal.SIGKILL, f"the run ended (status {victim.returncode}) before the kill"
     k = stored_epoch(checkpoint)
@@ -96,7 +95,7 @@ def test_cli_run_killed_then_resumed_equals_uninterrupted_run(tiny_cifar, tmp_pa
 
     resumed = start_cli(*args, "--resume", stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     run(tiny_config(tiny_cifar, full, seed=7, epochs=epochs))
-    out, err = resumed.communicate(timeout=120)
+    out, err = resumed.communicate(timeout=PATIENCE)
     assert resumed.returncode == 0, err.decode()
     printed = [line.split("|")[0].strip() for line in out.decode().splitlines() if "Epoch:" in line]
     assert printed == [f"[ConvMixer] Epoch: {e}" for e in range(k + 1, epochs)]
@@ -220,7 +219,7 @@ def test_crash_during_save_keeps_the_previous_checkpoint_and_no_temp_file(tmp_pa
     path = tmp_path / "checkpoint.pt"
     ckpt.save(path, {"epoch": 0, "w": torch.arange(5.0)})
     monkeypatch.setattr(torch, "save", _crash_midway)
-    with pytest.raises(OSError, match="disk full"):
+    with pytest.raises(UserError, match=f"cannot write {path}: disk full .*the previous one is kept"):
         ckpt.save(path, {"epoch": 1, "w": torch.zeros(5)})
     monkeypatch.undo()
     state = ckpt.load(path)
@@ -236,7 +235,7 @@ def test_crash_while_a_run_saves_keeps_the_last_good_checkpoint(tiny_cifar, tmp_
         return (_crash_midway if len(calls) == 2 else real_save)(obj, f, *args, **kwargs)
 
     monkeypatch.setattr(torch, "save", second_save_crashes)
-    with pytest.raises(OSError, match="disk full"):
+    with pytest.raises(UserError, match="checkpoint.pt: disk full"):
         run(tiny_config(tiny_cifar, tmp_path, epochs=2))
     monkeypatch.undo()
     assert ckpt.load(tmp_path / "checkpoint.pt")["epoch"] == 0

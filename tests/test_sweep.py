@@ -7,6 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+from helpers import PATIENCE
 from src.sweep import SWEEPS, UNDERFIT_MARGIN
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -25,7 +26,7 @@ def test_quick_sweep_writes_a_table_sorted_by_test_accuracy(tiny_cifar, tmp_path
     env = {**os.environ, "PYTHONPATH": str(REPO_ROOT)}
     done = subprocess.run([sys.executable, "-m", "src.sweep", "--sweep", "convmixer-recipes", "--quick", "--device",
                            "cpu", "--data", str(tiny_cifar), "--only", "baseline,authors", "--out", str(tmp_path)],
-                          cwd=REPO_ROOT, env=env, capture_output=True, text=True, check=False, timeout=300)
+                          cwd=REPO_ROOT, env=env, capture_output=True, text=True, check=False, timeout=PATIENCE)
     assert done.returncode == 0, done.stdout + done.stderr
     table = (tmp_path / "table.md").read_text()
     assert table in done.stdout

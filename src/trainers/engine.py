@@ -14,8 +14,8 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
-from .. import checkpoint as ckpt
-from ..errors import Diverged, UserError
+from ..harness import checkpoint as ckpt
+from ..harness.errors import Diverged, UserError
 from .ema import EMA
 from .history import History
 
@@ -138,18 +138,30 @@ class Engine:
         return now, right
 
     @torch.no_grad()
-    def evaluate(self, loader):
-        """(mean loss, accuracy, images) on loader, with the EMA weights when there are some."""
+    def evaluate(self, loader, into=None, keep=20):
+        """(mean loss, accuracy, images) on loader, with the EMA weights when there are some. Given a
+        History `into`, also fills its predictions and `keep` mistakes, a few from every batch (a test
+        set stored class by class would otherwise show one class): the last epoch's test pass does this,
+        so no second pass is needed."""
         net = self.eval_net
         net.eval()
         _set_epoch(loader, 0)
         loss_sum, correct, seen = torch.zeros((), device=self.device), torch.zeros((), device=self.device), 0
+        per_batch, targets, predicted, wrong = -(-keep // max(len(loader), 1)), [], [], []
         for x, y in loader:
             x, y = self._batch(x, y)
             out = self.logits(net, x)
             loss_sum += nn.functional.cross_entropy(out, y, reduction="sum")
             correct += (out.argmax(1) == y).sum()
             seen += len(y)
+            if into is not None:
+                p = out.argmax(1)
+                miss = torch.nonzero(p != y).flatten()[:per_batch]
+                wrong.append((x[miss].float().cpu(), y[miss].cpu(), p[miss].cpu()))
+                targets.append(y), predicted.append(p)
+        if into is not None:
+            into.predictions = torch.cat(targets).cpu(), torch.cat(predicted).cpu()
+            into.misclassified = tuple(torch.cat(parts)[:keep] for parts in zip(*wrong))
         return _reduced_means(loss_sum, correct, seen)
 
     def logits(self, net, x):
@@ -173,7 +185,8 @@ class Engine:
         for epoch in range(start, epochs):
             t0 = time.perf_counter()
             train_loss, train_acc, history.train_images = self.train_epoch(train_loader, epoch, history, on_batch, wrap)
-            test_loss, test_acc, history.test_images = self.evaluate(test_loader)
+            last = history if epoch == epochs - 1 else None  # the predictions and mistakes the plots show
+            test_loss, test_acc, history.test_images = self.evaluate(test_loader, into=last)
             self._stop_if_weights_blew_up(epoch, test_loss, history)
             if self.device.type == "cuda":
                 torch.cuda.synchronize(self.device)

@@ -9,7 +9,7 @@ import json
 from pathlib import Path
 
 from .errors import UserError
-from .models import label
+from ..models import label
 
 BEGIN, END = "<!-- results:begin -->", "<!-- results:end -->"
 GENERATED = "<!-- generated from the files linked below by src/report.py (python -m src.reproduce): do not edit -->"

@@ -19,12 +19,16 @@ from pathlib import Path
 
 import psutil
 
-from .bench import all_cores
+from .cli import number
+from .machine import check_device
+from .machine import all_cores
 from .run import RUN_FILES
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 STOP_GRACE = 10  # seconds a stopped run gets to save and say where it stopped, before it is killed
 POLL = 0.5
+INTERRUPTED = ("interrupted: rerun the same command to continue (finished runs are skipped, stopped ones resume from "
+               "their checkpoints)")
 
 
 def read_json(path):
@@ -88,7 +92,6 @@ def run_jobs(jobs, limit, deadline, force=False, on_finish=None):
             outcomes[job.name] = "finished before"
         else:
             pending.append(job)
-    previous = signal.signal(signal.SIGTERM, signal.default_int_handler)  # killed: stop the runs as at the limit
     try:
         while (pending or running) and time.monotonic() < deadline:
             for job in _startable(pending, running, limit):
@@ -104,9 +107,11 @@ def run_jobs(jobs, limit, deadline, force=False, on_finish=None):
                         on_finish(job)
             time.sleep(POLL)
     except KeyboardInterrupt:
-        print("interrupted: stopping the runs", flush=True)
+        signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C must not cut the stopping short
+        print(f"interrupted: stopping the runs (each saves and says where it stopped; at most {STOP_GRACE} s)",
+              flush=True)
+        raise
     finally:
-        signal.signal(signal.SIGTERM, previous)
         _stop([proc for proc, _ in running.values()])
     for job in running:
         progress = job.epochs()
@@ -120,8 +125,8 @@ def add_arguments(parser, budget):
     parser.add_argument("--data", default=os.environ.get("CIFAR10_DIR"),
                         help="CIFAR-10: class folders or torchvision's folder (default: $CIFAR10_DIR)")
     parser.add_argument("--device", help="cpu, cuda or cuda:N for every run (default: each run's auto, a GPU if any)")
-    parser.add_argument("--jobs", type=int, help="runs at once (default: 6 on a GPU, 2 on CPU)")
-    parser.add_argument("--budget", type=float, default=budget,
+    parser.add_argument("--jobs", type=number(int, 1), help="runs at once (default: 6 on a GPU, 2 on CPU)")
+    parser.add_argument("--budget", type=number(float, 0, strict=True), default=budget,
                         help=f"wall-clock seconds for the whole call (default: {budget:g}); runs still going "
                              f"{STOP_GRACE} s before its end are stopped, and the same command continues them")
     parser.add_argument("--force", action="store_true", help="redo runs whose finished results exist")
@@ -136,6 +141,12 @@ def settle(args, parser, default_out):
     if not Path(args.data).is_dir():
         parser.error(f"--data {args.data}: no such folder")
     args.data = portable(args.data)
+    if args.device:
+        args.device = check_device(args.device)  # once here, not in every run it would start
+    if args.budget <= STOP_GRACE:
+        parser.error(f"--budget {args.budget:g}: give more than the {STOP_GRACE} s that stopping the runs takes")
+    if args.out and Path(args.out).exists() and not Path(args.out).is_dir():
+        parser.error(f"--out {args.out}: is a file; give a folder")
     if args.jobs is None:
         import torch
         args.jobs = 6 if args.device != "cpu" and torch.cuda.is_available() else 2

@@ -6,18 +6,21 @@ this list. Adding an option = one `Option(...)` below + the code that uses it.
 """
 import math
 from dataclasses import asdict, dataclass, field, make_dataclass
+from pathlib import Path
 
 import torch
 
 from .errors import UserError
-from .models import MODELS, create_model, hyper_parameters, variant
-from .recipes import RECIPES, recipe
-from .trainers import TRAINERS
-from .trainers.one_cycle import ANNEAL, WARMUP
+from .machine import check_device, check_memory, precision
+from ..models import MODELS, create_model, hyper_parameters, variant
+from ..recipes import RECIPES, recipe
+from ..trainers import TRAINERS
+from ..trainers.one_cycle import ANNEAL, WARMUP
 
 DEFAULT_DATA = "./data"  # torchvision downloads CIFAR-10 here when nothing else is given
 LOADERS = ("auto", "reference", "gpu")
 PRECISIONS = ("auto", "fp32", "fp16", "bf16")
+IMAGE_SIZE = 32  # CIFAR-10
 
 
 @dataclass(frozen=True)
@@ -40,9 +43,10 @@ class Allowed:
 
     def __str__(self):
         kind = "an integer" if self.integer else "a finite number"
+        show = (lambda v: str(int(v))) if self.integer else (lambda v: f"{v:g}")
         if self.high == math.inf:
-            return f"{kind} {'>' if self.low_open else '>='} {self.low:g}"
-        return (f"{kind} in {'(' if self.low_open else '['}{self.low:g}, {self.high:g}"
+            return f"{kind} {'>' if self.low_open else '>='} {show(self.low)}"
+        return (f"{kind} in {'(' if self.low_open else '['}{show(self.low)}, {show(self.high)}"
                 f"{')' if self.high_open else ']'}")
 
 
@@ -83,7 +87,7 @@ OPTIONS = (
            tuple(RECIPES)),
     Option("epochs", 25, "epochs to train", "experiment", POSITIVE_INT, resume=True),
     Option("data", DEFAULT_DATA, "class-folder copy (train/<class>/*.jpg) or torchvision's CIFAR-10 folder; "
-           f"the default {DEFAULT_DATA} is downloaded by torchvision if missing", "experiment", type=str),
+           f"the default {DEFAULT_DATA} is downloaded by torchvision if missing", "experiment", type=str, resume=True),
     Option("download", False, "download CIFAR-10 with torchvision into --data", "experiment"),
     Option("out", None, "output folder (default runs/MODEL-TRAINER-RECIPE)", "experiment", type=str),
     Option("resume", False, "continue the run in --out from its checkpoint.pt", "experiment"),
@@ -117,7 +121,8 @@ OPTIONS = (
     # running
     Option("batch_size", 512, "images per optimizer step", "running", POSITIVE_INT, resume=True),
     Option("workers", 2, "DataLoader worker processes (reference loader)", "running", COUNT),
-    Option("seed", 0, "seeds torch, numpy and random: CPU runs repeat bit for bit", "running", COUNT),
+    Option("seed", 0, "seeds torch, numpy and random: CPU runs repeat bit for bit", "running",
+           Allowed(0, 2**32 - 1, integer=True)),
     Option("train_subset", None, "train on this many images (quick runs)", "running", POSITIVE_INT, int,
            resume=True),
     Option("test_subset", None, "test on this many images (quick runs)", "running", POSITIVE_INT, int),
@@ -141,7 +146,7 @@ def resolve(cfg):
     values = asdict(cfg)
     for name in ("model", "trainer", "recipe"):
         _check(BY_NAME[name], values[name])
-    values["device"] = _device(values["device"])
+    values["device"] = check_device(values["device"])
     cuda = values["device"].startswith("cuda")
     family = variant(values["model"]).family
     for name, value in recipe(values["recipe"], family).items():
@@ -156,14 +161,19 @@ def resolve(cfg):
         raise UserError(f"--lr-max: recipe {values['recipe']!r} sets none for {family}; give one")
     try:
         sizes = hyper_parameters(values["model"], **{o.name: values[o.name] for o in OPTIONS if o.group == "model"})
-        with torch.device("meta"):  # the constructors check the sizes and how they combine; meta allocates nothing
-            create_model(values["model"], **sizes)
+        with torch.device("meta"):  # checks the sizes and how they combine with a CIFAR image; allocates nothing
+            model = create_model(values["model"], **sizes)
+            model(torch.empty(1, 3, IMAGE_SIZE, IMAGE_SIZE))
     except ValueError as err:
         raise UserError(f"--model {values['model']}: {err}") from None
+    except RuntimeError as err:
+        raise UserError(f"--model {values['model']}: these sizes cannot take a {IMAGE_SIZE}x{IMAGE_SIZE} image "
+                        f"({str(err).strip().splitlines()[-1]})") from None
+    check_memory(model, values["model"], values["device"])
     values.update({k: v for k, v in sizes.items() if k in BY_NAME})
     if values["randaugment"] is not None:
         values["randaugment"] = tuple(values["randaugment"])
-    values["precision"] = _precision(values["precision"], values["device"])
+    values["precision"] = precision(values["precision"], values["device"])
     if values["loader"] == "auto":
         values["loader"] = "gpu" if cuda and not values["randaugment"] else "reference"
     if values["randaugment"] and values["loader"] == "gpu":
@@ -199,35 +209,14 @@ def _check(option, value):
         raise UserError(f"{option.flag} {value!r}: expected {allowed}")
 
 
-def _device(name):
-    if name == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    try:
-        device = torch.device(name)
-    except (RuntimeError, TypeError):
-        device = None
-    if device is None or device.type not in ("cpu", "cuda"):
-        raise UserError(f"--device {name!r}: expected cpu, cuda, cuda:N or auto")
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise UserError(f"--device {name}: no CUDA GPU is available here; use --device cpu")
-    if device.type == "cuda" and device.index is not None and device.index >= torch.cuda.device_count():
-        raise UserError(f"--device {name}: there are only {torch.cuda.device_count()} CUDA devices")
-    return str(device)
-
-
-def _precision(precision, device):
-    """On CPU everything runs in fp32; "auto" on CUDA is bf16 where the GPU computes it natively
-    (Ampere and newer) and fp16 with a grad scaler elsewhere (a T4 in Colab)."""
-    if not device.startswith("cuda"):
-        return "fp32"
-    if precision == "auto":
-        return "bf16" if torch.cuda.get_device_capability(torch.device(device))[0] >= 8 else "fp16"
-    return precision
+RESUME_KEYS = tuple(o.name for o in OPTIONS if o.resume)
 
 
 def fingerprint(cfg):
-    """The values a checkpoint must share with the run that resumes it."""
-    return {o.name: getattr(cfg, o.name) for o in OPTIONS if o.resume}
+    """The values a checkpoint must share with the run that resumes it; the data as an absolute path,
+    however it was written."""
+    values = {name: getattr(cfg, name) for name in RESUME_KEYS}
+    return {**values, "data": str(Path(values["data"]).resolve())}
 
 
 def model_overrides(cfg):

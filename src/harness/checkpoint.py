@@ -10,25 +10,43 @@ import torch
 
 from .errors import UserError
 
+TMP = ".tmp"
+
 
 def save(path, state):
-    """Write to a temporary file in the same folder, then rename: readers see the old file or
-    the new one, never half of one."""
+    atomic_write(path, lambda f: torch.save(state, f))
+
+
+def atomic_write(path, write):
+    """write(f) into a temporary file in the same folder, then rename it: readers see the old file or
+    the new one, never half of one. A killed write leaves PATH*.tmp, which `remove_leftovers` clears;
+    a full disk is one line naming the file, the old file kept."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=TMP)
     try:
         with os.fdopen(fd, "wb") as f:
-            torch.save(state, f)
+            write(f)
             f.flush()
             os.fsync(f.fileno())
         umask = os.umask(0)
         os.umask(umask)
         os.chmod(tmp, 0o666 & ~umask)  # mkstemp's 0600 would hide the file from other users
         os.replace(tmp, path)
+    except OSError as err:
+        Path(tmp).unlink(missing_ok=True)
+        kept = "the previous one is kept" if path.exists() else "nothing was written"
+        raise UserError(f"cannot write {path}: {err.strerror or err} ({kept}); free some space or choose another "
+                        f"--out") from None
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def remove_leftovers(folder, names):
+    """The temporary files of writes that a kill interrupted (see atomic_write)."""
+    for name in names:
+        for leftover in Path(folder).glob(f"{name}*{TMP}"):
+            leftover.unlink(missing_ok=True)
 
 
 def load(path, map_location="cpu"):
@@ -70,7 +88,7 @@ def load_weights(model, state_dict, source="checkpoint"):
     if missing or unexpected or shapes:
         parts = [f"missing {_few(missing)}" if missing else "", f"unexpected {_few(unexpected)}" if unexpected else "",
                  f"shape mismatch {_few(shapes)}" if shapes else ""]
-        raise ValueError(f"{source} does not fit this model (another model or configuration?): "
+        raise UserError(f"{source} does not fit this model (another model or configuration?): "
                          + "; ".join(p for p in parts if p))
     model.load_state_dict(state_dict)
 

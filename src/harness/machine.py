@@ -1,0 +1,82 @@
+"""What this machine is and can do: the device a run asks for, its precision and free memory, and
+how metrics.json and the bench name the hardware and the code they ran on."""
+import os
+import platform
+import subprocess
+from pathlib import Path
+
+import torch
+
+from .errors import UserError
+
+
+def hardware(device):
+    device = torch.device(device)
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    name = platform.processor() or platform.machine()
+    cpuinfo = Path("/proc/cpuinfo")
+    if cpuinfo.exists():
+        name = next((line.split(":", 1)[1].strip() for line in cpuinfo.read_text().splitlines()
+                     if line.startswith("model name")), name)
+    return f"CPU ({name}, {torch.get_num_threads()} threads)"
+
+
+def all_cores():
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+
+
+def commit():
+    """The checkout's commit, "-dirty" when the code (src/, requirements.txt) differs from it; None
+    outside git. Results and notebooks are left out: a run rewrites them as it goes."""
+    root = Path(__file__).resolve().parents[2]
+    try:
+        head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=root, capture_output=True, text=True,
+                              timeout=10)
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no", "--", "src",
+                                "requirements.txt"], cwd=root, capture_output=True, text=True, timeout=10)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    if head.returncode:
+        return None
+    return head.stdout.strip() + ("-dirty" if dirty.stdout.strip() else "")
+
+
+def check_memory(model, name, device):
+    """The weights, their gradients and AdamW's two moments must fit in the device's free memory, before
+    any data is read (activations come on top)."""
+    need = 4 * sum(p.numel() * p.element_size() for p in model.parameters())
+    if device.startswith("cuda"):
+        free, where = torch.cuda.mem_get_info(torch.device(device))[0], device
+    else:
+        import psutil
+        free, where = psutil.virtual_memory().available, "this machine"
+    if need > free:
+        raise UserError(f"--model {name}: its weights, gradients and optimizer state need {need / 2**30:.1f} GiB, "
+                        f"more than the {free / 2**30:.1f} GiB free on {where}; use a smaller --dim or --depth")
+
+
+def check_device(name):
+    if name == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    try:
+        device = torch.device(name)
+    except (RuntimeError, TypeError):
+        device = None
+    if device is None or device.type not in ("cpu", "cuda"):
+        raise UserError(f"--device {name!r}: expected cpu, cuda, cuda:N or auto")
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise UserError(f"--device {name}: no CUDA GPU is available here; use --device cpu")
+    if device.type == "cuda" and device.index is not None and device.index >= torch.cuda.device_count():
+        raise UserError(f"--device {name}: there are only {torch.cuda.device_count()} CUDA devices")
+    return str(device)
+
+
+def precision(precision, device):
+    """On CPU everything runs in fp32; "auto" on CUDA is bf16 where the GPU computes it natively
+    (Ampere and newer) and fp16 with a grad scaler elsewhere (a T4 in Colab)."""
+    if not device.startswith("cuda"):
+        return "fp32"
+    if precision == "auto":
+        return "bf16" if torch.cuda.get_device_capability(torch.device(device))[0] >= 8 else "fp16"
+    return precision

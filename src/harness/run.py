@@ -1,0 +1,241 @@
+"""One training run, as the command line and the notebooks both start it: `run(Config(...))`.
+
+It resolves and checks the config before reading any data, refuses to replace a run it was not
+asked to replace, trains, and writes into cfg.out: checkpoint.pt and metrics.json after every
+epoch (metrics.json says `"finished": false` until the last), model.pt at the end.
+"""
+import fcntl
+import json
+import os
+import random
+from dataclasses import asdict, replace
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.distributed as dist
+
+from .. import data
+from . import checkpoint as ckpt
+from .checkpoint import check_config
+from .config import RESUME_KEYS, fingerprint, model_overrides
+from .errors import UserError
+from .machine import commit, hardware
+from ..models import create_model, hyper_parameters, label, variant
+from ..trainers import TRAINERS, History, Step
+from ..trainers.engine import is_main_process
+
+RUN_FILES = ("metrics.json", "checkpoint.pt", "model.pt")
+LOCK = ".lock"  # held while a process writes the run; gone when none does
+TEST_BATCH_FACTOR = 4  # the test pass keeps no activations for backward: bigger batches, fewer steps
+
+
+def seed_everything(seed):
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def make_loaders(cfg):
+    """The reference albumentations DataLoaders, or the whole dataset on the device (`gpu`)."""
+    distributed = dist.is_initialized()
+    test_batch = TEST_BATCH_FACTOR * cfg.batch_size
+    if cfg.loader == "reference":
+        return data.loaders(cfg.data, cfg.batch_size, cfg.workers, cfg.train_subset, cfg.test_subset,
+                            cfg.download, cfg.device, cfg.randaugment, distributed, test_batch)
+    from ..gpu_loader import GPULoader
+    rank, world = (dist.get_rank(), dist.get_world_size()) if distributed else (0, 1)
+    train = data.cifar10(cfg.data, True, download=cfg.download, subset=cfg.train_subset)
+    test = data.cifar10(cfg.data, False, download=cfg.download, subset=cfg.test_subset)
+    common = dict(device=cfg.device, rank=rank, world_size=world, channels_last=cfg.channels_last)
+    return (GPULoader(train, cfg.batch_size, train=True, **common),
+            GPULoader(test, test_batch, train=False, **common))
+
+
+def run(cfg):
+    """Train as configured; returns (model, history). Rank 0 writes the run's files."""
+    cfg = cfg.resolved()
+    if dist.is_initialized() and cfg.device.startswith("cuda"):  # under torchrun: this rank's GPU
+        cfg = replace(cfg, device=f"cuda:{int(os.environ.get('LOCAL_RANK', 0))}")
+    sizes = image_counts(cfg)
+    with RunFolder(cfg, sizes) as folder:
+        if folder.finished:
+            return folder.finished
+        seed_everything(cfg.seed)
+        model = create_model(cfg.model, **model_overrides(cfg))
+        train_loader, test_loader = make_loaders(cfg)
+        folder.start(model)
+        history = TRAINERS[cfg.trainer](model, train_loader, test_loader, **trainer_settings(cfg), **folder.files())
+        folder.finish(model, history)
+    return model, history
+
+
+def image_counts(cfg):
+    """{"train_images": n, "test_images": m} the run will use, counted without decoding an image;
+    refuses a batch larger than the training images."""
+    totals = data.split_size(cfg.data, True, cfg.download), data.split_size(cfg.data, False, cfg.download)
+    n_train, n_test = (min(subset or total, total)
+                       for subset, total in zip((cfg.train_subset, cfg.test_subset), totals))
+    if cfg.batch_size > n_train:
+        raise UserError(f"--batch-size {cfg.batch_size}: larger than the {n_train} training images, so an epoch "
+                        f"would have no full batch")
+    return {"train_images": n_train, "test_images": n_test}
+
+
+def trainer_settings(cfg):
+    """What the trainer takes from the config, besides the model, the loaders and the run's files."""
+    device = torch.device(cfg.device)
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = True  # fixed shapes: let cuDNN pick its fastest kernels once
+    name = {"name": variant(cfg.model).title} if cfg.trainer == "onecycle" else {}  # its epoch line's prefix
+    return dict(epochs=cfg.epochs, lr_max=cfg.lr_max, weight_decay=cfg.wd, warmup=cfg.warmup,
+                decay_norms=cfg.decay_norms, beta2=cfg.beta2, step=Step.of(cfg), device=device, **name)
+
+
+class RunFolder:
+    """cfg.out while a run writes it: held by this process alone (a lock the kernel drops when the
+    process dies), never replaced silently, replaced with --overwrite only once the new run has its
+    data and model, every file replaced atomically. `finished` holds (model, history) when --resume
+    finds the run already finished. Only rank 0 touches the folder."""
+
+    def __init__(self, cfg, sizes):
+        self.cfg, self.out, self.sizes = cfg, Path(cfg.out), sizes
+        self.main = is_main_process()
+        self.finished, self.replaced, self.about = None, [], None
+        self._lock = self._created = None
+
+    def __enter__(self):
+        if self.main:
+            self._created = not self.out.exists()
+            self._lock = _hold(self.out)
+            try:
+                ckpt.remove_leftovers(self.out, RUN_FILES)
+                self.finished = self._claim()
+            except BaseException:
+                self.__exit__()
+                raise
+        return self
+
+    def __exit__(self, *exc):
+        if self._lock is not None:
+            _release(self.out, self._lock)
+            self._lock = None
+            if self._created and self.out.is_dir() and not any(self.out.iterdir()):
+                self.out.rmdir()  # a run that failed before writing anything leaves no folder
+        return False
+
+    def _claim(self):
+        cfg, out = self.cfg, self.out
+        held = [name for name in RUN_FILES if (out / name).exists()]
+        metrics = read_metrics(out / "metrics.json") if cfg.resume and "metrics.json" in held else None
+        if metrics and metrics.get("finished"):
+            return self._finished_run(metrics)
+        if held and not (cfg.resume or cfg.overwrite):
+            raise UserError(f"{out} already holds a run ({', '.join(held)}): pass --resume to continue it, "
+                            f"--overwrite to replace it, or another --out")
+        if metrics:
+            check_config(f"the run in {out}", _identity(metrics["config"]), _identity(fingerprint(cfg)))
+            then = metrics["config"].get("workers")
+            if cfg.loader == "reference" and then != cfg.workers:
+                print(f"note: the run started with --workers {then}, it continues with {cfg.workers}: each worker "
+                      f"draws its own augmentations, so the rest of the run will not repeat the uninterrupted one "
+                      f"bit for bit (it does with the same --workers)", flush=True)
+        self.replaced = held if cfg.overwrite else []
+        return None
+
+    def _finished_run(self, metrics):
+        cfg, out = self.cfg, self.out
+        check_config(f"the finished run {out / 'metrics.json'}", _identity(metrics["config"]),
+                     _identity(fingerprint(cfg)))
+        weights = out / "model.pt"
+        if not weights.is_file():
+            raise UserError(f"the finished run in {out} has no model.pt (deleted?): pass --overwrite to train it "
+                            f"again")
+        model = create_model(cfg.model, **model_overrides(cfg))
+        ckpt.load_weights(model, ckpt.load(weights), str(weights))
+        print(f"the run in {out} is already finished ({metrics['epochs_done']} of {cfg.epochs} epochs, test "
+              f"accuracy {100 * metrics['final_test_acc']:.2f}%): nothing to resume", flush=True)
+        return model, History.from_dict(metrics["history"])
+
+    def start(self, model):
+        """The new run has its data and model: with --overwrite, the old run goes now."""
+        if not self.main:
+            return
+        if self.replaced:
+            print(f"replacing the run in {self.out} (--overwrite)", flush=True)
+            for name in ("model.pt", "checkpoint.pt", "metrics.json"):  # the one that says "a run" last
+                (self.out / name).unlink(missing_ok=True)
+        cfg, sizes_given = self.cfg, model_overrides(self.cfg)
+        self.about = {"model": {"name": cfg.model, "label": label(cfg.model, **sizes_given),
+                                "hyper_parameters": hyper_parameters(cfg.model, **sizes_given),
+                                "parameters": sum(p.numel() for p in model.parameters())},
+                      "data": {"path": cfg.data, "source": data.source(cfg.data), **self.sizes},
+                      "hardware": hardware(cfg.device),
+                      "world_size": dist.get_world_size() if dist.is_initialized() else 1,
+                      "torch": torch.__version__, "commit": commit(), "config": asdict(cfg)}
+
+    def files(self):
+        """The trainer's arguments that write the run: a checkpoint and metrics.json after every epoch."""
+        return dict(checkpoint=self.out / "checkpoint.pt", resume=self.cfg.resume, config=fingerprint(self.cfg),
+                    on_epoch=lambda epoch, history: self.write_metrics(history))
+
+    def write_metrics(self, history, finished=False):
+        steady = history.epoch_time[1:] or history.epoch_time  # the first epoch carries compilation and warm-up
+        metrics = {"finished": finished, "epochs_done": len(history.test_acc),
+                   "final_test_acc": history.test_acc[-1], "final_train_acc": history.train_acc[-1],
+                   "seconds_per_epoch": sum(steady) / len(steady), "first_epoch_seconds": history.epoch_time[0],
+                   **self.about, "history": history.to_dict()}
+        text = json.dumps(metrics, indent=1, allow_nan=False)  # strict JSON: a NaN is a bug, not a value
+        ckpt.atomic_write(self.out / "metrics.json", lambda f: f.write(text.encode()))
+
+    def finish(self, model, history):
+        """model.pt, then metrics.json saying "finished": a run is finished only with its weights whole."""
+        if not self.main:
+            return
+        ckpt.save(self.out / "model.pt", model.state_dict())
+        self.write_metrics(history, finished=True)
+        if self.cfg.compile and len(history.epoch_time) > 1:
+            steady = history.epoch_time[1:]
+            print(f"torch.compile: the first epoch took {history.epoch_time[0]:.1f} s (compiling), the others "
+                  f"{sum(steady) / len(steady):.2f} s on average", flush=True)
+
+
+def read_metrics(path):
+    """A run's metrics.json; one line naming the file when it is not readable JSON."""
+    try:
+        return json.loads(Path(path).read_text())
+    except (ValueError, UnicodeDecodeError) as err:
+        raise UserError(f"{path} is not readable JSON ({err}): it was cut short or edited; delete it to resume "
+                        f"from checkpoint.pt, or pass --overwrite") from None
+
+
+def _identity(fingerprint):
+    """A fingerprint as metrics.json holds it (tuples become lists), the data as an absolute path."""
+    values = json.loads(json.dumps({k: fingerprint.get(k) for k in RESUME_KEYS}))
+    values["data"] = str(Path(values["data"]).resolve()) if values.get("data") else None
+    return values
+
+
+def _hold(out):
+    """Create out if needed and lock out/LOCK; one line if another process holds it. A lock file
+    removed and recreated under us (by a holder that just ended) is locked anew."""
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        while True:
+            fd = os.open(out / LOCK, os.O_RDWR | os.O_CREAT, 0o666)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                os.close(fd)
+                raise UserError(f"{out} is being written by another run right now: wait for it to end, or choose "
+                                f"another --out") from None
+            if os.path.exists(out / LOCK) and os.stat(out / LOCK).st_ino == os.fstat(fd).st_ino:
+                return fd
+            os.close(fd)
+    except OSError as err:
+        raise UserError(f"cannot write to output folder {out}: {err.strerror or err}") from None
+
+
+def _release(out, fd):
+    (out / LOCK).unlink(missing_ok=True)  # before unlocking: a process waiting on it will see it gone
+    os.close(fd)
