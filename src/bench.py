@@ -6,6 +6,9 @@
   reference     the albumentations DataLoader with 2 workers (what Colab has) and with every core
   floor         the training steps alone, on one batch already on the device: what the model costs
 
+`--conv-vs-linear --model vit_seed` times instead one training step of the conv-only ViT against the
+same network written with nn.Linear (same weights, checked to agree first), with the memory each needs.
+
 Every path first runs one untimed epoch (cuDNN autotuning, worker start); the fast path's first
 epoch, which compiles, is reported as the compile time. Times are medians of --repeats epochs.
 The last line says it all:
@@ -14,16 +17,21 @@ The last line says it all:
     2 workers (4.44x), 2.63 s with 4 workers, one per core (2.40x); training steps alone 1.24 s
 """
 import argparse
+import contextlib
+import copy
 import json
 import statistics
 import time
 from dataclasses import asdict, replace
 
 import torch
+import torch.nn.functional as F
 
 from .harness.config import model_overrides, resolve
 from .harness.cli import number, one_line, writable_file
-from .models import create_model, label
+from .harness.errors import UserError
+from .models import ConvViT, create_model, label
+from .models.conv_vit import linear_twin
 from .harness.machine import all_cores, commit, hardware
 from .harness.run import image_counts, make_loaders, seed_everything
 from .train import config_from_parsed
@@ -31,19 +39,22 @@ from .train import parser as train_parser
 from .trainers import Engine, History, Step, adamw
 
 
-def _synced(engine, work):
-    def sync():
-        if engine.device.type == "cuda":
-            torch.cuda.synchronize(engine.device)
-    sync()
+def _sync(device):
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def _timed(device, work):
+    """Seconds work() takes on device, the GPU's queue included."""
+    _sync(device)
     start = time.perf_counter()
     work()
-    sync()
+    _sync(device)
     return time.perf_counter() - start
 
 
 def epoch_seconds(engine, train_loader, test_loader):
-    return _synced(engine, lambda: (engine.train_epoch(train_loader, 0, History()), engine.evaluate(test_loader)))
+    return _timed(engine.device, lambda: (engine.train_epoch(train_loader, 0, History()), engine.evaluate(test_loader)))
 
 
 def bench(cfg, repeats=1):
@@ -63,7 +74,7 @@ def bench(cfg, repeats=1):
     batch = next(iter(fast[0]))
     resident = [batch] * len(fast[0])
     seconds["floor"] = statistics.median(
-        _synced(engine, lambda: engine.train_epoch(resident, 0, History())) for _ in range(repeats))
+        _timed(engine.device, lambda: engine.train_epoch(resident, 0, History())) for _ in range(repeats))
     return seconds
 
 
@@ -83,21 +94,149 @@ def summary(cfg, seconds, repeats):
             "torch": torch.__version__, "commit": commit(), "config": asdict(cfg)}
 
 
+# What the conv-only ViT's 1x1 convolutions cost against the same network written with nn.Linear
+
+@contextlib.contextmanager
+def _ieee_fp32():
+    """cuDNN runs fp32 convolutions in TF32 by default, cuBLAS runs matmuls in full fp32: without
+    this the conv model would be timed at a lower precision than its twin, and differ from it."""
+    conv, matmul = torch.backends.cudnn.conv, torch.backends.cuda.matmul
+    before = conv.fp32_precision, matmul.fp32_precision
+    conv.fp32_precision = matmul.fp32_precision = "ieee"
+    try:
+        yield
+    finally:
+        conv.fp32_precision, matmul.fp32_precision = before
+
+
+def _step(model, images, targets, autocast):
+    model.zero_grad(set_to_none=True)
+    with autocast:
+        loss = F.cross_entropy(model(images), targets)
+    loss.backward()
+
+
+def _median_seconds(networks, batch, autocast, repeats, warmup):
+    """Each network's median step time. Their steps alternate, so that a change in the load of a
+    shared machine hits both alike."""
+    times = {name: [] for name in networks}
+    for _ in range(warmup + repeats):
+        for name, network in networks.items():
+            times[name].append(_timed(batch[0].device, lambda: _step(network, *batch, autocast)))
+    return {name: statistics.median(seconds[warmup:]) for name, seconds in times.items()}
+
+
+def _memory(networks, batch, autocast, measure):
+    """Each network's memory, with no gradients left over from either."""
+    memory = {}
+    for name, network in networks.items():
+        for each in networks.values():
+            each.zero_grad(set_to_none=True)
+        memory[name] = measure(network, batch, autocast)
+    return memory
+
+
+def _saved_bytes(model, batch, autocast):
+    """Bytes of the distinct storages autograd keeps for backward: the activation memory a step
+    needs, which is what a CPU can report (it has no peak-memory counter)."""
+    storages = {}
+
+    def pack(tensor):
+        storages[tensor.untyped_storage().data_ptr()] = tensor.untyped_storage().nbytes()
+        return tensor
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda tensor: tensor):
+        _step(model, *batch, autocast)
+    return sum(storages.values())
+
+
+def _peak_cuda_bytes(model, batch, autocast):
+    device = batch[0].device
+    _sync(device)
+    torch.cuda.reset_peak_memory_stats(device)
+    _step(model, *batch, autocast)
+    _sync(device)
+    return torch.cuda.max_memory_allocated(device)
+
+
+def _check_agreement(conv, linear, images):
+    with torch.no_grad():
+        ours, theirs = conv.eval()(images), linear.eval()(images)
+    if not torch.allclose(ours, theirs, atol=1e-4):
+        raise AssertionError(f"the conv model and its nn.Linear twin disagree on the batch: largest "
+                             f"logit difference {(ours - theirs).abs().max().item():.3g} (atol 1e-4)")
+
+
+def conv_vs_linear(model, batch_size, device, repeats=5, warmup=2, autocast=None):
+    """Median seconds of one training step (forward + backward, train mode) of a ConvViT and of its
+    nn.Linear twin on the same random batch, and the memory each needs, after checking that the two
+    compute the same logits. Both run in IEEE fp32 unless `autocast` (a reusable context such as
+    torch.autocast("cuda", dtype=torch.bfloat16)) says otherwise. Neither `model` nor its mode
+    is changed: both networks are copies."""
+    device = torch.device(device)
+    conv = copy.deepcopy(model).to(device)
+    linear = linear_twin(conv)
+    images = torch.randn(batch_size, model.channels, model.image_size, model.image_size, device=device)
+    batch = images, torch.randint(0, model.mlp_head[-1].out_features, (batch_size,), device=device)
+    autocast = contextlib.nullcontext() if autocast is None else autocast
+    measure = _peak_cuda_bytes if device.type == "cuda" else _saved_bytes
+    with _ieee_fp32():
+        _check_agreement(conv, linear, images)
+        networks = dict(conv=conv.train(), linear=linear.train())
+        seconds = _median_seconds(networks, batch, autocast, repeats, warmup)
+        memory = _memory(networks, batch, autocast, measure)
+    result = dict(device=hardware(device), batch_size=batch_size, repeats=repeats,
+                  memory_measure="peak CUDA memory allocated (both networks resident)" if device.type == "cuda"
+                  else "bytes saved for backward")
+    result.update({name: dict(seconds=seconds[name], memory_bytes=memory[name]) for name in networks})
+    result["ratio"] = result["conv"]["seconds"] / result["linear"]["seconds"]
+    return result
+
+
+def cost_table(result):
+    """The comparison as a markdown table, with the device and batch it was measured on."""
+    lines = [f"Forward + backward of one batch of {result['batch_size']} on {result['device']} "
+             f"(median of {result['repeats']}); memory: {result['memory_measure']}.", "",
+             "| model | ms per batch (fwd+bwd) | memory (MiB) | time / linear's |",
+             "|---|---:|---:|---:|"]
+    for name in ("conv", "linear"):
+        row = result[name]
+        ratio = row["seconds"] / result["linear"]["seconds"]
+        lines.append(f"| {name} | {1000 * row['seconds']:.1f} | {row['memory_bytes'] / 2 ** 20:.1f} | {ratio:.2f} |")
+    return "\n".join(lines)
+
+
 def main(argv=None):
     p = argparse.ArgumentParser(prog="python -m src.bench", description=__doc__, parents=[train_parser()],
                                 add_help=False, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--repeats", type=number(int, 1), default=1, help="timed epochs per path (the median is kept)")
+    p.add_argument("--repeats", type=number(int, 1), default=1, help="timed epochs (steps) per path; the median "
+                                                                     "is kept")
+    p.add_argument("--conv-vs-linear", action="store_true", help="instead: one training step of --model (a ConvViT) "
+                   "against the same network written with nn.Linear, on a random batch: time and memory")
     p.add_argument("--json", help="also write the timings and settings to this file")
     args = vars(p.parse_args(argv))
-    repeats, json_path = args.pop("repeats"), args.pop("json")
+    repeats, json_path, linear = args.pop("repeats"), args.pop("json"), args.pop("conv_vs_linear")
     with one_line():
         cfg = resolve(config_from_parsed(args))
-        image_counts(cfg)  # a batch larger than the images is refused before any data is read
         json_path = json_path and writable_file(json_path, "--json")
-        result = summary(cfg, bench(cfg, repeats), repeats)
+        if linear:
+            result = conv_vs_linear_of(cfg, repeats)
+            result["line"] = cost_table(result)
+        else:
+            image_counts(cfg)  # a batch larger than the images is refused before any data is read
+            result = summary(cfg, bench(cfg, repeats), repeats)
         if json_path:
             json_path.write_text(json.dumps(result, indent=1))
         print(result["line"], flush=True)
+
+
+def conv_vs_linear_of(cfg, repeats):
+    """conv_vs_linear for the configured ViT, batch and precision."""
+    seed_everything(cfg.seed)
+    model = create_model(cfg.model, **model_overrides(cfg))
+    if not isinstance(model, ConvViT):
+        raise UserError(f"--conv-vs-linear: --model {cfg.model} has no 1x1 token convolutions; give a ConvViT "
+                        f"(--model vit_seed)")
+    return conv_vs_linear(model, cfg.batch_size, cfg.device, repeats, autocast=Step.of(cfg).autocast(cfg.device))
 
 if __name__ == "__main__":
     main()

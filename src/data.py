@@ -22,13 +22,15 @@ CLASSES = ("airplane", "automobile", "bird", "cat", "deer",
 MEAN = (0.4914, 0.4822, 0.4465)
 STD = (0.2470, 0.2435, 0.2616)
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png"}
+# The original augmentation's settings, which the GPU loader (src/gpu_loader.py) shares.
+PAD, FLIP_P, HOLE, HOLE_P = 4, 0.5, 16, 0.5
 
 
 def mean_pixel(mean):
     return tuple(round(255 * m) for m in mean)
 
 
-def train_transforms(mean=MEAN, std=STD, pad=4, size=32, flip_p=0.5, hole=16, hole_p=0.5,
+def train_transforms(mean=MEAN, std=STD, pad=PAD, size=32, flip_p=FLIP_P, hole=HOLE, hole_p=HOLE_P,
                      randaugment=None):
     """The user's augmentation. Padding and the hole are filled with the mean pixel, so both
     become 0 after Normalize: they carry no signal. `randaugment=(n_ops, magnitude)` puts

@@ -3,6 +3,9 @@ flip averaging, accuracy per class and the confusion matrix.
 
     python -m src.evaluate ConvMixer_experimentation_2/run-full/model.pt --data ../shared/cifar10-jpeg
 
+`--figures DIR` also draws what the model learned (src/analysis.py: kernels and patch filters of a
+ConvMixer; attention maps, attention distance and position-embedding similarity of a ConvViT).
+
 The model is rebuilt from the metrics.json beside the weights (its model name and sizes).
 """
 import argparse
@@ -12,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .harness.cli import one_line, writable_file
+from .harness.cli import one_line, writable_file, writable_folder
 from .harness.machine import check_device
 from .harness.errors import DataNotFound, UserError
 from .trainers import Engine, History, Step
@@ -85,6 +88,14 @@ def evaluate(weights, data_root, device="cpu", batch_size=1000):
             "confusion_matrix": matrix.tolist(), "recorded_test_acc": metrics.get("final_test_acc")}
 
 
+def learned_figures(weights, data_root, folder, images=4):
+    """What the saved model learned, drawn into folder (src/analysis.py); the paths written."""
+    from . import analysis
+
+    model, _ = load_model(weights)
+    return analysis.save_figures(model.eval(), analysis.test_images(data_root, images), folder)
+
+
 def report(result):
     from .data import CLASSES
     lines = [f"{result['weights']} on {result['test_images']:,} test images ({result['data']}): "
@@ -106,14 +117,18 @@ def main(argv=None):
     p.add_argument("--data", required=True, help="CIFAR-10: class folders or torchvision's folder")
     p.add_argument("--device", default="auto", help="cpu, cuda or cuda:N; auto: cuda when there is one")
     p.add_argument("--json", help="also write the result to this file")
+    p.add_argument("--figures", help="also draw what the model learned (src/analysis.py) as PNGs into this folder")
     args = p.parse_args(argv)
     with one_line():
         device = check_device(args.device)
         json_path = args.json and writable_file(args.json, "--json")
+        figures = args.figures and writable_folder(args.figures, "--figures")
         result = evaluate(args.weights, args.data, device)
         if json_path:
             json_path.write_text(json.dumps(result, indent=1))
         print(report(result))
+        if figures:
+            print("figures:", *learned_figures(args.weights, args.data, figures), sep="\n  ")
 
 
 if __name__ == "__main__":

@@ -12,10 +12,10 @@ import math
 
 import torch
 
-from .data import MEAN, STD, mean_pixel
+from .data import FLIP_P, HOLE, HOLE_P, MEAN, PAD, STD, mean_pixel
 
 
-def augment(images, crop_yx, flip, hole_yx, hole_on, mean_pixel, pad=4, hole=16):
+def augment(images, crop_yx, flip, hole_yx, hole_on, mean_pixel, pad=PAD, hole=HOLE):
     """Augment a (B, C, H, W) batch with explicit random choices, so tests can fix each one.
 
     crop_yx (B, 2): top-left of the crop in the padded image, in [0, 2*pad]; flip (B,) bool;
@@ -55,8 +55,8 @@ class GPULoader:
     from a checkpoint resumes exactly, and DDP ranks (same global seed) share one permutation and
     keep the disjoint shards perm[rank::world_size]."""
 
-    def __init__(self, dataset, batch_size, train, device="cpu", mean=MEAN, std=STD, pad=4,
-                 hole=16, flip_p=0.5, hole_p=0.5, drop_last=None, rank=0, world_size=1,
+    def __init__(self, dataset, batch_size, train, device="cpu", mean=MEAN, std=STD, pad=PAD,
+                 hole=HOLE, flip_p=FLIP_P, hole_p=HOLE_P, drop_last=None, rank=0, world_size=1,
                  channels_last=False, dtype=torch.float32):
         self.device = torch.device(device)
         self.images = torch.as_tensor(dataset.images).to(self.device).permute(0, 3, 1, 2).contiguous()

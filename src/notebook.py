@@ -20,23 +20,34 @@ import tempfile
 from dataclasses import dataclass, fields
 from pathlib import Path
 
+import torch
+
 from . import data
 from .harness.cli import one_line
-from .harness.config import BY_NAME, DEFAULT_DATA, Config, resolve
-from .harness.machine import check_device
+from .harness.config import BY_NAME, DEFAULT_DATA, Config, model_overrides, resolve
 from .harness.errors import UserError
+from .harness.machine import check_device
+from .harness.run import image_counts
+from .models import create_model, hyper_parameters, label
+from .trainers import KNOTS, TRAINERS
+from .harness.executor import execute, plural
 
 ROOT = Path(__file__).resolve().parent.parent
 NOTEBOOKS = ("ConvMixer_experimentation_1", "ConvMixer_experimentation_2", "ViT_with_convolution")
-MODES = {
-    "full": dict(epochs=25, batch_size=512),
+MODES = {  # what each mode changes from the defaults (src/harness/config.py) and the recipe
+    "full": {},
     "cpu": dict(epochs=2, batch_size=64, train_subset=2000, test_subset=1000),
     "quick": dict(epochs=1, batch_size=32, train_subset=256, test_subset=128, workers=0),
+}
+MODE_WHY = {
+    "full": "the experiment: every image, the recipe's epochs and batch",
+    "cpu": "a check without a GPU: the same model on 2,000 images for 2 epochs, batch 64 so that an epoch has "
+           "31 steps; its accuracy says nothing about the experiment",
+    "quick": "CI: a few batches in seconds, to show every cell runs",
 }
 ALWAYS = ("model", "trainer", "recipe", "epochs")  # echoed even when they are the defaults
 # Colab brings its own torch, torchvision and Jupyter; the test tools are not needed there.
 COLAB_KEEPS = re.compile(r"^(torch|torchvision|jupyter|nbclient|ipykernel|pytest)\s*([<>=!~;\[]|$)")
-INTRO_RUN = re.compile(r"(<!-- rendered run -->\n).*?(\n<!-- /rendered run -->)", re.S)
 
 
 def install_missing_requirements():
@@ -52,36 +63,72 @@ def default_mode():
 
 @dataclass
 class Experiment:
-    cfg: Config       # what run() trains; its out folder is figures/run-MODE
-    resolved: Config  # cfg with every "auto" and recipe value decided
+    cfg: Config       # as the notebook asked for it: what the command line echoes
+    settings: Config  # every value the run uses: cfg with "auto" and the recipe's values decided
     mode: str
-    figures: Path
+    figures: Path     # where the notebook saves its figures; its run goes to figures/run-MODE
 
     def figure(self, name):
         return self.figures / name
 
     def preview(self, n=8):
         """n training images for the augmentation grid, decoding only those."""
-        return data.cifar10(self.cfg.data, True, download=self.resolved.download, subset=n)
+        return data.cifar10(self.cfg.data, True, download=self.settings.download, subset=n)
 
 
 def experiment(notebook, model, trainer, recipe, mode=None):
-    """The notebook's Config for a mode; prints the mode, what "auto" chose and the command line
-    that trains the same run."""
+    """The notebook's Config for a mode; shows every value the run will use, as a table, and the
+    command line that trains the same run."""
+    from IPython.display import Markdown, display
+
     mode = mode or default_mode()
     if mode not in MODES:
-        raise ValueError(f"unknown notebook mode {mode!r}: expected one of {', '.join(MODES)}")
+        raise UserError(f"NOTEBOOK_MODE={mode}: expected one of {', '.join(MODES)}")
     out = os.environ.get("NOTEBOOK_OUT") or (tempfile.mkdtemp(prefix="notebook-quick-") if mode == "quick"
                                              else notebook)  # the set-up cell made the repository root the cwd
     resume = os.environ.get("NOTEBOOK_RESUME") == "1"
     cfg = Config(model=model, trainer=trainer, recipe=recipe, data=os.environ.get("CIFAR10_DIR", DEFAULT_DATA),
                  out=str(Path(out) / f"run-{mode}"), resume=resume, overwrite=not resume,
                  device=os.environ.get("NOTEBOOK_DEVICE", "auto"), **MODES[mode])
-    chosen = resolve(cfg)
-    print(f"mode: {mode} | device: {chosen.device}, precision {chosen.precision}, loader {chosen.loader}, "
-          f"{'compiled' if chosen.compile else 'eager'} | data: {chosen.data}")
+    settings = resolve(cfg)
+    print(f"mode: {mode} ({MODE_WHY[mode]})")
+    display(Markdown(settings_table(settings)))
     print("command line:", command_line(cfg))
-    return Experiment(cfg, chosen, mode, Path(out))
+    return Experiment(cfg, settings, mode, Path(out))
+
+
+def settings_table(s):
+    """Every value a resolved config gives the run, in words, as a markdown table."""
+    sizes = hyper_parameters(s.model, **model_overrides(s))
+    images = image_counts(s)
+    with torch.device("meta"):
+        parameters = sum(p.numel() for p in create_model(s.model, **sizes).parameters())
+    decay = "every parameter" if s.decay_norms else "weights only (not norms, biases, position embedding, class token)"
+    knots = " → ".join(f"{lr:.3g} at epoch {epoch:g}" for epoch, lr in KNOTS[s.trainer](s.lr_max, s.epochs, s.warmup))
+    rand = f"RandAugment ({s.randaugment[0]} ops, magnitude {s.randaugment[1]}), " if s.randaugment else ""
+    clip = f"; gradient norm clipped at {s.grad_clip:g}" if s.grad_clip else ""
+    tested = (f"an EMA of the weights (decay {s.ema:g})" if s.ema else "the weights") + (
+        ", logits averaged with the mirror image's" if s.tta_flip else ", on the image alone")
+    workers = f" ({s.workers} workers)" if s.loader == "reference" else ""
+    rows = [
+        ("model", f"`{s.model}`: {label(s.model, **model_overrides(s))}, "
+                  f"{', '.join(f'{k} {v}' for k, v in sizes.items())}; {parameters:,} parameters"),
+        ("trainer", f"`{s.trainer}` ({TRAINERS[s.trainer].__name__}), recipe `{s.recipe}`"),
+        ("optimizer", f"AdamW, betas (0.9, {s.beta2:g}), weight decay {s.wd:g} on {decay}"),
+        ("learning rate", f"per batch, linear: {knots}"),
+        ("epochs, batch", f"{plural(s.epochs, 'epoch')} of {images['train_images'] // s.batch_size} steps, "
+                          f"{s.batch_size} images per step"),
+        ("loss", f"cross-entropy, label smoothing {s.label_smoothing:g}{clip}"),
+        ("tested", tested),
+        ("augmentation", f"{rand}pad {data.PAD} with the mean pixel and random 32x32 crop, horizontal flip (p "
+                         f"{data.FLIP_P:g}), one {data.HOLE}x{data.HOLE} hole of the mean pixel (p {data.HOLE_P:g}), "
+                         f"normalize"),
+        ("data", f"`{s.data}` ({data.source(s.data)}): {images['train_images']:,} training and "
+                 f"{images['test_images']:,} test images"),
+        ("running", f"{s.device}, {s.precision}, {s.loader} loader{workers}, channels-last "
+                    f"{'on' if s.channels_last else 'off'}, {'compiled' if s.compile else 'eager'}, seed {s.seed}"),
+    ]
+    return "\n".join(["| setting | value |", "|---|---|", *(f"| {k} | {v} |" for k, v in rows)])
 
 
 def command_line(cfg):
@@ -110,83 +157,6 @@ def results_line(exp):
             f"hardware: {m['hardware']}, {c['precision']} | mode: {exp.mode} | {plural(m['epochs_done'], 'epoch')} on "
             f"{d['train_images']:,} training images, tested on {d['test_images']:,} | final test accuracy "
             f"{100 * m['final_test_acc']:.2f}% | {m['seconds_per_epoch']:.1f} s per epoch")
-
-
-def describe(metrics, mode, command):
-    """The intro's paragraph on the rendered run, from its metrics.json."""
-    d, c = metrics["data"], metrics["config"]
-    toy = "" if mode == "full" else (" It checks that the pipeline works end to end on real images; its accuracy "
-                                     "says nothing about the 25-epoch experiment (`full` mode, on a GPU).")
-    return (f"**This rendered run** (`{mode}` mode): {plural(metrics['epochs_done'], 'epoch')} on "
-            f"{d['train_images']:,} training images of {d['source']}, tested on {d['test_images']:,}; "
-            f"{metrics['hardware']}, {c['precision']}, {c['loader']} loader, batch {c['batch_size']}; "
-            f"{metrics['seconds_per_epoch']:.1f} s per epoch (the first: {metrics['first_epoch_seconds']:.1f} s); "
-            f"final test accuracy "
-            f"**{100 * metrics['final_test_acc']:.2f}%** (commit {metrics['commit']}).{toy} The same run from "
-            f"the command line:\n\n```bash\n{command}\n```")
-
-
-def plural(n, noun):
-    return f"{n} {noun}{'' if n == 1 else 's'}"
-
-
-def kernel_manager():
-    """A kernel running this interpreter: the python3 kernel if it does, else a kernelspec for
-    sys.executable written to a temporary folder."""
-    from jupyter_client.kernelspec import KernelSpecManager, NoSuchKernel
-    from jupyter_client.manager import KernelManager
-
-    try:
-        argv0 = KernelSpecManager().get_kernel_spec("python3").argv[0]
-    except NoSuchKernel:
-        argv0 = None
-    if argv0 and (argv0 == sys.executable or (os.path.isabs(argv0) and os.path.samefile(argv0, sys.executable))):
-        return KernelManager(kernel_name="python3")
-    from ipykernel.kernelspec import install
-    prefix = tempfile.mkdtemp(prefix="kernelspec-")
-    install(kernel_name="this-python", prefix=prefix)
-    specs = KernelSpecManager(kernel_dirs=[str(Path(prefix) / "share" / "jupyter" / "kernels")])
-    return KernelManager(kernel_name="this-python", kernel_spec_manager=specs)
-
-
-def execute(name, mode, data_root=None, out=None, device=None, resume=False, timeout=1800):
-    """Run notebook NAME top to bottom; save it (in place, or to OUT/NAME/NAME.ipynb with its run
-    and figures beside it) with the intro's rendered-run paragraph filled in. Returns its path."""
-    import nbformat
-    from nbclient import NotebookClient
-    from nbclient.exceptions import CellExecutionError
-
-    source = ROOT / name / f"{name}.ipynb"
-    folder = Path(out).resolve() / name if out else ROOT / name
-    folder.mkdir(parents=True, exist_ok=True)
-    env = {**os.environ, "NOTEBOOK_MODE": mode, "NOTEBOOK_RESUME": "1" if resume else "0", "PYTHONPATH": str(ROOT)}
-    env.pop("WORLD_SIZE", None)
-    if out:
-        env["NOTEBOOK_OUT"] = str(folder)
-    if data_root:  # relative to the repository root, where the notebook works: the echoed command stays portable
-        env["CIFAR10_DIR"] = os.path.relpath(Path(data_root).resolve(), ROOT)
-    if device:
-        env["NOTEBOOK_DEVICE"] = device
-    nb = nbformat.read(source, as_version=4)
-    client = NotebookClient(nb, km=kernel_manager(), timeout=timeout, coalesce_streams=True,
-                            resources={"metadata": {"path": str(ROOT / name)}})
-    try:
-        client.execute(env=env)
-    except CellExecutionError as err:  # the cell's own one line (a UserError shows its message), not its traceback
-        cell = next(c for c in nb.cells if any(o.output_type == "error" for o in c.get("outputs", ())))
-        first = next(line for line in cell.source.splitlines() if line.strip() and not line.startswith("#"))
-        raise UserError(f"{name} stopped in the cell `{first}`: {err.ename}: {err.evalue}") from None
-    for cell in nb.cells:  # a transient progress bar leaves only blanks behind: drop them
-        if cell.cell_type == "code":
-            cell.outputs = [o for o in cell.outputs if o.output_type != "stream" or o.text.strip()]
-    printed = "".join(o.get("text", "") for cell in nb.cells if cell.cell_type == "code" for o in cell.outputs)
-    command = re.search(r"^command line: (.*)$", printed, re.M).group(1)
-    metrics = json.loads((folder / f"run-{mode}" / "metrics.json").read_text())
-    paragraph = describe(metrics, mode, command)
-    nb.cells[0].source = INTRO_RUN.sub(lambda m: m.group(1) + paragraph + m.group(2), nb.cells[0].source)
-    path = folder / source.name
-    nbformat.write(nb, path)
-    return path
 
 
 def main(argv=None):

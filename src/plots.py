@@ -115,15 +115,16 @@ def plot_confusion_matrix(matrix, classes=CLASSES, path=None):
 
 def model_summary(model, input_size=(3, 32, 32), device="cpu"):
     """Print torchsummary's table and return its total parameter count. The forward pass runs
-    in eval mode under no_grad so that BatchNorm statistics are not changed by random input;
-    every module's mode and the model's device are restored afterwards."""
+    in eval mode under no_grad so that BatchNorm statistics are not changed by random input, and
+    on a fork of the random generators, so that a run trained after it draws what it would have
+    drawn without it; every module's mode and the model's device are restored afterwards."""
     kind = "cuda" if torch.device(device).type == "cuda" and torch.cuda.is_available() else "cpu"
     modes = {m: m.training for m in model.modules()}
     original = next(model.parameters(), torch.empty(0)).device
     text = io.StringIO()
     try:
         model.eval().to(kind)
-        with torch.no_grad(), contextlib.redirect_stdout(text):
+        with torch.no_grad(), torch.random.fork_rng(), contextlib.redirect_stdout(text):
             summary(model, tuple(input_size), device=kind)
     finally:
         model.to(original)

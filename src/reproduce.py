@@ -21,23 +21,32 @@ import sys
 from functools import partial
 
 from .harness.cli import one_line
-from .notebook import NOTEBOOKS
+from .harness.config import BY_NAME
+from .notebook import MODES, NOTEBOOKS
 from .harness.report import check_readme, report, write_readme
 from .harness.scheduler import INTERRUPTED, ROOT, Job, add_arguments, portable, read_json, run_jobs, settle, summary, train_job
 
+def flags(**values):
+    """Command-line words for option values: flags(batch_size=32) -> ("--batch-size", "32")."""
+    return tuple(word for name, value in values.items() for word in (BY_NAME[name].flag, str(value)))
+
+
 STEPS = ("bench", "notebooks", "recipes")
-EPOCHS = 25
+EPOCHS = BY_NAME["epochs"].default  # the experiment's, as the notebooks' full mode runs it
 NOTEBOOK_OF = {"convmixer_256_8": "ConvMixer_experimentation_2", "vit_seed": "ViT_with_convolution"}
 RECIPE_RUNS = (  # (model, run, flags), the longest first
     ("vit_seed", "improved", ("--recipe", "improved")),
     ("convmixer_256_8", "baseline-reference-loader", ("--recipe", "baseline", "--loader", "reference")),
     ("convmixer_256_8", "improved", ("--recipe", "improved")),
 )
-QUICK_DATA = ("--train-subset", "256", "--test-subset", "128", "--batch-size", "32")
-QUICK = ("--workers", "0", *QUICK_DATA)
+# --quick: the notebooks' quick mode (its images, batch and workers) for every step, two epochs so that each
+# run has a schedule to follow, and tiny models so that the recipe runs and the bench take seconds on a CPU.
+QUICK_DATA = flags(train_subset=MODES["quick"]["train_subset"], test_subset=MODES["quick"]["test_subset"],
+                   batch_size=MODES["quick"]["batch_size"])
+QUICK = (*flags(workers=MODES["quick"]["workers"]), *QUICK_DATA)
 QUICK_EPOCHS = 2
-QUICK_MODEL = {"convmixer_256_8": ("--dim", "32", "--depth", "2"),
-               "vit_seed": ("--dim", "64", "--depth", "1", "--heads", "2", "--dim-head", "32", "--mlp-dim", "64")}
+QUICK_MODEL = {"convmixer_256_8": flags(dim=32, depth=2),
+               "vit_seed": flags(dim=64, depth=1, heads=2, dim_head=32, mlp_dim=64)}
 
 
 def device_flags(args):

@@ -74,8 +74,11 @@ def test_evaluate_cli_reproduces_the_runs_accuracy(tiny_cifar, tmp_path, capsys)
     train_main(tiny_args(tiny_cifar, out, epochs=2))
     capsys.readouterr()
     evaluate_main([str(out / "model.pt"), "--data", str(tiny_cifar), "--device", "cpu", "--json",
-                   str(tmp_path / "e.json")])
+                   str(tmp_path / "e.json"), "--figures", str(tmp_path / "figures")])
     printed = capsys.readouterr().out
+    drawn = sorted(p.name for p in (tmp_path / "figures").iterdir())
+    assert drawn == ["depthwise_kernels.png", "patch_filters.png"]  # what a ConvMixer learned
+    assert all(str(tmp_path / "figures" / name) in printed for name in drawn)
     result = json.loads((tmp_path / "e.json").read_text())
     metrics = json.loads((out / "metrics.json").read_text())
     assert result["accuracy"] == pytest.approx(metrics["final_test_acc"])  # same weights, same test set

@@ -6,6 +6,7 @@ from einops import rearrange, repeat
 from torch import nn
 
 from src.models import MODELS, ConvViT, MixerModel, convmixer, create_model, hyper_parameters, label
+from src.models.conv_vit import linear_twin
 from src.plots import model_summary
 
 
@@ -98,6 +99,16 @@ def test_conv_vit_equals_linear_vit_with_the_same_weights(kw):
     x = torch.randn(4, 3, 32, 32)
     with torch.no_grad():
         assert torch.allclose(model(x), LinearViT(model)(x), atol=1e-5, rtol=1e-4)
+
+
+def test_linear_twin_equals_the_linear_vit_oracle():
+    torch.manual_seed(0)
+    model = create_model("vit_seed", patch_size=8, dim=96, depth=2, heads=3, dim_head=32, mlp_dim=128).eval()
+    twin = linear_twin(model).eval()
+    assert not any(isinstance(m, nn.Conv1d) for m in twin.modules())
+    x = torch.randn(4, 3, 32, 32)
+    with torch.no_grad():
+        assert torch.allclose(twin(x), LinearViT(model)(x), atol=1e-5, rtol=1e-4)
 
 
 SMALL_VIT = dict(image_size=32, patch_size=4, dim=16, depth=1, heads=2, dim_head=8, mlp_dim=16)

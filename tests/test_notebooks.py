@@ -15,7 +15,8 @@ import pytest
 
 from src.harness.config import Config
 from src.harness.errors import UserError
-from src.notebook import NOTEBOOKS, command_line, execute, kernel_manager
+from src.harness.executor import execute, kernel_manager
+from src.notebook import NOTEBOOKS, command_line, settings_table
 from src.train import config_from_args
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -66,6 +67,9 @@ def test_figures_the_notebook_saves_exist_as_png(path):
     names = set(re.findall(r'"([\w.-]+\.png)"', "".join(cell.source for cell in code_cells(nb))))
     assert {"curves.png", "misclassified.png", "confusion.png"} <= names
     assert ("data_6.png" if "ViT" in path.stem else "augmentations.png") in names
+    learned = ({"class_attention.png", "attention_distance.png", "position_similarity.png"} if "ViT" in path.stem
+               else {"depthwise_kernels.png", "patch_filters.png"})
+    assert learned <= names, "the 'What the model learned' figures"
     for name in names:
         with open(path.parent / name, "rb") as f:
             assert f.read(8) == b"\x89PNG\r\n\x1a\n", f"{path.parent.name}/{name} is not a PNG file"
@@ -84,6 +88,41 @@ def test_notebook_is_one_readable_page(path):
     imported = {(a.asname or a.name).split(".")[0] for n in imports for a in n.names}
     used = {n.id for n in ast.walk(tree) if isinstance(n, ast.Name)}
     assert imported <= used, f"unused imports: {imported - used}"
+
+
+TRAINER_SHOWN = {"ConvMixer_experimentation_1": ("train_wrapper(model,", "Test set: Average loss: "),
+                 "ConvMixer_experimentation_2": ("train_one_cycle(model,", "[ConvMixer] Epoch: "),
+                 "ViT_with_convolution": ("train_one_cycle(model,", "[ConvViT] Epoch: ")}
+
+
+@pytest.mark.parametrize("path", PATHS, ids=NOTEBOOKS)
+def test_notebook_shows_its_settings_and_the_trainer_it_runs(path):
+    nb = nbformat.read(path, as_version=4)
+    tables = [o.data["text/markdown"] for cell in code_cells(nb) for o in cell.outputs
+              if "text/markdown" in o.get("data", {}) and o.data["text/markdown"].startswith("| setting | value |")]
+    assert len(tables) == 1
+    for row in ("model", "trainer", "optimizer", "learning rate", "epochs, batch", "augmentation", "data", "running"):
+        assert f"\n| {row} | " in tables[0], row
+    call, printed_line = TRAINER_SHOWN[path.parent.name]
+    assert sum(call in cell.source for cell in code_cells(nb)) == 1
+    assert printed_line in printed(nb)
+
+
+def test_settings_table_shows_every_value_the_run_uses(tiny_cifar):
+    cfg = Config(model="vit_seed", recipe="improved", data=str(tiny_cifar), device="cpu", lr_max=0.003, wd=0.02,
+                 warmup=0.3, batch_size=16, epochs=10, label_smoothing=0.1, randaugment=(2, 9), dropout=0.0,
+                 decay_norms=False, seed=7).resolved()
+    table = settings_table(cfg)
+    for text in ("`vit_seed`: ConvViT-512/6", "dim 512, depth 6", "dropout 0.0", "`onecycle` (train_one_cycle)",
+                 "recipe `improved`", "betas (0.9, 0.99)", "weight decay 0.02 on weights only",
+                 "0 at epoch 0 → 0.003 at epoch 3 → 0.00015 at epoch 8 → 0 at epoch 10",
+                 "10 epochs of 10 steps, 16 images per step", "label smoothing 0.1; gradient norm clipped at 1",
+                 "an EMA of the weights (decay 0.99), logits averaged", "RandAugment (2 ops, magnitude 9)",
+                 "160 training and 40 test images", "cpu, fp32, reference loader (2 workers)", "seed 7"):
+        assert text in table, text
+    wrapper = settings_table(Config(trainer="wrapper", data=str(tiny_cifar), device="cpu", epochs=5,
+                                    batch_size=16).resolved())
+    assert "0.0004 at epoch 0 → 0.01 at epoch 2 → 4e-08 at epoch 5" in wrapper  # OneCycleLR's own knots
 
 
 @pytest.mark.parametrize("cfg", [
@@ -117,19 +156,24 @@ def test_notebook_runs_top_to_bottom_in_quick_mode(name, quick_reproduction):
     assert [cell.execution_count for cell in cells] == list(range(1, len(cells) + 1))
     assert not [o for cell in cells for o in cell.outputs if o.output_type == "error"]
     text = printed(nb)
-    assert re.search(r"^mode: quick \| device: cpu", text, re.M)
+    assert re.search(r"^mode: quick \(", text, re.M)
+    table = next(o.data["text/markdown"] for cell in cells for o in cell.outputs if "text/markdown" in o.get("data", {}))
+    assert "| running | cpu, fp32, reference loader (0 workers)" in table
     assert "final test accuracy" in text and "on 256 training images, tested on 128" in text
     metrics = json.loads((folder / "run-quick" / "metrics.json").read_text())
     assert metrics["finished"] and metrics["data"]["train_images"] == 256
     assert f"final test accuracy {100 * metrics['final_test_acc']:.2f}%" in text
     assert "(`quick` mode)" in nb.cells[0].source
     assert {p.name for p in folder.glob("*.png")} >= {"curves.png", "misclassified.png", "confusion.png"}
+    assert {p.name for p in folder.glob("*.png")} >= ({"class_attention.png", "attention_distance.png",
+                                                      "position_similarity.png"} if "ViT" in name
+                                                     else {"depthwise_kernels.png", "patch_filters.png"})
 
 
-def test_missing_data_fails_in_the_first_data_cell_with_one_line(tmp_path):
+def test_missing_data_fails_in_the_settings_cell_with_one_line(tmp_path):
     with pytest.raises(UserError) as err:
         execute("ViT_with_convolution", "quick", tmp_path / "no-cifar", out=tmp_path)
     message = str(err.value)
-    assert "exp.preview(8)" in message  # the data cell, after the set-up and config cells ran
+    assert "stopped in code cell 2 of " in message  # the settings cell checks the data before any work
     assert "DataNotFound: CIFAR-10 data folder" in message and "CIFAR10_DIR" in message
     assert "\n" not in message and "Traceback" not in message

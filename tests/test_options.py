@@ -20,7 +20,7 @@ from src.harness.config import Config
 from src.evaluate import predict
 from src.recipes import RECIPES
 from src.train import config_from_args
-from src.trainers import Engine, History, Step, Trainer, lr_schedule, param_groups, train_one_cycle
+from src.trainers import Engine, History, Step, Trainer, lr_schedule, param_groups, train_one_cycle, train_wrapper, wrapper
 
 torch.set_num_threads(2)
 
@@ -405,6 +405,17 @@ def test_wrapper_trainer_bar_test_lines_and_history(capsys):
         assert int(m.group(2)) == round(history.test_acc[e] * len(test.dataset))
         assert float(m.group(4)) == pytest.approx(100 * history.test_acc[e], abs=0.005)
     assert_history_shape(history, epochs, len(train))
+
+
+def test_train_wrapper_runs_through_the_knots_the_settings_table_shows():
+    epochs, lr_max, warmup = 5, 0.02, 0.3
+    train, test = tensor_loader(8, 4, size=32), tensor_loader(2, 4, size=32, seed=1)
+    history = train_wrapper(tiny_mixer(), train, test, epochs, lr_max, warmup=warmup)
+    (_, start), (peak_epoch, peak), (_, end) = wrapper.knots(lr_max, epochs, warmup)
+    steps = epochs * len(train)
+    assert history.batch_lr[0] == pytest.approx(start) and max(history.batch_lr) == pytest.approx(peak)
+    assert history.batch_lr.index(max(history.batch_lr)) == round(peak_epoch / epochs * steps) - 1
+    assert history.batch_lr[-1] == pytest.approx(end, rel=1e-6)
 
 
 # ---------------------------------------------------------------------------- RandAugment

@@ -75,6 +75,18 @@ def writable_file(path, flag):
     return path
 
 
+def writable_folder(path, flag):
+    """Check, before any work, that files can be written into the folder path (made if missing)."""
+    path = Path(path)
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        writable_file(path / ".write-test", flag)
+    except (OSError, UserError) as err:
+        reason = err.strerror if isinstance(err, OSError) else "cannot be written"
+        raise UserError(f"{flag} {path}: {reason or err}; give another folder") from None
+    return path
+
+
 def number(kind, low, strict=False):
     """An argparse type: a finite number >= low (> low if strict), so a bad value is a usage error
     (exit 2) before any work starts."""

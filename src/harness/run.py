@@ -57,15 +57,14 @@ def run(cfg):
     cfg = cfg.resolved()
     if dist.is_initialized() and cfg.device.startswith("cuda"):  # under torchrun: this rank's GPU
         cfg = replace(cfg, device=f"cuda:{int(os.environ.get('LOCAL_RANK', 0))}")
-    sizes = image_counts(cfg)
-    with RunFolder(cfg, sizes) as folder:
+    with RunFolder(cfg) as folder:
         if folder.finished:
             return folder.finished
         seed_everything(cfg.seed)
         model = create_model(cfg.model, **model_overrides(cfg))
         train_loader, test_loader = make_loaders(cfg)
-        folder.start(model)
-        history = TRAINERS[cfg.trainer](model, train_loader, test_loader, **trainer_settings(cfg), **folder.files())
+        history = TRAINERS[cfg.trainer](model, train_loader, test_loader, **trainer_settings(cfg),
+                                        **folder.files(model))
         folder.finish(model, history)
     return model, history
 
@@ -84,22 +83,19 @@ def image_counts(cfg):
 
 def trainer_settings(cfg):
     """What the trainer takes from the config, besides the model, the loaders and the run's files."""
-    device = torch.device(cfg.device)
-    if device.type == "cuda":
-        torch.backends.cudnn.benchmark = True  # fixed shapes: let cuDNN pick its fastest kernels once
     name = {"name": variant(cfg.model).title} if cfg.trainer == "onecycle" else {}  # its epoch line's prefix
     return dict(epochs=cfg.epochs, lr_max=cfg.lr_max, weight_decay=cfg.wd, warmup=cfg.warmup,
-                decay_norms=cfg.decay_norms, beta2=cfg.beta2, step=Step.of(cfg), device=device, **name)
+                decay_norms=cfg.decay_norms, beta2=cfg.beta2, step=Step.of(cfg), device=cfg.device, **name)
 
 
 class RunFolder:
-    """cfg.out while a run writes it: held by this process alone (a lock the kernel drops when the
-    process dies), never replaced silently, replaced with --overwrite only once the new run has its
-    data and model, every file replaced atomically. `finished` holds (model, history) when --resume
-    finds the run already finished. Only rank 0 touches the folder."""
+    """cfg.out (a resolved config's) while a run writes it: held by this process alone (a lock the
+    kernel drops when the process dies), never replaced silently, replaced with --overwrite only once
+    the new run has its data and model, every file replaced atomically. `finished` holds (model,
+    history) when --resume finds the run already finished. Only rank 0 touches the folder."""
 
-    def __init__(self, cfg, sizes):
-        self.cfg, self.out, self.sizes = cfg, Path(cfg.out), sizes
+    def __init__(self, cfg):
+        self.cfg, self.out, self.sizes = cfg, Path(cfg.out), image_counts(cfg)
         self.main = is_main_process()
         self.finished, self.replaced, self.about = None, [], None
         self._lock = self._created = None
@@ -157,10 +153,15 @@ class RunFolder:
               f"accuracy {100 * metrics['final_test_acc']:.2f}%): nothing to resume", flush=True)
         return model, History.from_dict(metrics["history"])
 
-    def start(self, model):
-        """The new run has its data and model: with --overwrite, the old run goes now."""
-        if not self.main:
-            return
+    def files(self, model):
+        """The trainer's arguments that write the run (a checkpoint and metrics.json after every
+        epoch), once it has its data and model: with --overwrite, the old run goes now."""
+        if self.main:
+            self._start(model)
+        return dict(checkpoint=self.out / "checkpoint.pt", resume=self.cfg.resume, config=fingerprint(self.cfg),
+                    on_epoch=lambda epoch, history: self.write_metrics(history))
+
+    def _start(self, model):
         if self.replaced:
             print(f"replacing the run in {self.out} (--overwrite)", flush=True)
             for name in ("model.pt", "checkpoint.pt", "metrics.json"):  # the one that says "a run" last
@@ -173,11 +174,6 @@ class RunFolder:
                       "hardware": hardware(cfg.device),
                       "world_size": dist.get_world_size() if dist.is_initialized() else 1,
                       "torch": torch.__version__, "commit": commit(), "config": asdict(cfg)}
-
-    def files(self):
-        """The trainer's arguments that write the run: a checkpoint and metrics.json after every epoch."""
-        return dict(checkpoint=self.out / "checkpoint.pt", resume=self.cfg.resume, config=fingerprint(self.cfg),
-                    on_epoch=lambda epoch, history: self.write_metrics(history))
 
     def write_metrics(self, history, finished=False):
         steady = history.epoch_time[1:] or history.epoch_time  # the first epoch carries compilation and warm-up

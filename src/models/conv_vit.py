@@ -7,6 +7,8 @@ learned position embedding; only the projections change.
     depth x:   x + Attention(LN(x));  x + FeedForward(LN(x))
     head:      LN, Linear(dim -> num_classes) on the class token
 """
+import copy
+
 import torch
 from einops import rearrange, repeat
 from einops.layers.torch import Rearrange
@@ -105,3 +107,24 @@ class ConvViT(nn.Module):
         x = torch.cat((cls, x), dim=1) + self.pos_embedding
         x = self.transformer(self.dropout(x))
         return self.mlp_head(x[:, 0])
+
+
+def linear_twin(model):
+    """The same network written the usual way, nn.Linear where `model` has Conv1x1, holding the
+    same weights (a copy): what the convolutions cost is measured against it (src/bench.py, --conv-vs-linear)."""
+    twin = copy.deepcopy(model)
+    for parent in list(twin.modules()):
+        for name, child in list(parent.named_children()):
+            if isinstance(child, Conv1x1):
+                setattr(parent, name, _as_linear(child))
+    return twin
+
+
+def _as_linear(conv):
+    linear = nn.Linear(conv.in_channels, conv.out_channels, bias=conv.bias is not None,
+                       device=conv.weight.device, dtype=conv.weight.dtype)
+    with torch.no_grad():
+        linear.weight.copy_(rearrange(conv.weight, "o i 1 -> o i"))
+        if conv.bias is not None:
+            linear.bias.copy_(conv.bias)
+    return linear.train(conv.training)

@@ -61,6 +61,8 @@ class Engine:
             raise ValueError(f"unknown precision {step.precision!r}: expected one of {', '.join(AMP)}")
         self.device, self.step = torch.device(device), step
         cuda = self.device.type == "cuda"
+        if cuda:
+            torch.backends.cudnn.benchmark = True  # fixed shapes: let cuDNN pick its fastest kernels once
         self.memory_format = torch.channels_last if step.channels_last else torch.contiguous_format
         self.model = model.to(self.device, memory_format=self.memory_format)
         self.optimizer, self.scheduler = optimizer, scheduler
@@ -182,6 +184,8 @@ class Engine:
             history, start = self.load_checkpoint(checkpoint)
         elif resume and is_main_process():
             print(f"no checkpoint at {checkpoint} yet: starting from epoch 0", flush=True)
+        if start == epochs:  # a finished run resumed: its predictions come from one test pass
+            self.evaluate(test_loader, into=history)
         for epoch in range(start, epochs):
             t0 = time.perf_counter()
             train_loss, train_acc, history.train_images = self.train_epoch(train_loader, epoch, history, on_batch, wrap)

@@ -19,12 +19,17 @@ from .optimizer import adamw
 WARMUP, ANNEAL = 2 / 5, 4 / 5  # the authors' knots, as fractions of the run
 
 
+def knots(lr_max, epochs, warmup=WARMUP, anneal=ANNEAL):
+    """The (epoch, learning rate) points the schedule runs through, linearly, batch by batch."""
+    return [(0, 0.0), (warmup * epochs, lr_max), (anneal * epochs, lr_max / 20), (epochs, 0.0)]
+
+
 def lr_schedule(lr_max, epochs, warmup=WARMUP, anneal=ANNEAL):
     """Learning rate at fractional epoch t (piecewise linear)."""
     if not 0 < warmup < anneal < 1:
         raise ValueError(f"need 0 < warmup < anneal < 1, got warmup={warmup}, anneal={anneal}")
-    return lambda t: float(np.interp(t, [0, warmup * epochs, anneal * epochs, epochs],
-                                     [0, lr_max, lr_max / 20, 0]))
+    epoch, lr = zip(*knots(lr_max, epochs, warmup, anneal))
+    return lambda t: float(np.interp(t, epoch, lr))
 
 
 def epoch_line(name, epoch, history):

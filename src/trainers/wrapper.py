@@ -14,6 +14,13 @@ from .engine import Engine, Step
 from .optimizer import adamw
 from .one_cycle import WARMUP
 
+START_DIV, END_DIV = 25, 1e4  # OneCycleLR's defaults, written out: start at lr_max/25, end 1e4 times lower still
+
+
+def knots(lr_max, epochs, warmup=WARMUP):
+    """The (epoch, learning rate) points OneCycleLR runs through, linearly, batch by batch."""
+    return [(0, lr_max / START_DIV), (warmup * epochs, lr_max), (epochs, lr_max / START_DIV / END_DIV)]
+
 
 class Trainer:
     def __init__(self, model, optimizer, scheduler=None, *, step=Step(), device="cpu", config=None):
@@ -49,6 +56,7 @@ def train_wrapper(model, train_loader, test_loader, epochs, lr_max=0.01, weight_
     """The wrapper with AdamW and a linear one-cycle schedule; returns a History."""
     optimizer = adamw(model, lr_max, weight_decay, decay_norms, beta2, device)
     scheduler = OneCycleLR(optimizer, max_lr=lr_max, epochs=epochs, steps_per_epoch=len(train_loader),
-                           pct_start=warmup, anneal_strategy="linear")
+                           pct_start=warmup, anneal_strategy="linear", div_factor=START_DIV,
+                           final_div_factor=END_DIV)
     trainer = Trainer(model, optimizer, scheduler, step=step, device=device, config=config)
     return trainer.fit(train_loader, test_loader, epochs, checkpoint=checkpoint, resume=resume, on_epoch=on_epoch)

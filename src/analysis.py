@@ -1,0 +1,231 @@
+"""What a trained model learned, read from its weights and attention (what the conv-only ViT's 1x1
+convolutions cost is measured by src/bench.py).
+
+ConvMixer: the depth-wise kernels per block and the patch-embedding filters (the ConvMixer paper's
+kernel figures). ConvViT: attention recorded with forward hooks, attention rollout (Abnar &
+Zuidema 2020), mean attention distance and position-embedding similarity (the ViT paper's
+Figure 7). Figures follow src/plots.py: each returns its Figure and saves a PNG when given `path`.
+"""
+import math
+from functools import reduce
+from pathlib import Path
+
+import matplotlib.pyplot as plt
+import numpy as np
+import torch
+import torch.nn.functional as F
+from einops import rearrange
+
+from .data import MEAN, STD
+from .models.conv_vit import ConvViT
+from .plots import _finish, denormalize
+
+
+def _mosaic(tiles, cols, fill):
+    """Tiles (n, h, w[, c]) row-major in one image with a one-pixel gap: a single imshow draws
+    hundreds of kernels where hundreds of axes would take seconds."""
+    rows = math.ceil(len(tiles) / cols)
+    pad = [(0, rows * cols - len(tiles)), (0, 1), (0, 1)] + [(0, 0)] * (tiles.ndim - 3)
+    tiles = np.pad(tiles, pad, constant_values=fill)
+    return rearrange(tiles, "(r c) h w ... -> (r h) (c w) ...", c=cols)[:-1, :-1]
+
+
+def _label_tiles(ax, count, size, labels, axis):
+    ticks = np.arange(count) * (size + 1) + (size - 1) / 2
+    (ax.set_xticks if axis == "x" else ax.set_yticks)(ticks, labels, fontsize=7)
+
+
+# ConvMixer
+
+def depthwise_kernels(model):
+    """(depth, dim, k, k): each block's k x k spatial filters, one per channel."""
+    return torch.stack([rearrange(block[0].fn[0].weight.detach().cpu(), "d 1 k l -> d k l")
+                        for block in model.blocks])
+
+
+def plot_depthwise_kernels(model, channels=64, path=None):
+    """Blocks as rows, the first `channels` kernels of each; every kernel scaled to [-1, 1] by its
+    own largest weight, so that its shape shows whatever its size."""
+    kernels = depthwise_kernels(model)[:, :channels]
+    depth, shown, k = kernels.shape[:3]
+    kernels = kernels / kernels.abs().amax((-2, -1), keepdim=True).clamp_min(1e-12)
+    grid = _mosaic(rearrange(kernels, "b c k l -> (b c) k l").numpy(), shown, np.nan)
+    fig, ax = plt.subplots(figsize=(max(4, 0.2 * (k + 1) * shown / 5), 0.2 * (k + 1) * depth / 5 + 1))
+    cmap = plt.get_cmap("RdBu_r").with_extremes(bad="white")
+    ax.imshow(np.ma.masked_invalid(grid), cmap=cmap, vmin=-1, vmax=1, interpolation="nearest")
+    _label_tiles(ax, depth, k, [f"block {i}" for i in range(1, depth + 1)], "y")
+    ax.set_xticks([])
+    ax.set_title(f"depth-wise {k}x{k} kernels, first {shown} channels per block", fontsize=9)
+    return _finish(fig, path)
+
+
+def plot_patch_filters(model, path=None):
+    """The stem's dim filters as RGB patches, each stretched to [0, 1] on its own."""
+    weight = rearrange(model.stem[0].weight.detach().cpu(), "n c h w -> n h w c")
+    low, high = weight.amin((1, 2, 3), keepdim=True), weight.amax((1, 2, 3), keepdim=True)
+    patches = (weight - low) / (high - low).clamp_min(1e-12)
+    cols = math.ceil(math.sqrt(len(patches)))
+    fig, ax = plt.subplots(figsize=(5, 5 * math.ceil(len(patches) / cols) / cols))
+    ax.imshow(_mosaic(patches.numpy(), cols, 1.0), interpolation="nearest")
+    ax.axis("off")
+    ax.set_title(f"{len(patches)} patch-embedding filters ({weight.shape[1]}x{weight.shape[2]})", fontsize=9)
+    return _finish(fig, path)
+
+
+# ConvViT: attention
+
+def record_attention(model, images):
+    """(logits, [per block (B, heads, N, N)]). Hooks read the softmax's output, so the forward pass
+    is the model's own; they are removed and the model's mode restored even on error."""
+    attentions = []
+    hooks = [attn.attend.register_forward_hook(lambda module, args, out: attentions.append(out.detach()))
+             for attn, _ in model.transformer.layers]
+    training = model.training
+    try:
+        with torch.no_grad():
+            logits = model.eval()(images.to(next(model.parameters()).device))
+    finally:
+        for hook in hooks:
+            hook.remove()
+        model.train(training)
+    return logits, attentions
+
+
+def attention_rollout(attentions):
+    """(B, N, N): how much each token draws on each input token through all blocks, counting the
+    residual path as attention to itself: heads averaged, identity added, rows renormalised,
+    blocks multiplied (later blocks on the left)."""
+    def mix(attention):
+        mixed = attention.mean(1) + torch.eye(attention.shape[-1], device=attention.device)
+        return mixed / mixed.sum(-1, keepdim=True)
+    return reduce(lambda rollout, attention: mix(attention) @ rollout, attentions[1:], mix(attentions[0]))
+
+
+def _patch_distances(grid, patch_size):
+    """(P, P) distances in pixels between the centres of a grid x grid layout of patches."""
+    rows, cols = torch.meshgrid(torch.arange(grid), torch.arange(grid), indexing="ij")
+    centres = rearrange(torch.stack([rows, cols], -1), "h w xy -> (h w) xy").double()
+    return torch.cdist(centres, centres) * patch_size
+
+
+def mean_attention_distance(attention, grid, patch_size):
+    """(heads,): how far, in pixels, a head looks from each query patch, weighting key patches by
+    attention and averaging over queries and the batch (the ViT paper's Figure 7, right). The class
+    token is left out and the rows renormalised over the patches."""
+    patches = attention[..., 1:, 1:].double()
+    patches = patches / patches.sum(-1, keepdim=True)
+    distances = _patch_distances(grid, patch_size).to(patches.device)
+    return (patches * distances).sum(-1).mean((0, 2)).float()
+
+
+def uniform_attention_distance(grid, patch_size):
+    """What mean_attention_distance gives for uniform attention: the mean distance between two
+    patch centres, a reference for a head that looks everywhere."""
+    return _patch_distances(grid, patch_size).mean().item()
+
+
+def position_similarity(model):
+    """(P, P) cosine similarity of the patch tokens' learned position embeddings."""
+    positions = F.normalize(model.pos_embedding.detach()[0, 1:].cpu(), dim=-1)
+    return positions @ positions.T
+
+
+def plot_position_similarity(model, path=None):
+    """Tile (r, c) shows how similar patch (r, c)'s position embedding is to every patch's: a model
+    that learned the 2-D layout shows a bright spot that moves with (r, c)."""
+    similarity = position_similarity(model)
+    grid = math.isqrt(len(similarity))
+    fig, ax = plt.subplots(figsize=(7, 6))
+    cmap = plt.get_cmap("viridis").with_extremes(bad="white")
+    image = ax.imshow(np.ma.masked_invalid(_mosaic(rearrange(similarity, "q (h w) -> q h w", h=grid).numpy(),
+                                                   grid, np.nan)), cmap=cmap, vmin=-1, vmax=1)
+    for axis in "xy":
+        _label_tiles(ax, grid, grid, range(1, grid + 1), axis)
+    ax.set(xlabel="input patch column", ylabel="input patch row", title="position embedding similarity")
+    fig.colorbar(image, ax=ax, label="cosine similarity")
+    return _finish(fig, path)
+
+
+def _upsampled(maps, size):
+    """(B, P) attention over the patches -> (B, H, W), scaled to [0, 1] per image for display."""
+    grid = math.isqrt(maps.shape[-1])
+    maps = F.interpolate(rearrange(maps.float().cpu(), "b (h w) -> b 1 h w", h=grid), size=tuple(size),
+                         mode="bilinear", align_corners=False)[:, 0]
+    return (maps / maps.amax((-2, -1), keepdim=True).clamp_min(1e-12)).numpy()
+
+
+def plot_class_attention(images, attentions, mean, std, heads=None, path=None):
+    """Rows: images. Columns: the image, where the class token looks in the last block (per head),
+    and the attention rollout's class-token row, each drawn over the image."""
+    last = attentions[-1]
+    heads = range(last.shape[1]) if heads is None else heads
+    maps = [last[:, head, 0, 1:] for head in heads] + [attention_rollout(attentions)[:, 0, 1:]]
+    titles = [f"head {head}" for head in heads] + ["rollout"]
+    maps = [_upsampled(m, images.shape[-2:]) for m in maps]
+    fig, axes = plt.subplots(len(images), len(maps) + 1, figsize=(1.6 * (len(maps) + 1), 1.7 * len(images)),
+                             squeeze=False)
+    for row, picture in enumerate(denormalize(images, mean, std)):
+        for col, ax in enumerate(axes[row]):
+            ax.imshow(picture)
+            if col:
+                ax.imshow(maps[col - 1][row], cmap="inferno", alpha=0.6)
+            ax.axis("off")
+    for ax, title in zip(axes[0], ["image"] + titles):
+        ax.set_title(title, fontsize=8)
+    return _finish(fig, path)
+
+
+def plot_attention_distance(distances, path=None):
+    """Every head's mean attention distance (dots) per block: early heads that look both near and
+    far, late heads that look far, is the ViT paper's reading."""
+    distances = np.stack([np.asarray(torch.as_tensor(d).cpu()) for d in distances])
+    blocks = np.arange(1, len(distances) + 1)
+    fig, ax = plt.subplots(figsize=(5, 4))
+    for block, heads in zip(blocks, distances):
+        ax.scatter(np.full(len(heads), block), heads, s=18, color="tab:blue", alpha=0.7)
+    ax.set(xlabel="block", ylabel="mean attention distance (pixels)", xticks=blocks, ylim=(0, 1.1 * distances.max()),
+           title="mean attention distance per head")
+    ax.grid(alpha=0.3)
+    return _finish(fig, path)
+
+
+# Command line
+
+def _mixer_figures(model):
+    return {"depthwise_kernels.png": plot_depthwise_kernels(model),
+            "patch_filters.png": plot_patch_filters(model)}
+
+
+def _vit_figures(model, images):
+    _, attentions = record_attention(model, images)
+    return {"class_attention.png": plot_class_attention(images, attentions, MEAN, STD),
+            "attention_distance.png": plot_attention_distance(attention_distances(model, attentions)),
+            "position_similarity.png": plot_position_similarity(model)}
+
+
+def attention_distances(model, attentions):
+    """Every block's mean attention distance per head, in pixels, on the model's patch grid."""
+    patch_size = model.to_patch_embedding[0].axes_lengths["p1"]
+    return [mean_attention_distance(a, model.image_size // patch_size, patch_size) for a in attentions]
+
+
+def test_images(data_root, n=4):
+    """n test images of several classes (a fixed spread over the split), normalised as a model sees them."""
+    from . import data
+    test = data.cifar10(data_root, train=False, transform=data.test_transforms(), subset=n)
+    return torch.stack([test[i][0] for i in range(len(test))])
+
+
+def save_figures(model, test_images, folder):
+    """Write what a trained model learned as PNGs into `folder`; return their paths. ConvMixer:
+    kernels and patch filters; ConvViT: attention on `test_images` (a few normalised images) and
+    position similarity."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    figures = _vit_figures(model, test_images) if isinstance(model, ConvViT) else _mixer_figures(model)
+    paths = []
+    for name, fig in figures.items():
+        _finish(fig, folder / name)
+        plt.close(fig)
+        paths.append(folder / name)
+    return paths

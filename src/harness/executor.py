@@ -1,0 +1,90 @@
+"""How `python -m src.notebook` executes a notebook top to bottom in a kernel of this interpreter and
+saves it with its outputs, the intro's paragraph on the rendered run written from the run's files."""
+import json
+import os
+import re
+import sys
+import tempfile
+from pathlib import Path
+
+from .errors import UserError
+
+ROOT = Path(__file__).resolve().parents[2]
+INTRO_RUN = re.compile(r"(<!-- rendered run -->\n).*?(\n<!-- /rendered run -->)", re.S)
+
+
+def describe(metrics, mode, command):
+    """The intro's paragraph on the rendered run, from its metrics.json."""
+    d, c = metrics["data"], metrics["config"]
+    toy = "" if mode == "full" else (" It checks that the pipeline works end to end on real images; its accuracy "
+                                     "says nothing about the 25-epoch experiment (`full` mode, on a GPU).")
+    return (f"**This rendered run** (`{mode}` mode): {plural(metrics['epochs_done'], 'epoch')} on "
+            f"{d['train_images']:,} training images of {d['source']}, tested on {d['test_images']:,}; "
+            f"{metrics['hardware']}, {c['precision']}, {c['loader']} loader, batch {c['batch_size']}; "
+            f"{metrics['seconds_per_epoch']:.1f} s per epoch (the first: {metrics['first_epoch_seconds']:.1f} s); "
+            f"final test accuracy "
+            f"**{100 * metrics['final_test_acc']:.2f}%** (commit {metrics['commit']}).{toy} The same run from "
+            f"the command line:\n\n```bash\n{command}\n```")
+
+
+def kernel_manager():
+    """A kernel running this interpreter: the python3 kernel if it does, else a kernelspec for
+    sys.executable written to a temporary folder."""
+    from jupyter_client.kernelspec import KernelSpecManager, NoSuchKernel
+    from jupyter_client.manager import KernelManager
+
+    try:
+        argv0 = KernelSpecManager().get_kernel_spec("python3").argv[0]
+    except NoSuchKernel:
+        argv0 = None
+    if argv0 and (argv0 == sys.executable or (os.path.isabs(argv0) and os.path.samefile(argv0, sys.executable))):
+        return KernelManager(kernel_name="python3")
+    from ipykernel.kernelspec import install
+    prefix = tempfile.mkdtemp(prefix="kernelspec-")
+    install(kernel_name="this-python", prefix=prefix)
+    specs = KernelSpecManager(kernel_dirs=[str(Path(prefix) / "share" / "jupyter" / "kernels")])
+    return KernelManager(kernel_name="this-python", kernel_spec_manager=specs)
+
+
+def execute(name, mode, data_root=None, out=None, device=None, resume=False, timeout=1800):
+    """Run notebook NAME top to bottom; save it (in place, or to OUT/NAME/NAME.ipynb with its run
+    and figures beside it) with the intro's rendered-run paragraph filled in. Returns its path."""
+    import nbformat
+    from nbclient import NotebookClient
+    from nbclient.exceptions import CellExecutionError
+
+    source = ROOT / name / f"{name}.ipynb"
+    folder = Path(out).resolve() / name if out else ROOT / name
+    folder.mkdir(parents=True, exist_ok=True)
+    env = {**os.environ, "NOTEBOOK_MODE": mode, "NOTEBOOK_RESUME": "1" if resume else "0", "PYTHONPATH": str(ROOT)}
+    env.pop("WORLD_SIZE", None)
+    if out:
+        env["NOTEBOOK_OUT"] = str(folder)
+    if data_root:  # relative to the repository root, where the notebook works: the echoed command stays portable
+        env["CIFAR10_DIR"] = os.path.relpath(Path(data_root).resolve(), ROOT)
+    if device:
+        env["NOTEBOOK_DEVICE"] = device
+    nb = nbformat.read(source, as_version=4)
+    client = NotebookClient(nb, km=kernel_manager(), timeout=timeout, coalesce_streams=True,
+                            resources={"metadata": {"path": str(ROOT / name)}})
+    try:
+        client.execute(env=env)
+    except CellExecutionError as err:  # the cell's own one line (a UserError shows its message), not its traceback
+        code = [c for c in nb.cells if c.cell_type == "code"]
+        number = next(i for i, c in enumerate(code, 1) if any(o.output_type == "error" for o in c.outputs))
+        raise UserError(f"{name} stopped in code cell {number} of {len(code)}: {err.ename}: {err.evalue}") from None
+    for cell in nb.cells:  # a transient progress bar leaves only blanks behind: drop them
+        if cell.cell_type == "code":
+            cell.outputs = [o for o in cell.outputs if o.output_type != "stream" or o.text.strip()]
+    printed = "".join(o.get("text", "") for cell in nb.cells if cell.cell_type == "code" for o in cell.outputs)
+    command = re.search(r"^command line: (.*)$", printed, re.M).group(1)
+    metrics = json.loads((folder / f"run-{mode}" / "metrics.json").read_text())
+    paragraph = describe(metrics, mode, command)
+    nb.cells[0].source = INTRO_RUN.sub(lambda m: m.group(1) + paragraph + m.group(2), nb.cells[0].source)
+    path = folder / source.name
+    nbformat.write(nb, path)
+    return path
+
+
+def plural(n, noun):
+    return f"{n} {noun}{'' if n == 1 else 's'}"

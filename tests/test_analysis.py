@@ -1,0 +1,204 @@
+"""What the model learned (kernels, patch filters, attention, position embeddings) and what the 1x1
+convolutions cost (tests/test_bench.py): the measures are checked against hand-computed values, the figures against the
+weights they draw."""
+import math
+
+import matplotlib.pyplot as plt
+import numpy as np
+import pytest
+import torch
+from einops import rearrange, repeat
+from torch import nn
+
+from src import analysis
+from src.models import create_model
+from src.models.conv_vit import Conv1x1, linear_twin
+
+TINY_VIT = dict(dim=32, depth=2, heads=2, dim_head=16, mlp_dim=32)
+
+
+@pytest.fixture
+def vit():
+    torch.manual_seed(0)
+    return create_model("vit_seed", **TINY_VIT)
+
+
+@pytest.fixture
+def mixer():
+    torch.manual_seed(0)
+    return create_model("convmixer_256_8", dim=16, depth=2)
+
+
+@pytest.fixture
+def images():
+    return torch.randn(3, 3, 32, 32, generator=torch.Generator().manual_seed(1))
+
+
+def drawn(fig):
+    """The one image a mosaic figure draws, as an array (masked cells as NaN)."""
+    try:
+        return np.ma.filled(fig.axes[0].images[0].get_array().astype(float), np.nan)
+    finally:
+        plt.close(fig)
+
+
+def tile(mosaic, index, cols, size):
+    row, col = divmod(index, cols)
+    return mosaic[row * (size + 1):row * (size + 1) + size, col * (size + 1):col * (size + 1) + size]
+
+
+def test_recorded_attention_is_the_softmax_of_each_block_and_rows_sum_to_one(vit, images):
+    _, attentions = analysis.record_attention(vit, images)
+    assert len(attentions) == 2 and all(a.shape == (3, 2, 65, 65) for a in attentions)
+    for a in attentions:
+        assert (a >= 0).all() and torch.allclose(a.sum(-1), torch.ones(3, 2, 65), atol=1e-5)
+    attn = vit.transformer.layers[0][0]
+    with torch.no_grad():
+        x = torch.cat((repeat(vit.cls_token, "1 1 d -> b 1 d", b=3), vit.to_patch_embedding(images)), 1)
+        q, k, _ = (rearrange(t, "b n (h d) -> b h n d", h=2)
+                   for t in attn.to_qkv(attn.norm(x + vit.pos_embedding)).chunk(3, -1))
+        assert torch.allclose(attentions[0], (q @ k.transpose(-1, -2) * attn.scale).softmax(-1), atol=1e-6)
+    assert not torch.allclose(attentions[0], attentions[1], atol=1e-3)
+
+
+def test_recording_leaves_the_logits_mode_and_model_unchanged(vit, images):
+    with torch.no_grad():
+        expected = vit.eval()(images)
+    vit.train()
+    logits, _ = analysis.record_attention(vit, images)
+    assert torch.equal(logits, expected)
+    assert vit.training
+    assert all(not attn.attend._forward_hooks for attn, _ in vit.transformer.layers)
+    with pytest.raises(ValueError, match="expects images"):
+        analysis.record_attention(vit, images[:, :, :28, :28])
+    assert all(not attn.attend._forward_hooks for attn, _ in vit.transformer.layers) and vit.training
+
+
+def test_rollout_of_identity_attention_is_the_identity():
+    identity = repeat(torch.eye(5), "n m -> b h n m", b=2, h=3)
+    assert torch.equal(analysis.attention_rollout([identity] * 4), repeat(torch.eye(5), "n m -> b n m", b=2))
+
+
+def test_rollout_averages_heads_adds_the_residual_and_multiplies_later_blocks_on_the_left():
+    first = torch.tensor([[[1., 0], [1, 0]], [[1, 0], [0, 1]]])[None]   # heads average to [[1, 0], [.5, .5]]
+    second = torch.tensor([[[0., 1], [0, 1]], [[0, 1], [0, 1]]])[None]
+    # (mean + I) / 2: [[1, 0], [.25, .75]] then [[.5, .5], [0, 1]]; the second times the first:
+    expected = torch.tensor([[[0.625, 0.375], [0.25, 0.75]]])
+    assert torch.allclose(analysis.attention_rollout([first, second]), expected)
+
+
+def brute_force_mean_distance(grid, patch_size):
+    centres = [(r, c) for r in range(grid) for c in range(grid)]
+    return sum(math.dist(a, b) for a in centres for b in centres) * patch_size / len(centres) ** 2
+
+
+@pytest.mark.parametrize("grid, patch_size", [(8, 4), (3, 2)])
+def test_mean_distance_of_uniform_attention_is_the_mean_distance_between_patches(grid, patch_size):
+    n = grid * grid + 1
+    uniform = torch.full((2, 3, n, n), 1 / n)
+    expected = brute_force_mean_distance(grid, patch_size)
+    assert analysis.uniform_attention_distance(grid, patch_size) == pytest.approx(expected)
+    assert torch.allclose(analysis.mean_attention_distance(uniform, grid, patch_size), torch.full((3,), expected))
+
+
+def test_mean_distance_is_zero_looking_at_oneself_and_a_patch_size_looking_at_a_neighbour():
+    grid, n = 4, 17
+    self_only = repeat(torch.eye(n), "n m -> 1 2 n m")
+    assert torch.allclose(analysis.mean_attention_distance(self_only, grid, 4), torch.zeros(2))
+    right = torch.zeros(1, 1, n, n)
+    for r in range(grid):
+        for c in range(grid):  # the patch to the right, or to the left in the last column
+            right[0, 0, 1 + r * grid + c, 1 + r * grid + (c + 1 if c < grid - 1 else c - 1)] = 1
+    right[0, 0, :, 0] = 5  # the class token's column is left out, whatever it holds
+    assert analysis.mean_attention_distance(right, grid, 4).item() == pytest.approx(4)
+
+
+def test_position_similarity_is_one_on_the_diagonal_symmetric_and_drawn_per_patch(vit):
+    with torch.no_grad():
+        vit.pos_embedding[0, 2] = 3 * vit.pos_embedding[0, 1]
+        vit.pos_embedding[0, 3] = -vit.pos_embedding[0, 1]
+    similarity = analysis.position_similarity(vit)
+    assert similarity.shape == (64, 64)
+    assert torch.allclose(similarity.diagonal(), torch.ones(64), atol=1e-6)
+    assert torch.allclose(similarity, similarity.T)
+    assert similarity[0, 1].item() == pytest.approx(1, abs=1e-6)
+    assert similarity[0, 2].item() == pytest.approx(-1, abs=1e-6)
+    mosaic = drawn(analysis.plot_position_similarity(vit))
+    assert mosaic.shape == (8 * 9 - 1, 8 * 9 - 1)
+    for patch in (0, 13, 63):
+        np.testing.assert_allclose(tile(mosaic, patch, 8, 8), similarity[patch].reshape(8, 8).numpy(), atol=1e-6)
+
+
+def test_kernel_grid_holds_depth_times_channels_kernels_each_scaled_to_one(mixer):
+    kernels = analysis.depthwise_kernels(mixer)
+    assert kernels.shape == (2, 16, 5, 5)
+    assert torch.equal(kernels[1, 3], mixer.blocks[1][0].fn[0].weight[3, 0].detach())
+    mosaic = drawn(analysis.plot_depthwise_kernels(mixer, channels=8))
+    assert mosaic.shape == (2 * 6 - 1, 8 * 6 - 1)
+    assert np.isfinite(mosaic).sum() == 2 * 8 * 25
+    for block, channel in ((0, 0), (1, 7)):
+        kernel = kernels[block, channel]
+        np.testing.assert_allclose(tile(mosaic, block * 8 + channel, 8, 5), (kernel / kernel.abs().max()).numpy(),
+                                   atol=1e-6)
+        assert np.abs(tile(mosaic, block * 8 + channel, 8, 5)).max() == pytest.approx(1)
+
+
+@pytest.mark.parametrize("dim, cols", [(16, 4), (256, 16)])
+def test_patch_filter_grid_holds_dim_rgb_patches_each_stretched_to_0_1(dim, cols):
+    torch.manual_seed(0)
+    mixer = create_model("convmixer_256_8", dim=dim, depth=1)
+    mosaic = drawn(analysis.plot_patch_filters(mixer))
+    assert mosaic.shape == (cols * 3 - 1, cols * 3 - 1, 3)
+    weight = rearrange(mixer.stem[0].weight.detach(), "n c h w -> n h w c")
+    for i in (0, dim - 1):
+        patch = tile(mosaic, i, cols, 2)
+        assert patch.min() == pytest.approx(0) and patch.max() == pytest.approx(1)
+        w = weight[i]
+        np.testing.assert_allclose(patch, ((w - w.min()) / (w.max() - w.min())).numpy(), atol=1e-6)
+
+
+def test_linear_twin_has_no_conv_left_and_computes_the_same_logits(vit, images):
+    twin = linear_twin(vit)
+    assert not any(isinstance(m, (Conv1x1, nn.Conv1d)) for m in twin.modules())
+    assert sum(isinstance(m, nn.Linear) for m in twin.modules()) == 1 + 2 * 4 + 1  # patches, 4 per block, head
+    assert any(isinstance(m, Conv1x1) for m in vit.modules())  # the original is left as it was
+    with torch.no_grad():
+        assert torch.allclose(twin.eval()(images), vit.eval()(images), atol=1e-5)
+
+
+def test_linear_twin_trains_like_the_conv_model(images):
+    # no dropout: a seed gives different masks on the conv's transposed (non-contiguous) outputs
+    torch.manual_seed(0)
+    vit = create_model("vit_seed", **TINY_VIT, dropout=0.0, emb_dropout=0.0)
+    twin = linear_twin(vit)
+    for model in (vit.train(), twin.train()):
+        nn.functional.cross_entropy(model(images), torch.tensor([1, 2, 3])).backward()
+    conv_grads = dict(vit.named_parameters())
+    for name, parameter in twin.named_parameters():
+        expected = conv_grads[name].grad
+        assert expected.abs().sum() > 0
+        assert torch.allclose(parameter.grad, expected.reshape(parameter.grad.shape), atol=1e-6), name
+
+
+def is_png(path):
+    return path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and path.stat().st_size > 1000
+
+
+def test_save_figures_writes_each_models_figures(mixer, vit, images, tmp_path):
+    paths = analysis.save_figures(mixer, images, tmp_path / "mixer")
+    assert [p.name for p in paths] == ["depthwise_kernels.png", "patch_filters.png"]
+    paths += analysis.save_figures(vit, images, tmp_path / "vit")
+    assert [p.name for p in paths[2:]] == ["class_attention.png", "attention_distance.png", "position_similarity.png"]
+    assert all(p.parent.parent == tmp_path and is_png(p) for p in paths)
+    assert sorted(p.name for p in tmp_path.rglob("*.png")) == sorted(p.name for p in paths)
+    assert not plt.get_fignums()
+
+
+def test_class_attention_figure_has_a_row_per_image_and_a_column_per_head_and_rollout(vit, images):
+    _, attentions = analysis.record_attention(vit, images)
+    fig = analysis.plot_class_attention(images, attentions, (0.5,) * 3, (0.25,) * 3, heads=[1])
+    try:
+        assert [ax.get_title() for ax in fig.axes[:3]] == ["image", "head 1", "rollout"]
+        assert len(fig.axes) == 3 * 3 and len(fig.axes[4].images) == 2
+    finally:
+        plt.close(fig)
