@@ -1,6 +1,7 @@
 """Two trainers of the same shape over one engine: each builds its optimizer and schedule, drives
 Engine.fit and returns a History. TRAINERS maps the command line's names to them."""
-from .engine import Engine, Step
+from .engine import Engine
+from .step import Step
 from .optimizer import adamw, param_groups
 from .history import History
 from . import one_cycle, wrapper

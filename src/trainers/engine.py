@@ -7,7 +7,6 @@ SYNC_EVERY batches (the divergence flag and the progress numbers), so the GPU ne
 """
 import math
 import time
-from dataclasses import dataclass, fields
 from pathlib import Path
 
 import torch
@@ -18,35 +17,12 @@ from ..harness import checkpoint as ckpt
 from ..harness.errors import Diverged, UserError
 from .ema import EMA
 from .history import History
+from .step import AMP, Step
 
-AMP = {"fp32": None, "fp16": torch.float16, "bf16": torch.bfloat16}
 SYNC_EVERY = 32  # CUDA batches between host reads; on CPU a read costs nothing and happens every batch
 # A batch loss above this many times a uniform guess's (ln of the class count: 23 for CIFAR-10)
 # means confidently wrong on average: the run has blown up, even while the loss is still finite.
 MAX_LOSS_FACTOR = 10
-
-
-@dataclass
-class Step:
-    """How every batch is computed, besides forward, backward and the optimizer step."""
-    precision: str = "fp32"      # autocast dtype on CUDA: fp32, fp16 (with a grad scaler) or bf16; CPU: fp32
-    channels_last: bool = False
-    compile: bool = False
-    label_smoothing: float = 0.0
-    grad_clip: float = 0.0       # clip the gradient norm to this; 0: no clipping
-    ema: float = 0.0             # evaluate an EMA of the weights with this decay; 0: none
-    tta_flip: bool = False       # average the logits of each test image and its mirror
-
-    @classmethod
-    def of(cls, cfg):
-        return cls(**{f.name: getattr(cfg, f.name) for f in fields(cls)})
-
-    def amp_dtype(self, device):
-        return AMP[self.precision] if torch.device(device).type == "cuda" else None
-
-    def autocast(self, device):
-        dtype = self.amp_dtype(device)
-        return torch.autocast(torch.device(device).type, dtype=dtype, enabled=dtype is not None)
 
 
 def is_main_process():

@@ -13,7 +13,8 @@ import numpy as np
 from torch.optim.lr_scheduler import LambdaLR
 from tqdm import tqdm
 
-from .engine import Engine, Step
+from .engine import Engine
+from .step import Step
 from .optimizer import adamw
 
 WARMUP, ANNEAL = 2 / 5, 4 / 5  # the authors' knots, as fractions of the run

@@ -10,7 +10,8 @@ numbers are read from the device every Engine.sync_every batches (every batch on
 from torch.optim.lr_scheduler import OneCycleLR
 from tqdm import tqdm
 
-from .engine import Engine, Step
+from .engine import Engine
+from .step import Step
 from .optimizer import adamw
 from .one_cycle import WARMUP
 

@@ -1,0 +1,31 @@
+"""How every training and test batch is computed, besides forward, backward and the optimizer step:
+precision, memory format, compilation, and the options a recipe adds. Decided here once, for the
+engine and for src.evaluate alike."""
+from dataclasses import dataclass, fields
+
+import torch
+
+AMP = {"fp32": None, "fp16": torch.float16, "bf16": torch.bfloat16}
+
+
+@dataclass
+class Step:
+    """How every batch is computed, besides forward, backward and the optimizer step."""
+    precision: str = "fp32"      # autocast dtype on CUDA: fp32, fp16 (with a grad scaler) or bf16; CPU: fp32
+    channels_last: bool = False
+    compile: bool = False
+    label_smoothing: float = 0.0
+    grad_clip: float = 0.0       # clip the gradient norm to this; 0: no clipping
+    ema: float = 0.0             # evaluate an EMA of the weights with this decay; 0: none
+    tta_flip: bool = False       # average the logits of each test image and its mirror
+
+    @classmethod
+    def of(cls, cfg):
+        return cls(**{f.name: getattr(cfg, f.name) for f in fields(cls)})
+
+    def amp_dtype(self, device):
+        return AMP[self.precision] if torch.device(device).type == "cuda" else None
+
+    def autocast(self, device):
+        dtype = self.amp_dtype(device)
+        return torch.autocast(torch.device(device).type, dtype=dtype, enabled=dtype is not None)
