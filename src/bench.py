@@ -19,7 +19,6 @@ The last line says it all:
 import argparse
 import contextlib
 import copy
-import json
 import statistics
 import time
 from dataclasses import asdict, replace
@@ -28,7 +27,7 @@ import torch
 import torch.nn.functional as F
 
 from .harness.config import model_overrides, resolve
-from .harness.cli import number, one_line, writable_file
+from .harness.cli import number, one_line, writable_file, write_json
 from .harness.errors import UserError
 from .models import ConvViT, create_model, label
 from .models.conv_vit import linear_twin
@@ -37,6 +36,9 @@ from .harness.run import image_counts, make_loaders, seed_everything
 from .train import config_from_parsed
 from .train import parser as train_parser
 from .trainers import Engine, History, Step, adamw
+
+
+NOT_BENCH = ("trainer", "epochs", "out", "resume", "overwrite", "workers")  # it times epochs, with its own workers
 
 
 def _sync(device):
@@ -206,7 +208,7 @@ def cost_table(result):
 
 
 def main(argv=None):
-    p = argparse.ArgumentParser(prog="python -m src.bench", description=__doc__, parents=[train_parser()],
+    p = argparse.ArgumentParser(prog="python -m src.bench", description=__doc__, parents=[train_parser(skip=NOT_BENCH)],
                                 add_help=False, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--repeats", type=number(int, 1), default=1, help="timed epochs (steps) per path; the median "
                                                                      "is kept")
@@ -217,7 +219,7 @@ def main(argv=None):
     repeats, json_path, linear = args.pop("repeats"), args.pop("json"), args.pop("conv_vs_linear")
     with one_line():
         cfg = resolve(config_from_parsed(args))
-        json_path = json_path and writable_file(json_path, "--json")
+        json_path = None if json_path is None else writable_file(json_path, "--json")
         if linear:
             result = conv_vs_linear_of(cfg, repeats)
             result["line"] = cost_table(result)
@@ -225,7 +227,7 @@ def main(argv=None):
             image_counts(cfg)  # a batch larger than the images is refused before any data is read
             result = summary(cfg, bench(cfg, repeats), repeats)
         if json_path:
-            json_path.write_text(json.dumps(result, indent=1))
+            write_json(json_path, result)
         print(result["line"], flush=True)
 
 

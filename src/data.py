@@ -5,6 +5,7 @@ Both sources (torchvision's download and a `train/<class>/*.jpg` folder copy) en
 """
 from __future__ import annotations
 
+import signal
 from pathlib import Path
 
 import albumentations as A
@@ -15,13 +16,11 @@ import torch.distributed as dist
 from albumentations.pytorch import ToTensorV2
 from torch.utils.data import DataLoader, Dataset
 
+from .class_folders import CLASSES, image_files, read_images
 from .harness.errors import DataNotFound, UserError
 
-CLASSES = ("airplane", "automobile", "bird", "cat", "deer",
-           "dog", "frog", "horse", "ship", "truck")
 MEAN = (0.4914, 0.4822, 0.4465)
 STD = (0.2470, 0.2435, 0.2616)
-IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png"}
 # The original augmentation's settings, which the GPU loader (src/gpu_loader.py) shares.
 PAD, FLIP_P, HOLE, HOLE_P = 4, 0.5, 16, 0.5
 
@@ -112,10 +111,10 @@ def cifar10(root, train=True, transform=None, download=False, subset=None, seed=
     if not (root / split).is_dir():
         tv = _torchvision(root, train, download)
         return CIFAR10Array(tv.data, tv.targets, transform).subset(subset, seed)
-    files = _image_files(root / split)
+    files = image_files(root / split)
     if subset is not None and subset < len(files):
         files = [files[i] for i in _subset(len(files), subset, seed)]
-    return CIFAR10Array(np.stack([_read_image(p) for _, p in files]), [label for label, _ in files], transform)
+    return CIFAR10Array(read_images([p for _, p in files]), [label for label, _ in files], transform)
 
 
 def _torchvision(root, train, download):
@@ -138,7 +137,7 @@ def split_size(root, train=True, download=False):
     """How many images a split holds, without decoding any: checks before reading the data."""
     root, split = Path(root), "train" if train else "test"
     if (root / split).is_dir():
-        return len(_image_files(root / split))
+        return len(image_files(root / split))
     _torchvision_folder(root, train, download)
     return 50_000 if train else 10_000  # torchvision's CIFAR-10
 
@@ -164,38 +163,6 @@ def source(root):
     first = next((root / "train" / CLASSES[0]).glob("*"), None) if (root / "train" / CLASSES[0]).is_dir() else None
     return "CIFAR-10, JPEG copy" if first is not None and first.suffix.lower() in (".jpg", ".jpeg") \
         else "CIFAR-10 class folders"
-
-
-def _image_files(split_dir):
-    """[(label, path)] of a class-folder split, checked (the ten classes, none empty), in class order."""
-    found = sorted(p.name for p in split_dir.iterdir() if p.is_dir())
-    if sorted(found) != sorted(CLASSES):
-        raise UserError(f"{split_dir} must hold exactly the 10 CIFAR-10 class folders "
-                        f"{list(CLASSES)}; found {found}")
-    files = []
-    for label, name in enumerate(CLASSES):
-        paths = sorted(p for p in (split_dir / name).iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
-        if not paths:
-            raise UserError(f"class folder {split_dir / name} holds no .jpg/.jpeg/.png image")
-        files += [(label, p) for p in paths]
-    return files
-
-
-def _read_image(path):
-    """OpenCV decodes these small JPEGs about 4x faster than PIL; grayscale and RGBA files come back
-    as 3-channel images. A file cut short is refused before decoding: libjpeg would fill the rest with
-    grey and train on it, with no more than a warning."""
-    raw = Path(path).read_bytes()
-    end = {b"\xff\xd8": b"\xff\xd9", b"\x89P": b"IEND\xaeB`\x82"}.get(raw[:2])  # JPEG's EOI, PNG's IEND chunk
-    if end is None or not raw.rstrip(b"\x00").endswith(end):
-        raise UserError(f"image {path} is damaged (cut short, or not a JPEG/PNG file): replace or remove it")
-    image = cv2.imdecode(np.frombuffer(raw, np.uint8), cv2.IMREAD_COLOR)
-    if image is None:
-        raise UserError(f"cannot read image {path}: not a readable JPEG/PNG file; replace or remove it")
-    image = cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
-    if image.shape != (32, 32, 3):
-        raise UserError(f"image {path} is {image.shape[1]}x{image.shape[0]}, expected 32x32")
-    return image
 
 
 class SeededLoader(DataLoader):
@@ -224,6 +191,9 @@ def _seed_transform(dataset, seed):
 
 
 def _seed_worker(worker_id):
+    """Also: Ctrl-C and SIGTERM are the main process's to handle; it stops its workers itself."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
     info = torch.utils.data.get_worker_info()
     _seed_transform(info.dataset, info.seed % 2**31)
 

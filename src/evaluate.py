@@ -9,13 +9,12 @@ ConvMixer; attention maps, attention distance and position-embedding similarity 
 The model is rebuilt from the metrics.json beside the weights (its model name and sizes).
 """
 import argparse
-import json
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from .harness.cli import one_line, writable_file, writable_folder
+from .harness.cli import one_line, writable_file, writable_folder, write_json
 from .harness.machine import check_device
 from .harness.errors import DataNotFound, UserError
 from .trainers import Engine, History, Step
@@ -121,11 +120,11 @@ def main(argv=None):
     args = p.parse_args(argv)
     with one_line():
         device = check_device(args.device)
-        json_path = args.json and writable_file(args.json, "--json")
-        figures = args.figures and writable_folder(args.figures, "--figures")
+        json_path = None if args.json is None else writable_file(args.json, "--json", keep=(args.weights,))
+        figures = None if args.figures is None else writable_folder(args.figures, "--figures")
         result = evaluate(args.weights, args.data, device)
         if json_path:
-            json_path.write_text(json.dumps(result, indent=1))
+            write_json(json_path, result)
         print(report(result))
         if figures:
             print("figures:", *learned_figures(args.weights, args.data, figures), sep="\n  ")

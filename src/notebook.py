@@ -27,7 +27,7 @@ from .harness.cli import one_line
 from .harness.config import BY_NAME, DEFAULT_DATA, Config, model_overrides, resolve
 from .harness.errors import UserError
 from .harness.machine import check_device
-from .harness.run import image_counts
+from .harness.run import RUN_FILES, image_counts
 from .models import create_model, hyper_parameters, label
 from .trainers import KNOTS, TRAINERS
 from .harness.executor import execute, plural
@@ -170,7 +170,10 @@ def main(argv=None):
                                  "in place; quick mode: a new temporary folder)")
     p.add_argument("--device", help="cpu, cuda or cuda:N; default: $NOTEBOOK_DEVICE, else a GPU if any")
     p.add_argument("--resume", action="store_true", help="continue the notebook's unfinished run")
+    p.add_argument("--overwrite", action="store_true", help="replace the run the notebook's folder already holds")
     args = p.parse_args(argv)
+    if args.resume and args.overwrite:
+        p.error("--resume and --overwrite contradict each other: continue the run or replace it")
     mode = args.mode or default_mode()
     if mode not in MODES:
         p.error(f"NOTEBOOK_MODE={mode}: expected one of {', '.join(MODES)}")
@@ -179,8 +182,15 @@ def main(argv=None):
     out = args.out or (tempfile.mkdtemp(prefix="notebook-quick-") if mode == "quick" else None)
     with one_line(lambda: f"interrupted: {args.name} was not saved; --resume continues its run"):
         check_device(args.device or os.environ.get("NOTEBOOK_DEVICE", "auto"))
-        data_root = args.data or os.environ.get("CIFAR10_DIR", DEFAULT_DATA)
+        data_root = args.data if args.data is not None else os.environ.get("CIFAR10_DIR", DEFAULT_DATA)
+        if not data_root.strip():
+            raise UserError(f"--data {data_root!r}: give a folder")
         data.split_size(data_root, download=Path(data_root) == Path(DEFAULT_DATA))
+        run = Path(out or ROOT) / args.name / f"run-{mode}"
+        held = [name for name in RUN_FILES if (run / name).exists()]
+        if held and not (args.resume or args.overwrite):
+            raise UserError(f"{run} already holds a run ({', '.join(held)}): pass --resume to continue it, "
+                            f"--overwrite to replace it, or another --out")
         print(execute(args.name, mode, args.data, out, args.device, args.resume))
 
 if __name__ == "__main__":

@@ -24,7 +24,8 @@ from .harness.cli import one_line
 from .harness.config import BY_NAME
 from .notebook import MODES, NOTEBOOKS
 from .harness.report import check_readme, report, write_readme
-from .harness.scheduler import INTERRUPTED, ROOT, Job, add_arguments, portable, read_json, run_jobs, settle, summary, train_job
+from .harness.scheduler import (INTERRUPTED, ROOT, Job, add_arguments, portable, read_json, run_jobs, settle, summary,
+                                train_job)
 
 def flags(**values):
     """Command-line words for option values: flags(batch_size=32) -> ("--batch-size", "32")."""
@@ -84,7 +85,7 @@ def notebook_job(name, args, out, mode):
     folder = out / name
     flags = (name, "--mode", mode, "--data", args.data, *device_flags(args),
              *(("--out", portable(out)) if out != ROOT else ()))
-    return Job(f"{name}/run-{mode}", "src.notebook", flags, folder / f"run-{mode}", log="notebook.log", replace=(),
+    return Job(f"{name}/run-{mode}", "src.notebook", flags, folder / f"run-{mode}", log="notebook.log",
                done=partial(_notebook_done, folder / f"{name}.ipynb", folder / f"run-{mode}" / "metrics.json", mode))
 
 
@@ -107,9 +108,10 @@ def main(argv=None):
                                                             "(default: all)")
     p.add_argument("--readme", default=str(ROOT / "README.md"), help="the README whose results block is written "
                                                                      "or checked")
-    p.add_argument("--write-readme", action="store_true", help="only regenerate the README's results block")
-    p.add_argument("--check-readme", action="store_true",
-                   help="only check the README's results block against the result files (exit 1 if it differs)")
+    only = p.add_mutually_exclusive_group()
+    only.add_argument("--write-readme", action="store_true", help="only regenerate the README's results block")
+    only.add_argument("--check-readme", action="store_true",
+                      help="only check the README's results block against the result files (exit 1 if it differs)")
     args = p.parse_args(argv)
     with one_line(lambda: INTERRUPTED):
         if args.check_readme:
@@ -142,7 +144,7 @@ def run_all(args, p):
                         args.force, write_report)
     write_report()
     print(f"results: {args.readme if out == ROOT else out / 'report.md'}", flush=True)
-    sys.exit(0 if summary(outcomes) else 1)
+    summary(outcomes)
 
 
 if __name__ == "__main__":

@@ -10,6 +10,7 @@ can cause ends in one line on stderr and a non-zero exit.
 import argparse
 import json
 import os
+import time
 from pathlib import Path
 
 import torch.distributed as dist
@@ -21,11 +22,12 @@ GROUPS = {"experiment": "experiment", "model": "model (default: the --model vari
           "optimisation": "optimisation (default: the recipe's value, else the one shown)", "running": "running"}
 
 
-def parser():
+def parser(skip=()):
+    """The options' flags, but those in skip (src.bench takes the rest)."""
     p = argparse.ArgumentParser(prog="python -m src.train", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     groups = {name: p.add_argument_group(title) for name, title in GROUPS.items()}
-    for o in OPTIONS:
+    for o in (o for o in OPTIONS if o.name not in skip):
         kind = o.type or type(o.default)
         shown = "" if o.default in (None, False) else f" (default: {o.default:g})" \
             if isinstance(o.default, float) else f" (default: {o.default})"
@@ -61,8 +63,8 @@ def config_from_parsed(args):
 
 
 def main(argv=None):
-    cfg = config_from_args(argv)
-    with one_line(lambda: f"interrupted {_progress(cfg)}; continue with --resume"):
+    cfg, started = config_from_args(argv), time.time()
+    with one_line(lambda: f"interrupted {_progress(cfg, started)}; continue with --resume"):
         try:
             cfg = resolve(cfg)  # every option checked before any data is read or process group started
             if "WORLD_SIZE" in os.environ:
@@ -74,14 +76,17 @@ def main(argv=None):
                 dist.destroy_process_group()
 
 
-def _progress(cfg):
-    """'after epoch k' from the run's metrics.json, which is rewritten after every epoch."""
+def _progress(cfg, started):
+    """'after epoch k' from the run's metrics.json, which is rewritten after every epoch; a file from
+    before this command started is another run's, unless this one resumes it."""
     try:
-        metrics = json.loads((Path(cfg.out) / "metrics.json").read_text())
+        path = Path(cfg.out) / "metrics.json"
+        if not cfg.resume and path.stat().st_mtime < started:
+            raise ValueError("not this run's")
+        metrics = json.loads(path.read_text())
         return f"after epoch {metrics['epochs_done'] - 1} of {metrics['config']['epochs']}"
     except (OSError, ValueError, KeyError, TypeError):
         return "before the first epoch ended"
-
 
 if __name__ == "__main__":
     main()

@@ -6,21 +6,25 @@ PNGs); Ctrl-C is a real SIGINT to a real process.
 """
 import importlib
 import json
+import os
 import shutil
 import signal
 import subprocess
 import sys
 import time
 import urllib.error
+from dataclasses import replace
 from pathlib import Path
 
 import cv2
 import numpy as np
+import psutil
 import pytest
 import torch
 from torch.utils.data import DataLoader
 
-from helpers import PATIENCE, REPO_ROOT, TINY_MODEL, cli_env, cli_error, config_kwargs, wait_until, start_cli, tiny_args, write_class_folders
+from helpers import (PATIENCE, REPO_ROOT, TINY_BENCH, cli_env, cli_error, config_kwargs, start_cli, tiny_args,
+                     wait_until, write_class_folders)
 from src import data, notebook
 from src.harness.config import Config
 from src.harness.errors import DataNotFound
@@ -84,6 +88,14 @@ HOSTILE = [
     (["--patch-size", "40"], "--model convmixer_256_8: these sizes cannot take a 32x32 image"),
     (["--dim", "300000"], "gradients and optimizer state need"),
     (["--device", "tpu"], "--device 'tpu': expected cpu, cuda, cuda:N or auto"),
+    (["--device", "cpu:7"], "--device cpu:7: a CPU has no index; use --device cpu"),
+    (["--precision", "fp16"], "--precision fp16: mixed precision runs on CUDA only"),
+    (["--out", ""], "--out '': give a folder"),
+    (["--data", " "], "--data ' ': give a folder"),
+    (["--kernel-size", "100000"], "need"),  # one line, no torch warning before it
+    (["--out", "{odd}/no-checkpoint", "--resume"], "holds 1 epochs of a run but no checkpoint.pt to continue from"),
+    (["--out", "{odd}/not-metrics", "--resume"], "not-metrics/metrics.json is not a run's metrics.json (it lacks "
+                                                 "epochs_done, final_test_acc, config"),
     (["--resume", "--overwrite"], "--resume and --overwrite contradict each other"),
     (["--data", "{data}/nowhere"], "{data}/nowhere does not exist: point --data (CIFAR10_DIR in the notebooks) at "
                                    "a copy, or pass --download"),
@@ -94,7 +106,8 @@ HOSTILE = [
     (["--out", "{finished}", "--resume", "--epochs", "1", "--data", "{damaged}"],
      "was made with another configuration (key: (then, now)): {{'data'"),
     (["--out", "{odd}/cut", "--resume"], "cut/metrics.json is not readable JSON"),
-    (["--out", "{odd}/no-weights", "--resume", "--epochs", "1"], "the finished run in {odd}/no-weights has no model.pt"),
+    (["--out", "{odd}/no-weights", "--resume", "--epochs", "1"],
+     "the finished run in {odd}/no-weights has no model.pt"),
     (["--out", "{odd}/cut-weights", "--resume", "--epochs", "1"], "cut-weights/model.pt is not a readable checkpoint"),
     (["--lr-max", "1e3", "--epochs", "1"], "loss became"),
     (["--trainer", "wrapper", "--lr-max", "2e3", "--epochs", "1"], "loss became"),
@@ -207,6 +220,29 @@ def test_corrupt_image_names_the_file(small_copy, tmp_path):
         data.cifar10(small_copy)
 
 
+def _zero_the_middle(image):
+    """A JPEG whose markers are whole but whose data is not: libjpeg warns and decodes grey."""
+    rng = np.random.default_rng(0)
+    encoded = bytearray(cv2.imencode(".jpg", rng.integers(0, 255, (32, 32, 3), dtype=np.uint8))[1].tobytes())
+    encoded[len(encoded) // 2:len(encoded) // 2 + 200] = bytes(200)
+    image.with_suffix(".jpg").write_bytes(bytes(encoded))
+    image.unlink()
+
+
+@pytest.mark.parametrize("damage, message", [
+    (lambda image: os.mkfifo(image.with_name("9999.jpg")), "9999.jpg is not a regular file"),
+    (lambda image: image.with_name("9999.png").mkdir(), "9999.png is not a regular file"),
+    (lambda image: image.with_name("9999.png").symlink_to("nowhere.png"), "9999.png is not a regular file"),
+    (lambda image: image.rename(image.with_suffix(".bmp")), "0000.bmp: only .jpg, .jpeg and .png images are read"),
+    (_zero_the_middle, "0000.jpg is damaged (its decoder says: Corrupt JPEG data"),
+], ids=["fifo", "folder", "broken link", "bmp", "corrupt middle"])
+def test_odd_files_in_a_class_folder_are_named_in_one_line(damage, message, small_copy, tmp_path, capfd):
+    damage(small_copy / "train" / "cat" / "0000.png")
+    error = cli_error(tiny_args(small_copy, tmp_path / "out", "--batch-size", "4"))
+    assert message in error and str(small_copy / "train" / "cat") in error
+    assert capfd.readouterr().err == ""  # no decoder warning before the line
+
+
 def test_image_of_the_wrong_size_names_the_file(small_copy, tmp_path):
     small = small_copy / "test" / "ship" / "0000.png"
     cv2.imwrite(str(small), np.zeros((28, 28, 3), np.uint8))
@@ -289,9 +325,20 @@ def test_malicious_checkpoint_is_refused_naming_the_blocked_global(tiny_cifar, t
     assert not (tmp_path / "pwned").exists()
 
 
-def test_disk_full_while_saving_a_checkpoint(tiny_cifar, tmp_path, monkeypatch):
-    def full(*args, **kwargs):
+def _disk_full(*args, **kwargs):
+    raise OSError(28, "No space left on device")
+
+
+def _zip_writer_fails(*args, **kwargs):
+    """What torch's zip writer raises when the disk fills under it: a RuntimeError from the OSError."""
+    try:
         raise OSError(28, "No space left on device")
+    except OSError as err:
+        raise RuntimeError("[enforce fail at inline_container.cc:672] . unexpected pos 64 vs 0") from err
+
+
+@pytest.mark.parametrize("full", [_disk_full, _zip_writer_fails], ids=["OSError", "torch's RuntimeError"])
+def test_disk_full_while_saving_a_checkpoint(full, tiny_cifar, tmp_path, monkeypatch):
 
     monkeypatch.setattr(torch, "save", full)
     out = tmp_path / "out"
@@ -429,8 +476,19 @@ def odd_runs(finished_run, tmp_path_factory):
     for name in ("no-weights", "cut-weights"):  # finished runs whose model.pt went missing or was cut short
         shutil.copytree(finished_run, root / name)
     (root / "no-weights" / "model.pt").unlink()
+    shutil.copytree(finished_run, root / "no-checkpoint")  # a run killed after its metrics, then pruned
+    (root / "no-checkpoint" / "checkpoint.pt").unlink()
+    (root / "no-checkpoint" / "model.pt").unlink()
+    metrics = json.loads((finished_run / "metrics.json").read_text())
+    (root / "no-checkpoint" / "metrics.json").write_text(json.dumps({**metrics, "finished": False}))
+    shutil.copytree(finished_run, root / "text-accuracy")
+    (root / "text-accuracy" / "metrics.json").write_text(json.dumps({**metrics, "final_test_acc": "0.5"}))
+    shutil.copytree(finished_run, root / "not-metrics")
+    (root / "not-metrics" / "metrics.json").write_text('{"finished": true}')
     (root / "cut-weights" / "model.pt").write_bytes((finished_run / "model.pt").read_bytes()[:500])
     (root / "a-file").write_text("not a folder")
+    (root / "empty").mkdir()
+    shutil.copytree(finished_run, root / "notebooks" / "ConvMixer_experimentation_2" / "run-cpu")
     return root
 
 
@@ -452,13 +510,21 @@ COMMANDS = [
     ("src.evaluate", ["{finished}/model.pt", "--data", "{data}", "--json", "{odd}"], {}, 1,
      "--json {odd}: is a folder; give a file name"),
     ("src.evaluate", ["{odd}/missing.pt", "--data", "{data}"], {}, 1, "no weights at {odd}/missing.pt"),
-    ("src.bench", [*TINY_MODEL, "--data", "{data}", "--repeats", "0"], {}, 2,
+    ("src.evaluate", ["{odd}/text-accuracy/model.pt", "--data", "{data}"], {}, 1,
+     "text-accuracy/metrics.json is not a run's metrics.json (it lacks final_test_acc)"),
+    ("src.evaluate", ["{finished}/model.pt", "--data", "{data}", "--json", ""], {}, 1, "--json '': give a file name"),
+    ("src.evaluate", ["{finished}/model.pt", "--data", "{data}", "--json", "{finished}/model.pt"], {}, 1,
+     "--json {finished}/model.pt: is this command's input"),  # the weights stay
+    ("src.evaluate", ["{finished}/model.pt", "--data", "{data}", "--json", "/dev/full"], {}, 1,
+     "--json /dev/full: not a regular file"),
+    ("src.bench", [*TINY_BENCH, "--data", "{data}", "--out", "{odd}/x"], {}, 2, "unrecognized arguments: --out"),
+    ("src.bench", [*TINY_BENCH, "--data", "{data}", "--repeats", "0"], {}, 2,
      "argument --repeats: expected an integer >= 1, got '0'"),
-    ("src.bench", [*TINY_MODEL, "--data", "{data}", "--train-subset", "8"], {}, 1,
+    ("src.bench", [*TINY_BENCH, "--data", "{data}", "--train-subset", "8"], {}, 1,
      "--batch-size 16: larger than the 8 training images"),
-    ("src.bench", [*TINY_MODEL, "--data", "{data}", "--json", "{odd}/a-file/b.json"], {}, 1,
+    ("src.bench", [*TINY_BENCH, "--data", "{data}", "--json", "{odd}/a-file/b.json"], {}, 1,
      "--json {odd}/a-file/b.json: the folder {odd}/a-file does not exist"),
-    ("src.bench", [*TINY_MODEL, "--data", "{data}", "--seed", "-1"], {}, 1, "--seed -1: expected an integer in"),
+    ("src.bench", [*TINY_BENCH, "--data", "{data}", "--seed", "-1"], {}, 1, "--seed -1: expected an integer in"),
     ("src.notebook", ["ConvMixer_experimentation_1", "--data", "{data}"], {"NOTEBOOK_MODE": "bogus"}, 2,
      "NOTEBOOK_MODE=bogus: expected one of full, cpu, quick"),
     ("src.notebook", ["ConvMixer_experimentation_1", "--data", "{data}", "--device", "tpu"], {}, 1,
@@ -467,6 +533,16 @@ COMMANDS = [
      "CIFAR-10 data folder {data}/nowhere does not exist"),
     ("src.notebook", ["ViT_with_convolution", "--mode", "cpu", "--out", "{odd}/a-file"], {}, 2,
      "--out {odd}/a-file: is a file; give a folder"),
+    ("src.notebook", ["ConvMixer_experimentation_1", "--mode", "cpu", "--data", ""], {}, 1, "--data '': give a folder"),
+    ("src.notebook", ["ConvMixer_experimentation_2", "--mode", "cpu", "--data", "{data}", "--out", "{notebooks}"], {},
+     1, "run-cpu already holds a run (metrics.json, checkpoint.pt, model.pt): pass --resume"),
+    ("src.reproduce", ["--check-readme", "--write-readme"], {}, 2,
+     "--write-readme: not allowed with argument --check-readme"),
+    ("src.reproduce", ["--write-readme", "--readme", "/dev/full"], {}, 1, "--readme /dev/full: not a regular file"),
+    ("src.reproduce", ["--quick", "--device", "cpu", "--data", "{odd}/empty"], {}, 1,
+     "no CIFAR-10 split 'train' in {odd}/empty"),  # checked before any run starts
+    ("src.sweep", ["--sweep", "convmixer-recipes", "--only", "", *TINY_QUICK], {}, 2,
+     "--only : the variants of convmixer-recipes are"),
     *((module, [*head, *TINY_QUICK, *extra], {}, code, message)
       for module, head in (("src.reproduce", []), ("src.sweep", ["--sweep", "convmixer-recipes"]))
       for extra, code, message in (
@@ -485,7 +561,7 @@ COMMANDS = [
                          ids=[f"{c[0]} {' '.join(c[1])} {c[2]}" for c in COMMANDS])
 def test_every_command_ends_a_failure_in_one_line(module, argv, env, code, expected, tiny_cifar, finished_run,
                                                   odd_runs, monkeypatch, capsys):
-    fill = dict(data=tiny_cifar, finished=finished_run, odd=odd_runs)
+    fill = dict(data=tiny_cifar, finished=finished_run, odd=odd_runs, notebooks=odd_runs / "notebooks")
     for name, value in env.items():
         monkeypatch.setenv(name, value)
     kept = snapshot(finished_run)
@@ -494,7 +570,7 @@ def test_every_command_ends_a_failure_in_one_line(module, argv, env, code, expec
         with pytest.raises(SystemExit) as exc:
             importlib.import_module(module).main(argv)
         err = capsys.readouterr().err
-        assert exc.value.code == 2 and err.splitlines()[-1].endswith(expected.format(**fill)), err
+        assert exc.value.code == 2 and expected.format(**fill) in err.splitlines()[-1], err
     else:
         message = cli_error(argv, module)
         assert expected.format(**fill) in message, message
@@ -508,3 +584,23 @@ def test_quick_notebook_without_out_writes_to_a_new_temporary_folder(tiny_cifar,
     notebook.main(["ConvMixer_experimentation_1", "--mode", "quick", "--data", str(tiny_cifar)])
     out = Path(calls[0][3])
     assert out.is_dir() and not any(out.iterdir()) and REPO_ROOT not in out.parents
+
+
+def test_the_interrupt_line_never_reports_the_run_being_replaced(tiny_cifar, finished_run, tmp_path):
+    from src.train import _progress
+    cfg = Config(**config_kwargs(tiny_cifar, finished_run, epochs=1), overwrite=True)
+    assert _progress(cfg, time.time()) == "before the first epoch ended"  # the old run's metrics.json
+    assert _progress(replace(cfg, overwrite=False, resume=True), time.time()) == "after epoch 0 of 1"
+
+
+def test_a_notebook_stopped_by_sigterm_says_so_in_one_line(tiny_cifar, tmp_path):
+    victim = start_cli("ConvMixer_experimentation_1", "--mode", "cpu", "--device", "cpu", "--data", tiny_cifar,
+                       "--out", tmp_path, module="src.notebook", stderr=subprocess.PIPE)
+    wait_until((tmp_path / "ConvMixer_experimentation_1" / "run-cpu" / ".lock").exists, victim, pause=0.05)
+    kernel = psutil.Process(victim.pid).children(recursive=True)  # training in the kernel now
+    victim.send_signal(signal.SIGTERM)
+    _, err = victim.communicate(timeout=PATIENCE)
+    lines = [line for line in err.decode().splitlines() if line.strip()]
+    assert victim.returncode == 143 and lines == [
+        "interrupted: ConvMixer_experimentation_1 was not saved; --resume continues its run"], err.decode()
+    assert kernel and not psutil.wait_procs(kernel, timeout=PATIENCE)[1], "the kernel outlived the command"

@@ -5,7 +5,7 @@ import pytest
 import torch
 from torch import nn
 
-from helpers import TINY_MODEL
+from helpers import TINY_BENCH
 from src import bench
 from src.bench import all_cores, main
 from src.models import create_model
@@ -15,7 +15,7 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def test_bench_times_every_path_and_reports_them(tiny_cifar, tmp_path, capsys):
-    main([*TINY_MODEL, "--data", str(tiny_cifar), "--repeats", "2", "--json", str(tmp_path / "bench.json")])
+    main([*TINY_BENCH, "--data", str(tiny_cifar), "--repeats", "2", "--json", str(tmp_path / "bench.json")])
     result = json.loads((tmp_path / "bench.json").read_text())
     seconds = result["seconds"]
     assert set(seconds) == {"fast_first_epoch", "fast", "reference_2_workers", "reference_all_cores", "floor"}

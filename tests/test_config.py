@@ -7,6 +7,7 @@ import pytest
 import torch
 
 from src.harness.config import BY_NAME, OPTIONS, Config, fingerprint, resolve
+from src.harness.errors import UserError
 from src.models import MODELS
 from src.recipes import RECIPES
 from src.train import config_from_args, parser
@@ -47,7 +48,9 @@ def test_auto_on_cpu_and_defaults_filled_in():
             ("cpu", "fp32", "reference", False, False)
     assert cfg.out == "runs/convmixer_256_8-onecycle-baseline" and cfg.download  # ./data is downloaded
     assert resolve(Config(data="/somewhere", out="mine")).download is False
-    assert resolve(Config(device="cpu", precision="bf16")).precision == "fp32"  # CPU runs fp32, and says so
+    assert resolve(Config(device="cpu", precision="fp32")).precision == "fp32"
+    with pytest.raises(UserError, match="--precision bf16: mixed precision runs on CUDA only"):
+        resolve(Config(device="cpu", precision="bf16"))  # it would do nothing: refused
 
 
 @pytest.mark.parametrize("capability, precision", [((7, 5), "fp16"), ((8, 0), "bf16"), ((9, 0), "bf16")])

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from src import data
+from src import class_folders
 from src.data import (MEAN, STD, CIFAR10Array, cifar10, loaders, source, split_size,
                       test_transforms as eval_transforms, train_transforms)
 
@@ -91,8 +91,8 @@ def test_reference_loaders_batch_shuffle_and_keep_labels(tiny_cifar):
 def test_split_sizes_subsets_and_source_read_no_more_than_needed(tiny_cifar, monkeypatch):
     assert (split_size(tiny_cifar, True), split_size(tiny_cifar, False)) == (160, 40)
     full = cifar10(tiny_cifar, train=True)
-    decoded, read = [], data._read_image
-    monkeypatch.setattr(data, "_read_image", lambda path: decoded.append(path) or read(path))
+    decoded, read = [], class_folders.read_image
+    monkeypatch.setattr(class_folders, "read_image", lambda path: decoded.append(path) or read(path))
     picked = cifar10(tiny_cifar, train=True, subset=8, seed=1)
     assert len(decoded) == 8  # only the subset's files are decoded
     same = full.subset(8, seed=1)  # the same images as subsetting the whole split, with their labels

@@ -157,7 +157,8 @@ def test_notebook_runs_top_to_bottom_in_quick_mode(name, quick_reproduction):
     assert not [o for cell in cells for o in cell.outputs if o.output_type == "error"]
     text = printed(nb)
     assert re.search(r"^mode: quick \(", text, re.M)
-    table = next(o.data["text/markdown"] for cell in cells for o in cell.outputs if "text/markdown" in o.get("data", {}))
+    table = next(o.data["text/markdown"] for cell in cells for o in cell.outputs
+                 if "text/markdown" in o.get("data", {}))
     assert "| running | cpu, fp32, reference loader (0 workers)" in table
     assert "final test accuracy" in text and "on 256 training images, tested on 128" in text
     metrics = json.loads((folder / "run-quick" / "metrics.json").read_text())

@@ -20,7 +20,8 @@ from src.harness.config import Config
 from src.evaluate import predict
 from src.recipes import RECIPES
 from src.train import config_from_args
-from src.trainers import Engine, History, Step, Trainer, lr_schedule, param_groups, train_one_cycle, train_wrapper, wrapper
+from src.trainers import (Engine, History, Step, Trainer, lr_schedule, param_groups, train_one_cycle, train_wrapper,
+                          wrapper)
 
 torch.set_num_threads(2)
 

@@ -63,8 +63,10 @@ def stored_epoch(path):
 def test_checkpoint_every_epoch_holds_the_whole_state(tiny_cifar, tmp_path, monkeypatch):
     saved = []
     real_save = ckpt.save
-    monkeypatch.setattr(ckpt, "save", lambda path, state: (
-        saved.append(state["epoch"] if Path(path).name == "checkpoint.pt" else Path(path).name), real_save(path, state)))
+    def counted(path, state):
+        saved.append(state["epoch"] if Path(path).name == "checkpoint.pt" else Path(path).name)
+        real_save(path, state)
+    monkeypatch.setattr(ckpt, "save", counted)
     _, history = run(tiny_config(tiny_cifar, tmp_path))
     assert saved == [*range(EPOCHS), "model.pt"]
     state = torch.load(tmp_path / "checkpoint.pt", weights_only=True)

@@ -17,7 +17,7 @@ def save(path, state):
     atomic_write(path, lambda f: torch.save(state, f))
 
 
-def atomic_write(path, write):
+def atomic_write(path, write, flag="--out"):
     """write(f) into a temporary file in the same folder, then rename it: readers see the old file or
     the new one, never half of one. A killed write leaves PATH*.tmp, which `remove_leftovers` clears;
     a full disk is one line naming the file, the old file kept."""
@@ -32,11 +32,14 @@ def atomic_write(path, write):
         os.umask(umask)
         os.chmod(tmp, 0o666 & ~umask)  # mkstemp's 0600 would hide the file from other users
         os.replace(tmp, path)
-    except OSError as err:
+    except (OSError, RuntimeError) as err:  # torch's zip writer wraps the OSError of a full disk
         Path(tmp).unlink(missing_ok=True)
+        cause = err if isinstance(err, OSError) else err.__cause__ or err.__context__
+        if not isinstance(cause, OSError):
+            raise
         kept = "the previous one is kept" if path.exists() else "nothing was written"
-        raise UserError(f"cannot write {path}: {err.strerror or err} ({kept}); free some space or choose another "
-                        f"--out") from None
+        raise UserError(f"cannot write {path}: {cause.strerror or cause} ({kept}); free some space or choose "
+                        f"another {flag}") from None
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise

@@ -4,7 +4,9 @@
 exits 130 and SIGTERM 143, each with one line saying where things stand. Values are checked before
 any work starts, so a refused command has done nothing."""
 import argparse
+import json
 import math
+import os
 import signal
 import sys
 from contextlib import contextmanager
@@ -12,39 +14,56 @@ from pathlib import Path
 
 import torch
 
+from .checkpoint import atomic_write
 from .errors import DataNotFound, Diverged, UserError
 
 FAILURES = (UserError, DataNotFound, Diverged, OSError, torch.OutOfMemoryError)
 
 
 class _Stop:
-    signal = signal.SIGINT
+    signal = None  # the Ctrl-C or SIGTERM that is stopping the command, once one came
 
 
-def _terminated(signum, frame):
-    """SIGTERM does what Ctrl-C does: the command stops where it is and says so."""
+def _stop(signum, frame):
     _Stop.signal = signum
     raise KeyboardInterrupt
+
+
+def stop_requested():
+    """True once Ctrl-C or SIGTERM came: where Python swallows the KeyboardInterrupt (a finaliser
+    running at that moment), the engine still stops at its next batch."""
+    return _Stop.signal is not None
 
 
 @contextmanager
 def one_line(interrupted=lambda: "interrupted"):
     """Run a command's work: its failures become `error: ...` and exit 1, Ctrl-C (or SIGTERM) the
     line `interrupted()` returns and exit 128 + the signal."""
-    signal.signal(signal.SIGINT, signal.default_int_handler)  # undoes src/__init__'s start-up handler
-    signal.signal(signal.SIGTERM, _terminated)
+    _Stop.signal = None
+    before = signal.signal(signal.SIGINT, _stop), signal.signal(signal.SIGTERM, _stop)  # replaces src/__init__'s
     try:
         yield
     except KeyboardInterrupt:
-        signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C while saying so changes nothing
-        print(f"\n{interrupted()}", file=sys.stderr, flush=True)
-        sys.exit(128 + _Stop.signal)
+        _say_interrupted(interrupted)
     except FAILURES as err:
         sys.exit(f"error: {describe(err)}")
     except RuntimeError as err:
+        if stop_requested():  # a DataLoader worker that the same signal stopped first
+            _say_interrupted(interrupted)
         if "can't allocate memory" not in str(err):
             raise
         sys.exit(f"error: {describe(err)}")
+    signal.signal(signal.SIGINT, before[0])  # done: the caller's handlers again (a test calling main(), say)
+    signal.signal(signal.SIGTERM, before[1])
+
+
+def _say_interrupted(interrupted):
+    """Says where the command stopped and exits; a second Ctrl-C or SIGTERM meanwhile, or while Python
+    shuts down, changes nothing (Python keeps ignored signals ignored to the end)."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    print(f"\n{interrupted()}", file=sys.stderr, flush=True)
+    sys.exit(128 + (_Stop.signal or signal.SIGINT))
 
 
 def describe(err):
@@ -56,23 +75,30 @@ def describe(err):
     return text or type(err).__name__
 
 
-def writable_file(path, flag):
-    """Check, before any work, that a result file can be written at path; returns it as a Path."""
+def writable_file(path, flag, keep=()):
+    """Check, before any work, that a result file can be written at path (and is none of `keep`, the
+    command's own inputs); returns it as a Path."""
+    if not str(path).strip():
+        raise UserError(f"{flag} {str(path)!r}: give a file name")
     path = Path(path)
     if path.is_dir():
         raise UserError(f"{flag} {path}: is a folder; give a file name")
+    if any(path.exists() and Path(other).exists() and path.samefile(other) for other in keep):
+        raise UserError(f"{flag} {path}: is this command's input; give another file name")
     folder = path.parent
     if not folder.is_dir():
         raise UserError(f"{flag} {path}: the folder {folder} does not exist; create it or give another path")
-    try:
-        existed = path.exists()
-        with open(path, "a"):
-            pass
-        if not existed:
-            path.unlink()
-    except OSError as err:
-        raise UserError(f"{flag} {path}: cannot be written ({err.strerror or err}); give another path") from None
+    if path.exists() and not path.is_file():
+        raise UserError(f"{flag} {path}: not a regular file; give a file name")
+    if not os.access(folder, os.W_OK):
+        raise UserError(f"{flag} {path}: the folder {folder} cannot be written; give another path")
     return path
+
+
+def write_json(path, value, flag="--json"):
+    """A result file, written whole or not at all (a full disk is one line naming it)."""
+    text = json.dumps(value, indent=1)
+    atomic_write(path, lambda f: f.write(text.encode()), flag)
 
 
 def writable_folder(path, flag):

@@ -5,6 +5,7 @@ the command line and what reaches the model, the loaders and the trainers are al
 this list. Adding an option = one `Option(...)` below + the code that uses it.
 """
 import math
+import warnings
 from dataclasses import asdict, dataclass, field, make_dataclass
 from pathlib import Path
 
@@ -157,11 +158,15 @@ def resolve(cfg):
             values[o.name] = o.default
     for o in OPTIONS:
         _check(o, values[o.name])
+    for name in ("data", "out"):
+        if values[name] is not None and not values[name].strip():
+            raise UserError(f"--{name} {values[name]!r}: give a folder")
     if values["lr_max"] is None:
         raise UserError(f"--lr-max: recipe {values['recipe']!r} sets none for {family}; give one")
     try:
         sizes = hyper_parameters(values["model"], **{o.name: values[o.name] for o in OPTIONS if o.group == "model"})
-        with torch.device("meta"):  # checks the sizes and how they combine with a CIFAR image; allocates nothing
+        with torch.device("meta"), warnings.catch_warnings():  # checks the sizes with a CIFAR image, allocating
+            warnings.simplefilter("ignore")                     # nothing; training shows any warning itself
             model = create_model(values["model"], **sizes)
             model(torch.empty(1, 3, IMAGE_SIZE, IMAGE_SIZE))
     except ValueError as err:

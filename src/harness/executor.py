@@ -3,9 +3,13 @@ saves it with its outputs, the intro's paragraph on the rendered run written fro
 import json
 import os
 import re
+import subprocess
 import sys
 import tempfile
+import threading
 from pathlib import Path
+
+import psutil
 
 from .errors import UserError
 
@@ -68,7 +72,7 @@ def execute(name, mode, data_root=None, out=None, device=None, resume=False, tim
     client = NotebookClient(nb, km=kernel_manager(), timeout=timeout, coalesce_streams=True,
                             resources={"metadata": {"path": str(ROOT / name)}})
     try:
-        client.execute(env=env)
+        _execute(client, env)
     except CellExecutionError as err:  # the cell's own one line (a UserError shows its message), not its traceback
         code = [c for c in nb.cells if c.cell_type == "code"]
         number = next(i for i, c in enumerate(code, 1) if any(o.output_type == "error" for o in c.outputs))
@@ -84,6 +88,29 @@ def execute(name, mode, data_root=None, out=None, device=None, resume=False, tim
     path = folder / source.name
     nbformat.write(nb, path)
     return path
+
+
+def _execute(client, env):
+    """client.execute in a thread of its own, where nbclient installs no signal handlers: Ctrl-C and
+    SIGTERM reach the command's (one line, exit 130 or 143), which stops the kernel and all it started."""
+    failed = []
+
+    def work():
+        try:
+            client.execute(env=env, stderr=subprocess.DEVNULL)  # the kernel's own log; outputs come over ZMQ
+        except BaseException as err:
+            failed.append(err)
+
+    thread = threading.Thread(target=work, daemon=True)
+    thread.start()
+    try:
+        thread.join()
+    except KeyboardInterrupt:
+        for child in psutil.Process().children(recursive=True):
+            child.kill()
+        raise
+    if failed:
+        raise failed[0]
 
 
 def plural(n, noun):

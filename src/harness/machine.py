@@ -65,6 +65,8 @@ def check_device(name):
         device = None
     if device is None or device.type not in ("cpu", "cuda"):
         raise UserError(f"--device {name!r}: expected cpu, cuda, cuda:N or auto")
+    if device.type == "cpu" and device.index:
+        raise UserError(f"--device {name}: a CPU has no index; use --device cpu")
     if device.type == "cuda" and not torch.cuda.is_available():
         raise UserError(f"--device {name}: no CUDA GPU is available here; use --device cpu")
     if device.type == "cuda" and device.index is not None and device.index >= torch.cuda.device_count():
@@ -73,9 +75,13 @@ def check_device(name):
 
 
 def precision(precision, device):
-    """On CPU everything runs in fp32; "auto" on CUDA is bf16 where the GPU computes it natively
-    (Ampere and newer) and fp16 with a grad scaler elsewhere (a T4 in Colab)."""
+    """On CPU everything runs in fp32 (asking for less is refused: it would do nothing); "auto" on CUDA
+    is bf16 where the GPU computes it natively (Ampere and newer) and fp16 with a grad scaler
+    elsewhere (a T4 in Colab)."""
     if not device.startswith("cuda"):
+        if precision not in ("auto", "fp32"):
+            raise UserError(f"--precision {precision}: mixed precision runs on CUDA only, and this run is on "
+                            f"{device}; use --precision auto or fp32")
         return "fp32"
     if precision == "auto":
         return "bf16" if torch.cuda.get_device_capability(torch.device(device))[0] >= 8 else "fp16"

@@ -168,6 +168,8 @@ def report(base, mode="full"):
 
 
 def _block(readme):
+    if not Path(readme).is_file():
+        raise UserError(f"--readme {readme}: not a regular file; give the README to check or write")
     text = Path(readme).read_text()
     start, end = text.find(BEGIN), text.find(END)
     if start < 0 or end < start:

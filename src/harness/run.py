@@ -26,6 +26,8 @@ from ..trainers import TRAINERS, History, Step
 from ..trainers.engine import is_main_process
 
 RUN_FILES = ("metrics.json", "checkpoint.pt", "model.pt")
+METRICS_KEYS = {"finished": bool, "epochs_done": int, "final_test_acc": (int, float), "config": dict, "model": dict,
+                "history": dict}  # what a run's metrics.json holds, at least
 LOCK = ".lock"  # held while a process writes the run; gone when none does
 TEST_BATCH_FACTOR = 4  # the test pass keeps no activations for backward: bigger batches, fewer steps
 
@@ -124,11 +126,14 @@ class RunFolder:
         cfg, out = self.cfg, self.out
         held = [name for name in RUN_FILES if (out / name).exists()]
         metrics = read_metrics(out / "metrics.json") if cfg.resume and "metrics.json" in held else None
-        if metrics and metrics.get("finished"):
+        if metrics and metrics["finished"]:
             return self._finished_run(metrics)
         if held and not (cfg.resume or cfg.overwrite):
             raise UserError(f"{out} already holds a run ({', '.join(held)}): pass --resume to continue it, "
                             f"--overwrite to replace it, or another --out")
+        if metrics and "checkpoint.pt" not in held:
+            raise UserError(f"{out} holds {metrics['epochs_done']} epochs of a run but no checkpoint.pt to continue "
+                            f"from: pass --overwrite to train it again, or another --out")
         if metrics:
             check_config(f"the run in {out}", _identity(metrics["config"]), _identity(fingerprint(cfg)))
             then = metrics["config"].get("workers")
@@ -197,12 +202,18 @@ class RunFolder:
 
 
 def read_metrics(path):
-    """A run's metrics.json; one line naming the file when it is not readable JSON."""
+    """A run's metrics.json; one line naming the file when it is not one."""
     try:
-        return json.loads(Path(path).read_text())
+        metrics = json.loads(Path(path).read_text())
     except (ValueError, UnicodeDecodeError) as err:
         raise UserError(f"{path} is not readable JSON ({err}): it was cut short or edited; delete it to resume "
                         f"from checkpoint.pt, or pass --overwrite") from None
+    missing = [key for key, kind in METRICS_KEYS.items()
+               if not isinstance(metrics, dict) or not isinstance(metrics.get(key), kind)]
+    if missing:
+        raise UserError(f"{path} is not a run's metrics.json (it lacks {', '.join(missing)}): delete it to resume "
+                        f"from checkpoint.pt, or pass --overwrite")
+    return metrics
 
 
 def _identity(fingerprint):

@@ -19,6 +19,7 @@ from pathlib import Path
 
 import psutil
 
+from ..data import split_size
 from .cli import number
 from .machine import check_device
 from .machine import all_cores
@@ -140,6 +141,7 @@ def settle(args, parser, default_out):
         parser.error("no data: pass --data PATH or set CIFAR10_DIR")
     if not Path(args.data).is_dir():
         parser.error(f"--data {args.data}: no such folder")
+    split_size(args.data, True), split_size(args.data, False)  # the class folders or torchvision's, before any run
     args.data = portable(args.data)
     if args.device:
         args.device = check_device(args.device)  # once here, not in every run it would start
@@ -157,14 +159,18 @@ def settle(args, parser, default_out):
 
 
 def summary(outcomes):
-    """Print what did not finish; True when everything did."""
-    left = {name: what for name, what in outcomes.items() if not what.startswith("finished")}
-    for name, what in left.items():
-        print(f"not finished: {name} ({what})", flush=True)
+    """Exit as the runs ended: 0 when every one finished; else one line on stderr naming the runs that
+    failed (their logs say why) or, when none failed, those the budget stopped."""
+    failed = {name: what for name, what in outcomes.items() if what.startswith("failed")}
+    left = [name for name, what in outcomes.items() if not what.startswith(("finished", "failed"))]
+    if failed:
+        name, what = next(iter(failed.items()))
+        sys.exit(f"error: {len(failed)} of {len(outcomes)} runs failed: {', '.join(failed)}; the first {what}")
     if left:
-        print("rerun the same command to continue them: finished runs are skipped, stopped ones resume "
-              "from their checkpoints", flush=True)
-    return not left
+        sys.exit(f"error: {len(left)} of {len(outcomes)} runs did not finish within --budget ({', '.join(left)}): "
+                 f"rerun the same command to continue them (finished runs are skipped, stopped ones resume from "
+                 f"their checkpoints)")
+    sys.exit(0)
 
 
 def _say(job, text):

@@ -14,6 +14,7 @@ import torch.distributed as dist
 from torch import nn
 
 from ..harness import checkpoint as ckpt
+from ..harness.cli import stop_requested
 from ..harness.errors import Diverged, UserError
 from .ema import EMA
 from .history import History
@@ -68,6 +69,8 @@ class Engine:
         first_bad, bad_loss = torch.full((), -1, dtype=torch.long, **zeros), torch.zeros((), **zeros)
         batches, offset = len(loader), len(history.batch_lr)
         for i, (x, y) in enumerate(wrap(loader) if wrap else loader):
+            if stop_requested():  # a Ctrl-C that Python swallowed in a finaliser
+                raise KeyboardInterrupt
             x, y = self._batch(x, y)
             history.batch_lr.append(self.optimizer.param_groups[0]["lr"])
             with self.step.autocast(self.device):
