@@ -6,15 +6,12 @@
   reference     the albumentations DataLoader with 2 workers (what Colab has) and with every core
   floor         the training steps alone, on one batch already on the device: what the model costs
 
+Every path first runs one untimed epoch (cuDNN autotuning, worker start); the fast path's first
+epoch, which compiles, is reported as the compile time. Times are medians of --repeats epochs, and
+the last line gives them all with the speed-ups.
+
 `--conv-vs-linear --model vit_seed` times instead one training step of the conv-only ViT against the
 same network written with nn.Linear (same weights, checked to agree first), with the memory each needs.
-
-Every path first runs one untimed epoch (cuDNN autotuning, worker start); the fast path's first
-epoch, which compiles, is reported as the compile time. Times are medians of --repeats epochs.
-The last line says it all:
-
-    ConvMixer-256/8 epoch: fast 1.42 s (bf16, compiled; first epoch +35.1 s), reference 6.31 s with
-    2 workers (4.44x), 2.63 s with 4 workers, one per core (2.40x); training steps alone 1.24 s
 """
 import argparse
 import contextlib
@@ -26,7 +23,7 @@ from dataclasses import asdict, replace
 import torch
 import torch.nn.functional as F
 
-from .harness.config import model_overrides, resolve
+from .harness.config import BY_NAME, model_overrides, resolve
 from .harness.cli import number, one_line, writable_file, write_json
 from .harness.errors import UserError
 from .models import ConvViT, create_model, label
@@ -38,7 +35,11 @@ from .train import parser as train_parser
 from .trainers import Engine, History, Step, adamw
 
 
-NOT_BENCH = ("trainer", "epochs", "out", "resume", "overwrite", "workers")  # it times epochs, with its own workers
+# It times epochs at a constant learning rate, each data path with its own workers.
+NOT_BENCH = ("trainer", "epochs", "out", "resume", "overwrite", "workers", "loader", "warmup")
+# --conv-vs-linear times one training step on a random batch: the model, the batch and how it is computed.
+CONV_LINEAR_USES = {"model", "recipe", "dim", "depth", "patch_size", "heads", "dim_head", "mlp_dim", "dropout",
+                    "emb_dropout", "batch_size", "seed", "precision", "device", "repeats", "json", "conv_vs_linear"}
 
 
 def _sync(device):
@@ -64,7 +65,8 @@ def bench(cfg, repeats=1):
     path with 2 workers and with all cores, and the training steps alone (median); cfg resolved."""
     seed_everything(cfg.seed)
     model = create_model(cfg.model, **model_overrides(cfg))
-    engine = Engine(model, adamw(model, cfg.lr_max, cfg.wd, device=cfg.device), step=Step.of(cfg), device=cfg.device)
+    optimizer = adamw(model, cfg.lr_max, cfg.wd, cfg.decay_norms, cfg.beta2, cfg.device)
+    engine = Engine(model, optimizer, step=Step.of(cfg), device=cfg.device)
     median = lambda loaders: statistics.median(epoch_seconds(engine, *loaders) for _ in range(repeats))  # noqa: E731
 
     fast = make_loaders(replace(cfg, loader="gpu", randaugment=None))
@@ -216,10 +218,13 @@ def main(argv=None):
                    "against the same network written with nn.Linear, on a random batch: time and memory")
     p.add_argument("--json", help="also write the timings and settings to this file")
     args = vars(p.parse_args(argv))
+    unused = sorted(k for k, v in args.items() if v != p.get_default(k) and k not in CONV_LINEAR_USES)
+    if args["conv_vs_linear"] and unused:
+        p.error(f"--conv-vs-linear times a random batch: {', '.join(BY_NAME[k].flag for k in unused)} would do nothing")
     repeats, json_path, linear = args.pop("repeats"), args.pop("json"), args.pop("conv_vs_linear")
     with one_line():
         cfg = resolve(config_from_parsed(args))
-        json_path = None if json_path is None else writable_file(json_path, "--json")
+        json_path = None if json_path is None else writable_file(json_path, "--json", (cfg.data,))
         if linear:
             result = conv_vs_linear_of(cfg, repeats)
             result["line"] = cost_table(result)

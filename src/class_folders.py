@@ -12,8 +12,9 @@ from .harness.errors import UserError
 
 CLASSES = ("airplane", "automobile", "bird", "cat", "deer",
            "dog", "frog", "horse", "ship", "truck")
-IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png"}
-OTHER_IMAGES = {".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm", ".pbm", ".jp2"}
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".jpe", ".jfif", ".png"}
+OTHER_IMAGES = {".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm", ".pbm", ".jp2", ".heic", ".heif", ".avif",
+                ".jxl", ".ico", ".svg", ".exr", ".hdr", ".dib", ".pnm", ".sr", ".ras"}
 
 
 def image_files(split_dir):
@@ -26,7 +27,7 @@ def image_files(split_dir):
     for label, name in enumerate(CLASSES):
         paths = sorted(images_in(split_dir / name))
         if not paths:
-            raise UserError(f"class folder {split_dir / name} holds no .jpg/.jpeg/.png image")
+            raise UserError(f"class folder {split_dir / name} holds no JPEG or PNG image")
         files += [(label, p) for p in paths]
     return files
 
@@ -35,9 +36,13 @@ def images_in(folder):
     """The images of a class folder; other files (notes, hidden files) are ignored, but an image this
     project cannot read, or a name that is not a regular file, is an error: nothing is skipped silently."""
     for entry in os.scandir(folder):
+        if entry.is_dir() and not entry.name.startswith("."):  # hidden ones (.ipynb_checkpoints) are not data
+            raise UserError(f"{entry.path}: a folder inside a class folder; its images would not be read, so move "
+                            f"them up or remove it")
         suffix = Path(entry.name).suffix.lower()
         if suffix in OTHER_IMAGES:
-            raise UserError(f"{entry.path}: only .jpg, .jpeg and .png images are read; convert it or remove it")
+            raise UserError(f"{entry.path}: only JPEG (.jpg, .jpeg, .jpe, .jfif) and PNG images are read; convert it "
+                            f"or remove it")
         if suffix in IMAGE_SUFFIXES:
             if not entry.is_file():
                 raise UserError(f"{entry.path} is not a regular file (a folder, pipe or broken link?): remove it")
@@ -74,7 +79,10 @@ def read_image(path):
     end = {b"\xff\xd8": b"\xff\xd9", b"\x89P": b"IEND\xaeB`\x82"}.get(raw[:2])  # JPEG's EOI, PNG's IEND chunk
     if end is None or not raw.rstrip(b"\x00").endswith(end):
         raise UserError(f"image {path} is damaged (cut short, or not a JPEG/PNG file): replace or remove it")
-    image = cv2.imdecode(np.frombuffer(raw, np.uint8), cv2.IMREAD_COLOR)
+    try:
+        image = cv2.imdecode(np.frombuffer(raw, np.uint8), cv2.IMREAD_COLOR)
+    except cv2.error:  # e.g. a header that claims more pixels than OpenCV decodes
+        image = None
     if image is None:
         raise UserError(f"cannot read image {path}: not a readable JPEG/PNG file; replace or remove it")
     image = cv2.cvtColor(image, cv2.COLOR_BGR2RGB)

@@ -120,7 +120,7 @@ def main(argv=None):
     args = p.parse_args(argv)
     with one_line():
         device = check_device(args.device)
-        json_path = None if args.json is None else writable_file(args.json, "--json", keep=(args.weights,))
+        json_path = None if args.json is None else writable_file(args.json, "--json", (args.weights, args.data))
         figures = None if args.figures is None else writable_folder(args.figures, "--figures")
         result = evaluate(args.weights, args.data, device)
         if json_path:

@@ -177,9 +177,9 @@ def main(argv=None):
     mode = args.mode or default_mode()
     if mode not in MODES:
         p.error(f"NOTEBOOK_MODE={mode}: expected one of {', '.join(MODES)}")
-    if args.out and Path(args.out).exists() and not Path(args.out).is_dir():
-        p.error(f"--out {args.out}: is a file; give a folder")
-    out = args.out or (tempfile.mkdtemp(prefix="notebook-quick-") if mode == "quick" else None)
+    if args.out is not None and (not args.out.strip() or Path(args.out).exists() and not Path(args.out).is_dir()):
+        p.error(f"--out {args.out!r}: give a folder")
+    out = args.out
     with one_line(lambda: f"interrupted: {args.name} was not saved; --resume continues its run"):
         check_device(args.device or os.environ.get("NOTEBOOK_DEVICE", "auto"))
         data_root = args.data if args.data is not None else os.environ.get("CIFAR10_DIR", DEFAULT_DATA)
@@ -191,7 +191,9 @@ def main(argv=None):
         if held and not (args.resume or args.overwrite):
             raise UserError(f"{run} already holds a run ({', '.join(held)}): pass --resume to continue it, "
                             f"--overwrite to replace it, or another --out")
+        out = out or (tempfile.mkdtemp(prefix="notebook-quick-") if mode == "quick" else None)  # all checked
         print(execute(args.name, mode, args.data, out, args.device, args.resume))
+
 
 if __name__ == "__main__":
     main()

@@ -113,6 +113,12 @@ def main(argv=None):
     only.add_argument("--check-readme", action="store_true",
                       help="only check the README's results block against the result files (exit 1 if it differs)")
     args = p.parse_args(argv)
+    readme_only = args.check_readme or args.write_readme
+    unused = [f"--{k.replace('_', '-')}" for k, v in vars(args).items()
+              if v != p.get_default(k) and k not in ("readme", "check_readme", "write_readme")]
+    if readme_only and unused:
+        p.error(f"--{'check' if args.check_readme else 'write'}-readme runs nothing: {', '.join(unused)} would do "
+                f"nothing")
     with one_line(lambda: INTERRUPTED):
         if args.check_readme:
             sys.exit(0 if check_readme(args.readme, ROOT) else 1)

@@ -81,7 +81,7 @@ def _progress(cfg, started):
     before this command started is another run's, unless this one resumes it."""
     try:
         path = Path(cfg.out) / "metrics.json"
-        if not cfg.resume and path.stat().st_mtime < started:
+        if not path.is_file() or (not cfg.resume and path.stat().st_mtime < started):
             raise ValueError("not this run's")
         metrics = json.loads(path.read_text())
         return f"after epoch {metrics['epochs_done'] - 1} of {metrics['config']['epochs']}"

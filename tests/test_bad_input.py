@@ -7,6 +7,8 @@ PNGs); Ctrl-C is a real SIGINT to a real process.
 import importlib
 import json
 import os
+import struct
+import zlib
 import shutil
 import signal
 import subprocess
@@ -93,7 +95,9 @@ HOSTILE = [
     (["--out", ""], "--out '': give a folder"),
     (["--data", " "], "--data ' ': give a folder"),
     (["--kernel-size", "100000"], "need"),  # one line, no torch warning before it
-    (["--out", "{odd}/no-checkpoint", "--resume"], "holds 1 epochs of a run but no checkpoint.pt to continue from"),
+    (["--out", "{odd}/no-checkpoint", "--resume"], "holds a run (metrics.json) but no checkpoint.pt to continue from"),
+    (["--out", "{odd}/weights-only", "--resume"], "holds a run (model.pt) but no checkpoint.pt to continue from"),
+    (["--out", "{odd}/metrics-pipe", "--resume"], "metrics-pipe/metrics.json is not a regular file"),
     (["--out", "{odd}/not-metrics", "--resume"], "not-metrics/metrics.json is not a run's metrics.json (it lacks "
                                                  "epochs_done, final_test_acc, config"),
     (["--resume", "--overwrite"], "--resume and --overwrite contradict each other"),
@@ -229,13 +233,25 @@ def _zero_the_middle(image):
     image.unlink()
 
 
+def _huge_header(image):
+    """A whole PNG whose header claims 100000x100000 pixels: OpenCV refuses it with an exception."""
+    def chunk(kind, body):
+        return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+    header = struct.pack(">IIBBBBB", 100_000, 100_000, 8, 2, 0, 0, 0)
+    image.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(b"\0" * 16))
+                      + chunk(b"IEND", b""))
+
+
 @pytest.mark.parametrize("damage, message", [
     (lambda image: os.mkfifo(image.with_name("9999.jpg")), "9999.jpg is not a regular file"),
-    (lambda image: image.with_name("9999.png").mkdir(), "9999.png is not a regular file"),
+    (lambda image: image.with_name("9999.png").mkdir(), "9999.png: a folder inside a class folder"),
     (lambda image: image.with_name("9999.png").symlink_to("nowhere.png"), "9999.png is not a regular file"),
-    (lambda image: image.rename(image.with_suffix(".bmp")), "0000.bmp: only .jpg, .jpeg and .png images are read"),
+    (lambda image: image.rename(image.with_suffix(".bmp")), "0000.bmp: only JPEG (.jpg, .jpeg, .jpe, .jfif) and PNG"),
     (_zero_the_middle, "0000.jpg is damaged (its decoder says: Corrupt JPEG data"),
-], ids=["fifo", "folder", "broken link", "bmp", "corrupt middle"])
+    (_huge_header, "cannot read image"),
+    (lambda image: image.rename(image.with_suffix(".heic")), "0000.heic: only JPEG (.jpg, .jpeg, .jpe, .jfif) and PNG"),
+    (lambda image: (image.parent / "more").mkdir(), "cat/more: a folder inside a class folder"),
+], ids=["fifo", "folder", "broken link", "bmp", "corrupt middle", "huge header", "heic", "sub-folder"])
 def test_odd_files_in_a_class_folder_are_named_in_one_line(damage, message, small_copy, tmp_path, capfd):
     damage(small_copy / "train" / "cat" / "0000.png")
     error = cli_error(tiny_args(small_copy, tmp_path / "out", "--batch-size", "4"))
@@ -257,7 +273,7 @@ def test_empty_class_folder(small_copy, tmp_path):
     for p in folder.iterdir():
         p.unlink()
     (folder / "notes.txt").write_text("not an image")
-    with pytest.raises(ValueError, match="holds no .jpg/.jpeg/.png image") as err:
+    with pytest.raises(ValueError, match="holds no JPEG or PNG image") as err:
         data.cifar10(small_copy)
     assert str(folder) in str(err.value)
     assert str(folder) in cli_error(tiny_args(small_copy, tmp_path / "out", "--batch-size", "4"))
@@ -453,7 +469,8 @@ def test_a_jpeg_cut_short_is_refused_by_name_without_a_decoder_warning(tmp_path,
         data.cifar10(root)
     assert str(err.value) == f"image {cut} is damaged (cut short, or not a JPEG/PNG file): replace or remove it"
     assert capfd.readouterr().err == ""
-    assert len(data.cifar10(root, train=False)) == 10  # whole JPEGs read as before
+    (root / "test" / "cat" / "0000.jpg").rename(root / "test" / "cat" / "0000.jfif")
+    assert len(data.cifar10(root, train=False)) == 10  # whole JPEGs read as before, whatever their JPEG suffix
 
 
 # --- every other command: the same contract -------------------------------------------------------
@@ -481,6 +498,14 @@ def odd_runs(finished_run, tmp_path_factory):
     (root / "no-checkpoint" / "model.pt").unlink()
     metrics = json.loads((finished_run / "metrics.json").read_text())
     (root / "no-checkpoint" / "metrics.json").write_text(json.dumps({**metrics, "finished": False}))
+    shutil.copytree(finished_run, root / "weights-only")  # metrics and checkpoint gone: the weights must stay
+    (root / "weights-only" / "metrics.json").unlink()
+    (root / "weights-only" / "checkpoint.pt").unlink()
+    shutil.copytree(finished_run, root / "metrics-pipe")
+    (root / "metrics-pipe" / "metrics.json").unlink()
+    os.mkfifo(root / "metrics-pipe" / "metrics.json")
+    shutil.copytree(finished_run, root / "int-weights")
+    torch.save(5, root / "int-weights" / "model.pt")
     shutil.copytree(finished_run, root / "text-accuracy")
     (root / "text-accuracy" / "metrics.json").write_text(json.dumps({**metrics, "final_test_acc": "0.5"}))
     shutil.copytree(finished_run, root / "not-metrics")
@@ -488,6 +513,8 @@ def odd_runs(finished_run, tmp_path_factory):
     (root / "cut-weights" / "model.pt").write_bytes((finished_run / "model.pt").read_bytes()[:500])
     (root / "a-file").write_text("not a folder")
     (root / "empty").mkdir()
+    (root / "sweep" / "baseline").mkdir(parents=True)
+    (root / "sweep" / "baseline" / "metrics.json").write_text("{}")
     shutil.copytree(finished_run, root / "notebooks" / "ConvMixer_experimentation_2" / "run-cpu")
     return root
 
@@ -514,10 +541,23 @@ COMMANDS = [
      "text-accuracy/metrics.json is not a run's metrics.json (it lacks final_test_acc)"),
     ("src.evaluate", ["{finished}/model.pt", "--data", "{data}", "--json", ""], {}, 1, "--json '': give a file name"),
     ("src.evaluate", ["{finished}/model.pt", "--data", "{data}", "--json", "{finished}/model.pt"], {}, 1,
-     "--json {finished}/model.pt: is this command's input"),  # the weights stay
+     "--json {finished}/model.pt: would replace a run's file or this command's input"),  # the weights stay
+    ("src.evaluate", ["{finished}/model.pt", "--data", "{data}", "--json", "{odd}/cut/metrics.json"], {}, 1,
+     "--json {odd}/cut/metrics.json: would replace a run's file"),
+    ("src.evaluate", ["{finished}/model.pt", "--data", "{data}", "--json", "{data}/test/cat/0000.png"], {}, 1,
+     "would replace a run's file or this command's input"),
+    ("src.evaluate", ["{odd}/int-weights/model.pt", "--data", "{data}"], {}, 1,
+     "int-weights/model.pt holds no weights (a dict of tensors)"),
+    ("src.evaluate", ["{finished}/model.pt", "--data", "{odd}/empty", "--figures", "{odd}/figures"], {}, 1,
+     "no CIFAR-10 split 'test'"),  # and no figures folder is left behind (below)
     ("src.evaluate", ["{finished}/model.pt", "--data", "{data}", "--json", "/dev/full"], {}, 1,
      "--json /dev/full: not a regular file"),
     ("src.bench", [*TINY_BENCH, "--data", "{data}", "--out", "{odd}/x"], {}, 2, "unrecognized arguments: --out"),
+    ("src.bench", [*TINY_BENCH, "--data", "{data}", "--loader", "gpu"], {}, 2, "unrecognized arguments: --loader"),
+    ("src.bench", ["--conv-vs-linear", "--model", "vit_seed", "--data", "{data}", "--tta-flip"], {}, 2,
+     "--conv-vs-linear times a random batch: --data, --tta-flip would do nothing"),
+    ("src.bench", [*TINY_BENCH, "--data", "{data}", "--json", "{odd}/cut/metrics.json"], {}, 1,
+     "would replace a run's file"),
     ("src.bench", [*TINY_BENCH, "--data", "{data}", "--repeats", "0"], {}, 2,
      "argument --repeats: expected an integer >= 1, got '0'"),
     ("src.bench", [*TINY_BENCH, "--data", "{data}", "--train-subset", "8"], {}, 1,
@@ -532,13 +572,18 @@ COMMANDS = [
     ("src.notebook", ["ConvMixer_experimentation_1", "--mode", "cpu", "--data", "{data}/nowhere"], {}, 1,
      "CIFAR-10 data folder {data}/nowhere does not exist"),
     ("src.notebook", ["ViT_with_convolution", "--mode", "cpu", "--out", "{odd}/a-file"], {}, 2,
-     "--out {odd}/a-file: is a file; give a folder"),
+     "--out '{odd}/a-file': give a folder"),
+    ("src.notebook", ["ConvMixer_experimentation_2", "--mode", "cpu", "--out", ""], {}, 2, "--out '': give a folder"),
     ("src.notebook", ["ConvMixer_experimentation_1", "--mode", "cpu", "--data", ""], {}, 1, "--data '': give a folder"),
     ("src.notebook", ["ConvMixer_experimentation_2", "--mode", "cpu", "--data", "{data}", "--out", "{notebooks}"], {},
      1, "run-cpu already holds a run (metrics.json, checkpoint.pt, model.pt): pass --resume"),
     ("src.reproduce", ["--check-readme", "--write-readme"], {}, 2,
      "--write-readme: not allowed with argument --check-readme"),
     ("src.reproduce", ["--write-readme", "--readme", "/dev/full"], {}, 1, "--readme /dev/full: not a regular file"),
+    ("src.reproduce", ["--check-readme", "--quick", "--budget", "99"], {}, 2,
+     "--check-readme runs nothing: --budget, --quick would do nothing"),
+    ("src.sweep", ["--sweep", "convmixer-recipes", "--only", "baseline", *TINY_QUICK, "--out", "{odd}/sweep"], {}, 1,
+     "sweep/baseline/metrics.json is not a run's metrics.json"),  # a variant's damaged file, in its table
     ("src.reproduce", ["--quick", "--device", "cpu", "--data", "{odd}/empty"], {}, 1,
      "no CIFAR-10 split 'train' in {odd}/empty"),  # checked before any run starts
     ("src.sweep", ["--sweep", "convmixer-recipes", "--only", "", *TINY_QUICK], {}, 2,
@@ -575,7 +620,7 @@ def test_every_command_ends_a_failure_in_one_line(module, argv, env, code, expec
         message = cli_error(argv, module)
         assert expected.format(**fill) in message, message
         assert "Traceback" not in capsys.readouterr().err
-    assert snapshot(finished_run) == kept
+    assert snapshot(finished_run) == kept and not (odd_runs / "figures").exists()
 
 
 def test_quick_notebook_without_out_writes_to_a_new_temporary_folder(tiny_cifar, monkeypatch, capsys):

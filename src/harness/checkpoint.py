@@ -83,6 +83,8 @@ def check_config(source, saved, now):
 
 def load_weights(model, state_dict, source="checkpoint"):
     """load_state_dict with an error that says which model the file was made for."""
+    if not isinstance(state_dict, dict) or not all(torch.is_tensor(v) for v in state_dict.values()):
+        raise UserError(f"{source} holds no weights (a dict of tensors): is it a model.pt written by a run?")
     own = model.state_dict()
     missing = sorted(set(own) - set(state_dict))
     unexpected = sorted(set(state_dict) - set(own))

@@ -17,6 +17,8 @@ import torch
 from .checkpoint import atomic_write
 from .errors import DataNotFound, Diverged, UserError
 
+RUN_FILES = ("metrics.json", "checkpoint.pt", "model.pt")  # what a run writes (src/harness/run.py)
+
 FAILURES = (UserError, DataNotFound, Diverged, OSError, torch.OutOfMemoryError)
 
 
@@ -75,16 +77,16 @@ def describe(err):
     return text or type(err).__name__
 
 
-def writable_file(path, flag, keep=()):
-    """Check, before any work, that a result file can be written at path (and is none of `keep`, the
-    command's own inputs); returns it as a Path."""
+def writable_file(path, flag, inputs=()):
+    """Check, before any work, that a result file can be written at path without replacing a run's
+    files or the command's inputs (files, or folders such as the data); returns it as a Path."""
     if not str(path).strip():
         raise UserError(f"{flag} {str(path)!r}: give a file name")
     path = Path(path)
     if path.is_dir():
         raise UserError(f"{flag} {path}: is a folder; give a file name")
-    if any(path.exists() and Path(other).exists() and path.samefile(other) for other in keep):
-        raise UserError(f"{flag} {path}: is this command's input; give another file name")
+    if path.name in RUN_FILES or any(_within(path, Path(other)) for other in inputs):
+        raise UserError(f"{flag} {path}: would replace a run's file or this command's input; give another name")
     folder = path.parent
     if not folder.is_dir():
         raise UserError(f"{flag} {path}: the folder {folder} does not exist; create it or give another path")
@@ -95,6 +97,11 @@ def writable_file(path, flag, keep=()):
     return path
 
 
+def _within(path, other):
+    path, other = path.resolve(), other.resolve()
+    return path == other or other in path.parents
+
+
 def write_json(path, value, flag="--json"):
     """A result file, written whole or not at all (a full disk is one line naming it)."""
     text = json.dumps(value, indent=1)
@@ -102,14 +109,14 @@ def write_json(path, value, flag="--json"):
 
 
 def writable_folder(path, flag):
-    """Check, before any work, that files can be written into the folder path (made if missing)."""
+    """Check, before any work, that files can be written into the folder path, or that it can be made
+    (it is made only when something is written into it)."""
+    if not str(path).strip():
+        raise UserError(f"{flag} {str(path)!r}: give a folder")
     path = Path(path)
-    try:
-        path.mkdir(parents=True, exist_ok=True)
-        writable_file(path / ".write-test", flag)
-    except (OSError, UserError) as err:
-        reason = err.strerror if isinstance(err, OSError) else "cannot be written"
-        raise UserError(f"{flag} {path}: {reason or err}; give another folder") from None
+    existing = next(p for p in (path, *path.parents) if p.exists())
+    if not existing.is_dir() or not os.access(existing, os.W_OK):
+        raise UserError(f"{flag} {path}: {existing} is not a folder this command can write into; give another")
     return path
 
 

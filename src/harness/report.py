@@ -29,8 +29,16 @@ def seconds(value):
 
 
 def load_run(path):
-    """A run's metrics.json as one flat dict, whichever version of the code wrote it."""
-    m = json.loads(Path(path).read_text())
+    """A run's metrics.json as one flat dict, whichever version of the code wrote it; one line naming
+    the file when it is not one."""
+    try:
+        return _flat(json.loads(Path(path).read_text()), path)
+    except (ValueError, KeyError, TypeError, AttributeError) as err:
+        raise UserError(f"{path} is not a run's metrics.json ({type(err).__name__}: {err}): delete its folder, or "
+                        f"rerun with --force") from None
+
+
+def _flat(m, path):
     c, history = m["config"], m["history"]
     if "epochs_done" in m:
         model, parameters = m["model"]["label"], m["model"]["parameters"]

@@ -18,6 +18,7 @@ import torch.distributed as dist
 from .. import data
 from . import checkpoint as ckpt
 from .checkpoint import check_config
+from .cli import RUN_FILES
 from .config import RESUME_KEYS, fingerprint, model_overrides
 from .errors import UserError
 from .machine import commit, hardware
@@ -25,7 +26,6 @@ from ..models import create_model, hyper_parameters, label, variant
 from ..trainers import TRAINERS, History, Step
 from ..trainers.engine import is_main_process
 
-RUN_FILES = ("metrics.json", "checkpoint.pt", "model.pt")
 METRICS_KEYS = {"finished": bool, "epochs_done": int, "final_test_acc": (int, float), "config": dict, "model": dict,
                 "history": dict}  # what a run's metrics.json holds, at least
 LOCK = ".lock"  # held while a process writes the run; gone when none does
@@ -131,9 +131,9 @@ class RunFolder:
         if held and not (cfg.resume or cfg.overwrite):
             raise UserError(f"{out} already holds a run ({', '.join(held)}): pass --resume to continue it, "
                             f"--overwrite to replace it, or another --out")
-        if metrics and "checkpoint.pt" not in held:
-            raise UserError(f"{out} holds {metrics['epochs_done']} epochs of a run but no checkpoint.pt to continue "
-                            f"from: pass --overwrite to train it again, or another --out")
+        if cfg.resume and held and "checkpoint.pt" not in held:  # starting afresh would replace what it holds
+            raise UserError(f"{out} holds a run ({', '.join(held)}) but no checkpoint.pt to continue from: pass "
+                            f"--overwrite to train it again, or another --out")
         if metrics:
             check_config(f"the run in {out}", _identity(metrics["config"]), _identity(fingerprint(cfg)))
             then = metrics["config"].get("workers")
@@ -203,6 +203,8 @@ class RunFolder:
 
 def read_metrics(path):
     """A run's metrics.json; one line naming the file when it is not one."""
+    if not Path(path).is_file():  # a pipe would block the read for good
+        raise UserError(f"{path} is not a regular file: remove it, or pass --overwrite")
     try:
         metrics = json.loads(Path(path).read_text())
     except (ValueError, UnicodeDecodeError) as err:
