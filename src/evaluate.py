@@ -56,7 +56,7 @@ def load_model(weights):
     metrics_path = weights.parent / "metrics.json"
     if not weights.is_file():
         raise DataNotFound(f"no weights at {weights}")
-    if not metrics_path.is_file():
+    if not metrics_path.exists():
         raise DataNotFound(f"no metrics.json beside {weights}: it names the model to rebuild")
     metrics = read_metrics(metrics_path)
     try:
@@ -121,7 +121,7 @@ def main(argv=None):
     with one_line():
         device = check_device(args.device)
         json_path = None if args.json is None else writable_file(args.json, "--json", (args.weights, args.data))
-        figures = None if args.figures is None else writable_folder(args.figures, "--figures")
+        figures = None if args.figures is None else writable_folder(args.figures, "--figures", (args.data,))
         result = evaluate(args.weights, args.data, device)
         if json_path:
             write_json(json_path, result)

@@ -181,7 +181,7 @@ def main(argv=None):
         p.error(f"--out {args.out!r}: give a folder")
     out = args.out
     with one_line(lambda: f"interrupted: {args.name} was not saved; --resume continues its run"):
-        check_device(args.device or os.environ.get("NOTEBOOK_DEVICE", "auto"))
+        check_device(args.device if args.device is not None else os.environ.get("NOTEBOOK_DEVICE", "auto"))
         data_root = args.data if args.data is not None else os.environ.get("CIFAR10_DIR", DEFAULT_DATA)
         if not data_root.strip():
             raise UserError(f"--data {data_root!r}: give a folder")

@@ -24,8 +24,8 @@ from .harness.cli import one_line
 from .harness.config import BY_NAME
 from .notebook import MODES, NOTEBOOKS
 from .harness.report import check_readme, report, write_readme
-from .harness.scheduler import (INTERRUPTED, ROOT, Job, add_arguments, portable, read_json, run_jobs, settle, summary,
-                                train_job)
+from .harness.batch import INTERRUPTED, add_arguments, settle, summary
+from .harness.scheduler import ROOT, Job, portable, read_json, run_jobs, train_job
 
 def flags(**values):
     """Command-line words for option values: flags(batch_size=32) -> ("--batch-size", "32")."""
@@ -116,6 +116,8 @@ def main(argv=None):
     readme_only = args.check_readme or args.write_readme
     unused = [f"--{k.replace('_', '-')}" for k, v in vars(args).items()
               if v != p.get_default(k) and k not in ("readme", "check_readme", "write_readme")]
+    if args.out and args.readme != p.get_default("readme") and not readme_only:
+        p.error("--readme: with --out the report goes to OUT/report.md, not to a README")
     if readme_only and unused:
         p.error(f"--{'check' if args.check_readme else 'write'}-readme runs nothing: {', '.join(unused)} would do "
                 f"nothing")

@@ -21,7 +21,8 @@ from dataclasses import dataclass
 from .harness.report import common_cells, load_run, log_link, table
 from .reproduce import NOTEBOOK_OF, train_flags
 from .harness.cli import one_line
-from .harness.scheduler import INTERRUPTED, ROOT, add_arguments, run_jobs, settle, summary, train_job
+from .harness.batch import INTERRUPTED, add_arguments, settle, summary
+from .harness.scheduler import ROOT, run_jobs, train_job
 
 UNDERFIT_MARGIN = 0.01
 

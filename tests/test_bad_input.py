@@ -29,7 +29,8 @@ from helpers import (PATIENCE, REPO_ROOT, TINY_BENCH, cli_env, cli_error, config
                      wait_until, write_class_folders)
 from src import data, notebook
 from src.harness.config import Config
-from src.harness.errors import DataNotFound
+from src.harness.errors import DataNotFound, UserError
+from src.harness.scheduler import train_job
 from src.models import create_model
 from src.harness.run import run
 from src.train import main
@@ -95,6 +96,7 @@ HOSTILE = [
     (["--out", ""], "--out '': give a folder"),
     (["--data", " "], "--data ' ': give a folder"),
     (["--kernel-size", "100000"], "need"),  # one line, no torch warning before it
+    (["--out", "{data}/train/run"], "--out {data}/train/run: inside --data {data}"),
     (["--out", "{odd}/no-checkpoint", "--resume"], "holds a run (metrics.json) but no checkpoint.pt to continue from"),
     (["--out", "{odd}/weights-only", "--resume"], "holds a run (model.pt) but no checkpoint.pt to continue from"),
     (["--out", "{odd}/metrics-pipe", "--resume"], "metrics-pipe/metrics.json is not a regular file"),
@@ -312,7 +314,7 @@ def test_output_folder_that_cannot_be_written(tiny_cifar, tmp_path):
     blocker.write_text("a regular file, not a folder")
     out = blocker / "run"
     message = cli_error(tiny_args(tiny_cifar, out))
-    assert f"cannot write to output folder {out}" in message
+    assert f"--out {out}: cannot write this folder" in message
 
 
 def test_checkpoint_without_optimizer_state(tiny_cifar, tmp_path):
@@ -580,6 +582,14 @@ COMMANDS = [
     ("src.reproduce", ["--check-readme", "--write-readme"], {}, 2,
      "--write-readme: not allowed with argument --check-readme"),
     ("src.reproduce", ["--write-readme", "--readme", "/dev/full"], {}, 1, "--readme /dev/full: not a regular file"),
+    ("src.reproduce", [*TINY_QUICK, "--out", ""], {}, 2, "--out '': give a folder"),
+    ("src.reproduce", [*TINY_QUICK, "--device", ""], {}, 1, "--device '': expected cpu, cuda, cuda:N or auto"),
+    ("src.reproduce", [*TINY_QUICK, "--out", "{data}/train/out"], {}, 2, "inside --data"),
+    ("src.reproduce", [*TINY_QUICK, "--out", "{odd}/rp", "--readme", "{odd}/README.md"], {}, 2,
+     "--readme: with --out the report goes to OUT/report.md"),
+    ("src.sweep", ["--sweep", "vit-stability", *TINY_QUICK, "--out", " "], {}, 2, "--out ' ': give a folder"),
+    ("src.evaluate", ["{finished}/model.pt", "--data", "{data}", "--figures", "{data}/test/cat"], {}, 1,
+     "--figures {data}/test/cat: inside this command's input"),
     ("src.reproduce", ["--check-readme", "--quick", "--budget", "99"], {}, 2,
      "--check-readme runs nothing: --budget, --quick would do nothing"),
     ("src.sweep", ["--sweep", "convmixer-recipes", "--only", "baseline", *TINY_QUICK, "--out", "{odd}/sweep"], {}, 1,
@@ -598,7 +608,7 @@ COMMANDS = [
           (["--jobs", "0"], 2, "argument --jobs: expected an integer >= 1, got '0'"),
           (["--jobs", "-2"], 2, "argument --jobs: expected an integer >= 1, got '-2'"),
           (["--device", "bogus"], 1, "--device 'bogus': expected cpu, cuda, cuda:N or auto"),
-          (["--out", "{odd}/a-file"], 2, "--out {odd}/a-file: is a file; give a folder"))),
+          (["--out", "{odd}/a-file"], 2, "--out '{odd}/a-file': give a folder"))),
 ]
 
 
@@ -621,6 +631,15 @@ def test_every_command_ends_a_failure_in_one_line(module, argv, env, code, expec
         assert expected.format(**fill) in message, message
         assert "Traceback" not in capsys.readouterr().err
     assert snapshot(finished_run) == kept and not (odd_runs / "figures").exists()
+
+
+def test_a_scheduled_run_counts_as_done_only_if_its_flags_made_it(tiny_cifar, finished_run):
+    flags = [a for a in tiny_args(tiny_cifar, finished_run, epochs=1) if a != "--out" and a != str(finished_run)]
+    assert train_job("same", finished_run, flags).is_done()
+    assert not train_job("other", finished_run, [*flags, "--lr-max", "0.02"]).is_done()
+    assert not train_job("other data", finished_run, [*flags, "--data", str(finished_run / "data")]).is_done()
+    with pytest.raises(UserError, match="bad: --epochs 0: expected an integer >= 1"):
+        train_job("bad", finished_run, [*flags, "--epochs", "0"])  # refused before any run starts
 
 
 def test_quick_notebook_without_out_writes_to_a_new_temporary_folder(tiny_cifar, monkeypatch, capsys):

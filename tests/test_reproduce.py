@@ -15,7 +15,8 @@ from helpers import PATIENCE
 
 from src.notebook import NOTEBOOKS
 from src.reproduce import NOTEBOOK_OF, RECIPE_RUNS, main
-from src.harness.scheduler import run_jobs, summary, train_job
+from src.harness.batch import summary
+from src.harness.scheduler import run_jobs, train_job
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 README_BLOCK = re.compile(r"<!-- results:begin -->.*<!-- results:end -->", re.DOTALL)

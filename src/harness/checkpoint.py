@@ -78,7 +78,8 @@ def check_config(source, saved, now):
     """A run continues only with the settings it was made with: name every one that differs."""
     if saved != now:
         diff = {k: (saved.get(k), now.get(k)) for k in sorted(set(saved) | set(now)) if saved.get(k) != now.get(k)}
-        raise UserError(f"{source} was made with another configuration (key: (then, now)): {diff}")
+        raise UserError(f"{source} was made with another configuration (key: (then, now)): {diff}; continue it with "
+                        f"the same settings, or pass --overwrite or another --out")
 
 
 def load_weights(model, state_dict, source="checkpoint"):

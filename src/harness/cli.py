@@ -85,7 +85,7 @@ def writable_file(path, flag, inputs=()):
     path = Path(path)
     if path.is_dir():
         raise UserError(f"{flag} {path}: is a folder; give a file name")
-    if path.name in RUN_FILES or any(_within(path, Path(other)) for other in inputs):
+    if path.name in RUN_FILES or any(within(path, Path(other)) for other in inputs):
         raise UserError(f"{flag} {path}: would replace a run's file or this command's input; give another name")
     folder = path.parent
     if not folder.is_dir():
@@ -97,7 +97,8 @@ def writable_file(path, flag, inputs=()):
     return path
 
 
-def _within(path, other):
+def within(path, other):
+    """path is other, or lies inside it (links resolved)."""
     path, other = path.resolve(), other.resolve()
     return path == other or other in path.parents
 
@@ -108,12 +109,14 @@ def write_json(path, value, flag="--json"):
     atomic_write(path, lambda f: f.write(text.encode()), flag)
 
 
-def writable_folder(path, flag):
+def writable_folder(path, flag, inputs=()):
     """Check, before any work, that files can be written into the folder path, or that it can be made
-    (it is made only when something is written into it)."""
+    (it is made only when something is written into it), outside the command's inputs."""
     if not str(path).strip():
         raise UserError(f"{flag} {str(path)!r}: give a folder")
     path = Path(path)
+    if any(within(path, Path(other)) for other in inputs):
+        raise UserError(f"{flag} {path}: inside this command's input; give a folder outside it")
     existing = next(p for p in (path, *path.parents) if p.exists())
     if not existing.is_dir() or not os.access(existing, os.W_OK):
         raise UserError(f"{flag} {path}: {existing} is not a folder this command can write into; give another")

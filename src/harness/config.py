@@ -11,6 +11,7 @@ from pathlib import Path
 
 import torch
 
+from .cli import within
 from .errors import UserError
 from .machine import check_device, check_memory, precision
 from ..models import MODELS, create_model, hyper_parameters, variant
@@ -161,6 +162,8 @@ def resolve(cfg):
     for name in ("data", "out"):
         if values[name] is not None and not values[name].strip():
             raise UserError(f"--{name} {values[name]!r}: give a folder")
+    if values["out"] is not None and within(Path(values["out"]), Path(values["data"])):
+        raise UserError(f"--out {values['out']}: inside --data {values['data']}; give a folder outside the data")
     if values["lr_max"] is None:
         raise UserError(f"--lr-max: recipe {values['recipe']!r} sets none for {family}; give one")
     try:

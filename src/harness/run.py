@@ -135,7 +135,7 @@ class RunFolder:
             raise UserError(f"{out} holds a run ({', '.join(held)}) but no checkpoint.pt to continue from: pass "
                             f"--overwrite to train it again, or another --out")
         if metrics:
-            check_config(f"the run in {out}", _identity(metrics["config"]), _identity(fingerprint(cfg)))
+            check_config(f"the run in {out}", identity(metrics["config"]), identity(fingerprint(cfg)))
             then = metrics["config"].get("workers")
             if cfg.loader == "reference" and then != cfg.workers:
                 print(f"note: the run started with --workers {then}, it continues with {cfg.workers}: each worker "
@@ -146,8 +146,8 @@ class RunFolder:
 
     def _finished_run(self, metrics):
         cfg, out = self.cfg, self.out
-        check_config(f"the finished run {out / 'metrics.json'}", _identity(metrics["config"]),
-                     _identity(fingerprint(cfg)))
+        check_config(f"the finished run {out / 'metrics.json'}", identity(metrics["config"]),
+                     identity(fingerprint(cfg)))
         weights = out / "model.pt"
         if not weights.is_file():
             raise UserError(f"the finished run in {out} has no model.pt (deleted?): pass --overwrite to train it "
@@ -218,7 +218,7 @@ def read_metrics(path):
     return metrics
 
 
-def _identity(fingerprint):
+def identity(fingerprint):
     """A fingerprint as metrics.json holds it (tuples become lists), the data as an absolute path."""
     values = json.loads(json.dumps({k: fingerprint.get(k) for k in RESUME_KEYS}))
     values["data"] = str(Path(values["data"]).resolve()) if values.get("data") else None
@@ -242,7 +242,7 @@ def _hold(out):
                 return fd
             os.close(fd)
     except OSError as err:
-        raise UserError(f"cannot write to output folder {out}: {err.strerror or err}") from None
+        raise UserError(f"--out {out}: cannot write this folder ({err.strerror or err}); give another --out") from None
 
 
 def _release(out, fd):

@@ -11,25 +11,23 @@ import shlex
 import signal
 import subprocess
 import sys
-import tempfile
 import time
 from collections.abc import Callable
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 import psutil
 
-from ..data import split_size
-from .cli import number
-from .machine import check_device
+from ..train import config_from_args
+from .config import fingerprint, resolve
+from .errors import UserError
 from .machine import all_cores
-from .run import RUN_FILES
+from .run import RUN_FILES, identity
 
 ROOT = Path(__file__).resolve().parents[2]
 STOP_GRACE = 10  # seconds a stopped run gets to save and say where it stopped, before it is killed
 POLL = 0.5
-INTERRUPTED = ("interrupted: rerun the same command to continue (finished runs are skipped, stopped ones resume from "
-               "their checkpoints)")
 
 
 def read_json(path):
@@ -79,8 +77,29 @@ class Job:
 
 
 def train_job(name, folder, flags, cpu_bound=False):
-    """`python -m src.train FLAGS --out FOLDER`, its log beside its metrics."""
-    return Job(name, "src.train", (*map(str, flags), "--out", portable(folder)), Path(folder), cpu_bound=cpu_bound)
+    """`python -m src.train FLAGS --out FOLDER`, its log beside its metrics; its flags are checked now,
+    before any run starts, and a finished run in FOLDER counts as done only if these flags made it."""
+    args = (*map(str, flags), "--out", portable(folder))
+    with _quiet_exit(f"{name}: "):
+        wanted = identity(fingerprint(resolve(config_from_args(args))))
+    return Job(name, "src.train", args, Path(folder), cpu_bound=cpu_bound,
+               done=lambda: _made_with(Path(folder) / "metrics.json", wanted))
+
+
+def _made_with(metrics_path, wanted):
+    metrics = read_json(metrics_path)
+    return bool(metrics and metrics.get("finished") and identity(metrics.get("config", {})) == wanted)
+
+
+@contextmanager
+def _quiet_exit(prefix):
+    """A job's flags that src.train would refuse: the same one line, before anything runs."""
+    try:
+        yield
+    except SystemExit as err:  # argparse
+        raise UserError(f"{prefix}bad flags ({err.code})") from None
+    except UserError as err:
+        raise UserError(f"{prefix}{err}") from None
 
 
 def run_jobs(jobs, limit, deadline, force=False, on_finish=None):
@@ -119,58 +138,6 @@ def run_jobs(jobs, limit, deadline, force=False, on_finish=None):
         outcomes[job.name] = "stopped" + (f" after {progress[0]} of {progress[1]} epochs" if progress else "")
     outcomes.update({job.name: "not started" for job in pending})
     return outcomes
-
-
-def add_arguments(parser, budget):
-    """The options src.reproduce and src.sweep share."""
-    parser.add_argument("--data", default=os.environ.get("CIFAR10_DIR"),
-                        help="CIFAR-10: class folders or torchvision's folder (default: $CIFAR10_DIR)")
-    parser.add_argument("--device", help="cpu, cuda or cuda:N for every run (default: each run's auto, a GPU if any)")
-    parser.add_argument("--jobs", type=number(int, 1), help="runs at once (default: 6 on a GPU, 2 on CPU)")
-    parser.add_argument("--budget", type=number(float, 0, strict=True), default=budget,
-                        help=f"wall-clock seconds for the whole call (default: {budget:g}); runs still going "
-                             f"{STOP_GRACE} s before its end are stopped, and the same command continues them")
-    parser.add_argument("--force", action="store_true", help="redo runs whose finished results exist")
-    parser.add_argument("--quick", action="store_true", help="tiny settings, every step in seconds (CI, a CPU)")
-
-
-def settle(args, parser, default_out):
-    """Check the shared options and fill in their defaults: args.out (default_out; with --quick a new
-    temporary folder) and args.deadline, when the runs still going are stopped."""
-    if not args.data:
-        parser.error("no data: pass --data PATH or set CIFAR10_DIR")
-    if not Path(args.data).is_dir():
-        parser.error(f"--data {args.data}: no such folder")
-    split_size(args.data, True), split_size(args.data, False)  # the class folders or torchvision's, before any run
-    args.data = portable(args.data)
-    if args.device:
-        args.device = check_device(args.device)  # once here, not in every run it would start
-    if args.budget <= STOP_GRACE:
-        parser.error(f"--budget {args.budget:g}: give more than the {STOP_GRACE} s that stopping the runs takes")
-    if args.out and Path(args.out).exists() and not Path(args.out).is_dir():
-        parser.error(f"--out {args.out}: is a file; give a folder")
-    if args.jobs is None:
-        import torch
-        args.jobs = 6 if args.device != "cpu" and torch.cuda.is_available() else 2
-    args.deadline = time.monotonic() + args.budget - STOP_GRACE
-    args.out = Path(args.out).resolve() if args.out else Path(tempfile.mkdtemp(prefix="quick-")) if args.quick \
-        else default_out
-    return args
-
-
-def summary(outcomes):
-    """Exit as the runs ended: 0 when every one finished; else one line on stderr naming the runs that
-    failed (their logs say why) or, when none failed, those the budget stopped."""
-    failed = {name: what for name, what in outcomes.items() if what.startswith("failed")}
-    left = [name for name, what in outcomes.items() if not what.startswith(("finished", "failed"))]
-    if failed:
-        name, what = next(iter(failed.items()))
-        sys.exit(f"error: {len(failed)} of {len(outcomes)} runs failed: {', '.join(failed)}; the first {what}")
-    if left:
-        sys.exit(f"error: {len(left)} of {len(outcomes)} runs did not finish within --budget ({', '.join(left)}): "
-                 f"rerun the same command to continue them (finished runs are skipped, stopped ones resume from "
-                 f"their checkpoints)")
-    sys.exit(0)
 
 
 def _say(job, text):

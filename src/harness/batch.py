@@ -1,0 +1,69 @@
+"""The command line src.reproduce and src.sweep share: their options, checked before any run starts,
+and how they end (one line on stderr for what did not finish)."""
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from ..data import split_size
+from .cli import number, within
+from .machine import check_device
+from .scheduler import STOP_GRACE, portable
+
+INTERRUPTED = ("interrupted: rerun the same command to continue (finished runs are skipped, stopped ones resume from "
+               "their checkpoints)")
+
+
+def add_arguments(parser, budget):
+    """The options src.reproduce and src.sweep share."""
+    parser.add_argument("--data", default=os.environ.get("CIFAR10_DIR"),
+                        help="CIFAR-10: class folders or torchvision's folder (default: $CIFAR10_DIR)")
+    parser.add_argument("--device", help="cpu, cuda or cuda:N for every run (default: each run's auto, a GPU if any)")
+    parser.add_argument("--jobs", type=number(int, 1), help="runs at once (default: 6 on a GPU, 2 on CPU)")
+    parser.add_argument("--budget", type=number(float, 0, strict=True), default=budget,
+                        help=f"wall-clock seconds for the whole call (default: {budget:g}); runs still going "
+                             f"{STOP_GRACE} s before its end are stopped, and the same command continues them")
+    parser.add_argument("--force", action="store_true", help="redo runs whose finished results exist")
+    parser.add_argument("--quick", action="store_true", help="tiny settings, every step in seconds (CI, a CPU)")
+
+
+def settle(args, parser, default_out):
+    """Check the shared options and fill in their defaults: args.out (default_out; with --quick a new
+    temporary folder) and args.deadline, when the runs still going are stopped."""
+    if not args.data:
+        parser.error("no data: pass --data PATH or set CIFAR10_DIR")
+    if not Path(args.data).is_dir():
+        parser.error(f"--data {args.data}: no such folder")
+    split_size(args.data, True), split_size(args.data, False)  # the class folders or torchvision's, before any run
+    args.data = portable(args.data)
+    if args.device is not None:
+        args.device = check_device(args.device)  # once here, not in every run it would start
+    if args.budget <= STOP_GRACE:
+        parser.error(f"--budget {args.budget:g}: give more than the {STOP_GRACE} s that stopping the runs takes")
+    if args.out is not None and (not args.out.strip() or Path(args.out).exists() and not Path(args.out).is_dir()):
+        parser.error(f"--out {args.out!r}: give a folder")
+    if args.out is not None and within(Path(args.out), Path(args.data)):
+        parser.error(f"--out {args.out}: inside --data {args.data}; give a folder outside the data")
+    if args.jobs is None:
+        import torch
+        args.jobs = 6 if args.device != "cpu" and torch.cuda.is_available() else 2
+    args.deadline = time.monotonic() + args.budget - STOP_GRACE
+    args.out = Path(args.out).resolve() if args.out else Path(tempfile.mkdtemp(prefix="quick-")) if args.quick \
+        else default_out
+    return args
+
+
+def summary(outcomes):
+    """Exit as the runs ended: 0 when every one finished; else one line on stderr naming the runs that
+    failed (their logs say why) or, when none failed, those the budget stopped."""
+    failed = {name: what for name, what in outcomes.items() if what.startswith("failed")}
+    left = [name for name, what in outcomes.items() if not what.startswith(("finished", "failed"))]
+    if failed:
+        name, what = next(iter(failed.items()))
+        sys.exit(f"error: {len(failed)} of {len(outcomes)} runs failed: {', '.join(failed)}; the first {what}")
+    if left:
+        sys.exit(f"error: {len(left)} of {len(outcomes)} runs did not finish within --budget ({', '.join(left)}): "
+                 f"rerun the same command to continue them (finished runs are skipped, stopped ones resume from "
+                 f"their checkpoints)")
+    sys.exit(0)
