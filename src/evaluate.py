@@ -71,11 +71,11 @@ def load_model(weights):
     return model, metrics
 
 
-def evaluate(weights, data_root, device="cpu", batch_size=1000):
-    """A dict: accuracy with and without flip averaging, per class, and the confusion matrix."""
+def evaluate(weights, model, metrics, data_root, device="cpu", batch_size=1000):
+    """A dict: accuracy with and without flip averaging, per class, and the confusion matrix of the
+    model load_model(weights) gave, with its metrics."""
     from . import data
 
-    model, metrics = load_model(weights)
     test = data.cifar10(data_root, train=False, transform=data.test_transforms())
     loader = torch.utils.data.DataLoader(test, batch_size=batch_size)
     plain = predict(model, loader, device)
@@ -87,11 +87,10 @@ def evaluate(weights, data_root, device="cpu", batch_size=1000):
             "confusion_matrix": matrix.tolist(), "recorded_test_acc": metrics.get("final_test_acc")}
 
 
-def learned_figures(weights, data_root, folder, images=4):
-    """What the saved model learned, drawn into folder (src/analysis.py); the paths written."""
+def learned_figures(model, data_root, folder, images=4):
+    """What a saved model learned, drawn into folder (src/analysis.py); the paths written."""
     from . import analysis
 
-    model, _ = load_model(weights)
     return analysis.save_figures(model.eval(), analysis.test_images(data_root, images), folder)
 
 
@@ -122,12 +121,13 @@ def main(argv=None):
         device = check_device(args.device)
         json_path = None if args.json is None else writable_file(args.json, "--json", (args.weights, args.data))
         figures = None if args.figures is None else writable_folder(args.figures, "--figures", (args.data,))
-        result = evaluate(args.weights, args.data, device)
+        model, metrics = load_model(args.weights)  # read once, for the numbers and the figures
+        result = evaluate(args.weights, model, metrics, args.data, device)
         if json_path:
             write_json(json_path, result)
         print(report(result))
         if figures:
-            print("figures:", *learned_figures(args.weights, args.data, figures), sep="\n  ")
+            print("figures:", *learned_figures(model, args.data, figures), sep="\n  ")
 
 
 if __name__ == "__main__":
