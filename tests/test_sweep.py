@@ -16,10 +16,10 @@ ROW = re.compile(r"^\| \[([\w.-]+)\]\([\w.-]+/metrics\.json\) \| [^|]+ \| (\d+\.
                  re.MULTILINE)
 
 
-def test_every_sweep_names_its_variants_once_and_runs_the_baseline():
+def test_every_sweep_names_its_variants_once_and_runs_its_control():
     for sweep in SWEEPS.values():
         names = [name for name, _ in sweep.variants]
-        assert len(set(names)) == len(names) and "baseline" in names
+        assert len(set(names)) == len(names) and sweep.control in names
 
 
 def test_quick_sweep_writes_a_table_sorted_by_test_accuracy(tiny_cifar, tmp_path):
