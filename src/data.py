@@ -5,10 +5,13 @@ Both sources (torchvision's download and a `train/<class>/*.jpg` folder copy) en
 """
 from __future__ import annotations
 
+import os
 import signal
 from pathlib import Path
 
-import albumentations as A
+# albumentations asks PyPI for its latest version on import: a warning in every notebook run offline.
+os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
+import albumentations as A  # noqa: E402
 import cv2
 import numpy as np
 import torch
