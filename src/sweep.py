@@ -6,9 +6,11 @@
 Each variant writes its metrics.json and train.log in OUT/VARIANT (OUT by default: the sweep's
 folder beside the model's notebook, e.g. ViT_with_convolution/sweeps/vit-stability/); the table
 goes to OUT/table.md and is printed. As with the reproduction, the same command again skips the
-finished variants and continues the stopped ones. Each sweep is sized for about 8 minutes on one
-H100/H200 with 6 runs at a time (from the epoch times of runs sharing a GPU, ConvMixer 2-4 s and
-ViT 5-10 s; not yet timed whole); --quick runs the same variants on tiny settings (tests, a CPU).
+finished variants and continues the stopped ones. Size a sweep from what one H200 took: two ViT
+runs side by side, 6-8 s per epoch each after 95 s of start-up (sweeps/vit-steps/sweep.log), so a
+25-epoch ViT run costs about 100 s of the GPU and vit-stability needs more than one 10-minute call;
+four ConvMixer runs beside two ViT runs, 8-9 s per epoch each (README). --quick runs the same variants on
+tiny settings (tests, a CPU).
 
 "underfit?" is "yes" when a variant's final train accuracy (on augmented images, during the last
 epoch) is below its test accuracy plus one point: it fits its own training images no better than

@@ -16,6 +16,7 @@ from helpers import PATIENCE
 from src.notebook import NOTEBOOKS
 from src.reproduce import NOTEBOOK_OF, RECIPE_RUNS, main
 from src.harness.batch import summary
+from src.harness.report import targets
 from src.harness.scheduler import run_jobs, train_job
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -46,8 +47,9 @@ def test_quick_runs_every_step_and_writes_the_report(quick_reproduction):
         assert m["finished"] and m["epochs_done"] == m["config"]["epochs"], folder
         log = next(folder.glob("*.log")).read_text()
         assert log.startswith("$ python -m src."), folder
-    for name in NOTEBOOKS:
-        assert "(`quick` mode)" in (out / name / f"{name}.ipynb").read_text()
+    for name in NOTEBOOKS:  # run side by side: the intro says so beside the seconds per epoch
+        intro = (out / name / f"{name}.ipynb").read_text()
+        assert "(`quick` mode)" in intro and "sharing the machine with the reproduction's other runs" in intro
     assert re.search(r"\[ConvMixer_experimentation_2/recipes/improved\] epoch 2/2: test accuracy \d+\.\d\d%", printed)
     report = (out / "report.md").read_text()
     assert "Quick check" in report
@@ -124,3 +126,39 @@ def test_runs_stopped_at_the_budget_keep_what_finished_and_continue(tiny_cifar, 
     assert again["history"]["test_acc"][:long["epochs_done"]] == long["history"]["test_acc"]
     commands = [line for line in (tmp_path / "long" / "train.log").read_text().splitlines() if line.startswith("$ ")]
     assert len(commands) == 2 and commands[1].endswith("--resume") and "--resume" not in commands[0]
+
+
+def _target_rows(base):
+    lines = targets(base)
+    return {line.split(" | ")[0].lstrip("| "): line.split(" | ")[2:] for line in lines if line.startswith("| ")}
+
+
+def test_the_targets_table_marks_each_target_from_the_committed_files(tmp_path):
+    empty = _target_rows(tmp_path)
+    assert empty["ConvMixer-256/8: test accuracy"] == ["no run yet", "— |"]
+    for folder in ("ConvMixer_experimentation_2/run-full", "ConvMixer_experimentation_2/recipes/improved",
+                   "ConvMixer_experimentation_2/recipes/baseline-reference-loader", "ConvMixer_experimentation_2/bench"):
+        (tmp_path / folder).mkdir(parents=True)
+        for name in ("metrics.json", "bench.json"):
+            if (REPO_ROOT / folder / name).exists():
+                (tmp_path / folder / name).write_text((REPO_ROOT / folder / name).read_text())
+    improved = tmp_path / "ConvMixer_experimentation_2/recipes/improved/metrics.json"
+    m = json.loads(improved.read_text())
+    improved.write_text(json.dumps({**m, "final_test_acc": 0.9123}))
+    stopped = tmp_path / "ConvMixer_experimentation_2/sweeps/s/better-but-stopped/metrics.json"
+    stopped.parent.mkdir(parents=True)
+    stopped.write_text(json.dumps({**m, "final_test_acc": 0.95, "finished": False}))
+    bench = tmp_path / "ConvMixer_experimentation_2/bench/bench.json"
+    b = json.loads(bench.read_text())
+    bench.write_text(json.dumps({**b, "seconds": {**b["seconds"], "fast": 1.6}, "speedup": {"vs_2_workers": 4.2,
+                                                                                        "vs_all_cores": 1.9}}))
+    rows = _target_rows(tmp_path)
+    assert rows["ConvMixer-256/8: test accuracy"][0].startswith("91.23%, [ConvMixer_experimentation_2/recipes/improved]")
+    assert rows["ConvMixer-256/8: test accuracy"][1] == "yes |"
+    assert rows["ConvViT-512/6: test accuracy"] == ["no run yet", "— |"]
+    assert rows["one ConvMixer-256/8 epoch, fast path"][0].startswith("1.60 s") and \
+        rows["one ConvMixer-256/8 epoch, fast path"][1] == "no |"
+    assert rows["its speed-up over the reference loader, 2 workers"][1] == "yes |"
+    assert rows["its speed-up over the reference loader, every core"][1] == "no |"
+    gap = rows["fast loader's accuracy against the reference loader's (ConvMixer, baseline)"]
+    assert gap[0].startswith("+0.14 points") and gap[1] == "yes |"

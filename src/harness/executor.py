@@ -15,6 +15,7 @@ from .errors import UserError
 
 ROOT = Path(__file__).resolve().parents[2]
 INTRO_RUN = re.compile(r"(<!-- rendered run -->\n).*?(\n<!-- /rendered run -->)", re.S)
+SHARED_DEVICE = "SHARED_DEVICE"  # set by the scheduler for a run that other runs may share the device with
 
 
 def describe(metrics, mode, command):
@@ -22,10 +23,13 @@ def describe(metrics, mode, command):
     d, c = metrics["data"], metrics["config"]
     toy = "" if mode == "full" else (" It checks that the pipeline works end to end on real images; its accuracy "
                                      "says nothing about the 25-epoch experiment (`full` mode, on a GPU).")
+    shared = (", sharing the machine with the reproduction's other runs (the README's bench times an epoch alone)"
+              if os.environ.get(SHARED_DEVICE) == "1" else "")
     return (f"**This rendered run** (`{mode}` mode): {plural(metrics['epochs_done'], 'epoch')} on "
             f"{d['train_images']:,} training images of {d['source']}, tested on {d['test_images']:,}; "
             f"{metrics['hardware']}, {c['precision']}, {c['loader']} loader, batch {c['batch_size']}; "
-            f"{metrics['seconds_per_epoch']:.1f} s per epoch (the first: {metrics['first_epoch_seconds']:.1f} s); "
+            f"{metrics['seconds_per_epoch']:.1f} s per epoch (the first: {metrics['first_epoch_seconds']:.1f} s)"
+            f"{shared}; "
             f"final test accuracy "
             f"**{100 * metrics['final_test_acc']:.2f}%** (commit {metrics['commit']}).{toy} The same run from "
             f"the command line:\n\n```bash\n{command}\n```")

@@ -22,6 +22,7 @@ import psutil
 from ..train import config_from_args
 from .config import fingerprint, resolve
 from .errors import UserError
+from .executor import SHARED_DEVICE
 from .machine import all_cores
 from .run import RUN_FILES, identity
 
@@ -168,6 +169,8 @@ def _start(job, force, limit):
     threads = all_cores() if job.alone else max(1, all_cores() // limit)  # more: they spin against each other
     env = {"OMP_NUM_THREADS": str(threads), **os.environ, "PYTHONPATH": str(ROOT), "MPLBACKEND": "Agg"}
     env.pop("WORLD_SIZE", None)  # one process per run, never DistributedDataParallel
+    if limit > 1 and not job.alone:
+        env[SHARED_DEVICE] = "1"
     with open(job.folder / job.log, "w" if force else "a") as log:  # the child keeps its own copy
         log.write(f"$ {shown}\n")
         log.flush()
