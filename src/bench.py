@@ -35,8 +35,8 @@ from .train import parser as train_parser
 from .trainers import Engine, History, Step, adamw
 
 
-# It times epochs at a constant learning rate, each data path with its own workers.
-NOT_BENCH = ("trainer", "epochs", "out", "resume", "overwrite", "workers", "loader", "warmup")
+# It times epochs at a constant learning rate, each data path with its own workers and the original augmentation.
+NOT_BENCH = ("trainer", "epochs", "out", "resume", "overwrite", "workers", "loader", "warmup", "randaugment")
 # --conv-vs-linear times one training step on a random batch: the model, the batch and how it is computed.
 CONV_LINEAR_USES = {"model", "recipe", "dim", "depth", "patch_size", "heads", "dim_head", "mlp_dim", "dropout",
                     "emb_dropout", "batch_size", "seed", "precision", "device", "repeats", "json", "conv_vs_linear"}
@@ -222,7 +222,7 @@ def main(argv=None):
     if args["conv_vs_linear"] and unused:
         p.error(f"--conv-vs-linear times a random batch: {', '.join(BY_NAME[k].flag for k in unused)} would do nothing")
     repeats, json_path, linear = args.pop("repeats"), args.pop("json"), args.pop("conv_vs_linear")
-    with one_line():
+    with one_line(parser=p):
         cfg = resolve(config_from_parsed(args))
         json_path = None if json_path is None else writable_file(json_path, "--json", (cfg.data,))
         if linear:

@@ -127,13 +127,13 @@ def _torchvision(root, train, download):
     try:
         return CIFAR10(str(root), train=train, download=download)
     except RuntimeError as err:  # torchvision checks every file's MD5 before reading it
-        raise UserError(f"{batches} is incomplete or corrupt ({err}): delete it and pass --download, or "
-                        f"point --data at a good copy") from None
+        raise UserError(f"{batches} is incomplete or corrupt ({err})", (
+            ("--download", "delete it and pass --download"), ("--data", "point --data at a good copy"))) from None
     except OSError as err:  # no network, a refused connection, a full disk
         if not existed and root.is_dir() and not any(root.rglob("*")):
             root.rmdir()  # leave nothing behind
-        raise DataNotFound(f"could not download CIFAR-10 into {root} ({getattr(err, 'reason', None) or err}): "
-                           f"give a local copy with --data (or CIFAR10_DIR in the notebooks)") from None
+        raise DataNotFound(f"could not download CIFAR-10 into {root} ({getattr(err, 'reason', None) or err})",
+                           (("--data", "give a local copy with --data (or CIFAR10_DIR in the notebooks)"),)) from None
 
 
 def split_size(root, train=True, download=False):
@@ -150,11 +150,13 @@ def _torchvision_folder(root, train, download):
     batches = root / "cifar-10-batches-py"  # torchvision's CIFAR10.base_folder
     if not download and not batches.is_dir():
         if not root.exists():
-            raise DataNotFound(f"CIFAR-10 data folder {root} does not exist: point --data (CIFAR10_DIR in the "
-                               f"notebooks) at a copy, or pass --download to fetch it with torchvision")
+            raise DataNotFound(f"CIFAR-10 data folder {root} does not exist", (
+                ("--data", "point --data (CIFAR10_DIR in the notebooks) at a copy"),
+                ("--download", "pass --download to fetch it with torchvision")))
         split = "train" if train else "test"
-        raise DataNotFound(f"no CIFAR-10 split '{split}' in {root}: expected class folders {root / split}/<class>/ "
-                           f"or torchvision's {batches} (pass --download to fetch it)")
+        raise DataNotFound(f"no CIFAR-10 split '{split}' in {root} (expected class folders {root / split}/<class>/ "
+                           f"or torchvision's {batches})", (("--download", "pass --download to fetch it"),
+                                                           ("--data", "point --data at another copy")))
     return batches
 
 

@@ -117,7 +117,7 @@ def main(argv=None):
     p.add_argument("--json", help="also write the result to this file")
     p.add_argument("--figures", help="also draw what the model learned (src/analysis.py) as PNGs into this folder")
     args = p.parse_args(argv)
-    with one_line():
+    with one_line(parser=p):
         device = check_device(args.device)
         json_path = None if args.json is None else writable_file(args.json, "--json", (args.weights, args.data))
         figures = None if args.figures is None else writable_folder(args.figures, "--figures", (args.data,))

@@ -180,7 +180,7 @@ def main(argv=None):
     if args.out is not None and (not args.out.strip() or Path(args.out).exists() and not Path(args.out).is_dir()):
         p.error(f"--out {args.out!r}: give a folder")
     out = args.out
-    with one_line(lambda: f"interrupted: {args.name} was not saved; --resume continues its run"):
+    with one_line(lambda: f"interrupted: {args.name} was not saved; --resume continues its run", p):
         check_device(args.device if args.device is not None else os.environ.get("NOTEBOOK_DEVICE", "auto"))
         data_root = args.data if args.data is not None else os.environ.get("CIFAR10_DIR", DEFAULT_DATA)
         if not data_root.strip():

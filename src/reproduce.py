@@ -121,7 +121,7 @@ def main(argv=None):
     if readme_only and unused:
         p.error(f"--{'check' if args.check_readme else 'write'}-readme runs nothing: {', '.join(unused)} would do "
                 f"nothing")
-    with one_line(lambda: INTERRUPTED):
+    with one_line(lambda: INTERRUPTED, p):
         if args.check_readme:
             sys.exit(0 if check_readme(args.readme, ROOT) else 1)
         if args.write_readme:

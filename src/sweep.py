@@ -103,7 +103,7 @@ def main(argv=None):
                                  "with --quick: a new temporary folder)")
     p.add_argument("--only", help="comma-separated variants to run (default: all)")
     args = p.parse_args(argv)
-    with one_line(lambda: INTERRUPTED):
+    with one_line(lambda: INTERRUPTED, p):
         sweep = SWEEPS[args.sweep]
         names = [variant for variant, _ in sweep.variants]
         wanted = args.only.split(",") if args.only is not None else names

@@ -63,8 +63,9 @@ def config_from_parsed(args):
 
 
 def main(argv=None):
-    cfg, started = config_from_args(argv), time.time()
-    with one_line(lambda: f"interrupted {_progress(cfg, started)}; continue with --resume"):
+    p = parser()
+    cfg, started = config_from_parsed(vars(p.parse_args(argv))), time.time()
+    with one_line(lambda: f"interrupted {_progress(cfg, started)}; continue with --resume", p):
         try:
             cfg = resolve(cfg)  # every option checked before any data is read or process group started
             if "WORLD_SIZE" in os.environ:

@@ -19,6 +19,13 @@ def tiny_cifar(tmp_path_factory):
 
 
 @pytest.fixture(scope="session")
+def quick_cifar(tmp_path_factory):
+    """A class-folder copy just large enough for --quick and the notebooks' quick mode (256 training and
+    128 test images): train 26 PNGs per class, test 13."""
+    return write_class_folders(tmp_path_factory.mktemp("quick_cifar"), {"train": 26, "test": 13})
+
+
+@pytest.fixture(scope="session")
 def cifar10_dir():
     """The real CIFAR-10 data from $CIFAR10_DIR: skipped when the variable is unset, a failure when
     it names a folder that does not exist."""

@@ -1,5 +1,9 @@
 """Helpers the tests import: a tiny class-folder CIFAR-10 copy, the training CLI in a subprocess."""
+import contextlib
+import functools
+import io
 import os
+import re
 import subprocess
 import sys
 import time
@@ -83,8 +87,25 @@ def config_kwargs(data_root, out, epochs=3):
                 epochs=epochs, data=str(data_root), out=str(out))
 
 
+@functools.cache
+def command_flags(module="src.train"):
+    """The flags MODULE's command line takes, as its usage line lists them."""
+    import importlib
+
+    shown = io.StringIO()
+    with contextlib.redirect_stdout(shown), contextlib.suppress(SystemExit):
+        importlib.import_module(module).main(["--help"])
+    return set(re.findall(r"--[a-z][a-z0-9-]*", shown.getvalue().split("\n\n")[0]))
+
+
+def flags_named(message):
+    """The flags a message names (a path's dashes are not flags)."""
+    return set(re.findall(r"(?<![\w/.-])--[a-z][a-z0-9-]*", message))
+
+
 def cli_error(argv, module="src.train"):
-    """MODULE's main(argv) must exit with one line `error: ...` (what the command prints); returns it."""
+    """MODULE's main(argv) must exit with one line `error: ...` (what the command prints), naming no flag
+    that MODULE lacks; returns it."""
     import importlib
 
     import pytest
@@ -93,4 +114,6 @@ def cli_error(argv, module="src.train"):
     message = exc.value.code
     assert isinstance(message, str) and message.startswith("error: "), message
     assert "\n" not in message, message
+    foreign = flags_named(message) - command_flags(module)
+    assert not foreign, f"{message} (names {', '.join(sorted(foreign))}, which {module} lacks)"
     return message

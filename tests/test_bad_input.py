@@ -86,6 +86,15 @@ HOSTILE = [
     (["--batch-size", "64", "--train-subset", "32"], "--batch-size 64: larger than the 32 training images"),
     (["--test-subset", "0"], "--test-subset 0: expected an integer >= 1"),
     (["--workers", "-1"], "--workers -1: expected an integer >= 0"),
+    (["--loader", "gpu", "--workers", "3"], "--workers 3: the gpu loader has no DataLoader workers; drop --workers, "
+                                            "or use --loader reference"),
+    (["--download"], "--download: --data {data} holds class folders (train/<class>/, test/<class>/), which are read "
+                     "as they are; drop --download"),
+    (["--train-subset", "161"], "--train-subset 161: more than the 160 images of the train split in {data}; give "
+                                "at most 160, or leave it out"),
+    (["--test-subset", "41"], "--test-subset 41: more than the 40 images of the test split in {data}; give at most 40"),
+    (["--resume"], "no run to resume there (none of metrics.json, checkpoint.pt, model.pt); give the run's folder, or "
+                   "drop --resume to start one"),
     (["--seed", "-5"], "--seed -5: expected an integer in [0, 4294967295]"),
     (["--seed", str(2**32)], "--seed 4294967296: expected an integer in [0, 4294967295]"),
     (["--patch-size", "40"], "--model convmixer_256_8: these sizes cannot take a 32x32 image"),
@@ -99,7 +108,8 @@ HOSTILE = [
     (["--out", "{data}/train/run"], "--out {data}/train/run: inside --data {data}"),
     (["--out", "{odd}/no-checkpoint", "--resume"], "holds a run (metrics.json) but no checkpoint.pt to continue from"),
     (["--out", "{odd}/weights-only", "--resume"], "holds a run (model.pt) but no checkpoint.pt to continue from"),
-    (["--out", "{odd}/metrics-pipe", "--resume"], "metrics-pipe/metrics.json is not a regular file"),
+    (["--out", "{odd}/metrics-pipe", "--resume"],
+     "metrics-pipe/metrics.json is not a regular file: delete it to resume from checkpoint.pt, or pass --overwrite"),
     (["--out", "{odd}/not-metrics", "--resume"], "not-metrics/metrics.json is not a run's metrics.json (it lacks "
                                                  "epochs_done, final_test_acc, config"),
     (["--resume", "--overwrite"], "--resume and --overwrite contradict each other"),
@@ -114,7 +124,9 @@ HOSTILE = [
     (["--out", "{odd}/cut", "--resume"], "cut/metrics.json is not readable JSON"),
     (["--out", "{odd}/no-weights", "--resume", "--epochs", "1"],
      "the finished run in {odd}/no-weights has no model.pt"),
-    (["--out", "{odd}/cut-weights", "--resume", "--epochs", "1"], "cut-weights/model.pt is not a readable checkpoint"),
+    (["--out", "{odd}/cut-weights", "--resume", "--epochs", "1"],
+     "cut-weights/model.pt is not a whole saved model or checkpoint (cut short): pass --overwrite to train the run "
+     "again"),
     (["--lr-max", "1e3", "--epochs", "1"], "loss became"),
     (["--trainer", "wrapper", "--lr-max", "2e3", "--epochs", "1"], "loss became"),
 ]
@@ -391,8 +403,8 @@ def test_ctrl_c_while_the_command_starts_is_one_line(tiny_cifar, tmp_path):
     assert not (tmp_path / "run").exists()
 
 
-def test_sweep_interrupted_twice_stops_its_runs_and_exits_130(tiny_cifar, tmp_path):
-    sweep = start_cli("--sweep", "convmixer-recipes", "--quick", "--device", "cpu", "--data", tiny_cifar, "--out",
+def test_sweep_interrupted_twice_stops_its_runs_and_exits_130(quick_cifar, tmp_path):
+    sweep = start_cli("--sweep", "convmixer-recipes", "--quick", "--device", "cpu", "--data", quick_cifar, "--out",
                       tmp_path, "--jobs", "1", module="src.sweep", stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     assert b"started:" in sweep.stdout.readline()
     sweep.send_signal(signal.SIGINT)
@@ -492,7 +504,7 @@ def odd_runs(finished_run, tmp_path_factory):
     (root / "cut").mkdir()
     shutil.copy(finished_run / "model.pt", root / "cut")
     (root / "cut" / "metrics.json").write_text((finished_run / "metrics.json").read_text()[:100])
-    for name in ("no-weights", "cut-weights"):  # finished runs whose model.pt went missing or was cut short
+    for name in ("no-weights", "cut-weights", "half-weights"):  # finished runs whose model.pt is gone or cut short
         shutil.copytree(finished_run, root / name)
     (root / "no-weights" / "model.pt").unlink()
     shutil.copytree(finished_run, root / "no-checkpoint")  # a run killed after its metrics, then pruned
@@ -512,7 +524,9 @@ def odd_runs(finished_run, tmp_path_factory):
     (root / "text-accuracy" / "metrics.json").write_text(json.dumps({**metrics, "final_test_acc": "0.5"}))
     shutil.copytree(finished_run, root / "not-metrics")
     (root / "not-metrics" / "metrics.json").write_text('{"finished": true}')
-    (root / "cut-weights" / "model.pt").write_bytes((finished_run / "model.pt").read_bytes()[:500])
+    whole = (finished_run / "model.pt").read_bytes()
+    (root / "cut-weights" / "model.pt").write_bytes(whole[:500])
+    (root / "half-weights" / "model.pt").write_bytes(whole[:len(whole) // 2])  # torch.load: "[Errno 22] Invalid ..."
     (root / "a-file").write_text("not a folder")
     (root / "empty").mkdir()
     (root / "sweep" / "baseline").mkdir(parents=True)
@@ -539,6 +553,13 @@ COMMANDS = [
     ("src.evaluate", ["{finished}/model.pt", "--data", "{data}", "--json", "{odd}"], {}, 1,
      "--json {odd}: is a folder; give a file name"),
     ("src.evaluate", ["{odd}/missing.pt", "--data", "{data}"], {}, 1, "no weights at {odd}/missing.pt"),
+    ("src.evaluate", ["{finished}/model.pt", "--data", "{data}/nowhere"], {}, 1,
+     "CIFAR-10 data folder {data}/nowhere does not exist: point --data (CIFAR10_DIR in the notebooks) at a copy"),
+    ("src.evaluate", ["{odd}/metrics-pipe/model.pt", "--data", "{data}"], {}, 1,
+     "metrics-pipe/metrics.json is not a regular file: rerun or finish the training that writes it"),
+    *(("src.evaluate", [f"{{odd}}/{cut}/model.pt", "--data", "{data}"], {}, 1,
+       f"{cut}/model.pt is not a whole saved model or checkpoint (cut short): rerun or finish the training that "
+       f"writes it") for cut in ("cut-weights", "half-weights")),
     ("src.evaluate", ["{odd}/text-accuracy/model.pt", "--data", "{data}"], {}, 1,
      "text-accuracy/metrics.json is not a run's metrics.json (it lacks final_test_acc)"),
     ("src.evaluate", ["{finished}/model.pt", "--data", "{data}", "--json", ""], {}, 1, "--json '': give a file name"),
@@ -556,6 +577,8 @@ COMMANDS = [
      "--json /dev/full: not a regular file"),
     ("src.bench", [*TINY_BENCH, "--data", "{data}", "--out", "{odd}/x"], {}, 2, "unrecognized arguments: --out"),
     ("src.bench", [*TINY_BENCH, "--data", "{data}", "--loader", "gpu"], {}, 2, "unrecognized arguments: --loader"),
+    ("src.bench", [*TINY_BENCH, "--data", "{data}", "--randaugment", "2", "9"], {}, 2,
+     "unrecognized arguments: --randaugment 2 9"),  # the fast path has no RandAugment
     ("src.bench", ["--conv-vs-linear", "--model", "vit_seed", "--data", "{data}", "--tta-flip"], {}, 2,
      "--conv-vs-linear times a random batch: --data, --tta-flip would do nothing"),
     ("src.bench", [*TINY_BENCH, "--data", "{data}", "--json", "{odd}/cut/metrics.json"], {}, 1,
@@ -572,7 +595,10 @@ COMMANDS = [
     ("src.notebook", ["ConvMixer_experimentation_1", "--data", "{data}", "--device", "tpu"], {}, 1,
      "--device 'tpu': expected cpu, cuda, cuda:N or auto"),
     ("src.notebook", ["ConvMixer_experimentation_1", "--mode", "cpu", "--data", "{data}/nowhere"], {}, 1,
-     "CIFAR-10 data folder {data}/nowhere does not exist"),
+     "CIFAR-10 data folder {data}/nowhere does not exist: point --data (CIFAR10_DIR in the notebooks) at a copy"),
+    ("src.notebook", ["ConvMixer_experimentation_1", "--mode", "cpu", "--data", "{odd}/empty"], {}, 1,
+     "no CIFAR-10 split 'train' in {odd}/empty (expected class folders {odd}/empty/train/<class>/ or torchvision's "
+     "{odd}/empty/cifar-10-batches-py): point --data at another copy"),
     ("src.notebook", ["ViT_with_convolution", "--mode", "cpu", "--out", "{odd}/a-file"], {}, 2,
      "--out '{odd}/a-file': give a folder"),
     ("src.notebook", ["ConvMixer_experimentation_2", "--mode", "cpu", "--out", ""], {}, 2, "--out '': give a folder"),
@@ -657,10 +683,10 @@ def test_the_interrupt_line_never_reports_the_run_being_replaced(tiny_cifar, fin
     assert _progress(replace(cfg, overwrite=False, resume=True), time.time()) == "after epoch 0 of 1"
 
 
-def test_a_notebook_stopped_by_sigterm_says_so_in_one_line(tiny_cifar, tmp_path):
-    victim = start_cli("ConvMixer_experimentation_1", "--mode", "cpu", "--device", "cpu", "--data", tiny_cifar,
+def test_a_notebook_stopped_by_sigterm_says_so_in_one_line(quick_cifar, tmp_path):
+    victim = start_cli("ConvMixer_experimentation_1", "--mode", "quick", "--device", "cpu", "--data", quick_cifar,
                        "--out", tmp_path, module="src.notebook", stderr=subprocess.PIPE)
-    wait_until((tmp_path / "ConvMixer_experimentation_1" / "run-cpu" / ".lock").exists, victim, pause=0.05)
+    wait_until((tmp_path / "ConvMixer_experimentation_1" / "run-quick" / ".lock").exists, victim, pause=0.05)
     kernel = psutil.Process(victim.pid).children(recursive=True)  # training in the kernel now
     victim.send_signal(signal.SIGTERM)
     _, err = victim.communicate(timeout=PATIENCE)

@@ -47,6 +47,7 @@ def test_auto_on_cpu_and_defaults_filled_in():
         assert (cfg.device, cfg.precision, cfg.loader, cfg.channels_last, cfg.compile) == \
             ("cpu", "fp32", "reference", False, False)
     assert cfg.out == "runs/convmixer_256_8-onecycle-baseline" and cfg.download  # ./data is downloaded
+    assert resolve(Config(loader="reference")).workers == 2  # the default where workers apply
     assert resolve(Config(data="/somewhere", out="mine")).download is False
     assert resolve(Config(device="cpu", precision="fp32")).precision == "fp32"
     with pytest.raises(UserError, match="--precision bf16: mixed precision runs on CUDA only"):
@@ -65,4 +66,8 @@ def test_auto_on_cuda_picks_bf16_where_the_gpu_has_it(capability, precision, mon
     assert (cfg.device, cfg.precision, cfg.loader, cfg.channels_last, cfg.compile) == \
         ("cuda", precision, "gpu", True, True)
     assert resolve(Config(randaugment=(2, 9))).loader == "reference"  # RandAugment runs on the CPU
+    quick = resolve(Config(workers=0))  # the notebooks' quick mode: "auto" picks the gpu loader, which has no workers
+    assert (quick.loader, quick.workers) == ("gpu", None) and resolve(quick) == quick
+    with pytest.raises(UserError, match="--workers 0: the gpu loader has no DataLoader workers"):
+        resolve(Config(workers=0, loader="gpu"))  # asked for both: the workers would do nothing
     assert resolve(Config(precision="fp32", compile=False)).precision == "fp32"

@@ -22,10 +22,10 @@ def test_every_sweep_names_its_variants_once_and_runs_its_control():
         assert len(set(names)) == len(names) and sweep.control in names
 
 
-def test_quick_sweep_writes_a_table_sorted_by_test_accuracy(tiny_cifar, tmp_path):
+def test_quick_sweep_writes_a_table_sorted_by_test_accuracy(quick_cifar, tmp_path):
     env = {**os.environ, "PYTHONPATH": str(REPO_ROOT)}
     done = subprocess.run([sys.executable, "-m", "src.sweep", "--sweep", "convmixer-recipes", "--quick", "--device",
-                           "cpu", "--data", str(tiny_cifar), "--only", "baseline,authors", "--out", str(tmp_path)],
+                           "cpu", "--data", str(quick_cifar), "--only", "baseline,authors", "--out", str(tmp_path)],
                           cwd=REPO_ROOT, env=env, capture_output=True, text=True, check=False, timeout=PATIENCE)
     assert done.returncode == 0, done.stdout + done.stderr
     table = (tmp_path / "table.md").read_text()

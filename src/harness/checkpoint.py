@@ -3,6 +3,7 @@ import os
 import random
 import re
 import tempfile
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -11,6 +12,9 @@ import torch
 from .errors import UserError
 
 TMP = ".tmp"
+# What to do about a run's file that cannot be read (a UserError's advice, src/harness/errors.py).
+REMAKE = (("--overwrite", "pass --overwrite to train the run again"),
+          (None, "rerun or finish the training that writes it"))
 
 
 def save(path, state):
@@ -59,7 +63,11 @@ def load(path, map_location="cpu"):
     try:
         return torch.load(path, map_location=map_location, weights_only=True)
     except Exception as err:
-        raise UserError(f"{path} is not a readable checkpoint: {_reason(err)}") from None
+        with path.open("rb") as f:
+            start = f.read(4)
+        if not start or start == b"PK\x03\x04" and not zipfile.is_zipfile(path):  # torch.save's zip ends with its index
+            raise UserError(f"{path} is not a whole saved model or checkpoint (cut short)", REMAKE) from None
+        raise UserError(f"{path} is not a readable checkpoint ({_reason(err)})", REMAKE) from None
 
 
 def _reason(err):
@@ -69,9 +77,9 @@ def _reason(err):
     blocked = re.search(r"GLOBAL ([\w.]+)|([\w.]+) was not an allowed global", text)
     if blocked or "Weights only load failed" in text:
         cause = f"it holds {blocked.group(1) or blocked.group(2)}" if blocked else "it holds more than tensors"
-        return (f"refused by the weights-only loader ({cause}): only tensors and plain values load, "
-                f"no pickled code is run")
-    return text.split("\n")[0] if text else f"{type(err).__name__} (empty or truncated file?)"
+        return (f"refused by the weights-only loader: {cause}; only tensors and plain values load, no pickled code "
+                f"is run")
+    return text.split("\n")[0].split(". ")[0] or type(err).__name__
 
 
 def check_config(source, saved, now):

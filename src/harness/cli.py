@@ -15,7 +15,7 @@ from pathlib import Path
 import torch
 
 from .checkpoint import atomic_write
-from .errors import DataNotFound, Diverged, UserError
+from .errors import DataNotFound, Diverged, OneLine, UserError
 
 RUN_FILES = ("metrics.json", "checkpoint.pt", "model.pt")  # what a run writes (src/harness/run.py)
 
@@ -38,9 +38,11 @@ def stop_requested():
 
 
 @contextmanager
-def one_line(interrupted=lambda: "interrupted"):
-    """Run a command's work: its failures become `error: ...` and exit 1, Ctrl-C (or SIGTERM) the
-    line `interrupted()` returns and exit 128 + the signal."""
+def one_line(interrupted=lambda: "interrupted", parser=None):
+    """Run a command's work: its failures become `error: ...` and exit 1, their advice the phrases of
+    the flags `parser` (the command's) has; Ctrl-C (or SIGTERM) the line `interrupted()` returns and
+    exit 128 + the signal."""
+    flags = None if parser is None else set(parser._option_string_actions)
     _Stop.signal = None
     before = signal.signal(signal.SIGINT, _stop), signal.signal(signal.SIGTERM, _stop)  # replaces src/__init__'s
     try:
@@ -48,7 +50,7 @@ def one_line(interrupted=lambda: "interrupted"):
     except KeyboardInterrupt:
         _say_interrupted(interrupted)
     except FAILURES as err:
-        sys.exit(f"error: {describe(err)}")
+        sys.exit(f"error: {describe(err, flags)}")
     except RuntimeError as err:
         if stop_requested():  # a DataLoader worker that the same signal stopped first
             _say_interrupted(interrupted)
@@ -68,12 +70,13 @@ def _say_interrupted(interrupted):
     sys.exit(128 + (_Stop.signal or signal.SIGINT))
 
 
-def describe(err):
-    """One line for a failure; running out of memory says what to shrink."""
+def describe(err, flags=None):
+    """One line for a failure, advising only `flags` (None: any); running out of memory says what to
+    shrink."""
     if isinstance(err, torch.OutOfMemoryError) or "can't allocate memory" in str(err):
         return ("out of memory: the model or batch does not fit on this device; use a smaller --batch-size, "
                 "--dim or --depth")
-    text = " ".join(str(err).split())
+    text = " ".join((err.says(flags) if isinstance(err, OneLine) else str(err)).split())
     return text or type(err).__name__
 
 

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import torch
 
-from .cli import within
+from .cli import RUN_FILES, within
 from .errors import UserError
 from .machine import check_device, check_memory, precision
 from ..models import MODELS, create_model, hyper_parameters, variant
@@ -23,6 +23,7 @@ DEFAULT_DATA = "./data"  # torchvision downloads CIFAR-10 here when nothing else
 LOADERS = ("auto", "reference", "gpu")
 PRECISIONS = ("auto", "fp32", "fp16", "bf16")
 IMAGE_SIZE = 32  # CIFAR-10
+WORKERS = 2  # the reference loader's DataLoader workers, unless --workers says otherwise
 
 
 @dataclass(frozen=True)
@@ -122,7 +123,8 @@ OPTIONS = (
            resume=True, recipe=True),
     # running
     Option("batch_size", 512, "images per optimizer step", "running", POSITIVE_INT, resume=True),
-    Option("workers", 2, "DataLoader worker processes (reference loader)", "running", COUNT),
+    Option("workers", None, f"DataLoader worker processes of the reference loader (default: {WORKERS})", "running",
+           COUNT, int),
     Option("seed", 0, "seeds torch, numpy and random: CPU runs repeat bit for bit", "running",
            Allowed(0, 2**32 - 1, integer=True)),
     Option("train_subset", None, "train on this many images (quick runs)", "running", POSITIVE_INT, int,
@@ -182,16 +184,31 @@ def resolve(cfg):
     if values["randaugment"] is not None:
         values["randaugment"] = tuple(values["randaugment"])
     values["precision"] = precision(values["precision"], values["device"])
+    asked = values["loader"]
     if values["loader"] == "auto":
         values["loader"] = "gpu" if cuda and not values["randaugment"] else "reference"
     if values["randaugment"] and values["loader"] == "gpu":
         raise UserError("--randaugment runs in the reference loader only: use --loader reference")
+    if asked == "gpu" and values["workers"] is not None:
+        raise UserError(f"--workers {values['workers']}: the gpu loader has no DataLoader workers; drop --workers, "
+                        f"or use --loader reference")
+    if values["loader"] == "gpu":  # it ignores workers: none are kept, so that a resolved config resolves again
+        values["workers"] = None
+    elif values["workers"] is None:
+        values["workers"] = WORKERS
     for name in ("channels_last", "compile"):
         values[name] = cuda if values[name] is None else values[name]
     if values["resume"] and values["overwrite"]:
         raise UserError("--resume and --overwrite contradict each other: continue the run or replace it")
     values["out"] = values["out"] or f"runs/{values['model']}-{values['trainer']}-{values['recipe']}"
-    values["download"] = values["download"] or values["data"] == DEFAULT_DATA
+    if values["resume"] and not any((Path(values["out"]) / name).exists() for name in RUN_FILES):
+        raise UserError(f"--out {values['out']}: no run to resume there (none of {', '.join(RUN_FILES)}); give the "
+                        f"run's folder, or drop --resume to start one")
+    folders = all((Path(values["data"]) / split).is_dir() for split in ("train", "test"))  # read as they are
+    if values["download"] and folders:
+        raise UserError(f"--download: --data {values['data']} holds class folders (train/<class>/, test/<class>/), "
+                        f"which are read as they are; drop --download")
+    values["download"] = values["download"] or (values["data"] == DEFAULT_DATA and not folders)
     return Config(**values)
 
 

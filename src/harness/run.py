@@ -17,7 +17,6 @@ import torch.distributed as dist
 
 from .. import data
 from . import checkpoint as ckpt
-from .checkpoint import check_config
 from .cli import RUN_FILES
 from .config import RESUME_KEYS, fingerprint, model_overrides
 from .errors import UserError
@@ -28,6 +27,7 @@ from ..trainers.engine import is_main_process
 
 METRICS_KEYS = {"finished": bool, "epochs_done": int, "final_test_acc": (int, float), "config": dict, "model": dict,
                 "history": dict}  # what a run's metrics.json holds, at least
+FIX_METRICS = (("--resume", "delete it to resume from checkpoint.pt"), *ckpt.REMAKE)  # a metrics.json unread
 LOCK = ".lock"  # held while a process writes the run; gone when none does
 TEST_BATCH_FACTOR = 4  # the test pass keeps no activations for backward: bigger batches, fewer steps
 
@@ -73,14 +73,18 @@ def run(cfg):
 
 def image_counts(cfg):
     """{"train_images": n, "test_images": m} the run will use, counted without decoding an image;
-    refuses a batch larger than the training images."""
-    totals = data.split_size(cfg.data, True, cfg.download), data.split_size(cfg.data, False, cfg.download)
-    n_train, n_test = (min(subset or total, total)
-                       for subset, total in zip((cfg.train_subset, cfg.test_subset), totals))
-    if cfg.batch_size > n_train:
-        raise UserError(f"--batch-size {cfg.batch_size}: larger than the {n_train} training images, so an epoch "
-                        f"would have no full batch")
-    return {"train_images": n_train, "test_images": n_test}
+    refuses a subset larger than its split, and a batch larger than the training images."""
+    counts = {}
+    for split, subset in (("train", cfg.train_subset), ("test", cfg.test_subset)):
+        total = data.split_size(cfg.data, split == "train", cfg.download)
+        if subset is not None and subset > total:
+            raise UserError(f"--{split}-subset {subset}: more than the {total} images of the {split} split in "
+                            f"{cfg.data}; give at most {total}, or leave it out to use them all")
+        counts[f"{split}_images"] = subset or total
+    if cfg.batch_size > counts["train_images"]:
+        raise UserError(f"--batch-size {cfg.batch_size}: larger than the {counts['train_images']} training images, "
+                        f"so an epoch would have no full batch")
+    return counts
 
 
 def trainer_settings(cfg):
@@ -98,8 +102,7 @@ class RunFolder:
 
     def __init__(self, cfg):
         self.cfg, self.out, self.sizes = cfg, Path(cfg.out), image_counts(cfg)
-        self.main = is_main_process()
-        self.finished, self.replaced, self.about = None, [], None
+        self.main, self.finished, self.replaced, self.about = is_main_process(), None, [], None
         self._lock = self._created = None
 
     def __enter__(self):
@@ -135,7 +138,7 @@ class RunFolder:
             raise UserError(f"{out} holds a run ({', '.join(held)}) but no checkpoint.pt to continue from: pass "
                             f"--overwrite to train it again, or another --out")
         if metrics:
-            check_config(f"the run in {out}", identity(metrics["config"]), identity(fingerprint(cfg)))
+            ckpt.check_config(f"the run in {out}", identity(metrics["config"]), identity(fingerprint(cfg)))
             then = metrics["config"].get("workers")
             if cfg.loader == "reference" and then != cfg.workers:
                 print(f"note: the run started with --workers {then}, it continues with {cfg.workers}: each worker "
@@ -146,12 +149,11 @@ class RunFolder:
 
     def _finished_run(self, metrics):
         cfg, out = self.cfg, self.out
-        check_config(f"the finished run {out / 'metrics.json'}", identity(metrics["config"]),
-                     identity(fingerprint(cfg)))
+        ckpt.check_config(f"the finished run {out / 'metrics.json'}", identity(metrics["config"]),
+                          identity(fingerprint(cfg)))
         weights = out / "model.pt"
         if not weights.is_file():
-            raise UserError(f"the finished run in {out} has no model.pt (deleted?): pass --overwrite to train it "
-                            f"again")
+            raise UserError(f"the finished run in {out} has no model.pt (deleted?): pass --overwrite to train it again")
         model = create_model(cfg.model, **model_overrides(cfg))
         ckpt.load_weights(model, ckpt.load(weights), str(weights))
         print(f"the run in {out} is already finished ({metrics['epochs_done']} of {cfg.epochs} epochs, test "
@@ -204,17 +206,15 @@ class RunFolder:
 def read_metrics(path):
     """A run's metrics.json; one line naming the file when it is not one."""
     if not Path(path).is_file():  # a pipe would block the read for good
-        raise UserError(f"{path} is not a regular file: remove it, or pass --overwrite")
+        raise UserError(f"{path} is not a regular file", FIX_METRICS)
     try:
         metrics = json.loads(Path(path).read_text())
     except (ValueError, UnicodeDecodeError) as err:
-        raise UserError(f"{path} is not readable JSON ({err}): it was cut short or edited; delete it to resume "
-                        f"from checkpoint.pt, or pass --overwrite") from None
+        raise UserError(f"{path} is not readable JSON, cut short or edited ({err})", FIX_METRICS) from None
     missing = [key for key, kind in METRICS_KEYS.items()
                if not isinstance(metrics, dict) or not isinstance(metrics.get(key), kind)]
     if missing:
-        raise UserError(f"{path} is not a run's metrics.json (it lacks {', '.join(missing)}): delete it to resume "
-                        f"from checkpoint.pt, or pass --overwrite")
+        raise UserError(f"{path} is not a run's metrics.json (it lacks {', '.join(missing)})", FIX_METRICS)
     return metrics
 
 
