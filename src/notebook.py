@@ -191,6 +191,9 @@ def main(argv=None):
         if held and not (args.resume or args.overwrite):
             raise UserError(f"{run} already holds a run ({', '.join(held)}): pass --resume to continue it, "
                             f"--overwrite to replace it, or another --out")
+        if args.resume and not held:
+            raise UserError(f"--resume: {run} holds no run to continue (none of {', '.join(RUN_FILES)}); drop "
+                            f"--resume to start one, or give the --out it was run with")
         out = out or (tempfile.mkdtemp(prefix="notebook-quick-") if mode == "quick" else None)  # all checked
         print(execute(args.name, mode, args.data, out, args.device, args.resume))
 

@@ -605,6 +605,9 @@ COMMANDS = [
     ("src.notebook", ["ConvMixer_experimentation_1", "--mode", "cpu", "--data", ""], {}, 1, "--data '': give a folder"),
     ("src.notebook", ["ConvMixer_experimentation_2", "--mode", "cpu", "--data", "{data}", "--out", "{notebooks}"], {},
      1, "run-cpu already holds a run (metrics.json, checkpoint.pt, model.pt): pass --resume"),
+    ("src.notebook", ["ViT_with_convolution", "--mode", "cpu", "--data", "{data}", "--out", "{odd}/nb", "--resume"],
+     {}, 1, "--resume: {odd}/nb/ViT_with_convolution/run-cpu holds no run to continue (none of metrics.json, "
+     "checkpoint.pt, model.pt); drop --resume to start one"),  # before a kernel starts
     ("src.reproduce", ["--check-readme", "--write-readme"], {}, 2,
      "--write-readme: not allowed with argument --check-readme"),
     ("src.reproduce", ["--write-readme", "--readme", "/dev/full"], {}, 1, "--readme /dev/full: not a regular file"),
