@@ -185,7 +185,7 @@ def main(argv=None):
         data_root = args.data if args.data is not None else os.environ.get("CIFAR10_DIR", DEFAULT_DATA)
         if not data_root.strip():
             raise UserError(f"--data {data_root!r}: give a folder")
-        data.split_size(data_root, download=Path(data_root) == Path(DEFAULT_DATA))
+        sizes = [data.split_size(data_root, train, Path(data_root) == Path(DEFAULT_DATA)) for train in (True, False)]
         run = Path(out or ROOT) / args.name / f"run-{mode}"
         held = [name for name in RUN_FILES if (run / name).exists()]
         if held and not (args.resume or args.overwrite):
@@ -194,6 +194,10 @@ def main(argv=None):
         if args.resume and not held:
             raise UserError(f"--resume: {run} holds no run to continue (none of {', '.join(RUN_FILES)}); drop "
                             f"--resume to start one, or give the --out it was run with")
+        for have, split, key in zip(sizes, ("training", "test"), ("train_subset", "test_subset")):
+            if MODES[mode].get(key, 0) > have:
+                raise UserError(f"--mode {mode} uses {MODES[mode][key]:,} {split} images; {data_root} holds {have:,}: "
+                                f"point --data at a larger copy, or choose a mode that fits")
         out = out or (tempfile.mkdtemp(prefix="notebook-quick-") if mode == "quick" else None)  # all checked
         print(execute(args.name, mode, args.data, out, args.device, args.resume))
 

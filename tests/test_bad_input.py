@@ -605,6 +605,8 @@ COMMANDS = [
     ("src.notebook", ["ConvMixer_experimentation_1", "--mode", "cpu", "--data", ""], {}, 1, "--data '': give a folder"),
     ("src.notebook", ["ConvMixer_experimentation_2", "--mode", "cpu", "--data", "{data}", "--out", "{notebooks}"], {},
      1, "run-cpu already holds a run (metrics.json, checkpoint.pt, model.pt): pass --resume"),
+    ("src.notebook", ["ViT_with_convolution", "--mode", "cpu", "--data", "{data}", "--out", "{odd}/nb"], {}, 1,
+     "--mode cpu uses 2,000 training images; {data} holds 160: point --data at a larger copy"),  # no kernel started
     ("src.notebook", ["ViT_with_convolution", "--mode", "cpu", "--data", "{data}", "--out", "{odd}/nb", "--resume"],
      {}, 1, "--resume: {odd}/nb/ViT_with_convolution/run-cpu holds no run to continue (none of metrics.json, "
      "checkpoint.pt, model.pt); drop --resume to start one"),  # before a kernel starts
@@ -621,8 +623,12 @@ COMMANDS = [
      "--figures {data}/test/cat: inside this command's input"),
     ("src.reproduce", ["--check-readme", "--quick", "--budget", "99"], {}, 2,
      "--check-readme runs nothing: --budget, --quick would do nothing"),
-    ("src.sweep", ["--sweep", "convmixer-recipes", "--only", "baseline", *TINY_QUICK, "--out", "{odd}/sweep"], {}, 1,
+    ("src.sweep", ["--sweep", "convmixer-recipes", "--only", "baseline", "--quick", "--device", "cpu", "--data",
+                   "{quick}", "--out", "{odd}/sweep"], {}, 1,
      "sweep/baseline/metrics.json is not a run's metrics.json"),  # a variant's damaged file, in its table
+    *((module, [*head, "--quick", "--device", "cpu", "--data", "{data}"], {}, 2,
+       "--quick uses 256 training images; --data {data} holds 160: give a larger copy")  # before any run starts
+      for module, head in (("src.reproduce", []), ("src.sweep", ["--sweep", "vit-steps"]))),
     ("src.reproduce", ["--quick", "--device", "cpu", "--data", "{odd}/empty"], {}, 1,
      "no CIFAR-10 split 'train' in {odd}/empty"),  # checked before any run starts
     ("src.sweep", ["--sweep", "convmixer-recipes", "--only", "", *TINY_QUICK], {}, 2,
@@ -643,9 +649,10 @@ COMMANDS = [
 
 @pytest.mark.parametrize("module, argv, env, code, expected", COMMANDS,
                          ids=[f"{c[0]} {' '.join(c[1])} {c[2]}" for c in COMMANDS])
-def test_every_command_ends_a_failure_in_one_line(module, argv, env, code, expected, tiny_cifar, finished_run,
-                                                  odd_runs, monkeypatch, capsys):
-    fill = dict(data=tiny_cifar, finished=finished_run, odd=odd_runs, notebooks=odd_runs / "notebooks")
+def test_every_command_ends_a_failure_in_one_line(module, argv, env, code, expected, tiny_cifar, quick_cifar,
+                                                  finished_run, odd_runs, monkeypatch, capsys):
+    fill = dict(data=tiny_cifar, quick=quick_cifar, finished=finished_run, odd=odd_runs,
+                notebooks=odd_runs / "notebooks")
     for name, value in env.items():
         monkeypatch.setenv(name, value)
     kept = snapshot(finished_run)
@@ -671,10 +678,10 @@ def test_a_scheduled_run_counts_as_done_only_if_its_flags_made_it(tiny_cifar, fi
         train_job("bad", finished_run, [*flags, "--epochs", "0"])  # refused before any run starts
 
 
-def test_quick_notebook_without_out_writes_to_a_new_temporary_folder(tiny_cifar, monkeypatch, capsys):
+def test_quick_notebook_without_out_writes_to_a_new_temporary_folder(quick_cifar, monkeypatch, capsys):
     calls = []
     monkeypatch.setattr(notebook, "execute", lambda *args: calls.append(args) or "done")
-    notebook.main(["ConvMixer_experimentation_1", "--mode", "quick", "--data", str(tiny_cifar)])
+    notebook.main(["ConvMixer_experimentation_1", "--mode", "quick", "--data", str(quick_cifar)])
     out = Path(calls[0][3])
     assert out.is_dir() and not any(out.iterdir()) and REPO_ROOT not in out.parents
 

@@ -35,7 +35,7 @@ def settle(args, parser, default_out):
         parser.error("no data: pass --data PATH or set CIFAR10_DIR")
     if not Path(args.data).is_dir():
         parser.error(f"--data {args.data}: no such folder")
-    split_size(args.data, True), split_size(args.data, False)  # the class folders or torchvision's, before any run
+    sizes = split_size(args.data, True), split_size(args.data, False)  # class folders or torchvision's, before any run
     args.data = portable(args.data)
     if args.device is not None:
         args.device = check_device(args.device)  # once here, not in every run it would start
@@ -48,6 +48,12 @@ def settle(args, parser, default_out):
     if args.jobs is None:
         import torch
         args.jobs = 6 if args.device != "cpu" and torch.cuda.is_available() else 2
+    if args.quick:
+        from ..notebook import MODES  # --quick runs the notebooks' quick mode's images
+        for have, split, key in zip(sizes, ("training", "test"), ("train_subset", "test_subset")):
+            if MODES["quick"][key] > have:
+                parser.error(f"--quick uses {MODES['quick'][key]:,} {split} images; --data {args.data} holds {have:,}: "
+                             f"give a larger copy")
     args.deadline = time.monotonic() + args.budget - STOP_GRACE
     args.out = Path(args.out).resolve() if args.out else Path(tempfile.mkdtemp(prefix="quick-")) if args.quick \
         else default_out

@@ -33,8 +33,9 @@ def commit():
     try:
         head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=root, capture_output=True, text=True,
                               timeout=10)
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no", "--", "src",
-                                "requirements.txt"], cwd=root, capture_output=True, text=True, timeout=10)
+        # --no-optional-locks: a run killed while git refreshes the index leaves no index.lock behind
+        dirty = subprocess.run(["git", "--no-optional-locks", "status", "--porcelain", "--untracked-files=no", "--",
+                                "src", "requirements.txt"], cwd=root, capture_output=True, text=True, timeout=10)
     except (OSError, subprocess.SubprocessError):
         return None
     if head.returncode:
