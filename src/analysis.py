@@ -216,16 +216,21 @@ def test_images(data_root, n=4):
     return torch.stack([test[i][0] for i in range(len(test))])
 
 
-def save_figures(model, test_images, folder):
+def save_figures(model, test_images, folder, flag="--figures"):
     """Write what a trained model learned as PNGs into `folder`; return their paths. ConvMixer:
     kernels and patch filters; ConvViT: attention on `test_images` (a few normalised images) and
     position similarity."""
-    folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
+    folder, paths = Path(folder), []
     figures = _vit_figures(model, test_images) if isinstance(model, ConvViT) else _mixer_figures(model)
-    paths = []
-    for name, fig in figures.items():
-        _finish(fig, folder / name)
-        plt.close(fig)
-        paths.append(folder / name)
+    made = not folder.exists()
+    folder.mkdir(parents=True, exist_ok=True)
+    try:
+        for name, fig in figures.items():
+            _finish(fig, folder / name, flag)  # whole or not at all
+            paths.append(folder / name)
+    finally:
+        for fig in figures.values():
+            plt.close(fig)
+        if made and not paths:
+            folder.rmdir()  # empty: the failed write left nothing
     return paths

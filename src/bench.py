@@ -38,7 +38,7 @@ from .trainers import Engine, History, Step, adamw
 # It times epochs at a constant learning rate, each data path with its own workers and the original augmentation.
 NOT_BENCH = ("trainer", "epochs", "out", "resume", "overwrite", "workers", "loader", "warmup", "randaugment")
 # --conv-vs-linear times one training step on a random batch: the model, the batch and how it is computed.
-CONV_LINEAR_USES = {"model", "recipe", "dim", "depth", "patch_size", "heads", "dim_head", "mlp_dim", "dropout",
+CONV_LINEAR_USES = {"model", "dim", "depth", "patch_size", "heads", "dim_head", "mlp_dim", "dropout",
                     "emb_dropout", "batch_size", "seed", "precision", "device", "repeats", "json", "conv_vs_linear"}
 
 

@@ -148,6 +148,9 @@ def split_size(root, train=True, download=False):
 def _torchvision_folder(root, train, download):
     """torchvision's folder in root; one line saying what to do when it is missing and not downloaded."""
     batches = root / "cifar-10-batches-py"  # torchvision's CIFAR10.base_folder
+    if root.exists() and not root.is_dir():
+        raise DataNotFound(f"CIFAR-10 data folder {root} is not a folder", (
+            ("--data", "point --data (CIFAR10_DIR in the notebooks) at the folder holding a copy"),))
     if not download and not batches.is_dir():
         if not root.exists():
             raise DataNotFound(f"CIFAR-10 data folder {root} does not exist", (

@@ -9,12 +9,14 @@ ConvMixer; attention maps, attention distance and position-embedding similarity 
 The model is rebuilt from the metrics.json beside the weights (its model name and sizes).
 """
 import argparse
+import warnings
+from functools import partial
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from .harness.cli import one_line, writable_file, writable_folder, write_json
+from .harness.cli import one_line, within, writable_file, writable_folder, write_json
 from .harness.machine import check_device
 from .harness.errors import DataNotFound, UserError
 from .trainers import Engine, History, Step
@@ -60,13 +62,23 @@ def load_model(weights):
         raise DataNotFound(f"no metrics.json beside {weights}: it names the model to rebuild")
     metrics = read_metrics(metrics_path)
     try:
-        model = create_model(metrics["model"]["name"], **metrics["model"]["hyper_parameters"])
+        build = partial(create_model, metrics["model"]["name"], **metrics["model"]["hyper_parameters"])
+        with torch.device("meta"):  # its shapes only: sizes from a damaged file allocate nothing
+            shapes = build()
     except (KeyError, TypeError, ValueError) as err:
         raise UserError(f"{metrics_path} does not name a model of this project ({err}): is it a run's "
                         f"metrics.json?") from None
     state = load(weights)
     if isinstance(state, dict) and "model" in state and "optimizer" in state:
         raise UserError(f"{weights} is a training checkpoint, not weights: give the run's model.pt")
+    try:
+        with warnings.catch_warnings():  # torch's "copying into a meta parameter is a no-op": it is meant
+            warnings.simplefilter("ignore")
+            load_weights(shapes, state, str(weights))  # the sizes metrics.json gives must be the weights'
+    except UserError as err:
+        raise UserError(f"{err}; {metrics_path} describes another model than these weights: give the model.pt "
+                        f"and metrics.json of one run") from None
+    model = build()
     load_weights(model, state, str(weights))
     return model, metrics
 
@@ -121,6 +133,8 @@ def main(argv=None):
         device = check_device(args.device)
         json_path = None if args.json is None else writable_file(args.json, "--json", (args.weights, args.data))
         figures = None if args.figures is None else writable_folder(args.figures, "--figures", (args.data,))
+        if json_path and figures and within(figures, json_path):
+            raise UserError(f"--figures {figures}: the path --json writes its file to; give them different paths")
         model, metrics = load_model(args.weights)  # read once, for the numbers and the figures
         result = evaluate(args.weights, model, metrics, args.data, device)
         if json_path:

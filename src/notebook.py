@@ -23,11 +23,12 @@ from pathlib import Path
 import torch
 
 from . import data
-from .harness.cli import one_line
+from .harness.checkpoint import stamps
+from .harness.cli import one_line, within, writable_folder
 from .harness.config import BY_NAME, DEFAULT_DATA, Config, model_overrides, resolve
 from .harness.errors import UserError
 from .harness.machine import check_device
-from .harness.run import RUN_FILES, image_counts
+from .harness.run import RUN_FILES, RunFolder, image_counts
 from .models import create_model, hyper_parameters, label
 from .trainers import KNOTS, TRAINERS
 from .harness.executor import execute, plural
@@ -91,6 +92,8 @@ def experiment(notebook, model, trainer, recipe, mode=None):
                  out=str(Path(out) / f"run-{mode}"), resume=resume, overwrite=not resume,
                  device=os.environ.get("NOTEBOOK_DEVICE", "auto"), **MODES[mode])
     settings = resolve(cfg)
+    with RunFolder(settings):  # a run it may not write (another's, other settings) stops here, before any figure
+        pass
     print(f"mode: {mode} ({MODE_WHY[mode]})")
     display(Markdown(settings_table(settings)))
     print("command line:", command_line(cfg))
@@ -180,13 +183,24 @@ def main(argv=None):
     if args.out is not None and (not args.out.strip() or Path(args.out).exists() and not Path(args.out).is_dir()):
         p.error(f"--out {args.out!r}: give a folder")
     out = args.out
-    with one_line(lambda: f"interrupted: {args.name} was not saved; --resume continues its run", p):
+    run = Path(out or ROOT) / args.name / f"run-{mode}"
+    before = stamps(run, ("checkpoint.pt",))
+
+    def interrupted():  # --resume only where this run saved a checkpoint (or continues one)
+        saved = stamps(run, ("checkpoint.pt",))
+        return f"interrupted: {args.name} was not saved; " + (
+            "--resume continues its run" if saved and (args.resume or saved != before) else
+            "nothing of its run was saved either: rerun the same command to start it")
+
+    with one_line(interrupted, p):
         check_device(args.device if args.device is not None else os.environ.get("NOTEBOOK_DEVICE", "auto"))
         data_root = args.data if args.data is not None else os.environ.get("CIFAR10_DIR", DEFAULT_DATA)
         if not data_root.strip():
             raise UserError(f"--data {data_root!r}: give a folder")
+        if out is not None and within(Path(out), Path(data_root)):
+            p.error(f"--out {out}: inside --data {data_root}; give a folder outside the data")
+        writable_folder(Path(out or ROOT) / args.name, "--out")
         sizes = [data.split_size(data_root, train, Path(data_root) == Path(DEFAULT_DATA)) for train in (True, False)]
-        run = Path(out or ROOT) / args.name / f"run-{mode}"
         held = [name for name in RUN_FILES if (run / name).exists()]
         if held and not (args.resume or args.overwrite):
             raise UserError(f"{run} already holds a run ({', '.join(held)}): pass --resume to continue it, "

@@ -8,6 +8,7 @@ import contextlib
 import io
 import math
 import re
+from pathlib import Path
 
 import matplotlib.pyplot as plt
 import numpy as np
@@ -16,15 +17,18 @@ from matplotlib.patches import FancyBboxPatch, Rectangle
 from torchsummary import summary
 
 from .data import CLASSES, MEAN, STD
+from .harness.checkpoint import atomic_write
 
 
 def _numpy(x):
     return x.detach().cpu().numpy() if torch.is_tensor(x) else np.asarray(x)
 
 
-def _finish(fig, path):
+def _finish(fig, path, flag="--out"):
+    """fig, saved to path (if any) whole or not at all: a full disk is one line naming it and `flag`."""
     if path is not None:
-        fig.savefig(path, dpi=100, bbox_inches="tight")
+        form = Path(path).suffix[1:] or "png"
+        atomic_write(path, lambda f: fig.savefig(f, format=form, dpi=100, bbox_inches="tight"), flag)
     return fig
 
 

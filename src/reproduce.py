@@ -24,7 +24,7 @@ from .harness.cli import one_line
 from .harness.config import BY_NAME
 from .notebook import MODES, NOTEBOOKS
 from .harness.report import check_readme, report, write_readme
-from .harness.batch import INTERRUPTED, add_arguments, settle, summary
+from .harness.batch import INTERRUPTED, add_arguments, check_batches, check_results, settle, summary
 from .harness.scheduler import ROOT, Job, portable, read_json, run_jobs, train_job
 
 def flags(**values):
@@ -55,18 +55,23 @@ def device_flags(args):
 
 
 def train_flags(model, flags, args):
-    """A 25-epoch one-cycle run of model with flags; with --quick, its tiny version (quick wins)."""
-    quick = (*QUICK, *QUICK_MODEL[model]) if args.quick else ()
+    """A 25-epoch one-cycle run of model with flags; with --quick, its tiny version (but for the options flags set)."""
+    quick = _without((*QUICK, *QUICK_MODEL[model]), flags) if args.quick else ()
     epochs = QUICK_EPOCHS if args.quick else EPOCHS
     return ("--model", model, "--trainer", "onecycle", "--epochs", str(epochs), *flags, "--data", args.data,
             *device_flags(args), *quick)
+
+
+def _without(words, flags):
+    """words, (flag, value) pairs, less the flags that flags gives."""
+    return tuple(word for pair in zip(words[::2], words[1::2]) if pair[0] not in flags for word in pair)
 
 
 def _notebook_done(notebook, metrics, mode):
     """Its run finished and the saved notebook shows that run: its intro names the mode and the
     accuracy, as src.notebook.describe writes them."""
     m = read_json(metrics)
-    if not (m and m.get("finished") and notebook.exists()):
+    if not (m and m.get("finished") and isinstance(m.get("final_test_acc"), (int, float)) and notebook.exists()):
         return False
     text = notebook.read_text()
     return f"(`{mode}` mode)" in text and f"**{100 * m['final_test_acc']:.2f}%**" in text
@@ -77,7 +82,14 @@ def bench_job(args, out):
     flags = (*QUICK_MODEL["convmixer_256_8"], *QUICK_DATA) if args.quick else ("--repeats", "3")
     return Job("ConvMixer_experimentation_2/bench", "src.bench", ("--data", args.data, *device_flags(args), *flags,
                "--json", portable(folder / "bench.json")), folder, log="bench.log", resume=(), replace=(),
-               done=(folder / "bench.json").exists, alone=True)
+               done=(folder / "bench.json").exists, alone=True, result="bench.json", **batch_of(args))
+
+
+def batch_of(args):
+    """The batch and training images of the bench and the notebooks' runs."""
+    quick = MODES["quick"]
+    return dict(batch=quick["batch_size"], images=quick["train_subset"]) if args.quick else \
+        dict(batch=BY_NAME["batch_size"].default)
 
 
 def notebook_job(name, args, out, mode):
@@ -86,6 +98,7 @@ def notebook_job(name, args, out, mode):
     flags = (name, "--mode", mode, "--data", args.data, *device_flags(args),
              *(("--out", portable(out)) if out != ROOT else ()))
     return Job(f"{name}/run-{mode}", "src.notebook", flags, folder / f"run-{mode}", log="notebook.log",
+               **batch_of(args),
                done=partial(_notebook_done, folder / f"{name}.ipynb", folder / f"run-{mode}" / "metrics.json", mode))
 
 
@@ -139,17 +152,19 @@ def run_all(args, p):
         p.error("--quick writes under --out, never into the repository")
     mode = "quick" if args.quick else "full"
 
+    jobs = [job for step, planned in plan(args, out, mode).items() if step in steps for job in planned]
+    redo = check_results(jobs, args.force)  # before any run starts; --force redoes damaged results
+    check_batches(jobs, args.data, args.force)
+
     def write_report(job=None):
         if out == ROOT:
-            write_readme(args.readme, ROOT)
+            write_readme(args.readme, ROOT, redo)
         else:
-            (out / "report.md").write_text(report(out, mode))
+            (out / "report.md").write_text(report(out, mode, redo))
 
     out.mkdir(parents=True, exist_ok=True)
-    write_report()  # a README without the markers fails now, not after the runs
-    jobs = plan(args, out, mode)
-    outcomes = run_jobs([job for step in STEPS if step in steps for job in jobs[step]], args.jobs, args.deadline,
-                        args.force, write_report)
+    write_report()  # a README without the markers, or another damaged result file, fails now, not after the runs
+    outcomes = run_jobs(jobs, args.jobs, args.deadline, args.force, write_report)
     write_report()
     print(f"results: {args.readme if out == ROOT else out / 'report.md'}", flush=True)
     summary(outcomes)

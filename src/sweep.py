@@ -20,10 +20,10 @@ import argparse
 import shlex
 from dataclasses import dataclass
 
-from .harness.report import common_cells, load_run, log_link, table
+from .harness.report import common_cells, load_run, log_link, result_files, table
 from .reproduce import NOTEBOOK_OF, train_flags
 from .harness.cli import one_line
-from .harness.batch import INTERRUPTED, add_arguments, settle, summary
+from .harness.batch import INTERRUPTED, add_arguments, check_batches, check_results, settle, summary
 from .harness.scheduler import ROOT, run_jobs, train_job
 
 UNDERFIT_MARGIN = 0.01
@@ -72,10 +72,11 @@ def underfit(run):
     return run["train_acc"] < run["test_acc"] + UNDERFIT_MARGIN
 
 
-def sweep_table(name, variants, out):
-    """The markdown table of the variants that have a metrics.json, best test accuracy first."""
+def sweep_table(name, variants, out, redo=()):
+    """The markdown table of the variants that have a metrics.json (less those --force redoes, while
+    damaged), best test accuracy first."""
     runs = sorted(((variant, flags, load_run(out / variant / "metrics.json")) for variant, flags in variants
-                   if (out / variant / "metrics.json").exists()), key=lambda v: -v[2]["test_acc"])
+                   if result_files(out, (f"{variant}/metrics.json",), redo)), key=lambda v: -v[2]["test_acc"])
     lines = [(f"Sweep `{name}` (`python -m src.sweep --sweep {name}`), best final test accuracy first; underfit: "
               f"train accuracy below test accuracy + {100 * UNDERFIT_MARGIN:g} point."), ""]
     rows = []
@@ -113,10 +114,12 @@ def main(argv=None):
         out = settle(args, p, ROOT / NOTEBOOK_OF[sweep.model] / "sweeps" / args.sweep).out
         jobs = [train_job(f"{args.sweep}/{variant}", out / variant, train_flags(sweep.model, flags, args),
                           cpu_bound="reference" in flags) for variant, flags in variants]
+        redo = check_results(jobs, args.force)  # before any run starts
+        check_batches(jobs, args.data, args.force)
 
         def write_table(job=None):
             out.mkdir(parents=True, exist_ok=True)
-            text = sweep_table(args.sweep, variants, out)
+            text = sweep_table(args.sweep, variants, out, redo)
             (out / "table.md").write_text(text)
             return text
 

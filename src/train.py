@@ -16,7 +16,8 @@ from pathlib import Path
 import torch.distributed as dist
 
 from .harness.config import OPTIONS, Config, resolve
-from .harness.cli import one_line
+from .harness.checkpoint import stamps
+from .harness.cli import RUN_FILES, one_line
 
 GROUPS = {"experiment": "experiment", "model": "model (default: the --model variant's sizes)",
           "optimisation": "optimisation (default: the recipe's value, else the one shown)", "running": "running"}
@@ -64,10 +65,11 @@ def config_from_parsed(args):
 
 def main(argv=None):
     p = parser()
-    cfg, started = config_from_parsed(vars(p.parse_args(argv))), time.time()
-    with one_line(lambda: f"interrupted {_progress(cfg, started)}; continue with --resume", p):
+    cfg, started, before = config_from_parsed(vars(p.parse_args(argv))), time.time(), {}
+    with one_line(lambda: _interrupted(cfg, started, before), p):
         try:
             cfg = resolve(cfg)  # every option checked before any data is read or process group started
+            before.update(files=stamps(cfg.out, RUN_FILES))  # what --out held before this run touched it
             if "WORLD_SIZE" in os.environ:
                 dist.init_process_group("nccl" if cfg.device.startswith("cuda") else "gloo")
             from .harness.run import run
@@ -75,6 +77,21 @@ def main(argv=None):
         finally:
             if dist.is_initialized():
                 dist.destroy_process_group()
+
+
+def _interrupted(cfg, started, before):
+    """The line a Ctrl-C or SIGTERM ends with: --resume is advised only where a checkpoint of this run
+    exists; else nothing of it was saved, and it says whether the run --out held before is kept."""
+    now = stamps(cfg.out, RUN_FILES)
+    then = before.get("files", now)  # not taken yet: nothing was written
+    if "checkpoint.pt" in now and (cfg.resume or now["checkpoint.pt"] != then.get("checkpoint.pt")):
+        where = _progress(cfg, started)
+        where = "as its first epoch was saved" if where.startswith("before") else where
+        return f"interrupted {where}; continue with --resume"
+    held = "" if not then else f", and the run {cfg.out} held is kept as it was" if all(
+        now.get(name) == stamp for name, stamp in then.items()) else f", and the run {cfg.out} held was removed"
+    return (f"interrupted before the first epoch ended: nothing of this run was saved{held}; rerun the same "
+            f"command to start it")
 
 
 def _progress(cfg, started):

@@ -25,8 +25,8 @@ import pytest
 import torch
 from torch.utils.data import DataLoader
 
-from helpers import (PATIENCE, REPO_ROOT, TINY_BENCH, cli_env, cli_error, config_kwargs, start_cli, tiny_args,
-                     wait_until, write_class_folders)
+from helpers import (PATIENCE, REPO_ROOT, TINY_BENCH, cli_env, cli_error, config_kwargs, flags_named, start_cli,
+                     tiny_args, wait_until, write_class_folders)
 from src import data, notebook
 from src.harness.config import Config
 from src.harness.errors import DataNotFound, UserError
@@ -128,6 +128,19 @@ HOSTILE = [
      "cut-weights/model.pt is not a whole saved model or checkpoint (cut short): pass --overwrite to train the run "
      "again"),
     (["--lr-max", "1e3", "--epochs", "1"], "loss became"),
+    *((["--out", "{odd}/" + name, "--resume", "--epochs", "1"], f"{name}/checkpoint.pt is not a checkpoint this run "
+       f"can continue from ({why}): pass --overwrite to train the run again") for name, why in (
+        ("ckpt-int", "it holds int, not a checkpoint"), ("ckpt-epoch-text", "epoch 'x', not one of the run's 1 epochs"),
+        ("ckpt-epoch-99", "epoch 99, not one of the run's 1 epochs"),
+        ("ckpt-optimizer", "loaded state dict has a different number of parameter groups"),
+        ("ckpt-rng", "Expected a CPUGeneratorImplState of size 5056 but found the input RNG state size to be 3"))),
+    (["--out", "{odd}/stopped", "--resume", "--epochs", "1", "--seed", "5"],
+     "another configuration (key: (then, now)): {{'seed': (0, 5)}}; continue it as it was made (--seed 0), or pass "
+     "--overwrite"),
+    (["--out", "{odd}/stopped", "--resume", "--epochs", "1", "--test-subset", "20"],
+     "{{'test_subset': (None, 20)}}; continue it as it was made (without --test-subset), or"),
+    (["--out", "{odd}/stopped", "--resume", "--epochs", "1", "--tta-flip"],
+     "{{'tta_flip': (False, True)}}; continue it as it was made (--no-tta-flip), or"),
     (["--trainer", "wrapper", "--lr-max", "2e3", "--epochs", "1"], "loss became"),
 ]
 if not torch.cuda.is_available():
@@ -392,6 +405,62 @@ def test_ctrl_c_or_sigterm_says_how_to_continue(stop, code, tiny_cifar, tmp_path
     assert (out / "checkpoint.pt").exists()
 
 
+SLOW = ("--dim", "256", "--depth", "8", "--patch-size", "1")  # a first epoch of many seconds: stopped before its end
+
+
+def test_stopped_before_anything_was_saved_says_so_and_a_resume_meanwhile_waits(tiny_cifar, tmp_path):
+    out = tmp_path / "run"
+    victim = start_cli(*tiny_args(tiny_cifar, out, *SLOW), stderr=subprocess.PIPE)
+    wait_until((out / ".lock").exists, victim)
+    message = cli_error(tiny_args(tiny_cifar, out, "--resume", *SLOW))  # the folder holds no run yet
+    assert message == (f"error: --out {out}: another process is starting a run there right now, its first epoch not "
+                       f"saved yet; wait for it to end, or choose another --out")
+    victim.send_signal(signal.SIGTERM)
+    _, err = victim.communicate(timeout=PATIENCE)
+    assert victim.returncode == 143 and err.decode().strip() == (
+        "interrupted before the first epoch ended: nothing of this run was saved; rerun the same command to start it")
+    assert not out.exists()
+
+
+def test_overwrite_stopped_before_its_first_epoch_says_what_became_of_the_old_run(tiny_cifar, finished_run,
+                                                                                   tmp_path):
+    from src.harness.checkpoint import stamps
+    from src.harness.cli import RUN_FILES
+    from src.train import _interrupted
+    out = tmp_path / "run"
+    shutil.copytree(finished_run, out)
+    cfg, before = Config(**config_kwargs(tiny_cifar, out), overwrite=True), {"files": stamps(out, RUN_FILES)}
+    assert _interrupted(cfg, time.time(), before) == (  # stopped while it read the data: the old run is there
+        f"interrupted before the first epoch ended: nothing of this run was saved, and the run {out} held is kept as "
+        f"it was; rerun the same command to start it")
+    victim = start_cli(*tiny_args(tiny_cifar, out, "--overwrite", *SLOW), stderr=subprocess.PIPE)
+    wait_until(lambda: not (out / "metrics.json").exists(), victim)
+    victim.send_signal(signal.SIGINT)
+    _, err = victim.communicate(timeout=PATIENCE)
+    assert victim.returncode == 130 and err.decode().strip() == (
+        f"interrupted before the first epoch ended: nothing of this run was saved, and the run {out} held was "
+        f"removed; rerun the same command to start it")
+
+
+def test_resume_on_data_that_changed_since_the_run_started_is_refused(tiny_cifar, tmp_path):
+    root, out = tmp_path / "data", tmp_path / "run"
+    shutil.copytree(tiny_cifar, root)
+    main(tiny_args(root, out, epochs=1))
+    (out / "model.pt").unlink()  # stopped after its last checkpoint
+    metrics = json.loads((out / "metrics.json").read_text())
+    (out / "metrics.json").write_text(json.dumps({**metrics, "finished": False}))
+    for image in sorted((root / "train" / "cat").iterdir()):  # 16 more training images: 11 batches, not 10
+        shutil.copy(image, image.with_name("new-" + image.name))
+    message = cli_error(tiny_args(root, out, "--resume", epochs=1))
+    assert message == (f"error: --data {root} holds other images than when the run in {out} started (key: (then, "
+                       f"now)): {{'train_images': (160, 176)}}; restore them, or pass --overwrite to train the run "
+                       f"again")
+    (out / "metrics.json").unlink()  # the checkpoint alone says so too
+    assert cli_error(tiny_args(root, out, "--resume", epochs=1)) == (
+        f"error: {out / 'checkpoint.pt'} is not a checkpoint this run can continue from (its epochs had 10 batches, "
+        f"this run's have 11: other data, batch size or processes): pass --overwrite to train the run again")
+
+
 def test_ctrl_c_while_the_command_starts_is_one_line(tiny_cifar, tmp_path):
     """Caught while torch is being imported (its library is mapped, its Python part not yet run)."""
     victim = start_cli(*tiny_args(tiny_cifar, tmp_path / "run"), stderr=subprocess.PIPE)
@@ -490,6 +559,20 @@ def test_a_jpeg_cut_short_is_refused_by_name_without_a_decoder_warning(tmp_path,
 # --- every other command: the same contract -------------------------------------------------------
 
 
+def test_a_full_disk_while_drawing_figures_leaves_no_partial_file(finished_run, tiny_cifar, tmp_path, monkeypatch):
+    import matplotlib.figure
+
+    def full(fig, target, **kwargs):  # a PNG cut short by a full disk (E04)
+        (open(target, "wb") if isinstance(target, (str, Path)) else target).write(b"\x89PNG")
+        raise OSError(28, "No space left on device")
+    monkeypatch.setattr(matplotlib.figure.Figure, "savefig", full)
+    figures = tmp_path / "figures"
+    message = cli_error([finished_run / "model.pt", "--data", tiny_cifar, "--figures", figures], "src.evaluate")
+    assert message == (f"error: cannot write {figures / 'depthwise_kernels.png'}: No space left on device (nothing "
+                       f"was written); free some space or choose another --figures")
+    assert not figures.exists()
+
+
 @pytest.fixture(scope="module")
 def odd_runs(finished_run, tmp_path_factory):
     """Folders beside a real run's metrics.json whose model.pt is not that run's weights, or whose
@@ -512,6 +595,14 @@ def odd_runs(finished_run, tmp_path_factory):
     (root / "no-checkpoint" / "model.pt").unlink()
     metrics = json.loads((finished_run / "metrics.json").read_text())
     (root / "no-checkpoint" / "metrics.json").write_text(json.dumps({**metrics, "finished": False}))
+    saved = torch.load(finished_run / "checkpoint.pt", weights_only=True)  # stopped runs, their checkpoints damaged
+    bad_rng = {**saved["rng"], "torch": torch.zeros(3, dtype=torch.uint8)}
+    for name, state in {"stopped": saved, "ckpt-int": 5, "ckpt-epoch-text": {**saved, "epoch": "x"},
+                        "ckpt-epoch-99": {**saved, "epoch": 99}, "ckpt-rng": {**saved, "rng": bad_rng},
+                        "ckpt-optimizer": {**saved, "optimizer": {"state": {}, "param_groups": []}}}.items():
+        shutil.copytree(finished_run, root / name, ignore=shutil.ignore_patterns("model.pt"))
+        (root / name / "metrics.json").write_text(json.dumps({**metrics, "finished": False}))
+        torch.save(state, root / name / "checkpoint.pt")
     shutil.copytree(finished_run, root / "weights-only")  # metrics and checkpoint gone: the weights must stay
     (root / "weights-only" / "metrics.json").unlink()
     (root / "weights-only" / "checkpoint.pt").unlink()
@@ -524,6 +615,18 @@ def odd_runs(finished_run, tmp_path_factory):
     (root / "text-accuracy" / "metrics.json").write_text(json.dumps({**metrics, "final_test_acc": "0.5"}))
     shutil.copytree(finished_run, root / "not-metrics")
     (root / "not-metrics" / "metrics.json").write_text('{"finished": true}')
+    shutil.copytree(finished_run, root / "huge-dim")  # sizes that would fill any memory (E11)
+    model = {**metrics["model"], "hyper_parameters": {**metrics["model"]["hyper_parameters"], "dim": 2_000_000}}
+    (root / "huge-dim" / "metrics.json").write_text(json.dumps({**metrics, "model": model}))
+    damaged = {"list": "[1]", "config-list": '{"finished": true, "config": [1]}', "other": '{"x": 1}',
+               "text-acc": json.dumps({**metrics, "final_test_acc": "0.5"})}
+    for name, text in damaged.items():  # a sweep's damaged variant (S10j-m)
+        (root / f"sweep-{name}" / "baseline").mkdir(parents=True)
+        (root / f"sweep-{name}" / "baseline" / "metrics.json").write_text(text)
+    (root / "rp" / "ConvMixer_experimentation_2" / "bench").mkdir(parents=True)  # a damaged bench.json (RP25)
+    (root / "rp" / "ConvMixer_experimentation_2" / "bench" / "bench.json").write_text("[1]")
+    (root / "rp" / "ViT_with_convolution" / "recipes" / "improved").mkdir(parents=True)  # and a recipe's (RP24)
+    (root / "rp" / "ViT_with_convolution" / "recipes" / "improved" / "metrics.json").write_text("[1]")
     whole = (finished_run / "model.pt").read_bytes()
     (root / "cut-weights" / "model.pt").write_bytes(whole[:500])
     (root / "half-weights" / "model.pt").write_bytes(whole[:len(whole) // 2])  # torch.load: "[Errno 22] Invalid ..."
@@ -575,6 +678,23 @@ COMMANDS = [
      "no CIFAR-10 split 'test'"),  # and no figures folder is left behind (below)
     ("src.evaluate", ["{finished}/model.pt", "--data", "{data}", "--json", "/dev/full"], {}, 1,
      "--json /dev/full: not a regular file"),
+    ("src.evaluate", ["{odd}/huge-dim/model.pt", "--data", "{data}"], {}, 1,
+     "huge-dim/metrics.json describes another model than these weights"),  # nothing allocated (E11)
+    ("src.evaluate", ["{finished}/model.pt", "--data", "{data}", "--json", "{odd}/same", "--figures", "{odd}/same"],
+     {}, 1, "--figures {odd}/same: the path --json writes its file to"),  # before any work (E30)
+    ("src.bench", ["--conv-vs-linear", "--model", "vit_seed", "--recipe", "improved"], {}, 2,
+     "--conv-vs-linear times a random batch: --recipe would do nothing"),  # (B19)
+    *(("src.sweep", ["--sweep", "convmixer-recipes", "--only", "baseline", *TINY_QUICK[:-1], "{quick}", "--out",
+                     f"{{odd}}/sweep-{name}"], {}, 1, f"sweep-{name}/baseline/metrics.json is not a run's metrics.json")
+      for name in ("list", "config-list", "other", "text-acc")),  # before any run starts (S10j-m)
+    ("src.reproduce", [*TINY_QUICK[:-1], "{quick}", "--only", "bench", "--out", "{odd}/rp"], {}, 1,
+     "bench/bench.json is not a bench.json of src.bench"),  # (RP25)
+    ("src.reproduce", [*TINY_QUICK[:-1], "{quick}", "--only", "recipes", "--out", "{odd}/rp"], {}, 1,
+     "improved/metrics.json is not a run's metrics.json (TypeError: list indices must be integers or slices, not str): "
+     "delete its folder, or pass --force to redo its run"),  # advice that works (RP24: --force, below)
+    *((module, [*head, "--device", "cpu", "--data", "{data}", "--out", "{odd}/full"], {}, 1,
+       "--data {data} holds 160 training images, fewer than a batch of 512")  # before any run starts (S16, RP28)
+      for module, head in (("src.reproduce", ["--only", "recipes"]), ("src.sweep", ["--sweep", "vit-steps"]))),
     ("src.bench", [*TINY_BENCH, "--data", "{data}", "--out", "{odd}/x"], {}, 2, "unrecognized arguments: --out"),
     ("src.bench", [*TINY_BENCH, "--data", "{data}", "--loader", "gpu"], {}, 2, "unrecognized arguments: --loader"),
     ("src.bench", [*TINY_BENCH, "--data", "{data}", "--randaugment", "2", "9"], {}, 2,
@@ -599,12 +719,19 @@ COMMANDS = [
     ("src.notebook", ["ConvMixer_experimentation_1", "--mode", "cpu", "--data", "{odd}/empty"], {}, 1,
      "no CIFAR-10 split 'train' in {odd}/empty (expected class folders {odd}/empty/train/<class>/ or torchvision's "
      "{odd}/empty/cifar-10-batches-py): point --data at another copy"),
+    ("src.notebook", ["ViT_with_convolution", "--mode", "quick", "--data", "{quick}", "--out", "{odd}/a-file/nb"], {},
+     1,
+     "--out {odd}/a-file/nb/ViT_with_convolution: {odd}/a-file is not a folder this command can write into"),
+    ("src.evaluate", ["{finished}/model.pt", "--data", "{odd}/a-file"], {}, 1,
+     "CIFAR-10 data folder {odd}/a-file is not a folder: point --data"),  # not "pass --download"
     ("src.notebook", ["ViT_with_convolution", "--mode", "cpu", "--out", "{odd}/a-file"], {}, 2,
      "--out '{odd}/a-file': give a folder"),
     ("src.notebook", ["ConvMixer_experimentation_2", "--mode", "cpu", "--out", ""], {}, 2, "--out '': give a folder"),
     ("src.notebook", ["ConvMixer_experimentation_1", "--mode", "cpu", "--data", ""], {}, 1, "--data '': give a folder"),
     ("src.notebook", ["ConvMixer_experimentation_2", "--mode", "cpu", "--data", "{data}", "--out", "{notebooks}"], {},
      1, "run-cpu already holds a run (metrics.json, checkpoint.pt, model.pt): pass --resume"),
+    ("src.notebook", ["ConvMixer_experimentation_2", "--mode", "quick", "--data", "{data}", "--out", "{data}/out"], {},
+     2, "--out {data}/out: inside --data {data}; give a folder outside the data"),  # before a kernel starts
     ("src.notebook", ["ViT_with_convolution", "--mode", "cpu", "--data", "{data}", "--out", "{odd}/nb"], {}, 1,
      "--mode cpu uses 2,000 training images; {data} holds 160: point --data at a larger copy"),  # no kernel started
     ("src.notebook", ["ViT_with_convolution", "--mode", "cpu", "--data", "{data}", "--out", "{odd}/nb", "--resume"],
@@ -666,7 +793,34 @@ def test_every_command_ends_a_failure_in_one_line(module, argv, env, code, expec
         message = cli_error(argv, module)
         assert expected.format(**fill) in message, message
         assert "Traceback" not in capsys.readouterr().err
-    assert snapshot(finished_run) == kept and not (odd_runs / "figures").exists()
+    assert snapshot(finished_run) == kept and not (odd_runs / "figures").exists() and not (odd_runs / "full").exists()
+
+
+def test_force_redoes_a_damaged_result_instead_of_reading_it(quick_cifar, tmp_path):
+    bench = tmp_path / "ConvMixer_experimentation_2" / "bench" / "bench.json"  # (RP24, RP27)
+    bench.parent.mkdir(parents=True)
+    bench.write_text('{"seconds": {}}')
+    from src import reproduce
+    with pytest.raises(SystemExit) as exc:
+        reproduce.main(["--quick", "--device", "cpu", "--data", str(quick_cifar), "--only", "bench", "--force",
+                        "--out", str(tmp_path)])
+    assert exc.value.code == 0 and json.loads(bench.read_text())["seconds"]["fast"] > 0
+
+
+def test_quick_keeps_the_options_a_variant_sets():
+    from argparse import Namespace
+    from src.reproduce import train_flags
+    from src.sweep import SWEEPS
+    flags = dict(SWEEPS["vit-steps"].variants)["improved-batch-256"]
+    words = train_flags("vit_seed", flags, Namespace(quick=True, data="d", device=None))
+    assert words[words.index("--batch-size") + 1] == "256" and words.count("--batch-size") == 1  # (S02)
+
+
+def test_a_failed_run_is_reported_without_its_own_flags():
+    from src.harness.scheduler import _own_words
+    said = _own_words("error: /o/improved already holds a run (metrics.json, checkpoint.pt): pass --resume to "
+                      "continue it, --overwrite to replace it, or another --out")  # two sweeps on one --out (S19)
+    assert flags_named(said) == {"--out"} and "another src.sweep or src.reproduce writing the same --out" in said
 
 
 def test_a_scheduled_run_counts_as_done_only_if_its_flags_made_it(tiny_cifar, finished_run):
@@ -676,6 +830,18 @@ def test_a_scheduled_run_counts_as_done_only_if_its_flags_made_it(tiny_cifar, fi
     assert not train_job("other data", finished_run, [*flags, "--data", str(finished_run / "data")]).is_done()
     with pytest.raises(UserError, match="bad: --epochs 0: expected an integer >= 1"):
         train_job("bad", finished_run, [*flags, "--epochs", "0"])  # refused before any run starts
+
+
+def test_a_refused_resume_stops_a_notebook_in_its_settings_cell(quick_cifar, finished_run, tmp_path, monkeypatch):
+    """Before the cells that write figures into the notebook's folder (a rendered run's files)."""
+    shutil.copytree(finished_run, tmp_path / "run-quick")  # another model's finished run
+    kept = snapshot(tmp_path / "run-quick")
+    for name, value in (("NOTEBOOK_OUT", tmp_path), ("NOTEBOOK_RESUME", "1"), ("CIFAR10_DIR", quick_cifar),
+                        ("NOTEBOOK_DEVICE", "cpu")):
+        monkeypatch.setenv(name, str(value))
+    with pytest.raises(UserError, match="the finished run .* was made with another configuration"):
+        notebook.experiment("ConvMixer_experimentation_1", "convmixer_256_8", "wrapper", "baseline", mode="quick")
+    assert snapshot(tmp_path / "run-quick") == kept and [p.name for p in tmp_path.iterdir()] == ["run-quick"]
 
 
 def test_quick_notebook_without_out_writes_to_a_new_temporary_folder(quick_cifar, monkeypatch, capsys):
@@ -701,6 +867,8 @@ def test_a_notebook_stopped_by_sigterm_says_so_in_one_line(quick_cifar, tmp_path
     victim.send_signal(signal.SIGTERM)
     _, err = victim.communicate(timeout=PATIENCE)
     lines = [line for line in err.decode().splitlines() if line.strip()]
-    assert victim.returncode == 143 and lines == [
-        "interrupted: ConvMixer_experimentation_1 was not saved; --resume continues its run"], err.decode()
+    saved = (tmp_path / "ConvMixer_experimentation_1" / "run-quick" / "checkpoint.pt").exists()
+    assert victim.returncode == 143 and lines == ["interrupted: ConvMixer_experimentation_1 was not saved; " + (
+        "--resume continues its run" if saved else  # --resume is advised only where there is a run to continue
+        "nothing of its run was saved either: rerun the same command to start it")], err.decode()
     assert kernel and not psutil.wait_procs(kernel, timeout=PATIENCE)[1], "the kernel outlived the command"

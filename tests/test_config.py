@@ -36,9 +36,9 @@ def test_resume_fingerprint_covers_model_schedule_and_optimizer_but_not_logistic
     cfg = resolve(Config(device="cpu"))
     keys = set(fingerprint(cfg))
     assert {"model", "trainer", "epochs", "batch_size", "dim", "depth", "lr_max", "wd", "warmup", "ema",
-            "data"} <= keys  # the data belongs to a run's identity, as an absolute path
+            "data", "seed", "test_subset", "tta_flip"} <= keys  # the data is part of a run, as an absolute path
     assert fingerprint(cfg)["data"] == str(Path(cfg.data).resolve())
-    assert not keys & {"out", "workers", "device", "resume", "overwrite", "precision", "test_subset"}
+    assert not keys & {"out", "workers", "device", "resume", "overwrite", "precision"}
 
 
 def test_auto_on_cpu_and_defaults_filled_in():

@@ -113,7 +113,8 @@ def test_runs_stopped_at_the_budget_keep_what_finished_and_continue(tiny_cifar, 
     with pytest.raises(SystemExit) as exit_:
         summary({"a": "finished", "b": "failed (exit 1): error: no data (log: b/train.log)", "c": "stopped"})
     assert exit_.value.code == ("error: 1 of 3 runs failed: b; the first failed (exit 1): error: no data "
-                                "(log: b/train.log)")
+                                "(log: b/train.log): mend what its log says, then rerun the same command (finished "
+                                "runs are skipped)")
     short, long = metrics(tmp_path / "short"), metrics(tmp_path / "long")
     assert short["finished"] and (tmp_path / "short" / "model.pt").exists()
     assert not long["finished"] and (tmp_path / "long" / "checkpoint.pt").exists()
@@ -136,8 +137,8 @@ def _target_rows(base):
 def test_the_targets_table_marks_each_target_from_the_committed_files(tmp_path):
     empty = _target_rows(tmp_path)
     assert empty["ConvMixer-256/8: test accuracy"] == ["no run yet", "— |"]
-    for folder in ("ConvMixer_experimentation_2/run-full", "ConvMixer_experimentation_2/recipes/improved",
-                   "ConvMixer_experimentation_2/recipes/baseline-reference-loader", "ConvMixer_experimentation_2/bench"):
+    for folder in ("run-full", "recipes/improved", "recipes/baseline-reference-loader", "bench"):
+        folder = f"ConvMixer_experimentation_2/{folder}"
         (tmp_path / folder).mkdir(parents=True)
         for name in ("metrics.json", "bench.json"):
             if (REPO_ROOT / folder / name).exists():
@@ -153,7 +154,7 @@ def test_the_targets_table_marks_each_target_from_the_committed_files(tmp_path):
     bench.write_text(json.dumps({**b, "seconds": {**b["seconds"], "fast": 1.6}, "speedup": {"vs_2_workers": 4.2,
                                                                                         "vs_all_cores": 1.9}}))
     rows = _target_rows(tmp_path)
-    assert rows["ConvMixer-256/8: test accuracy"][0].startswith("91.23%, [ConvMixer_experimentation_2/recipes/improved]")
+    assert rows["ConvMixer-256/8: test accuracy"][0].startswith("91.23%, [ConvMixer_experimentation_2/recipes/improved")
     assert rows["ConvMixer-256/8: test accuracy"][1] == "yes |"
     assert rows["ConvViT-512/6: test accuracy"] == ["no run yet", "— |"]
     assert rows["one ConvMixer-256/8 epoch, fast path"][0].startswith("1.60 s") and \

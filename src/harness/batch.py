@@ -8,7 +8,9 @@ from pathlib import Path
 
 from ..data import split_size
 from .cli import number, within
+from .errors import UserError
 from .machine import check_device
+from .report import damage
 from .scheduler import STOP_GRACE, portable
 
 INTERRUPTED = ("interrupted: rerun the same command to continue (finished runs are skipped, stopped ones resume from "
@@ -60,6 +62,28 @@ def settle(args, parser, default_out):
     return args
 
 
+def check_results(jobs, force):
+    """Before any run starts: the result file (metrics.json, bench.json) of each job, which the table or
+    report reads, must be whole; --force redoes their runs instead. Returns the files the report leaves out
+    while they are still damaged (those --force redoes)."""
+    files = frozenset(job.folder / job.result for job in jobs)
+    for path in () if force else sorted(files):
+        err = (path.exists() or path.is_symlink()) and damage(path)
+        if err:
+            raise UserError(f"{err.what}: delete its folder, or pass --force to redo its run")
+    return files if force else frozenset()
+
+
+def check_batches(jobs, data, force):
+    """Before any run starts: each run that will start has a full batch per epoch."""
+    have = split_size(data, True)
+    for job in jobs:
+        if job.batch > min(job.images or have, have) and (force or not job.is_done()):
+            raise UserError(f"--data {data} holds {have:,} training images, fewer than a batch of {job.batch} that "
+                            f"{job.name} trains on (an epoch would have no full batch): point --data at a larger "
+                            f"copy, or pass --quick")
+
+
 def summary(outcomes):
     """Exit as the runs ended: 0 when every one finished; else one line on stderr naming the runs that
     failed (their logs say why) or, when none failed, those the budget stopped."""
@@ -67,7 +91,8 @@ def summary(outcomes):
     left = [name for name, what in outcomes.items() if not what.startswith(("finished", "failed"))]
     if failed:
         name, what = next(iter(failed.items()))
-        sys.exit(f"error: {len(failed)} of {len(outcomes)} runs failed: {', '.join(failed)}; the first {what}")
+        sys.exit(f"error: {len(failed)} of {len(outcomes)} runs failed: {', '.join(failed)}; the first {what}: "
+                 f"mend what its log says, then rerun the same command (finished runs are skipped)")
     if left:
         sys.exit(f"error: {len(left)} of {len(outcomes)} runs did not finish within --budget ({', '.join(left)}): "
                  f"rerun the same command to continue them (finished runs are skipped, stopped ones resume from "

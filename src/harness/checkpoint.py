@@ -1,9 +1,12 @@
 """Checkpoints that survive a kill mid-write and load without running pickled code."""
+import fcntl
+import math
 import os
 import random
 import re
 import tempfile
 import zipfile
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -12,6 +15,8 @@ import torch
 from .errors import UserError
 
 TMP = ".tmp"
+CHECKPOINT_KEYS = ("epoch", "config", "model", "optimizer", "scaler", "scheduler", "ema", "history", "rng")
+PER_EPOCH = ("train_loss", "train_acc", "test_loss", "test_acc", "epoch_time", "lr")  # a History's lists
 # What to do about a run's file that cannot be read (a UserError's advice, src/harness/errors.py).
 REMAKE = (("--overwrite", "pass --overwrite to train the run again"),
           (None, "rerun or finish the training that writes it"))
@@ -49,6 +54,21 @@ def atomic_write(path, write, flag="--out"):
         raise
 
 
+def busy(folder, lock=".lock"):
+    """Another process holds the folder's lock (src/harness/run.py's RunFolder) right now."""
+    try:
+        fd = os.open(Path(folder) / lock, os.O_RDONLY)
+    except OSError:
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        return False
+    except OSError:
+        return True
+    finally:
+        os.close(fd)
+
+
 def remove_leftovers(folder, names):
     """The temporary files of writes that a kill interrupted (see atomic_write)."""
     for name in names:
@@ -67,10 +87,10 @@ def load(path, map_location="cpu"):
             start = f.read(4)
         if not start or start == b"PK\x03\x04" and not zipfile.is_zipfile(path):  # torch.save's zip ends with its index
             raise UserError(f"{path} is not a whole saved model or checkpoint (cut short)", REMAKE) from None
-        raise UserError(f"{path} is not a readable checkpoint ({_reason(err)})", REMAKE) from None
+        raise UserError(f"{path} is not a readable checkpoint ({reason(err)})", REMAKE) from None
 
 
-def _reason(err):
+def reason(err):
     """One line. torch's weights-only refusal is a page of advice (including "load it with
     weights_only=False", which must never be followed for a file of unknown origin): keep its cause."""
     text = str(err).strip()
@@ -86,8 +106,57 @@ def check_config(source, saved, now):
     """A run continues only with the settings it was made with: name every one that differs."""
     if saved != now:
         diff = {k: (saved.get(k), now.get(k)) for k in sorted(set(saved) | set(now)) if saved.get(k) != now.get(k)}
-        raise UserError(f"{source} was made with another configuration (key: (then, now)): {diff}; continue it with "
-                        f"the same settings, or pass --overwrite or another --out")
+        then = ", ".join(_as_flag(k, then) for k, (then, _) in diff.items())
+        raise UserError(f"{source} was made with another configuration (key: (then, now)): {diff}; continue it as it "
+                        f"was made ({then}), or pass --overwrite or another --out")
+
+
+def _as_flag(name, value):
+    """The command-line words that give option `name` this value."""
+    flag = "--" + name.replace("_", "-")
+    if value is None or value is False:
+        return f"--no-{flag[2:]}" if value is False else f"without {flag}"
+    return flag if value is True else f"{flag} {' '.join(map(str, value)) if isinstance(value, list) else value}"
+
+
+def check_state(path, state, config, epochs=None, batches=None):
+    """The epoch a training checkpoint (Engine.save_checkpoint's) was saved after, once it is checked to be
+    one that a run of `config`, `epochs` epochs of `batches` batches, continues; else one line naming it."""
+    if not isinstance(state, dict):
+        raise damaged(path, f"it holds {type(state).__name__}, not a checkpoint")
+    missing = sorted(set(CHECKPOINT_KEYS) - set(state))
+    if missing:
+        raise UserError(f"checkpoint {path} lacks {', '.join(missing)}: not a training checkpoint of this "
+                        f"project (model.pt holds weights only); start afresh with --overwrite")
+    epoch, history = state["epoch"], state["history"]
+    if not isinstance(state["config"], dict) or not isinstance(history, dict):
+        raise damaged(path, "its config or history is not a dict")
+    check_config(f"checkpoint {path}", state["config"], config)
+    if not isinstance(epoch, int) or isinstance(epoch, bool) or not 0 <= epoch < (epochs or math.inf):
+        raise damaged(path, f"epoch {epoch!r}, not one of the run's {epochs or 'many'} epochs")
+    if any(not isinstance(history.get(k), list) or len(history[k]) != epoch + 1 for k in PER_EPOCH):
+        raise damaged(path, f"its history is not that of {epoch + 1} epochs")
+    steps = history.get("batch_lr")
+    if batches and (not isinstance(steps, list) or len(steps) != (epoch + 1) * batches):
+        then = f"{len(steps) / (epoch + 1):g}" if isinstance(steps, list) else "?"
+        raise damaged(path, f"its epochs had {then} batches, this run's have {batches}: other data, batch size or "
+                            f"processes")
+    return epoch
+
+
+def damaged(path, why):
+    return UserError(f"{path} is not a checkpoint this run can continue from ({why})", REMAKE)
+
+
+@contextmanager
+def refused(path):
+    """Loading a checkpoint's states: what torch refuses (a state of another shape) is one line naming it."""
+    try:
+        yield
+    except torch.OutOfMemoryError:
+        raise
+    except (ValueError, TypeError, KeyError, IndexError, AttributeError, RuntimeError) as err:
+        raise damaged(path, reason(err)) from None
 
 
 def load_weights(model, state_dict, source="checkpoint"):
@@ -128,3 +197,15 @@ def set_rng_state(state):
     np.random.set_state(("MT19937", keys.numpy().astype(np.uint32), pos, has_gauss, gauss))
     version, internal, gauss_next = state["python"]
     random.setstate((version, tuple(internal), gauss_next))
+
+
+def stamps(out, names):
+    """{name: (inode, mtime)} of the run files in out (a file replaced or rewritten changes its stamp)."""
+    found = {}
+    for name in names if out else ():
+        try:
+            info = (Path(out) / name).stat()
+            found[name] = (info.st_ino, info.st_mtime_ns)
+        except (OSError, TypeError, ValueError):
+            pass
+    return found

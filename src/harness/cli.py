@@ -56,7 +56,7 @@ def one_line(interrupted=lambda: "interrupted", parser=None):
             _say_interrupted(interrupted)
         if "can't allocate memory" not in str(err):
             raise
-        sys.exit(f"error: {describe(err)}")
+        sys.exit(f"error: {describe(err, flags)}")
     signal.signal(signal.SIGINT, before[0])  # done: the caller's handlers again (a test calling main(), say)
     signal.signal(signal.SIGTERM, before[1])
 
@@ -74,8 +74,10 @@ def describe(err, flags=None):
     """One line for a failure, advising only `flags` (None: any); running out of memory says what to
     shrink."""
     if isinstance(err, torch.OutOfMemoryError) or "can't allocate memory" in str(err):
-        return ("out of memory: the model or batch does not fit on this device; use a smaller --batch-size, "
-                "--dim or --depth")
+        shrink = [flag for flag in ("--batch-size", "--dim", "--depth") if flags is None or flag in flags]
+        fix = f"use a smaller {', '.join(shrink[:-1])} or {shrink[-1]}" if len(shrink) > 1 else \
+            f"use a smaller {shrink[0]}" if shrink else "free some of the device's memory"
+        return f"out of memory: the model or batch does not fit on this device; {fix}"
     text = " ".join((err.says(flags) if isinstance(err, OneLine) else str(err)).split())
     return text or type(err).__name__
 

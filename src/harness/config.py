@@ -4,6 +4,7 @@ The command line (src/train.py), the recipes' reach, the resume check, the noteb
 the command line and what reaches the model, the loaders and the trainers are all derived from
 this list. Adding an option = one `Option(...)` below + the code that uses it.
 """
+import json
 import math
 import warnings
 from dataclasses import asdict, dataclass, field, make_dataclass
@@ -11,6 +12,7 @@ from pathlib import Path
 
 import torch
 
+from .checkpoint import busy
 from .cli import RUN_FILES, within
 from .errors import UserError
 from .machine import check_device, check_memory, precision
@@ -36,9 +38,8 @@ class Allowed:
     integer: bool = False
 
     def __contains__(self, value):
-        if isinstance(value, bool) or not isinstance(value, int if self.integer else (int, float)):
-            return False
-        if not math.isfinite(value):
+        if isinstance(value, bool) or not isinstance(value, int if self.integer else (int, float)) \
+                or not math.isfinite(value):
             return False
         above = value > self.low if self.low_open else value >= self.low
         below = value < self.high if self.high_open else value <= self.high
@@ -115,7 +116,7 @@ OPTIONS = (
     Option("ema", 0.0, "evaluate an exponential moving average of the weights with this decay (0: none)",
            "optimisation", FRACTION, float, resume=True, recipe=True),
     Option("tta_flip", False, "average the logits of each test image and its mirror", "optimisation",
-           recipe=True),
+           resume=True, recipe=True),
     Option("grad_clip", 0.0, "clip the gradient norm to this value (0: no clipping)", "optimisation", Allowed(0),
            float, resume=True, recipe=True),
     Option("randaugment", None, "torchvision's RandAugment before the original augmentation (reference loader)",
@@ -126,10 +127,11 @@ OPTIONS = (
     Option("workers", None, f"DataLoader worker processes of the reference loader (default: {WORKERS})", "running",
            COUNT, int),
     Option("seed", 0, "seeds torch, numpy and random: CPU runs repeat bit for bit", "running",
-           Allowed(0, 2**32 - 1, integer=True)),
+           Allowed(0, 2**32 - 1, integer=True), resume=True),
     Option("train_subset", None, "train on this many images (quick runs)", "running", POSITIVE_INT, int,
            resume=True),
-    Option("test_subset", None, "test on this many images (quick runs)", "running", POSITIVE_INT, int),
+    Option("test_subset", None, "test on this many images (quick runs)", "running", POSITIVE_INT, int,
+           resume=True),
     Option("loader", "auto", "reference: albumentations DataLoader; gpu: the whole dataset on the device, same "
            "augmentation; auto: gpu on CUDA", "running", LOADERS),
     Option("precision", "auto", "CUDA autocast; auto: bf16 where the GPU has it, else fp16 (CPU: fp32)",
@@ -153,12 +155,8 @@ def resolve(cfg):
     values["device"] = check_device(values["device"])
     cuda = values["device"].startswith("cuda")
     family = variant(values["model"]).family
-    for name, value in recipe(values["recipe"], family).items():
-        if values[name] is None:
-            values[name] = value
-    for o in OPTIONS:
-        if o.group != "model" and values[o.name] is None and o.default is not None:
-            values[o.name] = o.default
+    values.update({name: value for name, value in recipe(values["recipe"], family).items() if values[name] is None})
+    values.update({o.name: o.default for o in OPTIONS if o.group != "model" and values[o.name] is None})
     for o in OPTIONS:
         _check(o, values[o.name])
     for name in ("data", "out"):
@@ -196,14 +194,15 @@ def resolve(cfg):
         values["workers"] = None
     elif values["workers"] is None:
         values["workers"] = WORKERS
-    for name in ("channels_last", "compile"):
-        values[name] = cuda if values[name] is None else values[name]
+    values.update({name: cuda if values[name] is None else values[name] for name in ("channels_last", "compile")})
     if values["resume"] and values["overwrite"]:
         raise UserError("--resume and --overwrite contradict each other: continue the run or replace it")
     values["out"] = values["out"] or f"runs/{values['model']}-{values['trainer']}-{values['recipe']}"
     if values["resume"] and not any((Path(values["out"]) / name).exists() for name in RUN_FILES):
-        raise UserError(f"--out {values['out']}: no run to resume there (none of {', '.join(RUN_FILES)}); give the "
-                        f"run's folder, or drop --resume to start one")
+        raise UserError(f"--out {values['out']}: " + ("another process is starting a run there right now, its first "
+                        "epoch not saved yet; wait for it to end, or choose another --out" if busy(values["out"]) else
+                        f"no run to resume there (none of {', '.join(RUN_FILES)}); give the run's folder, or drop "
+                        f"--resume to start one"))
     folders = all((Path(values["data"]) / split).is_dir() for split in ("train", "test"))  # read as they are
     if values["download"] and folders:
         raise UserError(f"--download: --data {values['data']} holds class folders (train/<class>/, test/<class>/), "
@@ -234,14 +233,15 @@ def _check(option, value):
         raise UserError(f"{option.flag} {value!r}: expected {allowed}")
 
 
-RESUME_KEYS = tuple(o.name for o in OPTIONS if o.resume)
+RESUME_KEYS = tuple(o.name for o in OPTIONS if o.resume)  # what a run is: --resume refuses other values
 
 
 def fingerprint(cfg):
-    """The values a checkpoint must share with the run that resumes it; the data as an absolute path,
-    however it was written."""
-    values = {name: getattr(cfg, name) for name in RESUME_KEYS}
-    return {**values, "data": str(Path(values["data"]).resolve())}
+    """The values a run resumed must keep, of a Config or a dict (metrics.json's config), as JSON holds
+    them (tuples become lists); the data as an absolute path, however it was written."""
+    values = cfg if isinstance(cfg, dict) else asdict(cfg)
+    values = json.loads(json.dumps({name: values.get(name) for name in RESUME_KEYS}))
+    return {**values, "data": str(Path(values["data"]).resolve()) if values.get("data") else None}
 
 
 def model_overrides(cfg):

@@ -30,13 +30,36 @@ def seconds(value):
     return f"{value:.1f} s" if value >= 10 else f"{value:.2f} s"
 
 
+DAMAGED = (ValueError, KeyError, TypeError, AttributeError)  # what reading a damaged result file raises
+DELETE = [(None, "delete its folder")]  # src.sweep and src.reproduce add --force where it redoes the run
+
+
+def _read(path):
+    if not Path(path).is_file():  # a pipe would block the read for good
+        raise ValueError("not a regular file")
+    return json.loads(Path(path).read_text())
+
+
 def load_run(path):
-    """A run's metrics.json as one flat dict; one line naming the file when it is not one."""
+    """A run's metrics.json as one flat dict, its cells checked; one line naming the file when it is not one."""
     try:
-        return _flat(json.loads(Path(path).read_text()), path)
-    except (ValueError, KeyError, TypeError, AttributeError) as err:
-        raise UserError(f"{path} is not a run's metrics.json ({type(err).__name__}: {err}): delete its folder, or "
-                        f"rerun with --force") from None
+        run = _flat(_read(path), path)
+        return common_cells(run) and run  # the numbers are numbers
+    except DAMAGED as err:
+        raise UserError(f"{path} is not a run's metrics.json ({type(err).__name__}: {err})", DELETE) from None
+
+
+def damage(path):
+    """None when the report can read path (a metrics.json or bench.json); else the one line naming it."""
+    try:
+        bench_row(path, path.parent) if path.name == "bench.json" else load_run(path)
+    except UserError as err:
+        return err
+
+
+def result_files(base, patterns, redo=()):
+    """The files patterns find under base, less those of runs being redone (--force) while still damaged."""
+    return [p for pattern in patterns for p in sorted(base.glob(pattern)) if p not in redo or not damage(p)]
 
 
 def _flat(m, path):
@@ -45,9 +68,9 @@ def _flat(m, path):
             "trainer": c["trainer"], "recipe": c["recipe"], "loader": c["loader"],
             "precision": "fp32" if c["device"] == "cpu" else c["precision"], "batch": c["batch_size"],
             "epochs": c["epochs"], "epochs_done": m["epochs_done"], "finished": m["finished"],
-            "test_acc": m["final_test_acc"], "train_acc": m["final_train_acc"],
+            "test_acc": m["final_test_acc"], "train_acc": m["final_train_acc"], "hardware": m["hardware"] + "",
             "seconds_per_epoch": m["seconds_per_epoch"], "images": (d["train_images"], d["test_images"]),
-            "data": f"{d['source']}, `{c['data']}`", "hardware": m["hardware"], "commit": m.get("commit") or NOT_RECORDED}
+            "data": f"{d['source']}, `{c['data']}`", "commit": m.get("commit") or NOT_RECORDED}  # hardware: text
 
 
 def epochs_cell(run):
@@ -89,27 +112,30 @@ def runs_table(paths, base):
 
 
 def bench_row(path, base):
-    b = json.loads(Path(path).read_text())
-    c, s, speedup = b["config"], b["seconds"], b["speedup"]
-    compiled = f" (+{b['compile_seconds']:.1f} s compile)" if c["compile"] else ""
-
     def reference(key, against, workers):
         return f"{seconds(s[key])}, {workers} workers ({speedup[against]:.2f}x)" if key in s else "—"
 
-    images = [f"{n:,}" if n else "all" for n in (c["train_subset"], c["test_subset"])]
-    return {"bench": f"[{path.parent.relative_to(base)}]({path.relative_to(base)})",
-            "model": label(c["model"], dim=c["dim"], depth=c["depth"]),
-            "images (train / test)": " / ".join(images), "batch": str(c["batch_size"]),
-            "precision": "fp32" if c["device"] == "cpu" else c["precision"],
-            "fast path": seconds(s["fast"]) + compiled,
-            "reference loader": reference("reference_2_workers", "vs_2_workers", 2),
-            "reference, all cores": reference("reference_all_cores", "vs_all_cores", b.get("workers_all_cores")),
-            "training steps alone": seconds(s["floor"]) if "floor" in s else "—",
-            "hardware": b["hardware"], "commit": b.get("commit") or NOT_RECORDED, "log": log_link(path.parent, base)}
+    try:
+        b = _read(path)
+        c, s, speedup = b["config"], b["seconds"], b["speedup"]
+        compiled = f" (+{b['compile_seconds']:.1f} s compile)" if c["compile"] else ""
+        images = [f"{n:,}" if n else "all" for n in (c["train_subset"], c["test_subset"])]
+        return {"bench": f"[{path.parent.relative_to(base)}]({path.relative_to(base)})",
+                "model": label(c["model"], dim=c["dim"], depth=c["depth"]),
+                "images (train / test)": " / ".join(images), "batch": str(c["batch_size"]),
+                "precision": "fp32" if c["device"] == "cpu" else c["precision"],
+                "fast path": seconds(s["fast"]) + compiled,
+                "reference loader": reference("reference_2_workers", "vs_2_workers", 2),
+                "reference, all cores": reference("reference_all_cores", "vs_all_cores", b.get("workers_all_cores")),
+                "training steps alone": seconds(s["floor"]) if "floor" in s else "—",
+                "hardware": b["hardware"] + "", "commit": b.get("commit") or NOT_RECORDED,  # text
+                "log": log_link(path.parent, base)}
+    except DAMAGED as err:
+        raise UserError(f"{path} is not a bench.json of src.bench ({type(err).__name__}: {err})", DELETE) from None
 
 
-def sweep_line(folder, base):
-    runs = [load_run(p) for p in sorted(folder.glob("*/metrics.json"))]
+def sweep_line(folder, base, redo=()):
+    runs = [load_run(p) for p in result_files(folder, ("*/metrics.json",), redo)]
     link = f"- [{folder.name}]({(folder / 'table.md').relative_to(base)})"
     if not runs:
         return f"{link}: no variant has finished an epoch yet"
@@ -118,11 +144,10 @@ def sweep_line(folder, base):
             f"{percent(best['test_acc'])} ({best['path'].parent.name}, {epochs_cell(best)})")
 
 
-def section(base, title, runs=(), benches=(), sweeps=(), empty=None, note=None):
-    """A heading, a note, then the tables of the files the glob patterns find; `empty` (or nothing)
-    if they find none."""
-    runs, benches, sweeps = ([p for pattern in patterns for p in sorted(base.glob(pattern))]
-                             for patterns in (runs, benches, sweeps))
+def section(base, title, runs=(), benches=(), sweeps=(), empty=None, note=None, redo=()):
+    """A heading, a note, then the tables of the files the glob patterns find (less `redo`'s damaged
+    ones); `empty` (or nothing) if they find none."""
+    runs, benches, sweeps = (result_files(base, patterns, redo) for patterns in (runs, benches, sweeps))
     if not (runs or benches or sweeps):
         return [title, "", empty, ""] if empty else []
     lines = [title, ""] + ([note, ""] if note else [])
@@ -133,20 +158,20 @@ def section(base, title, runs=(), benches=(), sweeps=(), empty=None, note=None):
         lines += table([bench_row(p, base) for p in benches], keep=("bench", "fast path", "log")) + [""]
     if sweeps:
         lines += ["Sweeps (`python -m src.sweep`), each a table sorted by test accuracy:", ""]
-        lines += [sweep_line(p.parent, base) for p in sweeps] + [""]
+        lines += [sweep_line(p.parent, base, redo) for p in sweeps] + [""]
     return lines
 
 
-def full_runs(base):
+def full_runs(base, redo=()):
     """The finished runs of the experiment itself: every image, the full epochs, on a GPU."""
-    runs = [load_run(p) for pattern in FULL_RUNS for p in sorted(base.glob(pattern))]
+    runs = [load_run(p) for p in result_files(base, FULL_RUNS, redo)]
     return [r for r in runs if r["finished"] and r["epochs"] == BY_NAME["epochs"].default
             and r["images"] == (50_000, 10_000) and not r["hardware"].startswith("CPU")]
 
 
-def targets(base):
+def targets(base, redo=()):
     """Each target beside the best committed run or bench that speaks to it."""
-    runs, rows = full_runs(base), []
+    runs, rows = full_runs(base, redo), []
 
     def row(target, goal, met, found):
         rows.append({"target": target, "goal": goal, "committed": found or "no run yet",
@@ -165,36 +190,35 @@ def targets(base):
     row("fast loader's accuracy against the reference loader's (ConvMixer, baseline)", f"within {100 * LOADER_GAP:g} "
         "points", gap is not None and abs(gap) <= LOADER_GAP, fast and ref and f"{100 * gap:+.2f} points "
         f"({percent(fast['test_acc'])}, {link(fast['path'])}; {percent(ref['test_acc'])}, {link(ref['path'])})")
-    path = next((p for p in sorted(base.glob("*/bench/bench.json"))
-                 if not json.loads(p.read_text())["hardware"].startswith("CPU")), None)
-    b = path and json.loads(path.read_text())
-    fast, x2, x_all = (b["seconds"]["fast"], b["speedup"]["vs_2_workers"], b["speedup"]["vs_all_cores"]) if b else [0] * 3
+    path = next((p for p in result_files(base, ("*/bench/bench.json",), redo)
+                 if not bench_row(p, base)["hardware"].startswith("CPU")), None)
+    b = path and _read(path)
+    epoch, x = (b["seconds"]["fast"], b["speedup"]) if b else (0, {"vs_2_workers": 0, "vs_all_cores": 0})
     at = path and f", {link(path)}"
-    row("one ConvMixer-256/8 epoch, fast path", f"≤ {EPOCH_TARGET:g} s", fast <= EPOCH_TARGET, b and seconds(fast) + at)
-    row("its speed-up over the reference loader, 2 workers", f"≥ {VS_2_WORKERS:g}x", x2 >= VS_2_WORKERS,
-        b and f"{x2:.2f}x{at}")
-    row("its speed-up over the reference loader, every core", f"≥ {VS_ALL_CORES:g}x", x_all >= VS_ALL_CORES,
-        b and f"{x_all:.2f}x{at}")
+    row("one ConvMixer-256/8 epoch, fast path", f"≤ {EPOCH_TARGET:g} s", epoch <= EPOCH_TARGET, b and seconds(epoch) + at)
+    row("its speed-up over the reference loader, 2 workers", f"≥ {VS_2_WORKERS:g}x",
+        x["vs_2_workers"] >= VS_2_WORKERS, b and f"{x['vs_2_workers']:.2f}x{at}")
+    row("its speed-up over the reference loader, every core", f"≥ {VS_ALL_CORES:g}x",
+        x["vs_all_cores"] >= VS_ALL_CORES, b and f"{x['vs_all_cores']:.2f}x{at}")
     return ["### The targets (25 epochs on the JPEG copy)", "",
             *table(rows, keep=tuple(rows[0])), ""]
 
 
-def report(base, mode="full"):
+def report(base, mode="full", redo=()):
     """The results in markdown: the reproduction's runs (mode full: the notebooks on a GPU, the
     recipes, the bench and the sweeps; quick: their tiny versions), then the checks on CPU."""
     base = Path(base)
-    if mode == "quick":
-        title = ("### Quick check (`python -m src.reproduce --quick`): every step on tiny settings; the numbers "
-                 "test the pipeline, not the models")
-    else:
-        title = "### On one GPU (`python -m src.reproduce`): the notebooks in full mode, the recipes, the bench"
+    title = ("### Quick check (`python -m src.reproduce --quick`): every step on tiny settings; the numbers test the "
+             "pipeline, not the models" if mode == "quick" else
+             "### On one GPU (`python -m src.reproduce`): the notebooks in full mode, the recipes, the bench")
     lines = [GENERATED, ""]
     lines += section(base, title, (f"*/run-{mode}/metrics.json", "*/recipes/*/metrics.json"), ("*/bench/bench.json",),
                      ("*/sweeps/*/table.md",), empty="Not run yet: `python -m src.reproduce` on one GPU writes "
                      "these runs, their logs and this section.", note="The runs shared the machine, several at a "
-                     "time, so their seconds per epoch are longer than a run's alone; the bench times epochs alone.")
+                     "time, so their seconds per epoch are longer than a run's alone; the bench times epochs alone.",
+                     redo=redo)
     if mode == "full":
-        lines += targets(base)
+        lines += targets(base, redo)
     lines += section(base, "### Checks on CPU (the notebooks' `cpu` mode: each pipeline learns end to end; the "
                      "accuracies say nothing about the experiment)", ("*/run-cpu/metrics.json",))
     return "\n".join(lines).rstrip() + "\n"
@@ -210,9 +234,9 @@ def _block(readme):
     return text, start + len(BEGIN), end
 
 
-def write_readme(readme, base):
+def write_readme(readme, base, redo=()):
     text, start, end = _block(readme)
-    Path(readme).write_text(text[:start] + "\n" + report(base) + text[end:])
+    Path(readme).write_text(text[:start] + "\n" + report(base, redo=redo) + text[end:])
 
 
 def check_readme(readme, base):
@@ -220,7 +244,7 @@ def check_readme(readme, base):
     text, start, end = _block(readme)
     have, want = text[start:end].lstrip("\n"), report(base)
     if have != want:
-        print(f"{readme}: the results block differs from what the result files give "
-              f"(python -m src.reproduce --write-readme regenerates it):")
-        print("".join(difflib.unified_diff(have.splitlines(True), want.splitlines(True), "README", "files")))
+        diff = difflib.unified_diff(have.splitlines(True), want.splitlines(True), "README", "files")
+        print(f"{readme}: the results block differs from what the result files give (python -m src.reproduce "
+              f"--write-readme regenerates it):\n" + "".join(diff))
     return have == want

@@ -7,6 +7,7 @@ them from their checkpoints) and skips runs whose finished results already exist
 """
 import json
 import os
+import re
 import shlex
 import signal
 import subprocess
@@ -32,15 +33,21 @@ POLL = 0.5
 
 
 def read_json(path):
+    """The JSON object in path; None where there is none (no file, not one, or damaged: src.sweep and
+    src.reproduce check their result files before any run starts, src/harness/batch.py)."""
     try:
-        return json.loads(Path(path).read_text())
+        value = json.loads(Path(path).read_text()) if Path(path).is_file() else None  # a pipe would block
     except (OSError, ValueError):
         return None
+    return value if isinstance(value, dict) else None
 
 
 def finished(metrics_path):
-    metrics = read_json(metrics_path)
-    return bool(metrics and metrics.get("finished"))
+    return (read_json(metrics_path) or {}).get("finished") is True
+
+
+def _numbers(*values):
+    return all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values)
 
 
 def portable(path):
@@ -63,14 +70,19 @@ class Job:
     replace: tuple = ("--overwrite",)  # what replaces it (--force)
     cpu_bound: bool = False       # feeds the GPU from DataLoader workers: one such job at a time
     alone: bool = False           # a timing: starts when nothing runs, and nothing starts beside it
+    result: str = "metrics.json"  # the file in folder that the tables read
+    batch: int = 0                # its batch and training images (None: the whole split), checked up front
+    images: int = None
 
     def is_done(self):
         return self.done() if self.done else finished(self.folder / "metrics.json")
 
     def epochs(self):
         """(epochs done, epochs wanted, test accuracy) from its metrics.json; None before the first."""
-        m = read_json(self.folder / "metrics.json")
-        return (m["epochs_done"], m["config"]["epochs"], m["final_test_acc"]) if m else None
+        m = read_json(self.folder / "metrics.json") or {}
+        now = m.get("epochs_done"), (m.get("config") if isinstance(m.get("config"), dict) else {}).get("epochs"), \
+            m.get("final_test_acc")
+        return now if _numbers(*now) else None
 
     def args_now(self, force):
         held = any((self.folder / name).exists() for name in RUN_FILES)
@@ -82,14 +94,18 @@ def train_job(name, folder, flags, cpu_bound=False):
     before any run starts, and a finished run in FOLDER counts as done only if these flags made it."""
     args = (*map(str, flags), "--out", portable(folder))
     with _quiet_exit(f"{name}: "):
-        wanted = identity(fingerprint(resolve(config_from_args(args))))
-    return Job(name, "src.train", args, Path(folder), cpu_bound=cpu_bound,
-               done=lambda: _made_with(Path(folder) / "metrics.json", wanted))
+        cfg = resolve(config_from_args(args))
+        wanted = identity(fingerprint(cfg))
+    return Job(name, "src.train", args, Path(folder), cpu_bound=cpu_bound, batch=cfg.batch_size,
+               images=cfg.train_subset, done=lambda: _made_with(Path(folder) / "metrics.json", wanted))
 
 
 def _made_with(metrics_path, wanted):
-    metrics = read_json(metrics_path)
-    return bool(metrics and metrics.get("finished") and identity(metrics.get("config", {})) == wanted)
+    metrics = read_json(metrics_path) or {}
+    try:
+        return metrics.get("finished") is True and identity(metrics.get("config")) == wanted
+    except (AttributeError, TypeError, ValueError):  # a damaged config
+        return False
 
 
 @contextmanager
@@ -108,7 +124,7 @@ def run_jobs(jobs, limit, deadline, force=False, on_finish=None):
     deadline; then stop those still running. Returns {job name: outcome}, the outcome a phrase."""
     outcomes, pending, running = {}, [], {}
     for job in jobs:
-        if job.is_done() and not force:
+        if not force and job.is_done():
             _say(job, "already finished: skipped (--force redoes it)")
             outcomes[job.name] = "finished before"
         else:
@@ -191,7 +207,21 @@ def _outcome(job, returncode):
     if returncode == 0 and job.is_done():
         return "finished"
     lines = (job.folder / job.log).read_text(errors="replace").strip().splitlines()
-    return f"failed (exit {returncode}): {lines[-1] if lines else 'no output'} (log: {job.folder / job.log})"
+    said = _own_words(lines[-1]) if lines else "no output"
+    return f"failed (exit {returncode}): {said} (log: {job.folder / job.log})"
+
+
+REMEDY = re.compile(r": (?:pass|give|use|point|delete|drop|rerun|wait|choose|free|continue|create|set|install) .*$")
+
+
+def _own_words(line):
+    """A run's one line as src.sweep and src.reproduce show it: without its advice (its flags are not theirs),
+    its options named without dashes; another command writing the same folder is theirs to mend."""
+    said = re.sub(r"(?<![\w/.-])--([a-z][a-z0-9-]*)", r"\1", REMEDY.sub("", line.removeprefix("error: ")))
+    if "already holds a run" in line or "another process" in line or "another run right now" in line:
+        said += ("; is another src.sweep or src.reproduce writing the same --out? wait for it to end, or give "
+                 "another --out")
+    return said
 
 
 def _stop(procs):

@@ -15,7 +15,7 @@ from torch import nn
 
 from ..harness import checkpoint as ckpt
 from ..harness.cli import stop_requested
-from ..harness.errors import Diverged, UserError
+from ..harness.errors import Diverged
 from .ema import EMA
 from .history import History
 from .step import AMP, Step
@@ -160,7 +160,7 @@ class Engine:
             raise ValueError(f"epochs must be a positive integer, got {epochs!r}")
         history, start = History(), 0
         if resume and checkpoint and Path(checkpoint).exists():
-            history, start = self.load_checkpoint(checkpoint)
+            history, start = self.load_checkpoint(checkpoint, epochs, len(train_loader))
         elif resume and is_main_process():
             print(f"no checkpoint at {checkpoint} yet: starting from epoch 0", flush=True)
         if start == epochs:  # a finished run resumed: its predictions come from one test pass
@@ -199,23 +199,21 @@ class Engine:
             "ema": self.ema.state_dict() if self.ema is not None else None,
             "history": history.to_dict(), "rng": ckpt.rng_state()})
 
-    def load_checkpoint(self, path):
+    def load_checkpoint(self, path, epochs=None, batches=None):
+        """(History, first epoch) of the run saved in checkpoint path, which `epochs` epochs of `batches`
+        batches continue; one line naming the file when it is not a checkpoint this run can continue from."""
         state = ckpt.load(path, self.device)
-        missing = sorted({"epoch", "config", "model", "optimizer", "scaler", "scheduler", "ema", "history", "rng"}
-                         - set(state))
-        if missing:
-            raise UserError(f"checkpoint {path} lacks {', '.join(missing)}: not a training checkpoint of this "
-                            f"project (model.pt holds weights only); start afresh with --overwrite")
-        ckpt.check_config(f"checkpoint {path}", state["config"], self.config)
+        epoch = ckpt.check_state(path, state, self.config, epochs, batches)
         ckpt.load_weights(self.model, state["model"], f"checkpoint {path}")
-        self.optimizer.load_state_dict(state["optimizer"])
-        self.scaler.load_state_dict(state["scaler"])
-        if self.scheduler is not None:
-            self.scheduler.load_state_dict(state["scheduler"])
-        if self.ema is not None:
-            self.ema.load_state_dict(state["ema"])
-        ckpt.set_rng_state(state["rng"])
-        return History.from_dict(state["history"]), state["epoch"] + 1
+        with ckpt.refused(path):
+            self.optimizer.load_state_dict(state["optimizer"])
+            self.scaler.load_state_dict(state["scaler"])
+            if self.scheduler is not None:
+                self.scheduler.load_state_dict(state["scheduler"])
+            if self.ema is not None:
+                self.ema.load_state_dict(state["ema"])
+            ckpt.set_rng_state(state["rng"])
+        return History.from_dict(state["history"]), epoch + 1
 
 
 def _set_epoch(loader, epoch):
