@@ -154,7 +154,7 @@ def run_all(args, p):
 
     jobs = [job for step, planned in plan(args, out, mode).items() if step in steps for job in planned]
     redo = check_results(jobs, args.force)  # before any run starts; --force redoes damaged results
-    check_batches(jobs, args.data, args.force)
+    check_batches(jobs, args.given_data, args.force)
 
     def write_report(job=None):
         if out == ROOT:

@@ -115,7 +115,7 @@ def main(argv=None):
         jobs = [train_job(f"{args.sweep}/{variant}", out / variant, train_flags(sweep.model, flags, args),
                           cpu_bound="reference" in flags) for variant, flags in variants]
         redo = check_results(jobs, args.force)  # before any run starts
-        check_batches(jobs, args.data, args.force)
+        check_batches(jobs, args.given_data, args.force)
 
         def write_table(job=None):
             out.mkdir(parents=True, exist_ok=True)

@@ -38,15 +38,15 @@ def settle(args, parser, default_out):
     if not Path(args.data).is_dir():
         parser.error(f"--data {args.data}: no such folder")
     sizes = split_size(args.data, True), split_size(args.data, False)  # class folders or torchvision's, before any run
-    args.data = portable(args.data)
+    args.data, args.given_data = portable(args.data), args.data  # the messages name it as the user gave it
     if args.device is not None:
         args.device = check_device(args.device)  # once here, not in every run it would start
     if args.budget <= STOP_GRACE:
         parser.error(f"--budget {args.budget:g}: give more than the {STOP_GRACE} s that stopping the runs takes")
     if args.out is not None and (not args.out.strip() or Path(args.out).exists() and not Path(args.out).is_dir()):
         parser.error(f"--out {args.out!r}: give a folder")
-    if args.out is not None and within(Path(args.out), Path(args.data)):
-        parser.error(f"--out {args.out}: inside --data {args.data}; give a folder outside the data")
+    if args.out is not None and within(Path(args.out), Path(args.given_data)):
+        parser.error(f"--out {args.out}: inside --data {args.given_data}; give a folder outside the data")
     if args.jobs is None:
         import torch
         args.jobs = 6 if args.device != "cpu" and torch.cuda.is_available() else 2
@@ -54,8 +54,8 @@ def settle(args, parser, default_out):
         from ..notebook import MODES  # --quick runs the notebooks' quick mode's images
         for have, split, key in zip(sizes, ("training", "test"), ("train_subset", "test_subset")):
             if MODES["quick"][key] > have:
-                parser.error(f"--quick uses {MODES['quick'][key]:,} {split} images; --data {args.data} holds {have:,}: "
-                             f"give a larger copy")
+                parser.error(f"--quick uses {MODES['quick'][key]:,} {split} images; --data {args.given_data} holds "
+                             f"{have:,}: give a larger copy")
     args.deadline = time.monotonic() + args.budget - STOP_GRACE
     args.out = Path(args.out).resolve() if args.out else Path(tempfile.mkdtemp(prefix="quick-")) if args.quick \
         else default_out
