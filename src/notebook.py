@@ -212,6 +212,10 @@ def main(argv=None):
             if MODES[mode].get(key, 0) > have:
                 raise UserError(f"--mode {mode} uses {MODES[mode][key]:,} {split} images; {data_root} holds {have:,}: "
                                 f"point --data at a larger copy, or choose a mode that fits")
+        batch = MODES[mode].get("batch_size", BY_NAME["batch_size"].default)
+        if batch > min(MODES[mode].get("train_subset") or sizes[0], sizes[0]):
+            raise UserError(f"--mode {mode} trains on batches of {batch}; {data_root} holds {sizes[0]:,} training "
+                            f"images: point --data at a larger copy, or choose a mode that fits")
         out = out or (tempfile.mkdtemp(prefix="notebook-quick-") if mode == "quick" else None)  # all checked
         print(execute(args.name, mode, args.data, out, args.device, args.resume))
 

@@ -619,7 +619,8 @@ def odd_runs(finished_run, tmp_path_factory):
     model = {**metrics["model"], "hyper_parameters": {**metrics["model"]["hyper_parameters"], "dim": 2_000_000}}
     (root / "huge-dim" / "metrics.json").write_text(json.dumps({**metrics, "model": model}))
     damaged = {"list": "[1]", "config-list": '{"finished": true, "config": [1]}', "other": '{"x": 1}',
-               "text-acc": json.dumps({**metrics, "final_test_acc": "0.5"})}
+               "text-acc": json.dumps({**metrics, "final_test_acc": "0.5"}),
+               "nan-acc": json.dumps({**metrics, "final_test_acc": float("nan")})}  # JSON's NaN
     for name, text in damaged.items():  # a sweep's damaged variant (S10j-m)
         (root / f"sweep-{name}" / "baseline").mkdir(parents=True)
         (root / f"sweep-{name}" / "baseline" / "metrics.json").write_text(text)
@@ -686,7 +687,13 @@ COMMANDS = [
      "--conv-vs-linear times a random batch: --recipe would do nothing"),  # (B19)
     *(("src.sweep", ["--sweep", "convmixer-recipes", "--only", "baseline", *TINY_QUICK[:-1], "{quick}", "--out",
                      f"{{odd}}/sweep-{name}"], {}, 1, f"sweep-{name}/baseline/metrics.json is not a run's metrics.json")
-      for name in ("list", "config-list", "other", "text-acc")),  # before any run starts (S10j-m)
+      for name in ("list", "config-list", "other", "text-acc", "nan-acc")),  # before any run starts (S10j-m)
+    ("src.sweep", ["--sweep", "vit-steps", *TINY_QUICK[:-1], "{quick}", "--out", "{odd}/a-file/sweep"], {}, 1,
+     "--out {odd}/a-file/sweep: {odd}/a-file is not a folder this command can write into"),
+    ("src.reproduce", ["--check-readme", "--readme", "{data}/test/cat/0000.png"], {}, 1,
+     "{data}/test/cat/0000.png has no results block"),  # an image, not text: no UnicodeDecodeError
+    ("src.notebook", ["ViT_with_convolution", "--mode", "full", "--data", "{data}", "--out", "{odd}/nb-full"], {}, 1,
+     "--mode full trains on batches of 512; {data} holds 160 training images"),  # before a kernel starts
     ("src.reproduce", [*TINY_QUICK[:-1], "{quick}", "--only", "bench", "--out", "{odd}/rp"], {}, 1,
      "bench/bench.json is not a bench.json of src.bench"),  # (RP25)
     ("src.reproduce", [*TINY_QUICK[:-1], "{quick}", "--only", "recipes", "--out", "{odd}/rp"], {}, 1,

@@ -7,7 +7,7 @@ import time
 from pathlib import Path
 
 from ..data import split_size
-from .cli import number, within
+from .cli import number, within, writable_folder
 from .errors import UserError
 from .machine import check_device
 from .report import damage
@@ -47,6 +47,8 @@ def settle(args, parser, default_out):
         parser.error(f"--out {args.out!r}: give a folder")
     if args.out is not None and within(Path(args.out), Path(args.given_data)):
         parser.error(f"--out {args.out}: inside --data {args.given_data}; give a folder outside the data")
+    if args.out is not None:
+        writable_folder(args.out, "--out")
     if args.jobs is None:
         import torch
         args.jobs = 6 if args.device != "cpu" and torch.cuda.is_available() else 2

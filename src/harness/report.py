@@ -37,7 +37,7 @@ DELETE = [(None, "delete its folder")]  # src.sweep and src.reproduce add --forc
 def _read(path):
     if not Path(path).is_file():  # a pipe would block the read for good
         raise ValueError("not a regular file")
-    return json.loads(Path(path).read_text())
+    return json.loads(Path(path).read_text(), parse_constant=int)  # int() refuses NaN and Infinity: damage too
 
 
 def load_run(path):
@@ -195,13 +195,13 @@ def targets(base, redo=()):
     b = path and _read(path)
     epoch, x = (b["seconds"]["fast"], b["speedup"]) if b else (0, {"vs_2_workers": 0, "vs_all_cores": 0})
     at = path and f", {link(path)}"
-    row("one ConvMixer-256/8 epoch, fast path", f"≤ {EPOCH_TARGET:g} s", epoch <= EPOCH_TARGET, b and seconds(epoch) + at)
+    row("one ConvMixer-256/8 epoch, fast path", f"≤ {EPOCH_TARGET:g} s", epoch <= EPOCH_TARGET,
+        b and seconds(epoch) + at)
     row("its speed-up over the reference loader, 2 workers", f"≥ {VS_2_WORKERS:g}x",
         x["vs_2_workers"] >= VS_2_WORKERS, b and f"{x['vs_2_workers']:.2f}x{at}")
     row("its speed-up over the reference loader, every core", f"≥ {VS_ALL_CORES:g}x",
         x["vs_all_cores"] >= VS_ALL_CORES, b and f"{x['vs_all_cores']:.2f}x{at}")
-    return ["### The targets (25 epochs on the JPEG copy)", "",
-            *table(rows, keep=tuple(rows[0])), ""]
+    return ["### The targets (25 epochs on the JPEG copy)", "", *table(rows, keep=tuple(rows[0])), ""]
 
 
 def report(base, mode="full", redo=()):
@@ -227,7 +227,7 @@ def report(base, mode="full", redo=()):
 def _block(readme):
     if not Path(readme).is_file():
         raise UserError(f"--readme {readme}: not a regular file; give the README to check or write")
-    text = Path(readme).read_text()
+    text = Path(readme).read_text(errors="surrogateescape")  # any bytes outside the block are written back as read
     start, end = text.find(BEGIN), text.find(END)
     if start < 0 or end < start:
         raise UserError(f"{readme} has no results block: put the lines {BEGIN} and {END} where it goes")
@@ -236,7 +236,7 @@ def _block(readme):
 
 def write_readme(readme, base, redo=()):
     text, start, end = _block(readme)
-    Path(readme).write_text(text[:start] + "\n" + report(base, redo=redo) + text[end:])
+    Path(readme).write_text(text[:start] + "\n" + report(base, redo=redo) + text[end:], errors="surrogateescape")
 
 
 def check_readme(readme, base):
