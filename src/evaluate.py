@@ -50,7 +50,7 @@ def confusion_matrix(targets, preds, num_classes=10):
 
 def load_model(weights):
     """The model a run saved, rebuilt from the metrics.json beside its weights."""
-    from .harness.checkpoint import load, load_weights
+    from .harness.checkpoint import check_finite, load, load_weights
     from .harness.run import read_metrics
     from .models import create_model
 
@@ -71,6 +71,8 @@ def load_model(weights):
     state = load(weights)
     if isinstance(state, dict) and "model" in state and "optimizer" in state:
         raise UserError(f"{weights} is a training checkpoint, not weights: give the run's model.pt")
+    if isinstance(state, dict) and all(torch.is_tensor(v) for v in state.values()):
+        check_finite(state, str(weights))  # before the shapes: its own line, not "another model"
     try:
         with warnings.catch_warnings():  # torch's "copying into a meta parameter is a no-op": it is meant
             warnings.simplefilter("ignore")

@@ -6,6 +6,7 @@ PNGs); Ctrl-C is a real SIGINT to a real process.
 """
 import importlib
 import json
+import math
 import os
 import struct
 import zlib
@@ -134,6 +135,8 @@ HOSTILE = [
         ("ckpt-epoch-99", "epoch 99, not one of the run's 1 epochs"),
         ("ckpt-optimizer", "loaded state dict has a different number of parameter groups"),
         ("ckpt-rng", "Expected a CPUGeneratorImplState of size 5056 but found the input RNG state size to be 3"))),
+    (["--out", "{odd}/ckpt-nan", "--resume", "--epochs", "1"], "ckpt-nan/checkpoint.pt holds weights that are not "
+     "finite (stem.0.weight, stem.0.bias, stem.2.weight and 17 more): pass --overwrite to train the run again"),
     (["--out", "{odd}/stopped", "--resume", "--epochs", "1", "--seed", "5"],
      "another configuration (key: (then, now)): {{'seed': (0, 5)}}; continue it as it was made (--seed 0), or pass "
      "--overwrite"),
@@ -599,7 +602,9 @@ def odd_runs(finished_run, tmp_path_factory):
     bad_rng = {**saved["rng"], "torch": torch.zeros(3, dtype=torch.uint8)}
     for name, state in {"stopped": saved, "ckpt-int": 5, "ckpt-epoch-text": {**saved, "epoch": "x"},
                         "ckpt-epoch-99": {**saved, "epoch": 99}, "ckpt-rng": {**saved, "rng": bad_rng},
-                        "ckpt-optimizer": {**saved, "optimizer": {"state": {}, "param_groups": []}}}.items():
+                        "ckpt-optimizer": {**saved, "optimizer": {"state": {}, "param_groups": []}},
+                        "ckpt-nan": {**saved, "model": {k: torch.full_like(v, math.nan) if v.is_floating_point() else v
+                                                        for k, v in saved["model"].items()}}}.items():
         shutil.copytree(finished_run, root / name, ignore=shutil.ignore_patterns("model.pt"))
         (root / name / "metrics.json").write_text(json.dumps({**metrics, "finished": False}))
         torch.save(state, root / name / "checkpoint.pt")
@@ -615,6 +620,10 @@ def odd_runs(finished_run, tmp_path_factory):
     (root / "text-accuracy" / "metrics.json").write_text(json.dumps({**metrics, "final_test_acc": "0.5"}))
     shutil.copytree(finished_run, root / "not-metrics")
     (root / "not-metrics" / "metrics.json").write_text('{"finished": true}')
+    shutil.copytree(finished_run, root / "nan-weights")  # a diverged run's weights
+    weights = torch.load(root / "nan-weights" / "model.pt")
+    torch.save({k: v.float().fill_(math.nan) if v.is_floating_point() else v for k, v in weights.items()},
+               root / "nan-weights" / "model.pt")
     shutil.copytree(finished_run, root / "huge-dim")  # sizes that would fill any memory (E11)
     model = {**metrics["model"], "hyper_parameters": {**metrics["model"]["hyper_parameters"], "dim": 2_000_000}}
     (root / "huge-dim" / "metrics.json").write_text(json.dumps({**metrics, "model": model}))
@@ -664,6 +673,9 @@ COMMANDS = [
     *(("src.evaluate", [f"{{odd}}/{cut}/model.pt", "--data", "{data}"], {}, 1,
        f"{cut}/model.pt is not a whole saved model or checkpoint (cut short): rerun or finish the training that "
        f"writes it") for cut in ("cut-weights", "half-weights")),
+    ("src.evaluate", ["{odd}/nan-weights/model.pt", "--data", "{data}"], {}, 1,
+     "nan-weights/model.pt holds weights that are not finite (stem.0.weight, stem.0.bias, stem.2.weight and 17 more): "
+     "rerun or finish the training that writes it"),
     ("src.evaluate", ["{odd}/text-accuracy/model.pt", "--data", "{data}"], {}, 1,
      "text-accuracy/metrics.json is not a run's metrics.json (it lacks final_test_acc)"),
     ("src.evaluate", ["{finished}/model.pt", "--data", "{data}", "--json", ""], {}, 1, "--json '': give a file name"),

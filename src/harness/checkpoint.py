@@ -163,6 +163,7 @@ def load_weights(model, state_dict, source="checkpoint"):
     """load_state_dict with an error that says which model the file was made for."""
     if not isinstance(state_dict, dict) or not all(torch.is_tensor(v) for v in state_dict.values()):
         raise UserError(f"{source} holds no weights (a dict of tensors): is it a model.pt written by a run?")
+    check_finite(state_dict, source)
     own = model.state_dict()
     missing = sorted(set(own) - set(state_dict))
     unexpected = sorted(set(state_dict) - set(own))
@@ -174,6 +175,13 @@ def load_weights(model, state_dict, source="checkpoint"):
         raise UserError(f"{source} does not fit this model (another model or configuration?): "
                          + "; ".join(p for p in parts if p))
     model.load_state_dict(state_dict)
+
+
+def check_finite(state_dict, source):
+    """A diverged or damaged run's weights would train or test on NaN."""
+    broken = [k for k, v in state_dict.items() if v.is_floating_point() and not torch.isfinite(v).all()]
+    if broken:
+        raise UserError(f"{source} holds weights that are not finite ({_few(broken)})", REMAKE)
 
 
 def _few(items, n=3):
