@@ -51,6 +51,18 @@ ALWAYS = ("model", "trainer", "recipe", "epochs")  # echoed even when they are t
 COLAB_KEEPS = re.compile(r"^(torch|torchvision|jupyter|nbclient|ipykernel|pytest)\s*([<>=!~;\[]|$)")
 
 
+def lacks(mode, sizes):
+    """What a mode needs that a copy of `sizes` (training, test) images lacks, as (needs, holds); None if nothing."""
+    m, (train, test) = MODES[mode], sizes
+    for want, have, split in ((m.get("train_subset"), train, "training"), (m.get("test_subset"), test, "test")):
+        if want and want > have:
+            return f"uses {want:,} {split} images", f"holds {have:,}"
+    batch = m.get("batch_size", BY_NAME["batch_size"].default)
+    if batch > min(m.get("train_subset") or train, train):
+        return f"trains on batches of {batch}", f"holds {train:,} training images"
+    return None
+
+
 def install_missing_requirements():
     """In Colab: pip-install requirements.txt but for what Colab already has (keeps its torch)."""
     wanted = [line for line in (ROOT / "requirements.txt").read_text().splitlines() if not COLAB_KEEPS.match(line)]
@@ -208,14 +220,10 @@ def main(argv=None):
         if args.resume and not held:
             raise UserError(f"--resume: {run} holds no run to continue (none of {', '.join(RUN_FILES)}); drop "
                             f"--resume to start one, or give the --out it was run with")
-        for have, split, key in zip(sizes, ("training", "test"), ("train_subset", "test_subset")):
-            if MODES[mode].get(key, 0) > have:
-                raise UserError(f"--mode {mode} uses {MODES[mode][key]:,} {split} images; {data_root} holds {have:,}: "
-                                f"point --data at a larger copy, or choose a mode that fits")
-        batch = MODES[mode].get("batch_size", BY_NAME["batch_size"].default)
-        if batch > min(MODES[mode].get("train_subset") or sizes[0], sizes[0]):
-            raise UserError(f"--mode {mode} trains on batches of {batch}; {data_root} holds {sizes[0]:,} training "
-                            f"images: point --data at a larger copy, or choose a mode that fits")
+        short = lacks(mode, sizes)
+        if short:
+            raise UserError(f"--mode {mode} {short[0]}; {data_root} {short[1]}: point --data at a larger copy, or "
+                            f"choose a mode that fits")
         out = out or (tempfile.mkdtemp(prefix="notebook-quick-") if mode == "quick" else None)  # all checked
         print(execute(args.name, mode, args.data, out, args.device, args.resume))
 

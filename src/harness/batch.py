@@ -53,11 +53,10 @@ def settle(args, parser, default_out):
         import torch
         args.jobs = 6 if args.device != "cpu" and torch.cuda.is_available() else 2
     if args.quick:
-        from ..notebook import MODES  # --quick runs the notebooks' quick mode's images
-        for have, split, key in zip(sizes, ("training", "test"), ("train_subset", "test_subset")):
-            if MODES["quick"][key] > have:
-                parser.error(f"--quick uses {MODES['quick'][key]:,} {split} images; --data {args.given_data} holds "
-                             f"{have:,}: give a larger copy")
+        from ..notebook import lacks  # --quick runs the notebooks' quick mode's images
+        short = lacks("quick", sizes)
+        if short:
+            parser.error(f"--quick {short[0]}; --data {args.given_data} {short[1]}: give a larger copy")
     args.deadline = time.monotonic() + args.budget - STOP_GRACE
     args.out = Path(args.out).resolve() if args.out else Path(tempfile.mkdtemp(prefix="quick-")) if args.quick \
         else default_out
