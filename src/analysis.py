@@ -191,16 +191,19 @@ def plot_attention_distance(distances, path=None):
 
 # Command line
 
+MIXER_FIGURES = ("depthwise_kernels.png", "patch_filters.png")
+VIT_FIGURES = ("class_attention.png", "attention_distance.png", "position_similarity.png")
+
+
 def _mixer_figures(model):
-    return {"depthwise_kernels.png": plot_depthwise_kernels(model),
-            "patch_filters.png": plot_patch_filters(model)}
+    return dict(zip(MIXER_FIGURES, (plot_depthwise_kernels(model), plot_patch_filters(model))))
 
 
 def _vit_figures(model, images):
     _, attentions = record_attention(model, images)
-    return {"class_attention.png": plot_class_attention(images, attentions, MEAN, STD),
-            "attention_distance.png": plot_attention_distance(attention_distances(model, attentions)),
-            "position_similarity.png": plot_position_similarity(model)}
+    return dict(zip(VIT_FIGURES, (plot_class_attention(images, attentions, MEAN, STD),
+                                  plot_attention_distance(attention_distances(model, attentions)),
+                                  plot_position_similarity(model))))
 
 
 def attention_distances(model, attentions):

@@ -222,7 +222,7 @@ def main(argv=None):
     if args["conv_vs_linear"] and unused:
         p.error(f"--conv-vs-linear times a random batch: {', '.join(BY_NAME[k].flag for k in unused)} would do nothing")
     repeats, json_path, linear = args.pop("repeats"), args.pop("json"), args.pop("conv_vs_linear")
-    with one_line(parser=p):
+    with one_line(lambda: "interrupted before every path was timed: nothing written or shown", parser=p):
         cfg = resolve(config_from_parsed(args))
         json_path = None if json_path is None else writable_file(json_path, "--json", (cfg.data,))
         if linear:

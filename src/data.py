@@ -5,8 +5,11 @@ Both sources (torchvision's download and a `train/<class>/*.jpg` folder copy) en
 """
 from __future__ import annotations
 
+import hashlib
 import os
+import shutil
 import signal
+import threading
 from pathlib import Path
 
 # albumentations asks PyPI for its latest version on import: a warning in every notebook run offline.
@@ -123,26 +126,34 @@ def cifar10(root, train=True, transform=None, download=False, subset=None, seed=
 def _torchvision(root, train, download):
     from torchvision.datasets import CIFAR10
     batches = _torchvision_folder(root, train, download)
-    existed = root.exists()
+    made = next((p for p in reversed((root, *root.parents)) if not p.exists()), None)  # the first folder it makes
     try:
         return CIFAR10(str(root), train=train, download=download)
     except RuntimeError as err:  # torchvision checks every file's MD5 before reading it
         raise UserError(f"{batches} is incomplete or corrupt ({err})", (
             ("--download", "delete it and pass --download"), ("--data", "point --data at a good copy"))) from None
     except OSError as err:  # no network, a refused connection, a full disk
-        if not existed and root.is_dir() and not any(root.rglob("*")):
-            root.rmdir()  # leave nothing behind
+        if made and made.is_dir() and not any(p.is_file() for p in made.rglob("*")):
+            shutil.rmtree(made)  # leave nothing behind
         raise DataNotFound(f"could not download CIFAR-10 into {root} ({getattr(err, 'reason', None) or err})",
                            (("--data", "give a local copy with --data (or CIFAR10_DIR in the notebooks)"),)) from None
 
 
 def split_size(root, train=True, download=False):
     """How many images a split holds, without decoding any: checks before reading the data."""
+    return split_listing(root, train, download)[0]
+
+
+def split_listing(root, train=True, download=False):
+    """(images, digest of their class/name list) of a split, without decoding any: a resumed run
+    sees an image renamed, moved to another class, added or removed. torchvision's files: no digest."""
     root, split = Path(root), "train" if train else "test"
     if (root / split).is_dir():
-        return len(image_files(root / split))
+        files = image_files(root / split)
+        listing = "".join(f"{CLASSES[label]}/{path.name}\n" for label, path in files)
+        return len(files), hashlib.sha256(listing.encode()).hexdigest()[:16]
     _torchvision_folder(root, train, download)
-    return 50_000 if train else 10_000  # torchvision's CIFAR-10
+    return (50_000 if train else 10_000), None  # torchvision's CIFAR-10
 
 
 def _torchvision_folder(root, train, download):
@@ -187,7 +198,24 @@ class SeededLoader(DataLoader):
     def __iter__(self):
         if self.num_workers == 0:
             _seed_transform(self.dataset, int(torch.randint(2**31, ())))
-        return super().__iter__()
+        if self.num_workers == 0 or threading.current_thread() is not threading.main_thread():
+            return super().__iter__()
+        # Ctrl-C or SIGTERM waits until the workers are forked: raised inside a fork hook (logging's
+        # _releaseLock), the KeyboardInterrupt would be printed as "Exception ignored" and swallowed.
+        came, stops = [], (signal.SIGINT, signal.SIGTERM)
+        handlers = {s: signal.signal(s, lambda signum, frame: came.append(signum)) for s in stops}
+        try:
+            workers = super().__iter__()
+        finally:
+            for s, handler in handlers.items():
+                signal.signal(s, handler)
+        for signum in came[:1]:  # now handled as it would have been
+            handler = handlers[signum]
+            if callable(handler):
+                handler(signum, None)
+            elif handler == signal.SIG_DFL:
+                signal.raise_signal(signum)
+        return workers
 
 
 def _seed_transform(dataset, seed):

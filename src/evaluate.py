@@ -51,6 +51,7 @@ def confusion_matrix(targets, preds, num_classes=10):
 def load_model(weights):
     """The model a run saved, rebuilt from the metrics.json beside its weights."""
     from .harness.checkpoint import check_finite, load, load_weights
+    from .harness.config import BY_NAME
     from .harness.run import read_metrics
     from .models import create_model
 
@@ -62,10 +63,15 @@ def load_model(weights):
         raise DataNotFound(f"no metrics.json beside {weights}: it names the model to rebuild")
     metrics = read_metrics(metrics_path)
     try:
-        build = partial(create_model, metrics["model"]["name"], **metrics["model"]["hyper_parameters"])
+        sizes = metrics["model"]["hyper_parameters"]
+        wrong = [f"{k} {v!r}, expected {BY_NAME[k].allowed}" for k, v in sizes.items()  # a depth of 10^9 would
+                 if k in BY_NAME and BY_NAME[k].allowed is not None and v not in BY_NAME[k].allowed]  # build for hours
+        if wrong:
+            raise ValueError("; ".join(wrong))
+        build = partial(create_model, metrics["model"]["name"], **sizes)
         with torch.device("meta"):  # its shapes only: sizes from a damaged file allocate nothing
             shapes = build()
-    except (KeyError, TypeError, ValueError) as err:
+    except (AttributeError, KeyError, TypeError, ValueError) as err:
         raise UserError(f"{metrics_path} does not name a model of this project ({err}): is it a run's "
                         f"metrics.json?") from None
     state = load(weights)
@@ -131,18 +137,25 @@ def main(argv=None):
     p.add_argument("--json", help="also write the result to this file")
     p.add_argument("--figures", help="also draw what the model learned (src/analysis.py) as PNGs into this folder")
     args = p.parse_args(argv)
-    with one_line(parser=p):
+    written = []  # what an interrupt leaves behind
+    with one_line(lambda: f"interrupted: {' and '.join(written) or 'nothing'} written", parser=p):
+        from . import analysis
         device = check_device(args.device)
         json_path = None if args.json is None else writable_file(args.json, "--json", (args.weights, args.data))
         figures = None if args.figures is None else writable_folder(args.figures, "--figures", (args.data,))
         if json_path and figures and within(figures, json_path):
             raise UserError(f"--figures {figures}: the path --json writes its file to; give them different paths")
+        if json_path and figures and json_path.resolve().parent == Path(figures).resolve() and \
+                json_path.name in analysis.MIXER_FIGURES + analysis.VIT_FIGURES:
+            raise UserError(f"--json {json_path}: --figures may draw {json_path.name} there; give --json another name")
         model, metrics = load_model(args.weights)  # read once, for the numbers and the figures
         result = evaluate(args.weights, model, metrics, args.data, device)
         if json_path:
             write_json(json_path, result)
+            written.append(str(json_path))
         print(report(result))
         if figures:
+            written.append(f"perhaps some figures in {figures}")  # each whole or absent
             print("figures:", *learned_figures(model, args.data, figures), sep="\n  ")
 
 

@@ -56,6 +56,7 @@ class Allowed:
 
 POSITIVE_INT = Allowed(1, integer=True)
 COUNT = Allowed(0, integer=True)
+DEPTH = Allowed(1, 1000, integer=True)  # deeper is no model of this study, and building one to check it takes hours
 FRACTION = Allowed(0, 1, high_open=True)
 
 
@@ -97,7 +98,7 @@ OPTIONS = (
     Option("resume", False, "continue the run in --out from its checkpoint.pt", "experiment"),
     Option("overwrite", False, "replace the run that --out already holds", "experiment"),
     # model: None keeps the variant's value
-    *(Option(name, None, MODEL_SIZE, "model", POSITIVE_INT, type=int, resume=True)
+    *(Option(name, None, MODEL_SIZE, "model", DEPTH if name == "depth" else POSITIVE_INT, type=int, resume=True)
       for name in ("dim", "depth", "kernel_size", "patch_size", "heads", "dim_head", "mlp_dim")),
     *(Option(name, None, MODEL_SIZE, "model", FRACTION, type=float, resume=True, recipe=True)
       for name in ("dropout", "emb_dropout")),
@@ -166,18 +167,25 @@ def resolve(cfg):
         raise UserError(f"--out {values['out']}: inside --data {values['data']}; give a folder outside the data")
     if values["lr_max"] is None:
         raise UserError(f"--lr-max: recipe {values['recipe']!r} sets none for {family}; give one")
+    own = variant(values["model"]).hyper_parameters
+    for o in OPTIONS:
+        if o.group == "model" and values[o.name] is not None and o.name not in own:
+            raise UserError(f"{o.flag} {values[o.name]}: --model {values['model']} has no {o.name} (its sizes: "
+                            f"{', '.join(own)}); drop {o.flag}")
     try:
         sizes = hyper_parameters(values["model"], **{o.name: values[o.name] for o in OPTIONS if o.group == "model"})
         with torch.device("meta"), warnings.catch_warnings():  # checks the sizes with a CIFAR image, allocating
             warnings.simplefilter("ignore")                     # nothing; training shows any warning itself
             model = create_model(values["model"], **sizes)
+            check_memory(model, values["model"], values["device"])  # before the forward, which takes longer
             model(torch.empty(1, 3, IMAGE_SIZE, IMAGE_SIZE))
+    except UserError:
+        raise
     except ValueError as err:
         raise UserError(f"--model {values['model']}: {err}") from None
     except RuntimeError as err:
         raise UserError(f"--model {values['model']}: these sizes cannot take a {IMAGE_SIZE}x{IMAGE_SIZE} image "
                         f"({str(err).strip().splitlines()[-1]})") from None
-    check_memory(model, values["model"], values["device"])
     values.update({k: v for k, v in sizes.items() if k in BY_NAME})
     if values["randaugment"] is not None:
         values["randaugment"] = tuple(values["randaugment"])

@@ -7,6 +7,7 @@ import subprocess
 import sys
 import tempfile
 import threading
+from contextlib import contextmanager
 from pathlib import Path
 
 import psutil
@@ -35,9 +36,10 @@ def describe(metrics, mode, command):
             f"the command line:\n\n```bash\n{command}\n```")
 
 
+@contextmanager
 def kernel_manager():
     """A kernel running this interpreter: the python3 kernel if it does, else a kernelspec for
-    sys.executable written to a temporary folder."""
+    sys.executable in a temporary folder, removed afterwards."""
     from jupyter_client.kernelspec import KernelSpecManager, NoSuchKernel
     from jupyter_client.manager import KernelManager
 
@@ -46,12 +48,13 @@ def kernel_manager():
     except NoSuchKernel:
         argv0 = None
     if argv0 and (argv0 == sys.executable or (os.path.isabs(argv0) and os.path.samefile(argv0, sys.executable))):
-        return KernelManager(kernel_name="python3")
+        yield KernelManager(kernel_name="python3")
+        return
     from ipykernel.kernelspec import install
-    prefix = tempfile.mkdtemp(prefix="kernelspec-")
-    install(kernel_name="this-python", prefix=prefix)
-    specs = KernelSpecManager(kernel_dirs=[str(Path(prefix) / "share" / "jupyter" / "kernels")])
-    return KernelManager(kernel_name="this-python", kernel_spec_manager=specs)
+    with tempfile.TemporaryDirectory(prefix="kernelspec-") as prefix:
+        install(kernel_name="this-python", prefix=prefix)
+        specs = KernelSpecManager(kernel_dirs=[str(Path(prefix) / "share" / "jupyter" / "kernels")])
+        yield KernelManager(kernel_name="this-python", kernel_spec_manager=specs)
 
 
 def execute(name, mode, data_root=None, out=None, device=None, resume=False, timeout=1800):
@@ -73,10 +76,10 @@ def execute(name, mode, data_root=None, out=None, device=None, resume=False, tim
     if device:
         env["NOTEBOOK_DEVICE"] = device
     nb = nbformat.read(source, as_version=4)
-    client = NotebookClient(nb, km=kernel_manager(), timeout=timeout, coalesce_streams=True,
-                            resources={"metadata": {"path": str(ROOT / name)}})
     try:
-        _execute(client, env)
+        with kernel_manager() as km:
+            _execute(NotebookClient(nb, km=km, timeout=timeout, coalesce_streams=True,
+                                    resources={"metadata": {"path": str(ROOT / name)}}), env)
     except CellExecutionError as err:  # the cell's own one line (a UserError shows its message), not its traceback
         code = [c for c in nb.cells if c.cell_type == "code"]
         number = next(i for i, c in enumerate(code, 1) if any(o.output_type == "error" for o in c.outputs))

@@ -73,15 +73,17 @@ def run(cfg):
 
 
 def image_counts(cfg):
-    """{"train_images": n, "test_images": m} the run will use, counted without decoding an image;
-    refuses a subset larger than its split, and a batch larger than the training images."""
+    """The images the run will use and the splits they come from ({"train_images": n, ...}), counted
+    without decoding an image; refuses a subset larger than its split, and a batch larger than the
+    training images."""
     counts = {}
     for split, subset in (("train", cfg.train_subset), ("test", cfg.test_subset)):
-        total = data.split_size(cfg.data, split == "train", cfg.download)
+        total, listing = data.split_listing(cfg.data, split == "train", cfg.download)
         if subset is not None and subset > total:
             raise UserError(f"--{split}-subset {subset}: more than the {total} images of the {split} split in "
                             f"{cfg.data}; give at most {total}, or leave it out to use them all")
-        counts[f"{split}_images"] = subset or total
+        # the subset drawn depends on the whole split, so a resumed run checks the split too
+        counts.update({f"{split}_images": subset or total, f"{split}_split_images": total, f"{split}_listing": listing})
     if cfg.batch_size > counts["train_images"]:
         raise UserError(f"--batch-size {cfg.batch_size}: larger than the {counts['train_images']} training images, "
                         f"so an epoch would have no full batch")
@@ -141,10 +143,12 @@ class RunFolder:
         if metrics:
             ckpt.check_config(f"the run in {out}", fingerprint(metrics["config"]), fingerprint(cfg))
             then = metrics["data"] if isinstance(metrics.get("data"), dict) else {}
-            changed = {k: (then[k], n) for k, n in self.sizes.items() if k in then and then[k] != n}
+            changed = [f"{k.replace('_', ' ')} {then[k]} then, {n} now" if "listing" not in k else
+                       f"{k.split('_')[0]} images renamed, added, removed or moved between classes"
+                       for k, n in self.sizes.items() if k in then and then[k] != n]
             if changed:
-                raise UserError(f"--data {cfg.data} holds other images than when the run in {out} started (key: (then, "
-                                f"now)): {changed}; restore them, or pass --overwrite to train the run again")
+                raise UserError(f"--data {cfg.data} holds other images than when the run in {out} started "
+                                f"({'; '.join(changed)}): restore them, or pass --overwrite to train the run again")
             then = metrics["config"].get("workers")
             if cfg.loader == "reference" and then != cfg.workers:
                 print(f"note: the run started with --workers {then}, it continues with {cfg.workers}: each worker "
