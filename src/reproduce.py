@@ -25,6 +25,7 @@ from .harness.config import BY_NAME
 from .notebook import MODES, NOTEBOOKS
 from .harness.report import check_readme, report, write_readme
 from .harness.batch import INTERRUPTED, add_arguments, check_batches, check_results, settle, summary
+from .harness.run import held
 from .harness.scheduler import ROOT, Job, portable, read_json, run_jobs, train_job
 
 def flags(**values):
@@ -162,10 +163,10 @@ def run_all(args, p):
         else:
             (out / "report.md").write_text(report(out, mode, redo))
 
-    out.mkdir(parents=True, exist_ok=True)
-    write_report()  # a README without the markers, or another damaged result file, fails now, not after the runs
-    outcomes = run_jobs(jobs, args.jobs, args.deadline, args.force, write_report)
-    write_report()
+    with held(out):  # a second reproduction into it would report this one's runs as its own
+        write_report()  # a README without the markers, or another damaged result file, fails now, not after the runs
+        outcomes = run_jobs(jobs, args.jobs, args.deadline, args.force, write_report)
+        write_report()
     print(f"results: {args.readme if out == ROOT else out / 'report.md'}", flush=True)
     summary(outcomes)
 

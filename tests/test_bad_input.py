@@ -564,6 +564,19 @@ def test_sweep_interrupted_twice_stops_its_runs_and_exits_130(quick_cifar, tmp_p
     assert b"interrupted: stopping the runs" in out
 
 
+@pytest.mark.parametrize("module, what", [("src.sweep", ["--sweep", "convmixer-recipes", "--only", "baseline"]),
+                                          ("src.reproduce", ["--only", "recipes"])])
+def test_a_second_sweep_or_reproduction_into_one_out_is_refused(module, what, quick_cifar, tmp_path):
+    """It would report the first one's epochs as its own and write into its logs (probe 5)."""
+    from src.harness.run import held
+    out = tmp_path / "out"
+    with held(out):  # the first one, still running
+        message = cli_error([*what, "--quick", "--device", "cpu", "--data", quick_cifar, "--out", out], module)
+    assert message == (f"error: {out} is being written by another run right now: wait for it to end, or choose "
+                       f"another --out")
+    assert not list(out.iterdir())  # nothing started
+
+
 def test_two_runs_into_one_folder_the_second_is_refused(tiny_cifar, tmp_path):
     """A real race: the second process starts while the first holds the folder; even --overwrite
     waits its turn."""

@@ -8,6 +8,7 @@ import fcntl
 import json
 import os
 import random
+from contextlib import contextmanager
 from dataclasses import asdict, replace
 from pathlib import Path
 
@@ -225,6 +226,16 @@ def read_metrics(path):
     if missing:
         raise UserError(f"{path} is not a run's metrics.json (it lacks {', '.join(missing)})", FIX_METRICS)
     return metrics
+
+
+@contextmanager
+def held(out):
+    """The folder out, held by this process alone while the block runs (src.sweep's, src.reproduce's)."""
+    fd = _hold(Path(out))
+    try:
+        yield
+    finally:
+        _release(Path(out), fd)
 
 
 def _hold(out):
