@@ -24,7 +24,7 @@ import torch
 import torch.nn.functional as F
 
 from .harness.config import BY_NAME, model_overrides, resolve
-from .harness.cli import number, one_line, writable_file, write_json
+from .harness.cli import number, one_line, usable_path, writable_file, write_json
 from .harness.errors import UserError
 from .models import ConvViT, create_model, label
 from .models.conv_vit import linear_twin
@@ -216,7 +216,7 @@ def main(argv=None):
                                                                      "is kept")
     p.add_argument("--conv-vs-linear", action="store_true", help="instead: one training step of --model (a ConvViT) "
                    "against the same network written with nn.Linear, on a random batch: time and memory")
-    p.add_argument("--json", help="also write the timings and settings to this file")
+    p.add_argument("--json", type=usable_path, help="also write the timings and settings to this file")
     args = vars(p.parse_args(argv))
     unused = sorted(k for k, v in args.items() if v != p.get_default(k) and k not in CONV_LINEAR_USES)
     if args["conv_vs_linear"] and unused:

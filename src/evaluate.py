@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .harness.cli import one_line, within, writable_file, writable_folder, write_json
+from .harness.cli import one_line, usable_path, within, writable_file, writable_folder, write_json
 from .harness.machine import check_device
 from .harness.errors import DataNotFound, UserError
 from .trainers import Engine, History, Step
@@ -131,11 +131,11 @@ def report(result):
 def main(argv=None):
     p = argparse.ArgumentParser(prog="python -m src.evaluate", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("weights", help="a model.pt written by a run (metrics.json beside it)")
-    p.add_argument("--data", required=True, help="CIFAR-10: class folders or torchvision's folder")
+    p.add_argument("weights", type=usable_path, help="a model.pt written by a run (metrics.json beside it)")
+    p.add_argument("--data", required=True, type=usable_path, help="CIFAR-10: class folders or torchvision's folder")
     p.add_argument("--device", default="auto", help="cpu, cuda or cuda:N; auto: cuda when there is one")
-    p.add_argument("--json", help="also write the result to this file")
-    p.add_argument("--figures", help="also draw what the model learned (src/analysis.py) as PNGs into this folder")
+    p.add_argument("--json", type=usable_path, help="also write the result to this file")
+    p.add_argument("--figures", type=usable_path, help="also draw what the model learned (src/analysis.py) as PNGs into this folder")
     args = p.parse_args(argv)
     written = []  # what an interrupt leaves behind
     with one_line(lambda: f"interrupted: {' and '.join(written) or 'nothing'} written", parser=p):

@@ -24,7 +24,7 @@ import torch
 
 from . import data
 from .harness.checkpoint import stamps
-from .harness.cli import one_line, within, writable_folder
+from .harness.cli import one_line, os_problem, usable_path, within, writable_folder
 from .harness.config import BY_NAME, DEFAULT_DATA, Config, model_overrides, resolve
 from .harness.errors import UserError
 from .harness.machine import check_device
@@ -180,8 +180,8 @@ def main(argv=None):
     p.add_argument("name", choices=NOTEBOOKS)
     p.add_argument("--mode", choices=tuple(MODES), default=None, help="default: $NOTEBOOK_MODE, else full on a GPU, "
                                                                       "else cpu")
-    p.add_argument("--data", help="CIFAR-10 (class folders or torchvision's); default: $CIFAR10_DIR or ./data")
-    p.add_argument("--out", help="write the executed notebook, its run and figures under OUT/NAME (default: "
+    p.add_argument("--data", type=usable_path, help="CIFAR-10 (class folders or torchvision's); default: $CIFAR10_DIR or ./data")
+    p.add_argument("--out", type=usable_path, help="write the executed notebook, its run and figures under OUT/NAME (default: "
                                  "in place; quick mode: a new temporary folder)")
     p.add_argument("--device", help="cpu, cuda or cuda:N; default: $NOTEBOOK_DEVICE, else a GPU if any")
     p.add_argument("--resume", action="store_true", help="continue the notebook's unfinished run")
@@ -209,6 +209,8 @@ def main(argv=None):
         data_root = args.data if args.data is not None else os.environ.get("CIFAR10_DIR", DEFAULT_DATA)
         if not data_root.strip():
             raise UserError(f"--data {data_root!r}: give a folder")
+        if os_problem(data_root):  # CIFAR10_DIR's; --data's is argparse's
+            raise UserError(f"CIFAR10_DIR {data_root}: {os_problem(data_root)}; give another path")
         if out is not None and within(Path(out), Path(data_root)):
             p.error(f"--out {out}: inside --data {data_root}; give a folder outside the data")
         writable_folder(Path(out or ROOT) / args.name, "--out")

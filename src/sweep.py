@@ -22,7 +22,7 @@ from dataclasses import dataclass
 
 from .harness.report import common_cells, load_run, log_link, result_files, table
 from .reproduce import NOTEBOOK_OF, train_flags
-from .harness.cli import one_line
+from .harness.cli import one_line, usable_path
 from .harness.batch import INTERRUPTED, add_arguments, check_batches, check_results, settle, summary
 from .harness.run import held
 from .harness.scheduler import ROOT, run_jobs, train_job
@@ -110,7 +110,7 @@ def main(argv=None):
     p.add_argument("--sweep", required=True, choices=tuple(SWEEPS), help="; ".join(
         f"{name}: {', '.join(variant for variant, _ in sweep.variants)}" for name, sweep in SWEEPS.items()))
     add_arguments(p, budget=570)
-    p.add_argument("--out", help="the sweep's folder (default: NOTEBOOK/sweeps/SWEEP beside the model's notebook; "
+    p.add_argument("--out", type=usable_path, help="the sweep's folder (default: NOTEBOOK/sweeps/SWEEP beside the model's notebook; "
                                  "with --quick: a new temporary folder)")
     p.add_argument("--only", help="comma-separated variants to run (default: all)")
     args = p.parse_args(argv)

@@ -110,6 +110,8 @@ HOSTILE = [
     (["--data", " "], "--data ' ': give a folder"),
     (["--kernel-size", "100000"], "need"),  # one line, no torch warning before it
     (["--out", "{data}/train/run"], "--out {data}/train/run: inside --data {data}"),
+    (["--out", "/tmp/" + "a" * 300], "--out /tmp/" + "a" * 300 + ": File name too long; give another path"),
+    (["--data", "{odd}/loop"], "--data {odd}/loop: Too many levels of symbolic links; give another path"),
     (["--out", "{odd}/no-checkpoint", "--resume"], "holds a run (metrics.json) but no checkpoint.pt to continue from"),
     (["--out", "{odd}/weights-only", "--resume"], "holds a run (model.pt) but no checkpoint.pt to continue from"),
     (["--out", "{odd}/metrics-pipe", "--resume"],
@@ -730,6 +732,7 @@ def odd_runs(finished_run, tmp_path_factory):
     (root / "cut-weights" / "model.pt").write_bytes(whole[:500])
     (root / "half-weights" / "model.pt").write_bytes(whole[:len(whole) // 2])  # torch.load: "[Errno 22] Invalid ..."
     (root / "a-file").write_text("not a folder")
+    os.symlink("loop", root / "loop")  # a link to itself: the OS cannot look up anything through it
     (root / "empty").mkdir()
     (root / "sweep" / "baseline").mkdir(parents=True)
     (root / "sweep" / "baseline" / "metrics.json").write_text("{}")
@@ -739,7 +742,21 @@ def odd_runs(finished_run, tmp_path_factory):
 
 TINY_QUICK = ("--quick", "--device", "cpu", "--data", "{data}")
 # (module, arguments, environment, exit code, what the one line must say); 2 is argparse's usage error.
+TOO_LONG = "/tmp/" + "a" * 300  # a name longer than the file system's 255 bytes
 COMMANDS = [
+    *((module, argv, {}, 2, f"argument {flag}: {path}: {why}; give another path")
+      for path, why in ((TOO_LONG, "File name too long"), ("{odd}/loop", "Too many levels of symbolic links"))
+      for module, flag, argv in (
+          ("src.evaluate", "weights", [path, "--data", "{data}"]),
+          ("src.evaluate", "--data", ["{finished}/model.pt", "--data", path]),
+          ("src.evaluate", "--figures", ["{finished}/model.pt", "--data", "{data}", "--figures", path]),
+          ("src.bench", "--json", ["--data", "{data}", "--json", path]),
+          ("src.notebook", "--out", ["ConvMixer_experimentation_2", "--mode", "quick", "--data", "{quick}", "--out",
+                                     path]),
+          ("src.sweep", "--out", ["--sweep", "vit-steps", "--quick", "--data", "{quick}", "--out", path]),
+          ("src.reproduce", "--data", ["--quick", "--data", path, "--out", "{odd}/never"]))),
+    ("src.notebook", ["ViT_with_convolution", "--mode", "quick"], {"CIFAR10_DIR": "{odd}/loop"}, 1,
+     "CIFAR10_DIR {odd}/loop: Too many levels of symbolic links; give another path"),
     ("src.evaluate", ["{finished}/checkpoint.pt", "--data", "{data}", "--device", "cpu"], {}, 1,
      "checkpoint.pt is a training checkpoint, not weights: give the run's model.pt"),
     ("src.evaluate", ["{odd}/other-model/model.pt", "--data", "{data}", "--device", "cpu"], {}, 1,
@@ -895,7 +912,7 @@ def test_every_command_ends_a_failure_in_one_line(module, argv, env, code, expec
     fill = dict(data=tiny_cifar, quick=quick_cifar, finished=finished_run, odd=odd_runs,
                 notebooks=odd_runs / "notebooks")
     for name, value in env.items():
-        monkeypatch.setenv(name, value)
+        monkeypatch.setenv(name, value.format(**fill))
     kept = snapshot(finished_run)
     argv = [a.format(**fill) for a in argv]
     if code == 2:

@@ -7,7 +7,7 @@ import time
 from pathlib import Path
 
 from ..data import split_size
-from .cli import number, within, writable_folder
+from .cli import number, usable_path, within, writable_folder
 from .errors import UserError
 from .machine import check_device
 from .report import damage
@@ -19,7 +19,7 @@ INTERRUPTED = ("interrupted: rerun the same command to continue (finished runs a
 
 def add_arguments(parser, budget):
     """The options src.reproduce and src.sweep share."""
-    parser.add_argument("--data", default=os.environ.get("CIFAR10_DIR"),
+    parser.add_argument("--data", default=os.environ.get("CIFAR10_DIR"), type=usable_path,
                         help="CIFAR-10: class folders or torchvision's folder (default: $CIFAR10_DIR)")
     parser.add_argument("--device", help="cpu, cuda or cuda:N for every run (default: each run's auto, a GPU if any)")
     parser.add_argument("--jobs", type=number(int, 1), help="runs at once (default: 6 on a GPU, 2 on CPU)")

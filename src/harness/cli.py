@@ -102,6 +102,28 @@ def writable_file(path, flag, inputs=()):
     return path
 
 
+def os_problem(path):
+    """Why the operating system cannot look path up (a name too long, a loop of links, a NUL byte), or
+    None; whether it must exist is each command's own check."""
+    try:
+        os.stat(path)
+    except (FileNotFoundError, NotADirectoryError):
+        return None
+    except OSError as err:
+        return err.strerror or str(err)
+    except ValueError as err:
+        return str(err)
+    return None
+
+
+def usable_path(text):
+    """An argparse type for a path flag: one the operating system can look up (usage error, exit 2)."""
+    problem = os_problem(text)
+    if problem:
+        raise argparse.ArgumentTypeError(f"{text}: {problem}; give another path")
+    return text
+
+
 def within(path, other):
     """path is other, or lies inside it (links resolved)."""
     path, other = path.resolve(), other.resolve()

@@ -13,7 +13,7 @@ from pathlib import Path
 import torch
 
 from .checkpoint import busy
-from .cli import RUN_FILES, within
+from .cli import RUN_FILES, os_problem, within
 from .errors import UserError
 from .machine import check_device, check_memory, precision
 from ..models import MODELS, create_model, hyper_parameters, variant
@@ -163,6 +163,8 @@ def resolve(cfg):
     for name in ("data", "out"):
         if values[name] is not None and not values[name].strip():
             raise UserError(f"--{name} {values[name]!r}: give a folder")
+        if values[name] is not None and os_problem(values[name]):
+            raise UserError(f"--{name} {values[name]}: {os_problem(values[name])}; give another path")
     if values["out"] is not None and within(Path(values["out"]), Path(values["data"])):
         raise UserError(f"--out {values['out']}: inside --data {values['data']}; give a folder outside the data")
     if values["lr_max"] is None:
