@@ -118,6 +118,8 @@ HOSTILE = [
      "metrics-pipe/metrics.json is not a regular file: delete it to resume from checkpoint.pt, or pass --overwrite"),
     (["--out", "{odd}/not-metrics", "--resume"], "not-metrics/metrics.json is not a run's metrics.json (it lacks "
                                                  "epochs_done, final_test_acc, config"),
+    (["--out", "{odd}/data-number", "--resume"], "data-number/metrics.json is not a run's metrics.json (its config is "
+                                                 "damaged: expected str, bytes or os.PathLike object, not int)"),
     (["--resume", "--overwrite"], "--resume and --overwrite contradict each other"),
     (["--data", "{data}/nowhere"], "{data}/nowhere does not exist: point --data (CIFAR10_DIR in the notebooks) at "
                                    "a copy, or pass --download"),
@@ -139,7 +141,13 @@ HOSTILE = [
         ("ckpt-int", "it holds int, not a checkpoint"), ("ckpt-epoch-text", "epoch 'x', not one of the run's 1 epochs"),
         ("ckpt-epoch-99", "epoch 99, not one of the run's 1 epochs"),
         ("ckpt-optimizer", "loaded state dict has a different number of parameter groups"),
-        ("ckpt-rng", "Expected a CPUGeneratorImplState of size 5056 but found the input RNG state size to be 3"))),
+        ("ckpt-rng", "Expected a CPUGeneratorImplState of size 5056 but found the input RNG state size to be 3"),
+        ("ckpt-history-nan", "its history holds values that are not finite numbers"),  # (probe 6)
+        ("ckpt-moment-shape", "its optimizer's exp_avg does not fit the weights, or is not finite"),
+        ("ckpt-moment-nan", "its optimizer's exp_avg_sq does not fit the weights, or is not finite"),
+        ("ckpt-step-negative", "its optimizer's step does not fit the weights, or is not finite"),
+        ("ckpt-wd-nan", "its optimizer's weight_decay is nan, this run's 0.01"),
+        ("ckpt-betas", "its optimizer's betas is (0.9, 2.0), this run's (0.9, 0.999)"))),
     (["--out", "{odd}/ckpt-nan", "--resume", "--epochs", "1"], "ckpt-nan/checkpoint.pt holds weights that are not "
      "finite (stem.0.weight, stem.0.bias, stem.2.weight and 17 more): pass --overwrite to train the run again"),
     (["--out", "{odd}/stopped", "--resume", "--epochs", "1", "--seed", "5"],
@@ -690,9 +698,20 @@ def odd_runs(finished_run, tmp_path_factory):
     (root / "no-checkpoint" / "metrics.json").write_text(json.dumps({**metrics, "finished": False}))
     saved = torch.load(finished_run / "checkpoint.pt", weights_only=True)  # stopped runs, their checkpoints damaged
     bad_rng = {**saved["rng"], "torch": torch.zeros(3, dtype=torch.uint8)}
+
+    def optimizer(state=None, **group):  # saved's, one moment of its first weight or its first group's settings
+        first = {**saved["optimizer"]["state"][0], **(state or {})}
+        groups = [{**saved["optimizer"]["param_groups"][0], **group}, *saved["optimizer"]["param_groups"][1:]]
+        return {**saved, "optimizer": {"state": {**saved["optimizer"]["state"], 0: first}, "param_groups": groups}}
+    moments = saved["optimizer"]["state"][0]
     for name, state in {"stopped": saved, "ckpt-int": 5, "ckpt-epoch-text": {**saved, "epoch": "x"},
                         "ckpt-epoch-99": {**saved, "epoch": 99}, "ckpt-rng": {**saved, "rng": bad_rng},
                         "ckpt-optimizer": {**saved, "optimizer": {"state": {}, "param_groups": []}},
+                        "ckpt-history-nan": {**saved, "history": {**saved["history"], "train_loss": [math.nan]}},
+                        "ckpt-moment-shape": optimizer({"exp_avg": torch.zeros(1)}),
+                        "ckpt-moment-nan": optimizer({"exp_avg_sq": torch.full_like(moments["exp_avg_sq"], math.nan)}),
+                        "ckpt-step-negative": optimizer({"step": torch.tensor(-3.0)}),
+                        "ckpt-wd-nan": optimizer(weight_decay=math.nan), "ckpt-betas": optimizer(betas=(0.9, 2.0)),
                         "ckpt-nan": {**saved, "model": {k: torch.full_like(v, math.nan) if v.is_floating_point() else v
                                                         for k, v in saved["model"].items()}}}.items():
         shutil.copytree(finished_run, root / name, ignore=shutil.ignore_patterns("model.pt"))
@@ -708,6 +727,9 @@ def odd_runs(finished_run, tmp_path_factory):
     torch.save(5, root / "int-weights" / "model.pt")
     shutil.copytree(finished_run, root / "text-accuracy")
     (root / "text-accuracy" / "metrics.json").write_text(json.dumps({**metrics, "final_test_acc": "0.5"}))
+    shutil.copytree(finished_run, root / "data-number")  # (probe 6)
+    (root / "data-number" / "metrics.json").write_text(json.dumps({**metrics, "config": {**metrics["config"],
+                                                                                         "data": 5}}))
     shutil.copytree(finished_run, root / "not-metrics")
     (root / "not-metrics" / "metrics.json").write_text('{"finished": true}')
     shutil.copytree(finished_run, root / "nan-weights")  # a diverged run's weights

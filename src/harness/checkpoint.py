@@ -16,6 +16,7 @@ from .errors import UserError
 
 TMP = ".tmp"
 CHECKPOINT_KEYS = ("epoch", "config", "model", "optimizer", "scaler", "scheduler", "ema", "history", "rng")
+OPTIMIZER_SETTINGS = ("betas", "eps", "weight_decay", "amsgrad", "maximize")  # what the config sets
 PER_EPOCH = ("train_loss", "train_acc", "test_loss", "test_acc", "epoch_time", "lr")  # a History's lists
 # What to do about a run's file that cannot be read (a UserError's advice, src/harness/errors.py).
 REMAKE = (("--overwrite", "pass --overwrite to train the run again"),
@@ -136,12 +137,35 @@ def check_state(path, state, config, epochs=None, batches=None):
         raise damaged(path, f"epoch {epoch!r}, not one of the run's {epochs or 'many'} epochs")
     if any(not isinstance(history.get(k), list) or len(history[k]) != epoch + 1 for k in PER_EPOCH):
         raise damaged(path, f"its history is not that of {epoch + 1} epochs")
+    if not all(_finite(x) for k in (*PER_EPOCH, "batch_lr") for x in history.get(k) or ()):
+        raise damaged(path, "its history holds values that are not finite numbers")
     steps = history.get("batch_lr")
     if batches and (not isinstance(steps, list) or len(steps) != (epoch + 1) * batches):
         then = f"{len(steps) / (epoch + 1):g}" if isinstance(steps, list) else "?"
         raise damaged(path, f"its epochs had {then} batches, this run's have {batches}: other data, batch size or "
                             f"processes")
     return epoch
+
+
+def check_optimizer(path, optimizer, fresh):
+    """After loading: the optimizer's settings must be those the run's config gave it (`fresh`: its
+    param_groups before loading), and its moments finite and shaped like the weights."""
+    for group, then in zip(optimizer.param_groups, fresh):
+        for key in OPTIMIZER_SETTINGS:
+            if key in then and group.get(key) != then[key]:
+                raise damaged(path, f"its optimizer's {key} is {group.get(key)!r}, this run's {then[key]!r}")
+        if not _finite(group.get("lr")) or group["lr"] < 0:
+            raise damaged(path, f"its learning rate is {group.get('lr')!r}")
+        for weight in group["params"]:
+            for key, value in optimizer.state.get(weight, {}).items():
+                fits = torch.is_tensor(value) and (value.numel() == 1 and value.item() >= 1 if key == "step"
+                                                   else value.shape == weight.shape)
+                if not fits or not torch.isfinite(value).all():
+                    raise damaged(path, f"its optimizer's {key} does not fit the weights, or is not finite")
+
+
+def _finite(x):
+    return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)
 
 
 def damaged(path, why):
@@ -153,7 +177,7 @@ def refused(path):
     """Loading a checkpoint's states: what torch refuses (a state of another shape) is one line naming it."""
     try:
         yield
-    except torch.OutOfMemoryError:
+    except (torch.OutOfMemoryError, UserError):  # a UserError names the file already
         raise
     except (ValueError, TypeError, KeyError, IndexError, AttributeError, RuntimeError) as err:
         raise damaged(path, reason(err)) from None

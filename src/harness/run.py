@@ -225,6 +225,10 @@ def read_metrics(path):
                if not isinstance(metrics, dict) or not isinstance(metrics.get(key), kind)]
     if missing:
         raise UserError(f"{path} is not a run's metrics.json (it lacks {', '.join(missing)})", FIX_METRICS)
+    try:
+        fingerprint(metrics["config"])
+    except (TypeError, ValueError, OSError) as err:
+        raise UserError(f"{path} is not a run's metrics.json (its config is damaged: {err})", FIX_METRICS) from None
     return metrics
 
 

@@ -205,13 +205,16 @@ class Engine:
         state = ckpt.load(path, self.device)
         epoch = ckpt.check_state(path, state, self.config, epochs, batches)
         ckpt.load_weights(self.model, state["model"], f"checkpoint {path}")
+        fresh = [dict(group) for group in self.optimizer.param_groups]
         with ckpt.refused(path):
             self.optimizer.load_state_dict(state["optimizer"])
+            ckpt.check_optimizer(path, self.optimizer, fresh)
             self.scaler.load_state_dict(state["scaler"])
             if self.scheduler is not None:
                 self.scheduler.load_state_dict(state["scheduler"])
             if self.ema is not None:
                 self.ema.load_state_dict(state["ema"])
+                ckpt.check_finite(self.ema.module.state_dict(), f"checkpoint {path} (its EMA)")
             ckpt.set_rng_state(state["rng"])
         return History.from_dict(state["history"]), epoch + 1
 
