@@ -20,6 +20,7 @@ import argparse
 import sys
 from functools import partial
 
+from .harness.checkpoint import write_text
 from .harness.cli import one_line, usable_path
 from .harness.config import BY_NAME
 from .notebook import MODES, NOTEBOOKS
@@ -161,7 +162,7 @@ def run_all(args, p):
         if out == ROOT:
             write_readme(args.readme, ROOT, redo)
         else:
-            (out / "report.md").write_text(report(out, mode, redo))
+            write_text(out / "report.md", report(out, mode, redo))
 
     with held(out):  # a second reproduction into it would report this one's runs as its own
         write_report()  # a README without the markers, or another damaged result file, fails now, not after the runs

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 
 from .harness.report import common_cells, load_run, log_link, result_files, table
 from .reproduce import NOTEBOOK_OF, train_flags
+from .harness.checkpoint import write_text
 from .harness.cli import one_line, usable_path
 from .harness.batch import INTERRUPTED, add_arguments, check_batches, check_results, settle, summary
 from .harness.run import held
@@ -130,7 +131,7 @@ def main(argv=None):
         def write_table(job=None):
             out.mkdir(parents=True, exist_ok=True)
             text = sweep_table(args.sweep, variants, out, redo)
-            (out / "table.md").write_text(text)
+            write_text(out / "table.md", text)
             return text
 
         with held(out):  # a second sweep into it would report this one's epochs as its own

@@ -407,6 +407,25 @@ def test_disk_full_while_saving_a_checkpoint(full, tiny_cifar, tmp_path, monkeyp
     assert not list(out.glob("*.tmp"))
 
 
+@pytest.mark.parametrize("target", ["report", "readme"])
+def test_disk_full_while_writing_a_report_names_it(target, quick_cifar, tmp_path, monkeypatch):
+    """Reports, tables, READMEs and notebooks are written like the run's files (probe 6: a notebook
+    on a full disk ended in '[Errno 28] No space left on device', naming no file)."""
+    from src import reproduce
+    readme = tmp_path / "README.md"
+    shutil.copy(reproduce.ROOT / "README.md", readme)
+    before = readme.read_bytes()
+    monkeypatch.setattr(os, "fsync", _disk_full)
+    argv, path, flag = {"report": (["--quick", "--device", "cpu", "--data", quick_cifar, "--only", "recipes",
+                                    "--out", tmp_path / "out"], tmp_path / "out" / "report.md", "--out"),
+                        "readme": (["--write-readme", "--readme", readme], readme, "--readme")}[target]
+    message = cli_error(argv, "src.reproduce")
+    kept = "the previous one is kept" if target == "readme" else "nothing was written"
+    assert message == f"error: cannot write {path}: No space left on device ({kept}); free some space or choose " \
+                      f"another {flag}"
+    assert readme.read_bytes() == before and not list(tmp_path.rglob("*.tmp"))
+
+
 @pytest.mark.parametrize("stop, code", [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
 def test_ctrl_c_or_sigterm_says_how_to_continue(stop, code, tiny_cifar, tmp_path):
     out = tmp_path / "run"

@@ -55,6 +55,11 @@ def atomic_write(path, write, flag="--out"):
         raise
 
 
+def write_text(path, text, flag="--out"):
+    """A text file (a report, a table, a notebook) written whole or not at all; a full disk names it."""
+    atomic_write(path, lambda f: f.write(text.encode(errors="surrogateescape")), flag)
+
+
 def busy(folder, lock=".lock"):
     """Another process holds the folder's lock (src/harness/run.py's RunFolder) right now."""
     try:

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import torch
 
-from .checkpoint import atomic_write
+from .checkpoint import write_text
 from .errors import DataNotFound, Diverged, OneLine, UserError
 
 RUN_FILES = ("metrics.json", "checkpoint.pt", "model.pt")  # what a run writes (src/harness/run.py)
@@ -132,8 +132,7 @@ def within(path, other):
 
 def write_json(path, value, flag="--json"):
     """A result file, written whole or not at all (a full disk is one line naming it)."""
-    text = json.dumps(value, indent=1)
-    atomic_write(path, lambda f: f.write(text.encode()), flag)
+    write_text(path, json.dumps(value, indent=1), flag)
 
 
 def writable_folder(path, flag, inputs=()):

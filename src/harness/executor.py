@@ -12,6 +12,7 @@ from pathlib import Path
 
 import psutil
 
+from .checkpoint import write_text
 from .errors import UserError
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -93,7 +94,7 @@ def execute(name, mode, data_root=None, out=None, device=None, resume=False, tim
     paragraph = describe(metrics, mode, command)
     nb.cells[0].source = INTRO_RUN.sub(lambda m: m.group(1) + paragraph + m.group(2), nb.cells[0].source)
     path = folder / source.name
-    nbformat.write(nb, path)
+    write_text(path, nbformat.writes(nb), "--out")  # a full disk names it
     return path
 
 

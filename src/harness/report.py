@@ -7,6 +7,7 @@ import difflib
 import json
 from pathlib import Path
 
+from .checkpoint import write_text
 from .config import BY_NAME
 from .errors import UserError
 from ..models import label
@@ -236,7 +237,7 @@ def _block(readme):
 
 def write_readme(readme, base, redo=()):
     text, start, end = _block(readme)
-    Path(readme).write_text(text[:start] + "\n" + report(base, redo=redo) + text[end:], errors="surrogateescape")
+    write_text(readme, text[:start] + "\n" + report(base, redo=redo) + text[end:], "--readme")
 
 
 def check_readme(readme, base):
