@@ -19,7 +19,7 @@ OTHER_IMAGES = {".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm", ".pbm"
 
 def image_files(split_dir):
     """[(label, path)] of a class-folder split, checked (the ten classes, none empty), in class order."""
-    found = sorted(p.name for p in split_dir.iterdir() if p.is_dir())
+    found = sorted(p.name for p in split_dir.iterdir() if p.is_dir() and not p.name.startswith("."))  # not data
     if sorted(found) != sorted(CLASSES):
         raise UserError(f"{split_dir} must hold exactly the 10 CIFAR-10 class folders "
                         f"{list(CLASSES)}; found {found}")

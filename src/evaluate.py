@@ -57,7 +57,7 @@ def load_model(weights):
 
     weights = Path(weights)
     metrics_path = weights.parent / "metrics.json"
-    if not weights.is_file():
+    if not weights.exists():
         raise DataNotFound(f"no weights at {weights}")
     if not metrics_path.exists():
         raise DataNotFound(f"no metrics.json beside {weights}: it names the model to rebuild")

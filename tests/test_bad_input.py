@@ -148,6 +148,8 @@ HOSTILE = [
         ("ckpt-step-negative", "its optimizer's step does not fit the weights, or is not finite"),
         ("ckpt-wd-nan", "its optimizer's weight_decay is nan, this run's 0.01"),
         ("ckpt-betas", "its optimizer's betas is (0.9, 2.0), this run's (0.9, 0.999)"))),
+    *((["--out", "{odd}/" + name, "--resume", "--epochs", "1"], f"{name}/checkpoint.pt is not a regular file (a "
+       f"folder or pipe?): pass --overwrite to train the run again") for name in ("ckpt-folder", "ckpt-pipe")),
     (["--out", "{odd}/ckpt-nan", "--resume", "--epochs", "1"], "ckpt-nan/checkpoint.pt holds weights that are not "
      "finite (stem.0.weight, stem.0.bias, stem.2.weight and 17 more): pass --overwrite to train the run again"),
     (["--out", "{odd}/stopped", "--resume", "--epochs", "1", "--seed", "5"],
@@ -320,6 +322,15 @@ def test_empty_class_folder(small_copy, tmp_path):
         data.cifar10(small_copy)
     assert str(folder) in str(err.value)
     assert str(folder) in cli_error(tiny_args(small_copy, tmp_path / "out", "--batch-size", "4"))
+
+
+def test_hidden_folders_beside_the_class_folders_are_not_data(small_copy):
+    """Jupyter leaves .ipynb_checkpoints in any folder it browses; it was refused as an 11th class (probe 6)."""
+    before = data.split_size(small_copy)
+    (small_copy / "train" / ".ipynb_checkpoints").mkdir()
+    (small_copy / "train" / ".ipynb_checkpoints" / "0000.jpg").write_bytes(b"")
+    assert data.split_size(small_copy) == before
+    assert len(data.cifar10(small_copy)) == before
 
 
 def test_corrupt_or_partial_torchvision_folder(tmp_path):
@@ -736,6 +747,12 @@ def odd_runs(finished_run, tmp_path_factory):
         shutil.copytree(finished_run, root / name, ignore=shutil.ignore_patterns("model.pt"))
         (root / name / "metrics.json").write_text(json.dumps({**metrics, "finished": False}))
         torch.save(state, root / name / "checkpoint.pt")
+    for name in ("ckpt-folder", "ckpt-pipe"):  # a stopped run whose checkpoint.pt is not a file (probe 6)
+        shutil.copytree(root / "stopped", root / name, ignore=shutil.ignore_patterns("checkpoint.pt"))
+    (root / "ckpt-folder" / "checkpoint.pt").mkdir()
+    os.mkfifo(root / "ckpt-pipe" / "checkpoint.pt")
+    shutil.copytree(finished_run, root / "weights-folder", ignore=shutil.ignore_patterns("model.pt"))
+    (root / "weights-folder" / "model.pt").mkdir()
     shutil.copytree(finished_run, root / "weights-only")  # metrics and checkpoint gone: the weights must stay
     (root / "weights-only" / "metrics.json").unlink()
     (root / "weights-only" / "checkpoint.pt").unlink()
@@ -840,6 +857,8 @@ COMMANDS = [
      "--json /dev/full: not a regular file"),
     ("src.evaluate", ["{odd}/huge-dim/model.pt", "--data", "{data}"], {}, 1,
      "huge-dim/metrics.json describes another model than these weights"),  # nothing allocated (E11)
+    ("src.evaluate", ["{odd}/weights-folder/model.pt", "--data", "{data}"], {}, 1,
+     "weights-folder/model.pt is not a regular file (a folder or pipe?): rerun or finish the training that writes it"),
     ("src.evaluate", ["{odd}/huge-depth/model.pt", "--data", "{data}"], {}, 1,
      "huge-depth/metrics.json does not name a model of this project (depth 1000000000, expected an integer in "
      "[1, 1000]): is it a run's metrics.json?"),  # not built for hours

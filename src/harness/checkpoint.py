@@ -84,6 +84,8 @@ def remove_leftovers(folder, names):
 
 def load(path, map_location="cpu"):
     path = Path(path)
+    if path.exists() and not path.is_file():  # a folder, or a pipe that would block the read
+        raise UserError(f"{path} is not a regular file (a folder or pipe?)", REMAKE)
     if not path.is_file():
         raise FileNotFoundError(f"no checkpoint at {path}")
     try:
