@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .harness.cli import one_line, usable_path, within, writable_file, writable_folder, write_json
+from .harness.cli import check_targets, one_line, usable_path, within, writable_file, writable_folder, write_json
 from .harness.machine import check_device
 from .harness.errors import DataNotFound, UserError
 from .trainers import Engine, History, Step
@@ -135,7 +135,8 @@ def main(argv=None):
     p.add_argument("--data", required=True, type=usable_path, help="CIFAR-10: class folders or torchvision's folder")
     p.add_argument("--device", default="auto", help="cpu, cuda or cuda:N; auto: cuda when there is one")
     p.add_argument("--json", type=usable_path, help="also write the result to this file")
-    p.add_argument("--figures", type=usable_path, help="also draw what the model learned (src/analysis.py) as PNGs into this folder")
+    p.add_argument("--figures", type=usable_path, help="also draw what the model learned (src/analysis.py) as PNGs "
+                                                       "into this folder")
     args = p.parse_args(argv)
     written = []  # what an interrupt leaves behind
     with one_line(lambda: f"interrupted: {' and '.join(written) or 'nothing'} written", parser=p):
@@ -148,6 +149,8 @@ def main(argv=None):
         if json_path and figures and json_path.resolve().parent == Path(figures).resolve() and \
                 json_path.name in analysis.MIXER_FIGURES + analysis.VIT_FIGURES:
             raise UserError(f"--json {json_path}: --figures may draw {json_path.name} there; give --json another name")
+        if figures:
+            check_targets([figures / name for name in analysis.MIXER_FIGURES + analysis.VIT_FIGURES], "--figures")
         model, metrics = load_model(args.weights)  # read once, for the numbers and the figures
         result = evaluate(args.weights, model, metrics, args.data, device)
         if json_path:

@@ -24,7 +24,7 @@ import torch
 
 from . import data
 from .harness.checkpoint import stamps
-from .harness.cli import one_line, os_problem, usable_path, within, writable_folder
+from .harness.cli import check_targets, one_line, os_problem, usable_path, within, writable_folder
 from .harness.config import BY_NAME, DEFAULT_DATA, Config, model_overrides, resolve
 from .harness.errors import UserError
 from .harness.machine import check_device
@@ -180,9 +180,10 @@ def main(argv=None):
     p.add_argument("name", choices=NOTEBOOKS)
     p.add_argument("--mode", choices=tuple(MODES), default=None, help="default: $NOTEBOOK_MODE, else full on a GPU, "
                                                                       "else cpu")
-    p.add_argument("--data", type=usable_path, help="CIFAR-10 (class folders or torchvision's); default: $CIFAR10_DIR or ./data")
-    p.add_argument("--out", type=usable_path, help="write the executed notebook, its run and figures under OUT/NAME (default: "
-                                 "in place; quick mode: a new temporary folder)")
+    p.add_argument("--data", type=usable_path, help="CIFAR-10 (class folders or torchvision's); default: "
+                                                    "$CIFAR10_DIR or ./data")
+    p.add_argument("--out", type=usable_path, help="write the executed notebook, its run and figures under OUT/NAME "
+                                                   "(default: in place; quick mode: a new temporary folder)")
     p.add_argument("--device", help="cpu, cuda or cuda:N; default: $NOTEBOOK_DEVICE, else a GPU if any")
     p.add_argument("--resume", action="store_true", help="continue the notebook's unfinished run")
     p.add_argument("--overwrite", action="store_true", help="replace the run the notebook's folder already holds")
@@ -213,7 +214,8 @@ def main(argv=None):
             raise UserError(f"CIFAR10_DIR {data_root}: {os_problem(data_root)}; give another path")
         if out is not None and within(Path(out), Path(data_root)):
             p.error(f"--out {out}: inside --data {data_root}; give a folder outside the data")
-        writable_folder(Path(out or ROOT) / args.name, "--out")
+        folder = writable_folder(Path(out or ROOT) / args.name, "--out")
+        check_targets([folder / f"{args.name}.ipynb", *(folder.glob("*.png") if folder.is_dir() else ())], "--out")
         sizes = [data.split_size(data_root, train, Path(data_root) == Path(DEFAULT_DATA)) for train in (True, False)]
         held = [name for name in RUN_FILES if (run / name).exists()]
         if held and not (args.resume or args.overwrite):

@@ -117,12 +117,12 @@ def main(argv=None):
     p = argparse.ArgumentParser(prog="python -m src.reproduce", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     add_arguments(p, budget=570)
-    p.add_argument("--out", type=usable_path, help="write under OUT, the report in OUT/report.md (default: the repository and its "
-                                 "README; with --quick: a new temporary folder)")
+    p.add_argument("--out", type=usable_path, help="write under OUT, the report in OUT/report.md (default: the "
+                                                   "repository and its README; with --quick: a new temporary folder)")
     p.add_argument("--only", default=",".join(STEPS), help=f"comma-separated steps of {', '.join(STEPS)} "
                                                             "(default: all)")
-    p.add_argument("--readme", default=str(ROOT / "README.md"), type=usable_path, help="the README whose results block is written "
-                                                                     "or checked")
+    p.add_argument("--readme", default=str(ROOT / "README.md"), type=usable_path,
+                   help="the README whose results block is written or checked")
     only = p.add_mutually_exclusive_group()
     only.add_argument("--write-readme", action="store_true", help="only regenerate the README's results block")
     only.add_argument("--check-readme", action="store_true",

@@ -111,8 +111,8 @@ def main(argv=None):
     p.add_argument("--sweep", required=True, choices=tuple(SWEEPS), help="; ".join(
         f"{name}: {', '.join(variant for variant, _ in sweep.variants)}" for name, sweep in SWEEPS.items()))
     add_arguments(p, budget=570)
-    p.add_argument("--out", type=usable_path, help="the sweep's folder (default: NOTEBOOK/sweeps/SWEEP beside the model's notebook; "
-                                 "with --quick: a new temporary folder)")
+    p.add_argument("--out", type=usable_path, help="the sweep's folder (default: NOTEBOOK/sweeps/SWEEP beside the "
+                                                   "model's notebook; with --quick: a new temporary folder)")
     p.add_argument("--only", help="comma-separated variants to run (default: all)")
     args = p.parse_args(argv)
     with one_line(lambda: INTERRUPTED, p):

@@ -418,6 +418,16 @@ def test_disk_full_while_saving_a_checkpoint(full, tiny_cifar, tmp_path, monkeyp
     assert not list(out.glob("*.tmp"))
 
 
+def test_a_write_onto_a_folder_advises_removing_it_not_freeing_space(tmp_path):
+    from src.harness.checkpoint import write_text
+    (tmp_path / "table.md").mkdir()
+    with pytest.raises(UserError) as err:
+        write_text(tmp_path / "table.md", "| a |")
+    assert str(err.value) == (f"cannot write {tmp_path / 'table.md'}: Is a directory (nothing was written); remove the "
+                              f"folder there, or choose another --out")
+    assert [p.name for p in tmp_path.iterdir()] == ["table.md"]
+
+
 @pytest.mark.parametrize("target", ["report", "readme"])
 def test_disk_full_while_writing_a_report_names_it(target, quick_cifar, tmp_path, monkeypatch):
     """Reports, tables, READMEs and notebooks are written like the run's files (probe 6: a notebook
@@ -753,6 +763,9 @@ def odd_runs(finished_run, tmp_path_factory):
     os.mkfifo(root / "ckpt-pipe" / "checkpoint.pt")
     shutil.copytree(finished_run, root / "weights-folder", ignore=shutil.ignore_patterns("model.pt"))
     (root / "weights-folder" / "model.pt").mkdir()
+    for target in ("nb-folder/ConvMixer_experimentation_2/ConvMixer_experimentation_2.ipynb",  # (probe 6)
+                   "nb-png/ConvMixer_experimentation_2/curves.png", "fig-folder/patch_filters.png"):
+        (root / target).mkdir(parents=True)
     shutil.copytree(finished_run, root / "weights-only")  # metrics and checkpoint gone: the weights must stay
     (root / "weights-only" / "metrics.json").unlink()
     (root / "weights-only" / "checkpoint.pt").unlink()
@@ -859,6 +872,14 @@ COMMANDS = [
      "huge-dim/metrics.json describes another model than these weights"),  # nothing allocated (E11)
     ("src.evaluate", ["{odd}/weights-folder/model.pt", "--data", "{data}"], {}, 1,
      "weights-folder/model.pt is not a regular file (a folder or pipe?): rerun or finish the training that writes it"),
+    ("src.evaluate", ["{finished}/model.pt", "--data", "{data}", "--figures", "{odd}/fig-folder"], {}, 1,
+     "{odd}/fig-folder/patch_filters.png: not a regular file (a folder?), where this command writes one; remove it, "
+     "or give another --figures"),  # before any work (probe 6)
+    *(("src.notebook", ["ConvMixer_experimentation_2", "--mode", "quick", "--data", "{quick}", "--out",
+                        "{odd}/" + case], {}, 1, f"{{odd}}/{case}/ConvMixer_experimentation_2/{name}: not a regular "
+                                                 f"file (a folder?), where this command writes one; remove it, or "
+                                                 f"give another --out")
+      for case, name in (("nb-folder", "ConvMixer_experimentation_2.ipynb"), ("nb-png", "curves.png"))),
     ("src.evaluate", ["{odd}/huge-depth/model.pt", "--data", "{data}"], {}, 1,
      "huge-depth/metrics.json does not name a model of this project (depth 1000000000, expected an integer in "
      "[1, 1000]): is it a run's metrics.json?"),  # not built for hours

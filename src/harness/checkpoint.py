@@ -1,4 +1,5 @@
 """Checkpoints that survive a kill mid-write and load without running pickled code."""
+import errno
 import fcntl
 import math
 import os
@@ -47,9 +48,10 @@ def atomic_write(path, write, flag="--out"):
         cause = err if isinstance(err, OSError) else err.__cause__ or err.__context__
         if not isinstance(cause, OSError):
             raise
-        kept = "the previous one is kept" if path.exists() else "nothing was written"
-        raise UserError(f"cannot write {path}: {cause.strerror or cause} ({kept}); free some space or choose "
-                        f"another {flag}") from None
+        kept = "the previous one is kept" if path.is_file() else "nothing was written"
+        fix = "free some space or choose" if cause.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG) else \
+            "remove the folder there, or choose" if path.is_dir() else "choose"
+        raise UserError(f"cannot write {path}: {cause.strerror or cause} ({kept}); {fix} another {flag}") from None
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise

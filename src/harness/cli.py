@@ -102,6 +102,15 @@ def writable_file(path, flag, inputs=()):
     return path
 
 
+def check_targets(paths, flag):
+    """Before any work: none of the files a command will write is something else (a folder, a pipe),
+    which would be found only once the work is done."""
+    odd = next((Path(p) for p in paths if Path(p).exists() and not Path(p).is_file()), None)
+    if odd:
+        raise UserError(f"{odd}: not a regular file (a folder?), where this command writes one; remove it, or give "
+                        f"another {flag}")
+
+
 def os_problem(path):
     """Why the operating system cannot look path up (a name too long, a loop of links, a NUL byte), or
     None; whether it must exist is each command's own check."""
