@@ -183,8 +183,8 @@ def plot_attention_distance(distances, path=None):
     fig, ax = plt.subplots(figsize=(5, 4))
     for block, heads in zip(blocks, distances):
         ax.scatter(np.full(len(heads), block), heads, s=18, color="tab:blue", alpha=0.7)
-    ax.set(xlabel="block", ylabel="mean attention distance (pixels)", xticks=blocks, ylim=(0, 1.1 * distances.max()),
-           title="mean attention distance per head")
+    ax.set(xlabel="block", ylabel="mean attention distance (pixels)", xticks=blocks,
+           ylim=(0, 1.1 * distances.max() or 1), title="mean attention distance per head")  # one token: all 0
     ax.grid(alpha=0.3)
     return _finish(fig, path)
 

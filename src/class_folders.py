@@ -35,7 +35,12 @@ def image_files(split_dir):
 def images_in(folder):
     """The images of a class folder; other files (notes, hidden files) are ignored, but an image this
     project cannot read, or a name that is not a regular file, is an error: nothing is skipped silently."""
-    for entry in os.scandir(folder):
+    with os.scandir(folder) as entries:
+        yield from _checked(entries)
+
+
+def _checked(entries):
+    for entry in entries:
         if entry.is_dir() and not entry.name.startswith("."):  # hidden ones (.ipynb_checkpoints) are not data
             raise UserError(f"{entry.path}: a folder inside a class folder; its images would not be read, so move "
                             f"them up or remove it")

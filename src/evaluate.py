@@ -50,7 +50,7 @@ def confusion_matrix(targets, preds, num_classes=10):
 
 def load_model(weights):
     """The model a run saved, rebuilt from the metrics.json beside its weights."""
-    from .harness.checkpoint import check_finite, load, load_weights
+    from .harness.checkpoint import check_weights, load, load_weights
     from .harness.config import BY_NAME
     from .harness.run import read_metrics
     from .models import create_model
@@ -77,8 +77,7 @@ def load_model(weights):
     state = load(weights)
     if isinstance(state, dict) and "model" in state and "optimizer" in state:
         raise UserError(f"{weights} is a training checkpoint, not weights: give the run's model.pt")
-    if isinstance(state, dict) and all(torch.is_tensor(v) for v in state.values()):
-        check_finite(state, str(weights))  # before the shapes: its own line, not "another model"
+    check_weights(state, str(weights))  # before the shapes: its own line, not "another model"
     try:
         with warnings.catch_warnings():  # torch's "copying into a meta parameter is a no-op": it is meant
             warnings.simplefilter("ignore")
@@ -138,6 +137,10 @@ def main(argv=None):
     p.add_argument("--figures", type=usable_path, help="also draw what the model learned (src/analysis.py) as PNGs "
                                                        "into this folder")
     args = p.parse_args(argv)
+    if not args.weights.strip():
+        p.error(f"{args.weights!r}: give the model.pt to evaluate")
+    if not args.data.strip():
+        p.error(f"--data {args.data!r}: give a folder")
     written = []  # what an interrupt leaves behind
     with one_line(lambda: f"interrupted: {' and '.join(written) or 'nothing'} written", parser=p):
         from . import analysis

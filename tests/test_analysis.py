@@ -202,3 +202,10 @@ def test_class_attention_figure_has_a_row_per_image_and_a_column_per_head_and_ro
         assert len(fig.axes) == 3 * 3 and len(fig.axes[4].images) == 2
     finally:
         plt.close(fig)
+
+
+@pytest.mark.filterwarnings("error")
+def test_attention_distance_of_a_single_patch_draws_without_a_warning(tmp_path):
+    """patch_size 32 leaves one token: every distance is 0, and matplotlib warned of a 0..0 y-range (probe 6)."""
+    analysis.plot_attention_distance(np.zeros((2, 3)), tmp_path / "distance.png")
+    assert (tmp_path / "distance.png").stat().st_size > 0

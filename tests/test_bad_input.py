@@ -165,6 +165,7 @@ if not torch.cuda.is_available():
     HOSTILE.append((["--device", "cuda"], "--device cuda: no CUDA GPU is available here; use --device cpu"))
 
 
+@pytest.mark.filterwarnings("error::UserWarning")  # a warning printed before the line breaks "one line" too
 @pytest.mark.parametrize("extra, expected", HOSTILE, ids=[" ".join(e) for e, _ in HOSTILE])
 def test_hostile_command_line_ends_in_one_line(extra, expected, tiny_cifar, finished_run, damaged_cifar, odd_runs,
                                                tmp_path, capsys):
@@ -774,8 +775,16 @@ def odd_runs(finished_run, tmp_path_factory):
     os.mkfifo(root / "metrics-pipe" / "metrics.json")
     shutil.copytree(finished_run, root / "int-weights")
     torch.save(5, root / "int-weights" / "model.pt")
+    weights = torch.load(finished_run / "model.pt")
+    for name, state in {"sparse-weights": {k: v.to_sparse() for k, v in weights.items()},  # a traceback (probe 6)
+                        "nested-weights": {"model": weights}}.items():  # said "describes another model" too
+        shutil.copytree(finished_run, root / name)
+        torch.save(state, root / name / "model.pt")
     shutil.copytree(finished_run, root / "text-accuracy")
     (root / "text-accuracy" / "metrics.json").write_text(json.dumps({**metrics, "final_test_acc": "0.5"}))
+    for name, accuracy in {"acc-nan": math.nan, "acc-big": 3.5}.items():  # evaluated, the NaN shown (probe 6)
+        shutil.copytree(finished_run, root / name)
+        (root / name / "metrics.json").write_text(json.dumps({**metrics, "final_test_acc": accuracy}))
     shutil.copytree(finished_run, root / "data-number")  # (probe 6)
     (root / "data-number" / "metrics.json").write_text(json.dumps({**metrics, "config": {**metrics["config"],
                                                                                          "data": 5}}))
@@ -856,6 +865,8 @@ COMMANDS = [
     ("src.evaluate", ["{odd}/text-accuracy/model.pt", "--data", "{data}"], {}, 1,
      "text-accuracy/metrics.json is not a run's metrics.json (it lacks final_test_acc)"),
     ("src.evaluate", ["{finished}/model.pt", "--data", "{data}", "--json", ""], {}, 1, "--json '': give a file name"),
+    ("src.evaluate", ["{finished}/model.pt", "--data", ""], {}, 2, "--data '': give a folder"),  # not "in ." (probe 6)
+    ("src.evaluate", ["", "--data", "{data}"], {}, 2, "'': give the model.pt to evaluate"),
     ("src.evaluate", ["{finished}/model.pt", "--data", "{data}", "--json", "{finished}/model.pt"], {}, 1,
      "--json {finished}/model.pt: would replace a run's file or this command's input"),  # the weights stay
     ("src.evaluate", ["{finished}/model.pt", "--data", "{data}", "--json", "{odd}/cut/metrics.json"], {}, 1,
@@ -863,7 +874,10 @@ COMMANDS = [
     ("src.evaluate", ["{finished}/model.pt", "--data", "{data}", "--json", "{data}/test/cat/0000.png"], {}, 1,
      "would replace a run's file or this command's input"),
     ("src.evaluate", ["{odd}/int-weights/model.pt", "--data", "{data}"], {}, 1,
-     "int-weights/model.pt holds no weights (a dict of tensors)"),
+     "int-weights/model.pt holds no weights (a dict of dense tensors): is it a model.pt written by a run?"),
+    *(("src.evaluate", ["{odd}/" + name + "/model.pt", "--data", "{data}"], {}, 1, f"{name}/model.pt holds no weights "
+       f"(a dict of dense tensors): is it a model.pt written by a run?")
+      for name in ("sparse-weights", "nested-weights")),
     ("src.evaluate", ["{finished}/model.pt", "--data", "{odd}/empty", "--figures", "{odd}/figures"], {}, 1,
      "no CIFAR-10 split 'test'"),  # and no figures folder is left behind (below)
     ("src.evaluate", ["{finished}/model.pt", "--data", "{data}", "--json", "/dev/full"], {}, 1,
@@ -880,6 +894,9 @@ COMMANDS = [
                                                  f"file (a folder?), where this command writes one; remove it, or "
                                                  f"give another --out")
       for case, name in (("nb-folder", "ConvMixer_experimentation_2.ipynb"), ("nb-png", "curves.png"))),
+    *(("src.evaluate", ["{odd}/" + name + "/model.pt", "--data", "{data}"], {}, 1, f"{name}/metrics.json is not a "
+       f"run's metrics.json (final_test_acc {value} is no accuracy)") for name, value in (("acc-nan", "nan"),
+                                                                                          ("acc-big", "3.5"))),
     ("src.evaluate", ["{odd}/huge-depth/model.pt", "--data", "{data}"], {}, 1,
      "huge-depth/metrics.json does not name a model of this project (depth 1000000000, expected an integer in "
      "[1, 1000]): is it a run's metrics.json?"),  # not built for hours
@@ -986,6 +1003,7 @@ COMMANDS = [
 ]
 
 
+@pytest.mark.filterwarnings("error::UserWarning")  # a warning printed before the line breaks "one line" too
 @pytest.mark.parametrize("module, argv, env, code, expected", COMMANDS,
                          ids=[f"{c[0]} {' '.join(c[1])} {c[2]}" for c in COMMANDS])
 def test_every_command_ends_a_failure_in_one_line(module, argv, env, code, expected, tiny_cifar, quick_cifar,

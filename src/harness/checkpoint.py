@@ -6,6 +6,7 @@ import os
 import random
 import re
 import tempfile
+import warnings
 import zipfile
 from contextlib import contextmanager
 from pathlib import Path
@@ -91,7 +92,9 @@ def load(path, map_location="cpu"):
     if not path.is_file():
         raise FileNotFoundError(f"no checkpoint at {path}")
     try:
-        return torch.load(path, map_location=map_location, weights_only=True)
+        with warnings.catch_warnings():  # torch's notes on what it finds (sparse tensors, say): ours to judge
+            warnings.simplefilter("ignore")
+            return torch.load(path, map_location=map_location, weights_only=True)
     except Exception as err:
         with path.open("rb") as f:
             start = f.read(4)
@@ -192,11 +195,17 @@ def refused(path):
         raise damaged(path, reason(err)) from None
 
 
+def check_weights(state_dict, source):
+    """A dict of plain tensors (not sparse, say), all finite: what a run's model.pt holds."""
+    if not isinstance(state_dict, dict) or not all(torch.is_tensor(v) and v.layout == torch.strided
+                                                   for v in state_dict.values()):
+        raise UserError(f"{source} holds no weights (a dict of dense tensors): is it a model.pt written by a run?")
+    check_finite(state_dict, source)
+
+
 def load_weights(model, state_dict, source="checkpoint"):
     """load_state_dict with an error that says which model the file was made for."""
-    if not isinstance(state_dict, dict) or not all(torch.is_tensor(v) for v in state_dict.values()):
-        raise UserError(f"{source} holds no weights (a dict of tensors): is it a model.pt written by a run?")
-    check_finite(state_dict, source)
+    check_weights(state_dict, source)
     own = model.state_dict()
     missing = sorted(set(own) - set(state_dict))
     unexpected = sorted(set(state_dict) - set(own))

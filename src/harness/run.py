@@ -6,6 +6,7 @@ epoch (metrics.json says `"finished": false` until the last), model.pt at the en
 """
 import fcntl
 import json
+import math
 import os
 import random
 from contextlib import contextmanager
@@ -225,6 +226,9 @@ def read_metrics(path):
                if not isinstance(metrics, dict) or not isinstance(metrics.get(key), kind)]
     if missing:
         raise UserError(f"{path} is not a run's metrics.json (it lacks {', '.join(missing)})", FIX_METRICS)
+    accuracy = metrics["final_test_acc"]
+    if not (math.isfinite(accuracy) and 0 <= accuracy <= 1):  # JSON's NaN and Infinity parse as floats
+        raise UserError(f"{path} is not a run's metrics.json (final_test_acc {accuracy!r} is no accuracy)", FIX_METRICS)
     try:
         fingerprint(metrics["config"])
     except (TypeError, ValueError, OSError) as err:
