@@ -18,7 +18,7 @@ from .errors import UserError
 
 TMP = ".tmp"
 CHECKPOINT_KEYS = ("epoch", "config", "model", "optimizer", "scaler", "scheduler", "ema", "history", "rng")
-OPTIMIZER_SETTINGS = ("betas", "eps", "weight_decay", "amsgrad", "maximize")  # what the config sets
+OPTIMIZER_SETTINGS = ("eps", "weight_decay", "amsgrad", "maximize")  # what the config sets, besides beta2
 PER_EPOCH = ("train_loss", "train_acc", "test_loss", "test_acc", "epoch_time", "lr")  # a History's lists
 # What to do about a run's file that cannot be read (a UserError's advice, src/harness/errors.py).
 REMAKE = (("--overwrite", "pass --overwrite to train the run again"),
@@ -163,6 +163,10 @@ def check_optimizer(path, optimizer, fresh):
     """After loading: the optimizer's settings must be those the run's config gave it (`fresh`: its
     param_groups before loading), and its moments finite and shaped like the weights."""
     for group, then in zip(optimizer.param_groups, fresh):
+        betas = group.get("betas")  # beta1 is the schedule's (OneCycleLR cycles it), beta2 the config's
+        if not (isinstance(betas, (tuple, list)) and len(betas) == 2 and _finite(betas[0]) and 0 <= betas[0] < 1
+                and betas[1] == then["betas"][1]):
+            raise damaged(path, f"its optimizer's betas is {betas!r}, this run's {then['betas']!r}")
         for key in OPTIMIZER_SETTINGS:
             if key in then and group.get(key) != then[key]:
                 raise damaged(path, f"its optimizer's {key} is {group.get(key)!r}, this run's {then[key]!r}")
