@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from .harness.report import common_cells, load_run, log_link, result_files, table
 from .reproduce import NOTEBOOK_OF, train_flags
 from .harness.checkpoint import write_text
-from .harness.cli import one_line, usable_path
+from .harness.cli import check_targets, one_line, usable_path
 from .harness.batch import INTERRUPTED, add_arguments, check_batches, check_results, settle, summary
 from .harness.run import held
 from .harness.scheduler import ROOT, run_jobs, train_job
@@ -127,6 +127,7 @@ def main(argv=None):
                           cpu_bound="reference" in flags) for variant, flags in variants]
         redo = check_results(jobs, args.force)  # before any run starts
         check_batches(jobs, args.given_data, args.force)
+        check_targets([out / "table.md"], "--out")
 
         def write_table(job=None):
             out.mkdir(parents=True, exist_ok=True)

@@ -812,6 +812,7 @@ def odd_runs(finished_run, tmp_path_factory):
     (root / "cut-weights" / "model.pt").write_bytes(whole[:500])
     (root / "half-weights" / "model.pt").write_bytes(whole[:len(whole) // 2])  # torch.load: "[Errno 22] Invalid ..."
     (root / "a-file").write_text("not a folder")
+    (root / "sweep-table" / "table.md").mkdir(parents=True)  # found after the runs (probe 6)
     os.symlink("loop", root / "loop")  # a link to itself: the OS cannot look up anything through it
     (root / "empty").mkdir()
     (root / "sweep" / "baseline").mkdir(parents=True)
@@ -1000,6 +1001,10 @@ COMMANDS = [
           (["--jobs", "-2"], 2, "argument --jobs: expected an integer >= 1, got '-2'"),
           (["--device", "bogus"], 1, "--device 'bogus': expected cpu, cuda, cuda:N or auto"),
           (["--out", "{odd}/a-file"], 2, "--out '{odd}/a-file': give a folder"))),
+    ("src.sweep", ["--sweep", "convmixer-recipes", "--only", "baseline", *TINY_QUICK[:-1], "{quick}", "--out",
+                   "{odd}/sweep-table"], {}, 1,
+     "{odd}/sweep-table/table.md: not a regular file (a folder?), where this command writes one; remove it, or give "
+     "another --out"),
 ]
 
 
