@@ -5,6 +5,7 @@ optimizer and their schedule; the step itself (precision, EMA, clipping, Distrib
 checkpoints, the divergence guard) lives here once. On CUDA the host reads the device only every
 SYNC_EVERY batches (the divergence flag and the progress numbers), so the GPU never waits on Python.
 """
+import logging
 import math
 import time
 from pathlib import Path
@@ -50,6 +51,8 @@ class Engine:
         if dist.is_initialized():
             self.net = nn.parallel.DistributedDataParallel(model, device_ids=[self.device.index] if cuda else None)
         if step.compile:
+            if not cuda:  # a CUDA build of torch on a machine without a GPU warns of it: nothing to do about it here
+                logging.getLogger("torch.utils.cpp_extension").setLevel(logging.ERROR)
             self.net, self.eval_net = torch.compile(self.net), torch.compile(self.eval_net)
         self.criterion = nn.CrossEntropyLoss(label_smoothing=step.label_smoothing)
         self.sync_every = SYNC_EVERY if cuda else 1
