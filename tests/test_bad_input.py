@@ -148,8 +148,9 @@ HOSTILE = [
         ("ckpt-step-negative", "its optimizer's step does not fit the weights, or is not finite"),
         ("ckpt-wd-nan", "its optimizer's weight_decay is nan, this run's 0.01"),
         ("ckpt-betas", "its optimizer's betas is (0.9, 2.0), this run's (0.9, 0.999)"))),
-    *((["--out", "{odd}/" + name, "--resume", "--epochs", "1"], f"{name}/checkpoint.pt is not a regular file (a "
-       f"folder or pipe?): pass --overwrite to train the run again") for name in ("ckpt-folder", "ckpt-pipe")),
+    *((["--out", "{odd}/" + name, *how, "--epochs", "1"], f"{name}/checkpoint.pt is not a regular file (a folder or "
+       f"pipe?): remove it, or give another --out") for name in ("ckpt-folder", "ckpt-pipe")
+      for how in (["--resume"], ["--overwrite"])),  # before the data is read (probe 6)
     (["--out", "{odd}/ckpt-nan", "--resume", "--epochs", "1"], "ckpt-nan/checkpoint.pt holds weights that are not "
      "finite (stem.0.weight, stem.0.bias, stem.2.weight and 17 more): pass --overwrite to train the run again"),
     (["--out", "{odd}/stopped", "--resume", "--epochs", "1", "--seed", "5"],
@@ -590,6 +591,24 @@ def test_ctrl_c_in_evaluate_or_bench_says_what_was_written(module, stops_in, tin
     assert json_path.exists() == (module == "src.evaluate")
 
 
+def test_the_first_of_two_signals_sets_the_exit_code():
+    """Ctrl-C, then SIGTERM while the command stops: 130, as for Ctrl-C alone (probe 6 saw 143)."""
+    from src.harness import cli
+    cli._Stop.signal = None
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        with pytest.raises(KeyboardInterrupt):
+            cli._stop(signum, None)
+    assert cli._Stop.signal == signal.SIGINT
+    cli._Stop.signal = None
+
+
+def test_bench_divergence_speaks_of_no_checkpoint(tiny_cifar):
+    """src.bench writes none: the divergence line's 'the last checkpoint is from the epoch before' is train's."""
+    message = cli_error(["--data", tiny_cifar, "--device", "cpu", "--dim", "16", "--depth", "1", "--batch-size", "16",
+                         "--lr-max", "1e3"], "src.bench")
+    assert "loss became" in message and message.endswith("training stopped (lower the learning rate?)")
+
+
 def test_ctrl_c_while_the_command_starts_is_one_line(tiny_cifar, tmp_path):
     """Caught while torch is being imported (its library is mapped, its Python part not yet run)."""
     victim = start_cli(*tiny_args(tiny_cifar, tmp_path / "run"), stderr=subprocess.PIPE)
@@ -777,6 +796,7 @@ def odd_runs(finished_run, tmp_path_factory):
     torch.save(5, root / "int-weights" / "model.pt")
     weights = torch.load(finished_run / "model.pt")
     for name, state in {"sparse-weights": {k: v.to_sparse() for k, v in weights.items()},  # a traceback (probe 6)
+                        "int-tensors": {k: v.long() for k, v in weights.items()},  # evaluated at 10% (probe 6)
                         "nested-weights": {"model": weights}}.items():  # said "describes another model" too
         shutil.copytree(finished_run, root / name)
         torch.save(state, root / name / "model.pt")
@@ -898,6 +918,9 @@ COMMANDS = [
     *(("src.evaluate", ["{odd}/" + name + "/model.pt", "--data", "{data}"], {}, 1, f"{name}/metrics.json is not a "
        f"run's metrics.json (final_test_acc {value} is no accuracy)") for name, value in (("acc-nan", "nan"),
                                                                                           ("acc-big", "3.5"))),
+    ("src.evaluate", ["{odd}/int-tensors/model.pt", "--data", "{data}"], {}, 1,
+     "int-tensors/model.pt does not fit this model (another model or configuration?): type mismatch "
+     "blocks.0.0.fn.0.bias: file torch.int64 vs model torch.float32"),
     ("src.evaluate", ["{odd}/huge-depth/model.pt", "--data", "{data}"], {}, 1,
      "huge-depth/metrics.json does not name a model of this project (depth 1000000000, expected an integer in "
      "[1, 1000]): is it a run's metrics.json?"),  # not built for hours

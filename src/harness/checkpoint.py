@@ -213,11 +213,14 @@ def load_weights(model, state_dict, source="checkpoint"):
     own = model.state_dict()
     missing = sorted(set(own) - set(state_dict))
     unexpected = sorted(set(state_dict) - set(own))
+    both = sorted(own.keys() & state_dict.keys())
     shapes = [f"{k}: file {tuple(state_dict[k].shape)} vs model {tuple(own[k].shape)}"
-              for k in sorted(own.keys() & state_dict.keys()) if own[k].shape != state_dict[k].shape]
-    if missing or unexpected or shapes:
+              for k in both if own[k].shape != state_dict[k].shape]
+    kinds = [f"{k}: file {state_dict[k].dtype} vs model {own[k].dtype}"  # integers would load as floats, silently
+             for k in both if own[k].is_floating_point() != state_dict[k].is_floating_point()]
+    if missing or unexpected or shapes or kinds:
         parts = [f"missing {_few(missing)}" if missing else "", f"unexpected {_few(unexpected)}" if unexpected else "",
-                 f"shape mismatch {_few(shapes)}" if shapes else ""]
+                 f"shape mismatch {_few(shapes)}" if shapes else "", f"type mismatch {_few(kinds)}" if kinds else ""]
         raise UserError(f"{source} does not fit this model (another model or configuration?): "
                          + "; ".join(p for p in parts if p))
     model.load_state_dict(state_dict)

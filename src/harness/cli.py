@@ -27,7 +27,7 @@ class _Stop:
 
 
 def _stop(signum, frame):
-    _Stop.signal = signum
+    _Stop.signal = _Stop.signal or signum  # Ctrl-C then SIGTERM: the exit code says the first
     raise KeyboardInterrupt
 
 

@@ -179,7 +179,8 @@ def resolve(cfg):
         with torch.device("meta"), warnings.catch_warnings():  # checks the sizes with a CIFAR image, allocating
             warnings.simplefilter("ignore")                     # nothing; training shows any warning itself
             model = create_model(values["model"], **sizes)
-            check_memory(model, values["model"], values["device"])  # before the forward, which takes longer
+            shrink = [o.flag for o in OPTIONS if o.name in own and o.type is int and o.name != "patch_size"]
+            check_memory(model, values["model"], values["device"], shrink)  # before the forward, which takes longer
             model(torch.empty(1, 3, IMAGE_SIZE, IMAGE_SIZE))
     except UserError:
         raise

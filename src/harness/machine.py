@@ -43,7 +43,7 @@ def commit():
     return head.stdout.strip() + ("-dirty" if dirty.stdout.strip() else "")
 
 
-def check_memory(model, name, device):
+def check_memory(model, name, device, shrink=("--dim", "--depth")):
     """The weights, their gradients and AdamW's two moments must fit in the device's free memory, before
     any data is read (activations come on top)."""
     need = 4 * sum(p.numel() * p.element_size() for p in model.parameters())
@@ -54,7 +54,8 @@ def check_memory(model, name, device):
         free, where = psutil.virtual_memory().available, "this machine"
     if need > free:
         raise UserError(f"--model {name}: its weights, gradients and optimizer state need {need / 2**30:.1f} GiB, "
-                        f"more than the {free / 2**30:.1f} GiB free on {where}; use a smaller --dim or --depth")
+                        f"more than the {free / 2**30:.1f} GiB free on {where}; use a smaller "
+                        f"{', '.join(shrink[:-1])} or {shrink[-1]}")
 
 
 def check_device(name):

@@ -133,6 +133,10 @@ class RunFolder:
     def _claim(self):
         cfg, out = self.cfg, self.out
         held = [name for name in RUN_FILES if (out / name).exists()]
+        odd = next((out / name for name in held if (out / name).is_dir() or  # --overwrite cannot remove a folder
+                    not (out / name).is_file() and name != "metrics.json"), None)  # which has its own line
+        if odd:
+            raise UserError(f"{odd} is not a regular file (a folder or pipe?): remove it, or give another --out")
         metrics = read_metrics(out / "metrics.json") if cfg.resume and "metrics.json" in held else None
         if metrics and metrics["finished"]:
             return self._finished_run(metrics)

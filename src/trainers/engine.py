@@ -21,6 +21,9 @@ from .ema import EMA
 from .history import History
 from .step import AMP, Step
 
+# Said by the commands that write checkpoints (those with --resume): src.bench writes none.
+CHECKPOINT_BEFORE = (("--resume", "the last checkpoint, if any, is from the epoch before"),)
+
 SYNC_EVERY = 32  # CUDA batches between host reads; on CPU a read costs nothing and happens every batch
 # A batch loss above this many times a uniform guess's (ln of the class count: 23 for CIFAR-10)
 # means confidently wrong on average: the run has blown up, even while the loss is still finite.
@@ -118,7 +121,7 @@ class Engine:
             raise Diverged(f"loss became {loss:.4g} at epoch {epoch}, batch {batch}, learning rate "
                            f"{epoch_lrs[batch]:.6g} "
                            f"(above {MAX_LOSS_FACTOR}x a uniform guess's, or not finite): training stopped "
-                           f"(lower the learning rate?); the last checkpoint, if any, is from the epoch before")
+                           f"(lower the learning rate?)", CHECKPOINT_BEFORE)
         return now, right
 
     @torch.no_grad()
@@ -192,7 +195,7 @@ class Engine:
         if not finite or not math.isfinite(test_loss):
             what = "the weights are no longer finite" if not finite else f"the test loss became {test_loss}"
             raise Diverged(f"{what} after epoch {epoch} (learning rate {history.batch_lr[-1]:.6g}): training "
-                           f"stopped (lower the learning rate?); the last checkpoint is from the epoch before")
+                           f"stopped (lower the learning rate?)", CHECKPOINT_BEFORE)
 
     def save_checkpoint(self, path, epoch, history):
         ckpt.save(path, {
