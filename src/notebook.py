@@ -23,12 +23,12 @@ from pathlib import Path
 import torch
 
 from . import data
-from .harness.checkpoint import stamps
+from .harness.checkpoint import remove_leftovers, stamps
 from .harness.cli import check_targets, one_line, os_problem, usable_path, within, writable_folder
 from .harness.config import BY_NAME, DEFAULT_DATA, Config, model_overrides, resolve
 from .harness.errors import UserError
 from .harness.machine import check_device
-from .harness.run import RUN_FILES, RunFolder, image_counts
+from .harness.run import RUN_FILES, RunFolder, held, image_counts
 from .models import create_model, hyper_parameters, label
 from .trainers import KNOTS, TRAINERS
 from .harness.executor import execute, plural
@@ -217,11 +217,11 @@ def main(argv=None):
         folder = writable_folder(Path(out or ROOT) / args.name, "--out")
         check_targets([folder / f"{args.name}.ipynb", *(folder.glob("*.png") if folder.is_dir() else ())], "--out")
         sizes = [data.split_size(data_root, train, Path(data_root) == Path(DEFAULT_DATA)) for train in (True, False)]
-        held = [name for name in RUN_FILES if (run / name).exists()]
-        if held and not (args.resume or args.overwrite):
-            raise UserError(f"{run} already holds a run ({', '.join(held)}): pass --resume to continue it, "
+        saved = [name for name in RUN_FILES if (run / name).exists()]
+        if saved and not (args.resume or args.overwrite):
+            raise UserError(f"{run} already holds a run ({', '.join(saved)}): pass --resume to continue it, "
                             f"--overwrite to replace it, or another --out")
-        if args.resume and not held:
+        if args.resume and not saved:
             raise UserError(f"--resume: {run} holds no run to continue (none of {', '.join(RUN_FILES)}); drop "
                             f"--resume to start one, or give the --out it was run with")
         short = lacks(mode, sizes)
@@ -229,7 +229,10 @@ def main(argv=None):
             raise UserError(f"--mode {mode} {short[0]}; {data_root} {short[1]}: point --data at a larger copy, or "
                             f"choose a mode that fits")
         out = out or (tempfile.mkdtemp(prefix="notebook-quick-") if mode == "quick" else None)  # all checked
-        print(execute(args.name, mode, args.data, out, args.device, args.resume))
+        folder = Path(out or ROOT) / args.name
+        with held(folder):  # one notebook at a time writes its figures there
+            remove_leftovers(folder, ("*.png", f"{args.name}.ipynb"))  # what a killed kernel was writing
+            print(execute(args.name, mode, args.data, out, args.device, args.resume))
 
 
 if __name__ == "__main__":

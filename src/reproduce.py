@@ -17,10 +17,12 @@ rest. `--quick --device cpu --data PATH --out DIR` runs every step on tiny setti
 (report in DIR/report.md), in a minute or two on 2 cores.
 """
 import argparse
+import json
 import sys
 from functools import partial
+from pathlib import Path
 
-from .harness.checkpoint import write_text
+from .harness.checkpoint import remove_leftovers, write_text
 from .harness.cli import one_line, usable_path
 from .harness.config import BY_NAME
 from .notebook import MODES, NOTEBOOKS
@@ -73,10 +75,13 @@ def _notebook_done(notebook, metrics, mode):
     """Its run finished and the saved notebook shows that run: its intro names the mode and the
     accuracy, as src.notebook.describe writes them."""
     m = read_json(metrics)
-    if not (m and m.get("finished") and isinstance(m.get("final_test_acc"), (int, float)) and notebook.exists()):
+    if not (m and m.get("finished") and isinstance(m.get("final_test_acc"), (int, float)) and notebook.is_file()):
         return False
-    text = notebook.read_text()
-    return f"(`{mode}` mode)" in text and f"**{100 * m['final_test_acc']:.2f}%**" in text
+    try:
+        intro = "".join(json.loads(notebook.read_text())["cells"][0]["source"])  # a notebook cut short is no notebook
+    except (ValueError, UnicodeDecodeError, KeyError, IndexError, TypeError):
+        return False
+    return f"(`{mode}` mode)" in intro and f"**{100 * m['final_test_acc']:.2f}%**" in intro
 
 
 def bench_job(args, out):
@@ -165,6 +170,8 @@ def run_all(args, p):
             write_text(out / "report.md", report(out, mode, redo))
 
     with held(out):  # a second reproduction into it would report this one's runs as its own
+        readme = Path(args.readme)  # what a killed write of the report or README left
+        remove_leftovers(*((readme.parent, (readme.name,)) if out == ROOT else (out, ("report.md",))))
         write_report()  # a README without the markers, or another damaged result file, fails now, not after the runs
         outcomes = run_jobs(jobs, args.jobs, args.deadline, args.force, write_report)
         write_report()

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 
 from .harness.report import common_cells, load_run, log_link, result_files, table
 from .reproduce import NOTEBOOK_OF, train_flags
-from .harness.checkpoint import write_text
+from .harness.checkpoint import remove_leftovers, write_text
 from .harness.cli import check_targets, one_line, usable_path
 from .harness.batch import INTERRUPTED, add_arguments, check_batches, check_results, settle, summary
 from .harness.run import held
@@ -136,6 +136,7 @@ def main(argv=None):
             return text
 
         with held(out):  # a second sweep into it would report this one's epochs as its own
+            remove_leftovers(out, ("table.md",))
             outcomes = run_jobs(jobs, args.jobs, args.deadline, args.force, write_table)
             print(write_table(), end="", flush=True)
         summary(outcomes)

@@ -594,12 +594,17 @@ def test_ctrl_c_in_evaluate_or_bench_says_what_was_written(module, stops_in, tin
 def test_the_first_of_two_signals_sets_the_exit_code():
     """Ctrl-C, then SIGTERM while the command stops: 130, as for Ctrl-C alone (probe 6 saw 143)."""
     from src.harness import cli
+    before = signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)
     cli._Stop.signal = None
-    for signum in (signal.SIGINT, signal.SIGTERM):
+    try:
         with pytest.raises(KeyboardInterrupt):
-            cli._stop(signum, None)
-    assert cli._Stop.signal == signal.SIGINT
-    cli._Stop.signal = None
+            cli._stop(signal.SIGINT, None)
+        assert signal.getsignal(signal.SIGTERM) is signal.SIG_IGN  # the second cannot cut the stopping short
+        assert cli._Stop.signal == signal.SIGINT
+    finally:
+        cli._Stop.signal = None
+        signal.signal(signal.SIGINT, before[0])
+        signal.signal(signal.SIGTERM, before[1])
 
 
 def test_bench_divergence_speaks_of_no_checkpoint(tiny_cifar):
@@ -625,10 +630,11 @@ def test_sweep_interrupted_twice_stops_its_runs_and_exits_130(quick_cifar, tmp_p
                       tmp_path, "--jobs", "1", module="src.sweep", stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     assert b"started:" in sweep.stdout.readline()
     sweep.send_signal(signal.SIGINT)
-    time.sleep(0.2)
-    sweep.send_signal(signal.SIGINT)  # a second Ctrl-C while the runs stop
+    time.sleep(0.01)
+    sweep.send_signal(signal.SIGTERM)  # a second signal while the runs stop: it left them running (probe 6)
     out, err = sweep.communicate(timeout=PATIENCE)
     assert sweep.returncode == 130, err.decode()
+    assert not [p for p in psutil.process_iter(["cmdline"]) if str(tmp_path) in " ".join(p.info["cmdline"] or [])]
     assert "Traceback" not in err.decode() and err.decode().strip().splitlines()[-1].startswith(
         "interrupted: rerun the same command to continue")
     assert b"interrupted: stopping the runs" in out
@@ -833,6 +839,7 @@ def odd_runs(finished_run, tmp_path_factory):
     (root / "half-weights" / "model.pt").write_bytes(whole[:len(whole) // 2])  # torch.load: "[Errno 22] Invalid ..."
     (root / "a-file").write_text("not a folder")
     (root / "sweep-table" / "table.md").mkdir(parents=True)  # found after the runs (probe 6)
+    shutil.copytree(finished_run, root / "sweep-stale" / "improved")  # made with other flags (probe 6)
     os.symlink("loop", root / "loop")  # a link to itself: the OS cannot look up anything through it
     (root / "empty").mkdir()
     (root / "sweep" / "baseline").mkdir(parents=True)
@@ -1024,6 +1031,10 @@ COMMANDS = [
           (["--jobs", "-2"], 2, "argument --jobs: expected an integer >= 1, got '-2'"),
           (["--device", "bogus"], 1, "--device 'bogus': expected cpu, cuda, cuda:N or auto"),
           (["--out", "{odd}/a-file"], 2, "--out '{odd}/a-file': give a folder"))),
+    ("src.sweep", ["--sweep", "convmixer-recipes", "--only", "improved", *TINY_QUICK[:-1], "{quick}", "--out",
+                   "{odd}/sweep-stale"], {}, 1, "{odd}/sweep-stale/improved holds a finished run made with other "
+                                                "settings than convmixer-recipes/improved's: pass --force to redo it, "
+                                                "or delete its folder"),
     ("src.sweep", ["--sweep", "convmixer-recipes", "--only", "baseline", *TINY_QUICK[:-1], "{quick}", "--out",
                    "{odd}/sweep-table"], {}, 1,
      "{odd}/sweep-table/table.md: not a regular file (a folder?), where this command writes one; remove it, or give "
@@ -1081,6 +1092,45 @@ def test_a_failed_run_is_reported_without_its_own_flags():
     assert flags_named(said) == {"--out"} and "another src.sweep or src.reproduce writing the same --out" in said
 
 
+def test_a_failed_run_is_reported_in_the_schedulers_words():
+    """What src.train advises (restore, --overwrite, continue it as made) is not src.sweep's to do (probe 6)."""
+    from src.harness.scheduler import _own_words
+    changed = _own_words("error: --data /d holds other images than when the run in /o/x started (train images 300 "
+                         "then, 302 now): restore them, or pass --overwrite to train the run again")
+    assert changed == ("data /d holds other images than when the run in /o/x started (train images 300 then, 302 "
+                       "now) (--force replaces that run)")
+    other = _own_words("error: the finished run /o/x/metrics.json was made with another configuration (key: (then, "
+                       "now)): {'ema': (0.0, 0.99)}; continue it as it was made (--ema 0.0), or pass --overwrite or "
+                       "another --out")
+    assert other.endswith("{'ema': (0.0, 0.99)} (--force replaces that run)") and "continue" not in other
+
+
+def test_a_notebook_clears_what_a_killed_kernel_was_writing(quick_cifar, tmp_path, monkeypatch):
+    """Ctrl-C kills the kernel mid-write: its figure's temporary file stayed for good (probe 6)."""
+    from src import notebook
+    folder = tmp_path / "ConvMixer_experimentation_2"
+    folder.mkdir()
+    (folder / "curves.pngk3j2x9.tmp").write_bytes(b"half a PNG")
+    seen = []
+    monkeypatch.setattr(notebook, "execute", lambda *args: seen.append(sorted(p.name for p in folder.iterdir())))
+    notebook.main(["ConvMixer_experimentation_2", "--mode", "quick", "--data", str(quick_cifar), "--out",
+                   str(tmp_path), "--device", "cpu"])
+    assert seen == [[".lock"]]  # held while the kernel runs, the leftover gone
+    assert not list(folder.iterdir())
+
+
+def test_a_cut_short_notebook_is_not_a_finished_one(tmp_path):
+    """src.reproduce skipped a notebook cut short by a full disk as finished, and never mended it (probe 6)."""
+    from src.reproduce import _notebook_done
+    metrics, notebook = tmp_path / "metrics.json", tmp_path / "N.ipynb"
+    metrics.write_text(json.dumps({"finished": True, "final_test_acc": 0.5}))
+    whole = json.dumps({"cells": [{"source": ["a run (`quick` mode) ", "of **50.00%**"]}, {"source": "x" * 5000}]})
+    notebook.write_text(whole)
+    assert _notebook_done(notebook, metrics, "quick")
+    notebook.write_text(whole[:4096])
+    assert not _notebook_done(notebook, metrics, "quick")
+
+
 def test_a_scheduled_run_counts_as_done_only_if_its_flags_made_it(tiny_cifar, finished_run):
     flags = [a for a in tiny_args(tiny_cifar, finished_run, epochs=1) if a != "--out" and a != str(finished_run)]
     assert train_job("same", finished_run, flags).is_done()
@@ -1107,7 +1157,9 @@ def test_quick_notebook_without_out_writes_to_a_new_temporary_folder(quick_cifar
     monkeypatch.setattr(notebook, "execute", lambda *args: calls.append(args) or "done")
     notebook.main(["ConvMixer_experimentation_1", "--mode", "quick", "--data", str(quick_cifar)])
     out = Path(calls[0][3])
-    assert out.is_dir() and not any(out.iterdir()) and REPO_ROOT not in out.parents
+    assert out.is_dir() and REPO_ROOT not in out.parents
+    assert [p.relative_to(out) for p in out.rglob("*")] == [Path("ConvMixer_experimentation_1")]  # new: only the
+    # notebook's folder, which it held (its lock gone now)
 
 
 def test_the_interrupt_line_never_reports_the_run_being_replaced(tiny_cifar, finished_run, tmp_path):

@@ -72,6 +72,10 @@ def check_results(jobs, force):
         err = (path.exists() or path.is_symlink()) and damage(path)
         if err:
             raise UserError(f"{err.what}: delete its folder, or pass --force to redo its run")
+    for job in () if force else jobs:  # its run would refuse to continue it, after the others started
+        if job.stale and job.stale():
+            raise UserError(f"{job.folder} holds a finished run made with other settings than {job.name}'s: pass "
+                            f"--force to redo it, or delete its folder")
     return files if force else frozenset()
 
 

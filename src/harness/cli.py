@@ -27,7 +27,11 @@ class _Stop:
 
 
 def _stop(signum, frame):
-    _Stop.signal = _Stop.signal or signum  # Ctrl-C then SIGTERM: the exit code says the first
+    """The first Ctrl-C or SIGTERM stops the command; any later one is ignored, so that it cannot cut
+    the stopping short (src.sweep's runs left running on their own), and the exit code says the first."""
+    _Stop.signal = _Stop.signal or signum
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
     raise KeyboardInterrupt
 
 

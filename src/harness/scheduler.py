@@ -66,6 +66,7 @@ class Job:
     folder: Path                  # its metrics.json (or bench.json) and log
     log: str = "train.log"
     done: Callable = None         # () -> bool, its finished result exists; default: metrics.json says so
+    stale: Callable = None        # () -> bool, its folder holds a finished run made with other flags
     resume: tuple = ("--resume",)  # what continues a partial run
     replace: tuple = ("--overwrite",)  # what replaces it (--force)
     cpu_bound: bool = False       # feeds the GPU from DataLoader workers: one such job at a time
@@ -96,8 +97,10 @@ def train_job(name, folder, flags, cpu_bound=False):
     with _quiet_exit(f"{name}: "):
         cfg = resolve(config_from_args(args))
         wanted = identity(fingerprint(cfg))
+    metrics = Path(folder) / "metrics.json"
     return Job(name, "src.train", args, Path(folder), cpu_bound=cpu_bound, batch=cfg.batch_size,
-               images=cfg.train_subset, done=lambda: _made_with(Path(folder) / "metrics.json", wanted))
+               images=cfg.train_subset, done=lambda: _made_with(metrics, wanted),
+               stale=lambda: finished(metrics) and not _made_with(metrics, wanted))
 
 
 def _made_with(metrics_path, wanted):
@@ -144,7 +147,6 @@ def run_jobs(jobs, limit, deadline, force=False, on_finish=None):
                         on_finish(job)
             time.sleep(POLL)
     except KeyboardInterrupt:
-        signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C must not cut the stopping short
         print(f"interrupted: stopping the runs (each saves and says where it stopped; at most {STOP_GRACE} s)",
               flush=True)
         raise
@@ -187,7 +189,7 @@ def _start(job, force, limit):
     env.pop("WORLD_SIZE", None)  # one process per run, never DistributedDataParallel
     if limit > 1 and not job.alone:
         env[SHARED_DEVICE] = "1"
-    with open(job.folder / job.log, "w" if force else "a") as log:  # the child keeps its own copy
+    with open(job.folder / job.log, "a") as log:  # --force too: the run it replaces keeps its log until then
         log.write(f"$ {shown}\n")
         log.flush()
         proc = subprocess.Popen([sys.executable, "-m", job.module, *args], cwd=ROOT, env=env, stdout=log,
@@ -211,7 +213,8 @@ def _outcome(job, returncode):
     return f"failed (exit {returncode}): {said} (log: {job.folder / job.log})"
 
 
-REMEDY = re.compile(r": (?:pass|give|use|point|delete|drop|rerun|wait|choose|free|continue|create|set|install) .*$")
+REMEDY = re.compile(r"[:;] (?:pass|give|use|point|delete|drop|rerun|wait|choose|free|continue|create|set|install"
+                    r"|restore|remove) .*$")
 
 
 def _own_words(line):
@@ -221,6 +224,8 @@ def _own_words(line):
     if "already holds a run" in line or "another process" in line or "another run right now" in line:
         said += ("; is another src.sweep or src.reproduce writing the same --out? wait for it to end, or give "
                  "another --out")
+    elif "--overwrite" in line:  # what replaces a run there: --force
+        said += " (--force replaces that run)"
     return said
 
 
