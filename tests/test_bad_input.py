@@ -840,6 +840,8 @@ def odd_runs(finished_run, tmp_path_factory):
     (root / "a-file").write_text("not a folder")
     (root / "sweep-table" / "table.md").mkdir(parents=True)  # found after the runs (probe 6)
     shutil.copytree(finished_run, root / "sweep-stale" / "improved")  # made with other flags (probe 6)
+    (root / "sweep-file").mkdir()
+    (root / "sweep-file" / "baseline").write_text("not a folder")  # a bare "[Errno 17] File exists" (probe 6)
     os.symlink("loop", root / "loop")  # a link to itself: the OS cannot look up anything through it
     (root / "empty").mkdir()
     (root / "sweep" / "baseline").mkdir(parents=True)
@@ -1031,6 +1033,10 @@ COMMANDS = [
           (["--jobs", "-2"], 2, "argument --jobs: expected an integer >= 1, got '-2'"),
           (["--device", "bogus"], 1, "--device 'bogus': expected cpu, cuda, cuda:N or auto"),
           (["--out", "{odd}/a-file"], 2, "--out '{odd}/a-file': give a folder"))),
+    ("src.sweep", ["--sweep", "convmixer-recipes", "--only", "baseline", *TINY_QUICK[:-1], "{quick}", "--out",
+                   "{odd}/sweep-file"], {}, 1, "{odd}/sweep-file/baseline is not a folder, where "
+                                               "convmixer-recipes/baseline writes its run: remove it, or give another "
+                                               "--out"),
     ("src.sweep", ["--sweep", "convmixer-recipes", "--only", "improved", *TINY_QUICK[:-1], "{quick}", "--out",
                    "{odd}/sweep-stale"], {}, 1, "{odd}/sweep-stale/improved holds a finished run made with other "
                                                 "settings than convmixer-recipes/improved's: pass --force to redo it, "
@@ -1136,6 +1142,11 @@ def test_a_scheduled_run_counts_as_done_only_if_its_flags_made_it(tiny_cifar, fi
     assert train_job("same", finished_run, flags).is_done()
     assert not train_job("other", finished_run, [*flags, "--lr-max", "0.02"]).is_done()
     assert not train_job("other data", finished_run, [*flags, "--data", str(finished_run / "data")]).is_done()
+    assert train_job("other", finished_run, [*flags, "--lr-max", "0.02"]).stale()  # refused before any run starts
+    without_weights = finished_run.parent / "without-weights"
+    shutil.copytree(finished_run, without_weights, ignore=shutil.ignore_patterns("model.pt"))
+    job = train_job("same", without_weights, flags)
+    assert not job.is_done() and not job.stale()  # not finished, whatever metrics.json says (probe 6)
     with pytest.raises(UserError, match="bad: --epochs 0: expected an integer >= 1"):
         train_job("bad", finished_run, [*flags, "--epochs", "0"])  # refused before any run starts
 

@@ -72,6 +72,10 @@ def check_results(jobs, force):
         err = (path.exists() or path.is_symlink()) and damage(path)
         if err:
             raise UserError(f"{err.what}: delete its folder, or pass --force to redo its run")
+    for job in jobs:
+        if job.folder.exists() and not job.folder.is_dir():
+            raise UserError(f"{job.folder} is not a folder, where {job.name} writes its run: remove it, or give "
+                            f"another --out")
     for job in () if force else jobs:  # its run would refuse to continue it, after the others started
         if job.stale and job.stale():
             raise UserError(f"{job.folder} holds a finished run made with other settings than {job.name}'s: pass "

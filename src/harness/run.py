@@ -146,6 +146,8 @@ class RunFolder:
         if cfg.resume and held and "checkpoint.pt" not in held:  # starting afresh would replace what it holds
             raise UserError(f"{out} holds a run ({', '.join(held)}) but no checkpoint.pt to continue from: pass "
                             f"--overwrite to train it again, or another --out")
+        if cfg.resume and "checkpoint.pt" in held:  # a damaged one is named before the data is read
+            ckpt.check_state(out / "checkpoint.pt", ckpt.load(out / "checkpoint.pt"), fingerprint(cfg), cfg.epochs)
         if metrics:
             ckpt.check_config(f"the run in {out}", fingerprint(metrics["config"]), fingerprint(cfg))
             then = metrics["data"] if isinstance(metrics.get("data"), dict) else {}

@@ -97,9 +97,9 @@ def train_job(name, folder, flags, cpu_bound=False):
     with _quiet_exit(f"{name}: "):
         cfg = resolve(config_from_args(args))
         wanted = identity(fingerprint(cfg))
-    metrics = Path(folder) / "metrics.json"
+    metrics, weights = Path(folder) / "metrics.json", Path(folder) / "model.pt"
     return Job(name, "src.train", args, Path(folder), cpu_bound=cpu_bound, batch=cfg.batch_size,
-               images=cfg.train_subset, done=lambda: _made_with(metrics, wanted),
+               images=cfg.train_subset, done=lambda: _made_with(metrics, wanted) and weights.is_file(),
                stale=lambda: finished(metrics) and not _made_with(metrics, wanted))
 
 
