@@ -151,7 +151,7 @@ def split_listing(root, train=True, download=False):
     if (root / split).is_dir():
         files = image_files(root / split)
         listing = "".join(f"{CLASSES[label]}/{path.name}\n" for label, path in files)
-        return len(files), hashlib.sha256(listing.encode()).hexdigest()[:16]
+        return len(files), hashlib.sha256(listing.encode(errors="surrogateescape")).hexdigest()[:16]  # any name
     _torchvision_folder(root, train, download)
     return (50_000 if train else 10_000), None  # torchvision's CIFAR-10
 

@@ -14,6 +14,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.error
 from dataclasses import replace
@@ -147,7 +148,9 @@ HOSTILE = [
         ("ckpt-moment-nan", "its optimizer's exp_avg_sq does not fit the weights, or is not finite"),
         ("ckpt-step-negative", "its optimizer's step does not fit the weights, or is not finite"),
         ("ckpt-wd-nan", "its optimizer's weight_decay is nan, this run's 0.01"),
-        ("ckpt-betas", "its optimizer's betas is (0.9, 2.0), this run's (0.9, 0.999)"))),
+        ("ckpt-betas", "its optimizer's betas is (0.9, 2.0), this run's (0.9, 0.999)"),
+        ("ckpt-schedule-step", "its schedule is at step 3, its history at step 10"),  # a traceback mid-epoch (probe 7)
+        ("ckpt-schedule-lr", "its learning-rate schedule's base_lrs is not this run's"))),
     *((["--out", "{odd}/" + name, *how, "--epochs", "1"], f"{name}/checkpoint.pt is not a regular file (a folder or "
        f"pipe?): remove it, or give another --out") for name in ("ckpt-folder", "ckpt-pipe")
       for how in (["--resume"], ["--overwrite"])),  # before the data is read (probe 6)
@@ -333,6 +336,24 @@ def test_hidden_folders_beside_the_class_folders_are_not_data(small_copy):
     (small_copy / "train" / ".ipynb_checkpoints" / "0000.jpg").write_bytes(b"")
     assert data.split_size(small_copy) == before
     assert len(data.cifar10(small_copy)) == before
+
+
+def test_an_image_name_that_is_not_utf8_is_read(small_copy):
+    """File names are bytes; the listing a resumed run compares took only UTF-8 ones (probe 7: a traceback)."""
+    before = data.split_listing(small_copy)
+    image = next((small_copy / "train" / "cat").iterdir())
+    os.rename(bytes(image), bytes(image.parent) + b"/\xff.jpg")
+    after = data.split_listing(small_copy)
+    assert after[0] == before[0] and after[1] != before[1]
+
+
+def test_a_full_disk_that_refuses_even_the_temporary_file_is_one_line(tmp_path, monkeypatch):
+    from src.harness.checkpoint import write_text
+    monkeypatch.setattr(tempfile, "mkstemp", _disk_full)  # (probe 7: it named the .tmp file, with no advice)
+    with pytest.raises(UserError) as err:
+        write_text(tmp_path / "table.md", "| a |")
+    assert str(err.value) == (f"cannot write {tmp_path / 'table.md'}: No space left on device (nothing was written); "
+                              f"free some space or choose another --out")
 
 
 def test_corrupt_or_partial_torchvision_folder(tmp_path):
@@ -778,6 +799,8 @@ def odd_runs(finished_run, tmp_path_factory):
                         "ckpt-moment-nan": optimizer({"exp_avg_sq": torch.full_like(moments["exp_avg_sq"], math.nan)}),
                         "ckpt-step-negative": optimizer({"step": torch.tensor(-3.0)}),
                         "ckpt-wd-nan": optimizer(weight_decay=math.nan), "ckpt-betas": optimizer(betas=(0.9, 2.0)),
+                        "ckpt-schedule-step": {**saved, "scheduler": {**saved["scheduler"], "last_epoch": 3}},
+                        "ckpt-schedule-lr": {**saved, "scheduler": {**saved["scheduler"], "base_lrs": [5.0]}},
                         "ckpt-nan": {**saved, "model": {k: torch.full_like(v, math.nan) if v.is_floating_point() else v
                                                         for k, v in saved["model"].items()}}}.items():
         shutil.copytree(finished_run, root / name, ignore=shutil.ignore_patterns("model.pt"))

@@ -18,6 +18,7 @@ from .errors import UserError
 
 TMP = ".tmp"
 CHECKPOINT_KEYS = ("epoch", "config", "model", "optimizer", "scaler", "scheduler", "ema", "history", "rng")
+SCHEDULE_PROGRESS = ("last_epoch", "_step_count", "_last_lr", "_is_initial", "_get_lr_called_within_step")
 OPTIMIZER_SETTINGS = ("eps", "weight_decay", "amsgrad", "maximize")  # what the config sets, besides beta2
 PER_EPOCH = ("train_loss", "train_acc", "test_loss", "test_acc", "epoch_time", "lr")  # a History's lists
 # What to do about a run's file that cannot be read (a UserError's advice, src/harness/errors.py).
@@ -33,9 +34,9 @@ def atomic_write(path, write, flag="--out"):
     """write(f) into a temporary file in the same folder, then rename it: readers see the old file or
     the new one, never half of one. A killed write leaves PATH*.tmp, which `remove_leftovers` clears;
     a full disk is one line naming the file, the old file kept."""
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=TMP)
+    path, tmp = Path(path), None
     try:
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=TMP)  # a full disk may refuse it
         with os.fdopen(fd, "wb") as f:
             write(f)
             f.flush()
@@ -45,7 +46,7 @@ def atomic_write(path, write, flag="--out"):
         os.chmod(tmp, 0o666 & ~umask)  # mkstemp's 0600 would hide the file from other users
         os.replace(tmp, path)
     except (OSError, RuntimeError) as err:  # torch's zip writer wraps the OSError of a full disk
-        Path(tmp).unlink(missing_ok=True)
+        _discard(tmp)
         cause = err if isinstance(err, OSError) else err.__cause__ or err.__context__
         if not isinstance(cause, OSError):
             raise
@@ -54,8 +55,13 @@ def atomic_write(path, write, flag="--out"):
             "remove the folder there, or choose" if path.is_dir() else "choose"
         raise UserError(f"cannot write {path}: {cause.strerror or cause} ({kept}); {fix} another {flag}") from None
     except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+        _discard(tmp)
         raise
+
+
+def _discard(tmp):
+    if tmp is not None:
+        Path(tmp).unlink(missing_ok=True)
 
 
 def write_text(path, text, flag="--out"):
@@ -178,6 +184,16 @@ def check_optimizer(path, optimizer, fresh):
                                                    else value.shape == weight.shape)
                 if not fits or not torch.isfinite(value).all():
                     raise damaged(path, f"its optimizer's {key} does not fit the weights, or is not finite")
+
+
+def check_schedule(path, now, fresh, steps):
+    """After loading: the learning-rate schedule is the run's own (`fresh`: its state before loading),
+    `steps` optimizer steps into it, as the history says."""
+    for key, value in fresh.items():
+        if key not in SCHEDULE_PROGRESS and now.get(key) != value:
+            raise damaged(path, f"its learning-rate schedule's {key} is not this run's")
+    if now.get("last_epoch") != steps:
+        raise damaged(path, f"its schedule is at step {now.get('last_epoch')!r}, its history at step {steps}")
 
 
 def _finite(x):

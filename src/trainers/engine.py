@@ -5,6 +5,7 @@ optimizer and their schedule; the step itself (precision, EMA, clipping, Distrib
 checkpoints, the divergence guard) lives here once. On CUDA the host reads the device only every
 SYNC_EVERY batches (the divergence flag and the progress numbers), so the GPU never waits on Python.
 """
+import copy
 import logging
 import math
 import time
@@ -212,12 +213,14 @@ class Engine:
         epoch = ckpt.check_state(path, state, self.config, epochs, batches)
         ckpt.load_weights(self.model, state["model"], f"checkpoint {path}")
         fresh = [dict(group) for group in self.optimizer.param_groups]
+        schedule = copy.deepcopy(self.scheduler.state_dict()) if self.scheduler is not None else None
         with ckpt.refused(path):
             self.optimizer.load_state_dict(state["optimizer"])
             ckpt.check_optimizer(path, self.optimizer, fresh)
             self.scaler.load_state_dict(state["scaler"])
             if self.scheduler is not None:
                 self.scheduler.load_state_dict(state["scheduler"])
+                ckpt.check_schedule(path, self.scheduler.state_dict(), schedule, len(state["history"]["batch_lr"]))
             if self.ema is not None:
                 self.ema.load_state_dict(state["ema"])
                 ckpt.check_finite(self.ema.module.state_dict(), f"checkpoint {path} (its EMA)")
