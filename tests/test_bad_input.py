@@ -119,6 +119,8 @@ HOSTILE = [
      "metrics-pipe/metrics.json is not a regular file: delete it to resume from checkpoint.pt, or pass --overwrite"),
     (["--out", "{odd}/not-metrics", "--resume"], "not-metrics/metrics.json is not a run's metrics.json (it lacks "
                                                  "epochs_done, final_test_acc, config"),
+    (["--out", "{odd}/epochs-huge", "--resume", "--epochs", "1"],
+     "epochs-huge/metrics.json is not a run's metrics.json (epochs_done 1000000000000000000000000000000 of 1 epochs)"),
     (["--out", "{odd}/data-number", "--resume"], "data-number/metrics.json is not a run's metrics.json (its config is "
                                                  "damaged: expected str, bytes or os.PathLike object, not int)"),
     (["--resume", "--overwrite"], "--resume and --overwrite contradict each other"),
@@ -534,10 +536,17 @@ def test_resume_on_data_that_changed_since_the_run_started_is_refused(tiny_cifar
     assert message == (f"error: --data {root} holds other images than when the run in {out} started (train images "
                        f"160 then, 176 now; train split images 160 then, 176 now; train images renamed, added, "
                        f"removed or moved between classes): restore them, or pass --overwrite to train the run again")
-    (out / "metrics.json").unlink()  # the checkpoint alone says so too
+    (out / "metrics.json").unlink()  # the checkpoint alone says so too, before the data is read (probe 7)
     assert cli_error(tiny_args(root, out, "--resume", epochs=1)) == (
-        f"error: {out / 'checkpoint.pt'} is not a checkpoint this run can continue from (its epochs had 10 batches, "
-        f"this run's have 11: other data, batch size or processes): pass --overwrite to train the run again")
+        f"error: --data {root.resolve()} holds other images than when {out / 'checkpoint.pt'} was saved (train images "
+        f"160 then, 176 now; train split images 160 then, 176 now; train images renamed, added, removed or moved "
+        f"between classes): restore them, or pass --overwrite to train the run again")
+    for image in sorted((root / "train" / "cat").glob("new-*")):  # the images back, one moved to another class
+        image.unlink()
+    moved = next((root / "train" / "cat").iterdir())
+    moved.rename(root / "train" / "dog" / moved.name.replace(".", "-cat."))
+    assert "train images renamed, added, removed or moved between classes): restore them" in cli_error(
+        tiny_args(root, out, "--resume", epochs=1))
 
 
 @pytest.mark.parametrize("change", ["grown split under a subset", "image moved to another class"])
@@ -831,9 +840,10 @@ def odd_runs(finished_run, tmp_path_factory):
         torch.save(state, root / name / "model.pt")
     shutil.copytree(finished_run, root / "text-accuracy")
     (root / "text-accuracy" / "metrics.json").write_text(json.dumps({**metrics, "final_test_acc": "0.5"}))
-    for name, accuracy in {"acc-nan": math.nan, "acc-big": 3.5}.items():  # evaluated, the NaN shown (probe 6)
+    for name, edit in {"acc-nan": {"final_test_acc": math.nan}, "acc-big": {"final_test_acc": 3.5},  # (probe 6)
+                       "acc-bool": {"final_test_acc": True}, "epochs-huge": {"epochs_done": 10**30}}.items():  # 7
         shutil.copytree(finished_run, root / name)
-        (root / name / "metrics.json").write_text(json.dumps({**metrics, "final_test_acc": accuracy}))
+        (root / name / "metrics.json").write_text(json.dumps({**metrics, **edit}))
     shutil.copytree(finished_run, root / "data-number")  # (probe 6)
     (root / "data-number" / "metrics.json").write_text(json.dumps({**metrics, "config": {**metrics["config"],
                                                                                          "data": 5}}))
@@ -949,7 +959,10 @@ COMMANDS = [
       for case, name in (("nb-folder", "ConvMixer_experimentation_2.ipynb"), ("nb-png", "curves.png"))),
     *(("src.evaluate", ["{odd}/" + name + "/model.pt", "--data", "{data}"], {}, 1, f"{name}/metrics.json is not a "
        f"run's metrics.json (final_test_acc {value} is no accuracy)") for name, value in (("acc-nan", "nan"),
-                                                                                          ("acc-big", "3.5"))),
+                                                                                          ("acc-big", "3.5"),
+                                                                                          ("acc-bool", "True"))),
+    ("src.evaluate", ["{odd}/epochs-huge/model.pt", "--data", "{data}"], {}, 1, "epochs-huge/metrics.json is not a "
+     "run's metrics.json (epochs_done 1000000000000000000000000000000 of 1 epochs)"),
     ("src.evaluate", ["{odd}/int-tensors/model.pt", "--data", "{data}"], {}, 1,
      "int-tensors/model.pt does not fit this model (another model or configuration?): type mismatch "
      "blocks.0.0.fn.0.bias: file torch.int64 vs model torch.float32"),

@@ -18,6 +18,7 @@ from .errors import UserError
 
 TMP = ".tmp"
 CHECKPOINT_KEYS = ("epoch", "config", "model", "optimizer", "scaler", "scheduler", "ema", "history", "rng")
+IMAGES = "images"  # the key of a checkpoint's config that holds the images the run trains and tests on
 SCHEDULE_PROGRESS = ("last_epoch", "_step_count", "_last_lr", "_is_initial", "_get_lr_called_within_step")
 OPTIMIZER_SETTINGS = ("eps", "weight_decay", "amsgrad", "maximize")  # what the config sets, besides beta2
 PER_EPOCH = ("train_loss", "train_acc", "test_loss", "test_acc", "epoch_time", "lr")  # a History's lists
@@ -150,7 +151,12 @@ def check_state(path, state, config, epochs=None, batches=None):
     epoch, history = state["epoch"], state["history"]
     if not isinstance(state["config"], dict) or not isinstance(history, dict):
         raise damaged(path, "its config or history is not a dict")
-    check_config(f"checkpoint {path}", state["config"], config)
+    saved, now = ({k: v for k, v in c.items() if k != IMAGES} for c in (state["config"], config))
+    check_config(f"checkpoint {path}", saved, now)
+    changed = changed_images(state["config"].get(IMAGES), config.get(IMAGES))
+    if changed:  # also where metrics.json, which records them too, is gone
+        raise UserError(f"--data {config.get('data')} holds other images than when {path} was saved "
+                        f"({'; '.join(changed)}): restore them, or pass --overwrite to train the run again")
     if not isinstance(epoch, int) or isinstance(epoch, bool) or not 0 <= epoch < (epochs or math.inf):
         raise damaged(path, f"epoch {epoch!r}, not one of the run's {epochs or 'many'} epochs")
     if any(not isinstance(history.get(k), list) or len(history[k]) != epoch + 1 for k in PER_EPOCH):
@@ -163,6 +169,16 @@ def check_state(path, state, config, epochs=None, batches=None):
         raise damaged(path, f"its epochs had {then} batches, this run's have {batches}: other data, batch size or "
                             f"processes")
     return epoch
+
+
+def changed_images(then, now):
+    """What differs between two runs' image counts and listings (src/harness/run.py's image_counts), in
+    words; nothing where `then` was not recorded (older runs) or is not a dict (an edited file)."""
+    if not isinstance(then, dict) or not isinstance(now, dict):
+        return []
+    return [f"{k.replace('_', ' ')} {then[k]} then, {n} now" if "listing" not in k else
+            f"{k.split('_')[0]} images renamed, added, removed or moved between classes"
+            for k, n in now.items() if k in then and then[k] != n]
 
 
 def check_optimizer(path, optimizer, fresh):

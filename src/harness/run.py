@@ -107,6 +107,7 @@ class RunFolder:
 
     def __init__(self, cfg):
         self.cfg, self.out, self.sizes = cfg, Path(cfg.out), image_counts(cfg)
+        self.identity = {**fingerprint(cfg), ckpt.IMAGES: self.sizes}  # what a checkpoint of this run records
         self.main, self.finished, self.replaced, self.about = is_main_process(), None, [], None
         self._lock = self._created = None
 
@@ -146,17 +147,15 @@ class RunFolder:
         if cfg.resume and held and "checkpoint.pt" not in held:  # starting afresh would replace what it holds
             raise UserError(f"{out} holds a run ({', '.join(held)}) but no checkpoint.pt to continue from: pass "
                             f"--overwrite to train it again, or another --out")
-        if cfg.resume and "checkpoint.pt" in held:  # a damaged one is named before the data is read
-            ckpt.check_state(out / "checkpoint.pt", ckpt.load(out / "checkpoint.pt"), fingerprint(cfg), cfg.epochs)
         if metrics:
             ckpt.check_config(f"the run in {out}", fingerprint(metrics["config"]), fingerprint(cfg))
-            then = metrics["data"] if isinstance(metrics.get("data"), dict) else {}
-            changed = [f"{k.replace('_', ' ')} {then[k]} then, {n} now" if "listing" not in k else
-                       f"{k.split('_')[0]} images renamed, added, removed or moved between classes"
-                       for k, n in self.sizes.items() if k in then and then[k] != n]
+            changed = ckpt.changed_images(metrics.get("data"), self.sizes)
             if changed:
                 raise UserError(f"--data {cfg.data} holds other images than when the run in {out} started "
                                 f"({'; '.join(changed)}): restore them, or pass --overwrite to train the run again")
+        if cfg.resume and "checkpoint.pt" in held:  # a damaged one is named before the data is read
+            ckpt.check_state(out / "checkpoint.pt", ckpt.load(out / "checkpoint.pt"), self.identity, cfg.epochs)
+        if metrics:
             then = metrics["config"].get("workers")
             if cfg.loader == "reference" and then != cfg.workers:
                 print(f"note: the run started with --workers {then}, it continues with {cfg.workers}: each worker "
@@ -182,7 +181,7 @@ class RunFolder:
         epoch), once it has its data and model: with --overwrite, the old run goes now."""
         if self.main:
             self._start(model)
-        return dict(checkpoint=self.out / "checkpoint.pt", resume=self.cfg.resume, config=fingerprint(self.cfg),
+        return dict(checkpoint=self.out / "checkpoint.pt", resume=self.cfg.resume, config=self.identity,
                     on_epoch=lambda epoch, history: self.write_metrics(history))
 
     def _start(self, model):
@@ -232,9 +231,11 @@ def read_metrics(path):
                if not isinstance(metrics, dict) or not isinstance(metrics.get(key), kind)]
     if missing:
         raise UserError(f"{path} is not a run's metrics.json (it lacks {', '.join(missing)})", FIX_METRICS)
-    accuracy = metrics["final_test_acc"]
-    if not (math.isfinite(accuracy) and 0 <= accuracy <= 1):  # JSON's NaN and Infinity parse as floats
+    accuracy, done, epochs = metrics["final_test_acc"], metrics["epochs_done"], metrics["config"].get("epochs")
+    if isinstance(accuracy, bool) or not (math.isfinite(accuracy) and 0 <= accuracy <= 1):  # NaN parses as a float
         raise UserError(f"{path} is not a run's metrics.json (final_test_acc {accuracy!r} is no accuracy)", FIX_METRICS)
+    if isinstance(done, bool) or not isinstance(epochs, int) or not 1 <= done <= epochs:
+        raise UserError(f"{path} is not a run's metrics.json (epochs_done {done!r} of {epochs!r} epochs)", FIX_METRICS)
     try:
         fingerprint(metrics["config"])
     except (TypeError, ValueError, OSError) as err:
