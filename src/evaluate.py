@@ -58,7 +58,9 @@ def load_model(weights):
     weights = Path(weights)
     metrics_path = weights.parent / "metrics.json"
     if not weights.exists():
-        raise DataNotFound(f"no weights at {weights}")
+        raise DataNotFound(f"no weights at {weights}: give the model.pt of a finished run")
+    if weights.is_dir():
+        raise UserError(f"{weights} is a folder, not weights: give the model.pt a run wrote")
     if not metrics_path.exists():
         raise DataNotFound(f"no metrics.json beside {weights}: it names the model to rebuild")
     metrics = read_metrics(metrics_path)
@@ -71,7 +73,7 @@ def load_model(weights):
         build = partial(create_model, metrics["model"]["name"], **sizes)
         with torch.device("meta"):  # its shapes only: sizes from a damaged file allocate nothing
             shapes = build()
-    except (AttributeError, KeyError, TypeError, ValueError) as err:
+    except (AttributeError, KeyError, TypeError, ValueError, RuntimeError) as err:  # sizes torch cannot allocate
         raise UserError(f"{metrics_path} does not name a model of this project ({err}): is it a run's "
                         f"metrics.json?") from None
     state = load(weights)

@@ -853,7 +853,8 @@ def odd_runs(finished_run, tmp_path_factory):
     weights = torch.load(root / "nan-weights" / "model.pt")
     torch.save({k: v.float().fill_(math.nan) if v.is_floating_point() else v for k, v in weights.items()},
                root / "nan-weights" / "model.pt")
-    for name, size in {"huge-dim": {"dim": 2_000_000}, "huge-depth": {"depth": 10**9}}.items():
+    for name, size in {"huge-dim": {"dim": 2_000_000}, "huge-depth": {"depth": 10**9},
+                       "huge-kernel": {"kernel_size": 10**12}}.items():  # a torch traceback (probe 7)
         shutil.copytree(finished_run, root / name)  # sizes that fill any memory (E11), or take hours to build
         model = {**metrics["model"], "hyper_parameters": {**metrics["model"]["hyper_parameters"], **size}}
         (root / name / "metrics.json").write_text(json.dumps({**metrics, "model": model}))
@@ -948,7 +949,7 @@ COMMANDS = [
     ("src.evaluate", ["{odd}/huge-dim/model.pt", "--data", "{data}"], {}, 1,
      "huge-dim/metrics.json describes another model than these weights"),  # nothing allocated (E11)
     ("src.evaluate", ["{odd}/weights-folder/model.pt", "--data", "{data}"], {}, 1,
-     "weights-folder/model.pt is not a regular file (a folder or pipe?): rerun or finish the training that writes it"),
+     "weights-folder/model.pt is a folder, not weights: give the model.pt a run wrote"),
     ("src.evaluate", ["{finished}/model.pt", "--data", "{data}", "--figures", "{odd}/fig-folder"], {}, 1,
      "{odd}/fig-folder/patch_filters.png: not a regular file (a folder?), where this command writes one; remove it, "
      "or give another --figures"),  # before any work (probe 6)
@@ -966,6 +967,10 @@ COMMANDS = [
     ("src.evaluate", ["{odd}/int-tensors/model.pt", "--data", "{data}"], {}, 1,
      "int-tensors/model.pt does not fit this model (another model or configuration?): type mismatch "
      "blocks.0.0.fn.0.bias: file torch.int64 vs model torch.float32"),
+    ("src.evaluate", ["{odd}/huge-kernel/model.pt", "--data", "{data}"], {}, 1,
+     "huge-kernel/metrics.json does not name a model of this project (Storage size calculation overflowed"),
+    ("src.evaluate", ["{finished}", "--data", "{data}"], {}, 1,
+     "{finished} is a folder, not weights: give the model.pt a run wrote"),  # "no metrics.json beside" (probe 7)
     ("src.evaluate", ["{odd}/huge-depth/model.pt", "--data", "{data}"], {}, 1,
      "huge-depth/metrics.json does not name a model of this project (depth 1000000000, expected an integer in "
      "[1, 1000]): is it a run's metrics.json?"),  # not built for hours

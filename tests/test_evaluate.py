@@ -89,4 +89,4 @@ def test_evaluate_cli_reproduces_the_runs_accuracy(tiny_cifar, tmp_path, capsys)
     assert f"accuracy {100 * result['accuracy']:.2f}%" in printed and "confusion matrix" in printed
     with pytest.raises(SystemExit) as missing:
         evaluate_main([str(tmp_path / "nothing.pt"), "--data", str(tiny_cifar)])
-    assert missing.value.code == f"error: no weights at {tmp_path / 'nothing.pt'}"
+    assert missing.value.code == f"error: no weights at {tmp_path / 'nothing.pt'}: give the model.pt of a finished run"
