@@ -637,6 +637,24 @@ def test_the_first_of_two_signals_sets_the_exit_code():
         signal.signal(signal.SIGTERM, before[1])
 
 
+def test_a_command_that_did_its_work_ignores_a_late_ctrl_c(monkeypatch):
+    """A signal while Python shuts down killed a finished run's process silently, exit 143 (probe 7)."""
+    import src
+    from src.harness.cli import one_line
+
+    def starting(signum, frame):  # src/__init__'s handler while `python -m src.COMMAND` starts
+        raise AssertionError("not while the command runs")
+    monkeypatch.setattr(src, "_interrupted_while_starting", starting, raising=False)
+    before = signal.signal(signal.SIGINT, starting), signal.signal(signal.SIGTERM, starting)
+    try:
+        with one_line():
+            pass
+        assert signal.getsignal(signal.SIGINT) is signal.SIG_IGN and signal.getsignal(signal.SIGTERM) is signal.SIG_IGN
+    finally:
+        signal.signal(signal.SIGINT, before[0])
+        signal.signal(signal.SIGTERM, before[1])
+
+
 def test_bench_divergence_speaks_of_no_checkpoint(tiny_cifar):
     """src.bench writes none: the divergence line's 'the last checkpoint is from the epoch before' is train's."""
     message = cli_error(["--data", tiny_cifar, "--device", "cpu", "--dim", "16", "--depth", "1", "--batch-size", "16",
@@ -1011,7 +1029,7 @@ COMMANDS = [
     ("src.bench", [*TINY_BENCH, "--data", "{data}", "--train-subset", "8"], {}, 1,
      "--batch-size 16: larger than the 8 training images"),
     ("src.bench", [*TINY_BENCH, "--data", "{data}", "--json", "{odd}/a-file/b.json"], {}, 1,
-     "--json {odd}/a-file/b.json: the folder {odd}/a-file does not exist"),
+     "--json {odd}/a-file/b.json: {odd}/a-file is a file, not a folder; give another path"),  # (probe 7)
     ("src.bench", [*TINY_BENCH, "--data", "{data}", "--seed", "-1"], {}, 1, "--seed -1: expected an integer in"),
     ("src.notebook", ["ConvMixer_experimentation_1", "--data", "{data}"], {"NOTEBOOK_MODE": "bogus"}, 2,
      "NOTEBOOK_MODE=bogus: expected one of full, cpu, quick"),

@@ -61,8 +61,11 @@ def one_line(interrupted=lambda: "interrupted", parser=None):
         if "can't allocate memory" not in str(err):
             raise
         sys.exit(f"error: {describe(err, flags)}")
-    signal.signal(signal.SIGINT, before[0])  # done: the caller's handlers again (a test calling main(), say)
-    signal.signal(signal.SIGTERM, before[1])
+    finally:  # done: a command's work is over, so a late Ctrl-C changes nothing (Python's shutdown would die
+        # of it, silently); a caller's handlers come back (a test calling main(), say)
+        command = getattr(sys.modules.get("src"), "_interrupted_while_starting", None)
+        for signum, handler in zip((signal.SIGINT, signal.SIGTERM), before):
+            signal.signal(signum, signal.SIG_IGN if command is not None and handler is command else handler)
 
 
 def _say_interrupted(interrupted):
@@ -97,6 +100,8 @@ def writable_file(path, flag, inputs=()):
     if path.name in RUN_FILES or any(within(path, Path(other)) for other in inputs):
         raise UserError(f"{flag} {path}: would replace a run's file or this command's input; give another name")
     folder = path.parent
+    if folder.exists() and not folder.is_dir():
+        raise UserError(f"{flag} {path}: {folder} is a file, not a folder; give another path")
     if not folder.is_dir():
         raise UserError(f"{flag} {path}: the folder {folder} does not exist; create it or give another path")
     if path.exists() and not path.is_file():
