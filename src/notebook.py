@@ -209,7 +209,7 @@ def main(argv=None):
         check_device(args.device if args.device is not None else os.environ.get("NOTEBOOK_DEVICE", "auto"))
         data_root = args.data if args.data is not None else os.environ.get("CIFAR10_DIR", DEFAULT_DATA)
         if not data_root.strip():
-            raise UserError(f"--data {data_root!r}: give a folder")
+            raise UserError(f"{'--data' if args.data is not None else 'CIFAR10_DIR'} {data_root!r}: give a folder")
         if os_problem(data_root):  # CIFAR10_DIR's; --data's is argparse's
             raise UserError(f"CIFAR10_DIR {data_root}: {os_problem(data_root)}; give another path")
         if out is not None and within(Path(out), Path(data_root)):
@@ -218,6 +218,9 @@ def main(argv=None):
         check_targets([folder / f"{args.name}.ipynb", *(folder.glob("*.png") if folder.is_dir() else ())], "--out")
         sizes = [data.split_size(data_root, train, Path(data_root) == Path(DEFAULT_DATA)) for train in (True, False)]
         saved = [name for name in RUN_FILES if (run / name).exists()]
+        odd = next((run / name for name in saved if not (run / name).is_file()), None)  # neither flag would help
+        if odd:
+            raise UserError(f"{odd} is not a regular file (a folder or pipe?): remove it, or give another --out")
         if saved and not (args.resume or args.overwrite):
             raise UserError(f"{run} already holds a run ({', '.join(saved)}): pass --resume to continue it, "
                             f"--overwrite to replace it, or another --out")

@@ -621,6 +621,18 @@ def test_ctrl_c_in_evaluate_or_bench_says_what_was_written(module, stops_in, tin
     assert json_path.exists() == (module == "src.evaluate")
 
 
+def test_a_wrapper_run_stopped_after_its_last_checkpoint_resumes(tiny_cifar, tmp_path):
+    """OneCycleLR steps once past its end: the last checkpoint's learning rate is below 0, and the
+    checkpoint check refused it as damaged (probe 7)."""
+    out = tmp_path / "run"
+    main(tiny_args(tiny_cifar, out, "--trainer", "wrapper", epochs=1))
+    (out / "model.pt").unlink()  # killed between the last checkpoint and the weights
+    metrics = json.loads((out / "metrics.json").read_text())
+    (out / "metrics.json").write_text(json.dumps({**metrics, "finished": False}))
+    main(tiny_args(tiny_cifar, out, "--trainer", "wrapper", "--resume", epochs=1))
+    assert (out / "model.pt").is_file() and json.loads((out / "metrics.json").read_text())["finished"]
+
+
 def test_the_first_of_two_signals_sets_the_exit_code():
     """Ctrl-C, then SIGTERM while the command stops: 130, as for Ctrl-C alone (probe 6 saw 143)."""
     from src.harness import cli
@@ -878,7 +890,8 @@ def odd_runs(finished_run, tmp_path_factory):
         (root / name / "metrics.json").write_text(json.dumps({**metrics, "model": model}))
     damaged = {"list": "[1]", "config-list": '{"finished": true, "config": [1]}', "other": '{"x": 1}',
                "text-acc": json.dumps({**metrics, "final_test_acc": "0.5"}),
-               "nan-acc": json.dumps({**metrics, "final_test_acc": float("nan")})}  # JSON's NaN
+               "nan-acc": json.dumps({**metrics, "final_test_acc": float("nan")}),  # JSON's NaN
+               "negative-acc": json.dumps({**metrics, "final_test_acc": -0.5})}  # "-50.00%" in table.md (probe 7)
     for name, text in damaged.items():  # a sweep's damaged variant (S10j-m)
         (root / f"sweep-{name}" / "baseline").mkdir(parents=True)
         (root / f"sweep-{name}" / "baseline" / "metrics.json").write_text(text)
@@ -891,6 +904,7 @@ def odd_runs(finished_run, tmp_path_factory):
     (root / "half-weights" / "model.pt").write_bytes(whole[:len(whole) // 2])  # torch.load: "[Errno 22] Invalid ..."
     (root / "a-file").write_text("not a folder")
     (root / "sweep-table" / "table.md").mkdir(parents=True)  # found after the runs (probe 6)
+    (root / "nb-metrics" / "ConvMixer_experimentation_2" / "run-quick" / "metrics.json").mkdir(parents=True)
     shutil.copytree(finished_run, root / "sweep-stale" / "improved")  # made with other flags (probe 6)
     (root / "sweep-file").mkdir()
     (root / "sweep-file" / "baseline").write_text("not a folder")  # a bare "[Errno 17] File exists" (probe 6)
@@ -987,6 +1001,12 @@ COMMANDS = [
      "blocks.0.0.fn.0.bias: file torch.int64 vs model torch.float32"),
     ("src.evaluate", ["{odd}/huge-kernel/model.pt", "--data", "{data}"], {}, 1,
      "huge-kernel/metrics.json does not name a model of this project (Storage size calculation overflowed"),
+    ("src.notebook", ["ConvMixer_experimentation_2", "--mode", "quick", "--data", "{quick}", "--out",
+                      "{odd}/nb-metrics"], {}, 1, "{odd}/nb-metrics/ConvMixer_experimentation_2/run-quick/metrics.json "
+                                                  "is not a regular file (a folder or pipe?): remove it, or give "
+                                                  "another --out"),  # not --resume/--overwrite, in the kernel (probe 7)
+    ("src.notebook", ["ConvMixer_experimentation_2", "--mode", "quick"], {"CIFAR10_DIR": ""}, 1,
+     "CIFAR10_DIR '': give a folder"),  # not "--data ''" (probe 7)
     ("src.evaluate", ["{finished}", "--data", "{data}"], {}, 1,
      "{finished} is a folder, not weights: give the model.pt a run wrote"),  # "no metrics.json beside" (probe 7)
     ("src.evaluate", ["{odd}/huge-depth/model.pt", "--data", "{data}"], {}, 1,
@@ -1001,7 +1021,7 @@ COMMANDS = [
      "--conv-vs-linear times a random batch: --recipe would do nothing"),  # (B19)
     *(("src.sweep", ["--sweep", "convmixer-recipes", "--only", "baseline", *TINY_QUICK[:-1], "{quick}", "--out",
                      f"{{odd}}/sweep-{name}"], {}, 1, f"sweep-{name}/baseline/metrics.json is not a run's metrics.json")
-      for name in ("list", "config-list", "other", "text-acc", "nan-acc")),  # before any run starts (S10j-m)
+      for name in ("list", "config-list", "other", "text-acc", "nan-acc", "negative-acc")),  # before any run (S10j-m)
     ("src.sweep", ["--sweep", "vit-steps", *TINY_QUICK[:-1], "{quick}", "--out", "{odd}/a-file/sweep"], {}, 1,
      "--out {odd}/a-file/sweep: {odd}/a-file is not a folder this command can write into"),
     ("src.reproduce", ["--check-readme", "--readme", "{data}/test/cat/0000.png"], {}, 1,
@@ -1097,9 +1117,9 @@ COMMANDS = [
                                                "convmixer-recipes/baseline writes its run: remove it, or give another "
                                                "--out"),
     ("src.sweep", ["--sweep", "convmixer-recipes", "--only", "improved", *TINY_QUICK[:-1], "{quick}", "--out",
-                   "{odd}/sweep-stale"], {}, 1, "{odd}/sweep-stale/improved holds a finished run made with other "
-                                                "settings than convmixer-recipes/improved's: pass --force to redo it, "
-                                                "or delete its folder"),
+                   "{odd}/sweep-stale"], {}, 1, "{odd}/sweep-stale/improved holds a finished run that is not "
+                                                "convmixer-recipes/improved's to skip (other flags made it): pass "
+                                                "--force to redo it, or delete its folder"),
     ("src.sweep", ["--sweep", "convmixer-recipes", "--only", "baseline", *TINY_QUICK[:-1], "{quick}", "--out",
                    "{odd}/sweep-table"], {}, 1,
      "{odd}/sweep-table/table.md: not a regular file (a folder?), where this command writes one; remove it, or give "
@@ -1184,6 +1204,22 @@ def test_a_notebook_clears_what_a_killed_kernel_was_writing(quick_cifar, tmp_pat
     assert not list(folder.iterdir())
 
 
+def test_a_notebook_ignores_a_notebook_out_left_in_the_shell(monkeypatch):
+    """The kernel wrote where NOTEBOOK_OUT said while the command's checks looked in the repository;
+    --overwrite then replaced a run there silently (probe 7)."""
+    from src.harness import executor
+    seen = []
+
+    def stop(client, env):
+        seen.append(env)
+        raise KeyboardInterrupt  # before any cell runs
+    monkeypatch.setenv("NOTEBOOK_OUT", "/tmp/left-in-the-shell")
+    monkeypatch.setattr(executor, "_execute", stop)
+    with pytest.raises(KeyboardInterrupt):
+        executor.execute("ConvMixer_experimentation_2", "cpu")
+    assert "NOTEBOOK_OUT" not in seen[0]
+
+
 def test_a_cut_short_notebook_is_not_a_finished_one(tmp_path):
     """src.reproduce skipped a notebook cut short by a full disk as finished, and never mended it (probe 6)."""
     from src.reproduce import _notebook_done
@@ -1201,11 +1237,11 @@ def test_a_scheduled_run_counts_as_done_only_if_its_flags_made_it(tiny_cifar, fi
     assert train_job("same", finished_run, flags).is_done()
     assert not train_job("other", finished_run, [*flags, "--lr-max", "0.02"]).is_done()
     assert not train_job("other data", finished_run, [*flags, "--data", str(finished_run / "data")]).is_done()
-    assert train_job("other", finished_run, [*flags, "--lr-max", "0.02"]).stale()  # refused before any run starts
+    assert train_job("other", finished_run, [*flags, "--lr-max", "0.02"]).stale() == "other flags made it"
     without_weights = finished_run.parent / "without-weights"
     shutil.copytree(finished_run, without_weights, ignore=shutil.ignore_patterns("model.pt"))
     job = train_job("same", without_weights, flags)
-    assert not job.is_done() and not job.stale()  # not finished, whatever metrics.json says (probe 6)
+    assert not job.is_done() and job.stale() == "its model.pt is gone"  # refused before any run starts (probe 7)
     with pytest.raises(UserError, match="bad: --epochs 0: expected an integer >= 1"):
         train_job("bad", finished_run, [*flags, "--epochs", "0"])  # refused before any run starts
 

@@ -77,8 +77,9 @@ def check_results(jobs, force):
             raise UserError(f"{job.folder} is not a folder, where {job.name} writes its run: remove it, or give "
                             f"another --out")
     for job in () if force else jobs:  # its run would refuse to continue it, after the others started
-        if job.stale and job.stale():
-            raise UserError(f"{job.folder} holds a finished run made with other settings than {job.name}'s: pass "
+        why = job.stale and job.stale()
+        if why:
+            raise UserError(f"{job.folder} holds a finished run that is not {job.name}'s to skip ({why}): pass "
                             f"--force to redo it, or delete its folder")
     return files if force else frozenset()
 

@@ -192,7 +192,7 @@ def check_optimizer(path, optimizer, fresh):
         for key in OPTIMIZER_SETTINGS:
             if key in then and group.get(key) != then[key]:
                 raise damaged(path, f"its optimizer's {key} is {group.get(key)!r}, this run's {then[key]!r}")
-        if not _finite(group.get("lr")) or group["lr"] < 0:
+        if not _finite(group.get("lr")):  # below 0 after the last step: OneCycleLR steps once past its end
             raise damaged(path, f"its learning rate is {group.get('lr')!r}")
         for weight in group["params"]:
             for key, value in optimizer.state.get(weight, {}).items():

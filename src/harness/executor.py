@@ -70,6 +70,7 @@ def execute(name, mode, data_root=None, out=None, device=None, resume=False, tim
     folder.mkdir(parents=True, exist_ok=True)
     env = {**os.environ, "NOTEBOOK_MODE": mode, "NOTEBOOK_RESUME": "1" if resume else "0", "PYTHONPATH": str(ROOT)}
     env.pop("WORLD_SIZE", None)
+    env.pop("NOTEBOOK_OUT", None)  # the command's --out decides, not one left in the shell for Jupyter
     if out:
         env["NOTEBOOK_OUT"] = str(folder)
     if data_root:  # relative to the repository root, where the notebook works: the echoed command stays portable

@@ -45,6 +45,8 @@ def load_run(path):
     """A run's metrics.json as one flat dict, its cells checked; one line naming the file when it is not one."""
     try:
         run = _flat(_read(path), path)
+        if not all(0 <= run[key] <= 1 for key in ("test_acc", "train_acc")):
+            raise ValueError(f"accuracies {run['test_acc']!r}, {run['train_acc']!r} outside 0..1")
         return common_cells(run) and run  # the numbers are numbers
     except DAMAGED as err:
         raise UserError(f"{path} is not a run's metrics.json ({type(err).__name__}: {err})", DELETE) from None

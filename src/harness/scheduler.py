@@ -66,7 +66,7 @@ class Job:
     folder: Path                  # its metrics.json (or bench.json) and log
     log: str = "train.log"
     done: Callable = None         # () -> bool, its finished result exists; default: metrics.json says so
-    stale: Callable = None        # () -> bool, its folder holds a finished run made with other flags
+    stale: Callable = None        # () -> why the finished run its folder holds cannot be its own, or None
     resume: tuple = ("--resume",)  # what continues a partial run
     replace: tuple = ("--overwrite",)  # what replaces it (--force)
     cpu_bound: bool = False       # feeds the GPU from DataLoader workers: one such job at a time
@@ -100,7 +100,8 @@ def train_job(name, folder, flags, cpu_bound=False):
     metrics, weights = Path(folder) / "metrics.json", Path(folder) / "model.pt"
     return Job(name, "src.train", args, Path(folder), cpu_bound=cpu_bound, batch=cfg.batch_size,
                images=cfg.train_subset, done=lambda: _made_with(metrics, wanted) and weights.is_file(),
-               stale=lambda: finished(metrics) and not _made_with(metrics, wanted))
+               stale=lambda: None if not finished(metrics) else "other flags made it" if not _made_with(
+                   metrics, wanted) else None if weights.is_file() else "its model.pt is gone")
 
 
 def _made_with(metrics_path, wanted):
