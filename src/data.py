@@ -9,7 +9,6 @@ import hashlib
 import os
 import shutil
 import signal
-import threading
 from pathlib import Path
 
 # albumentations asks PyPI for its latest version on import: a warning in every notebook run offline.
@@ -23,6 +22,7 @@ from albumentations.pytorch import ToTensorV2
 from torch.utils.data import DataLoader, Dataset
 
 from .class_folders import CLASSES, image_files, read_images
+from .harness.cli import signals_deferred
 from .harness.errors import DataNotFound, UserError
 
 MEAN = (0.4914, 0.4822, 0.4465)
@@ -198,24 +198,11 @@ class SeededLoader(DataLoader):
     def __iter__(self):
         if self.num_workers == 0:
             _seed_transform(self.dataset, int(torch.randint(2**31, ())))
-        if self.num_workers == 0 or threading.current_thread() is not threading.main_thread():
             return super().__iter__()
         # Ctrl-C or SIGTERM waits until the workers are forked: raised inside a fork hook (logging's
         # _releaseLock), the KeyboardInterrupt would be printed as "Exception ignored" and swallowed.
-        came, stops = [], (signal.SIGINT, signal.SIGTERM)
-        handlers = {s: signal.signal(s, lambda signum, frame: came.append(signum)) for s in stops}
-        try:
-            workers = super().__iter__()
-        finally:
-            for s, handler in handlers.items():
-                signal.signal(s, handler)
-        for signum in came[:1]:  # now handled as it would have been
-            handler = handlers[signum]
-            if callable(handler):
-                handler(signum, None)
-            elif handler == signal.SIG_DFL:
-                signal.raise_signal(signum)
-        return workers
+        with signals_deferred():
+            return super().__iter__()
 
 
 def _seed_transform(dataset, seed):

@@ -235,7 +235,8 @@ def main(argv=None):
         folder = Path(out or ROOT) / args.name
         with held(folder):  # one notebook at a time writes its figures there
             remove_leftovers(folder, ("*.png", f"{args.name}.ipynb"))  # what a killed kernel was writing
-            print(execute(args.name, mode, args.data, out, args.device, args.resume))
+            print(execute(args.name, mode, args.data, out, args.device, args.resume,
+                          flags=set(p._option_string_actions)))
 
 
 if __name__ == "__main__":

@@ -127,8 +127,9 @@ def check_config(source, saved, now):
     if saved != now:
         diff = {k: (saved.get(k), now.get(k)) for k in sorted(set(saved) | set(now)) if saved.get(k) != now.get(k)}
         then = ", ".join(_as_flag(k, then) for k, (then, _) in diff.items())
-        raise UserError(f"{source} was made with another configuration (key: (then, now)): {diff}; continue it as it "
-                        f"was made ({then}), or pass --overwrite or another --out")
+        raise UserError(f"{source} was made with another configuration (key: (then, now)): {diff}", (
+            (tuple("--" + k.replace("_", "-") for k in diff), f"continue it as it was made ({then})"),
+            ("--overwrite", "pass --overwrite"), ("--out", "give another --out")))
 
 
 def _as_flag(name, value):

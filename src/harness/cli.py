@@ -9,6 +9,7 @@ import math
 import os
 import signal
 import sys
+import threading
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -33,6 +34,27 @@ def _stop(signum, frame):
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
     raise KeyboardInterrupt
+
+
+@contextmanager
+def signals_deferred():
+    """Ctrl-C or SIGTERM waits until the block ends, then acts as it would have: for steps that must not
+    be cut in two (workers being forked, a run started but not yet recorded). Main thread only."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    came = []
+    handlers = {s: signal.signal(s, lambda signum, frame: came.append(signum)) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for signum, handler in handlers.items():
+            signal.signal(signum, handler)
+    for signum in came[:1]:
+        if callable(handlers[signum]):
+            handlers[signum](signum, None)
+        elif handlers[signum] == signal.SIG_DFL:
+            signal.raise_signal(signum)
 
 
 def stop_requested():

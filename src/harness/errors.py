@@ -2,9 +2,13 @@
 line prints each as one line; so does a notebook, since IPython shows `_render_traceback_`'s
 lines instead of a traceback.
 
-What to do depends on the command: `advice` holds (flag, phrase) pairs, and a command shows the
-phrases of the flags it has (src/harness/cli.py's one_line), else those whose flag is None; a
-notebook or other Python caller sees every flag's phrase."""
+What to do depends on the command: `advice` holds (flag, phrase) pairs (flag: one, or a tuple that
+all must be there), and a command shows the phrases of the flags it has (src/harness/cli.py's
+one_line), else those whose flag is None; a notebook executed by src.notebook shows those of
+src.notebook's flags (ADVICE_FLAGS, set for its kernel); another Python caller sees every phrase."""
+import os
+
+ADVICE_FLAGS = "ADVICE_FLAGS"  # comma-separated: the flags of the command a kernel runs for
 
 
 class OneLine:
@@ -14,7 +18,10 @@ class OneLine:
 
     def says(self, flags=None):
         """The line for a command whose flags are `flags` (None: any)."""
-        chosen = [text for flag, text in self.advice if flag and (flags is None or flag in flags)]
+        if flags is None and os.environ.get(ADVICE_FLAGS):
+            flags = set(os.environ[ADVICE_FLAGS].split(","))
+        chosen = [text for flag, text in self.advice
+                  if flag and (flags is None or set((flag,) if isinstance(flag, str) else flag) <= flags)]
         chosen = chosen or [text for flag, text in self.advice if flag is None]
         return f"{self.what}: {', or '.join(chosen)}" if chosen else self.what
 

@@ -13,7 +13,7 @@ from pathlib import Path
 import psutil
 
 from .checkpoint import write_text
-from .errors import UserError
+from .errors import ADVICE_FLAGS, UserError
 
 ROOT = Path(__file__).resolve().parents[2]
 INTRO_RUN = re.compile(r"(<!-- rendered run -->\n).*?(\n<!-- /rendered run -->)", re.S)
@@ -58,9 +58,10 @@ def kernel_manager():
         yield KernelManager(kernel_name="this-python", kernel_spec_manager=specs)
 
 
-def execute(name, mode, data_root=None, out=None, device=None, resume=False, timeout=1800):
+def execute(name, mode, data_root=None, out=None, device=None, resume=False, timeout=1800, flags=None):
     """Run notebook NAME top to bottom; save it (in place, or to OUT/NAME/NAME.ipynb with its run
-    and figures beside it) with the intro's rendered-run paragraph filled in. Returns its path."""
+    and figures beside it) with the intro's rendered-run paragraph filled in; a failing cell's advice
+    names only `flags` (the command's). Returns its path."""
     import nbformat
     from nbclient import NotebookClient
     from nbclient.exceptions import CellExecutionError
@@ -71,6 +72,8 @@ def execute(name, mode, data_root=None, out=None, device=None, resume=False, tim
     env = {**os.environ, "NOTEBOOK_MODE": mode, "NOTEBOOK_RESUME": "1" if resume else "0", "PYTHONPATH": str(ROOT)}
     env.pop("WORLD_SIZE", None)
     env.pop("NOTEBOOK_OUT", None)  # the command's --out decides, not one left in the shell for Jupyter
+    if flags:
+        env[ADVICE_FLAGS] = ",".join(sorted(flags))
     if out:
         env["NOTEBOOK_OUT"] = str(folder)
     if data_root:  # relative to the repository root, where the notebook works: the echoed command stays portable

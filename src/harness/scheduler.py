@@ -25,6 +25,7 @@ from .config import fingerprint, resolve
 from .errors import UserError
 from .executor import SHARED_DEVICE
 from .machine import all_cores
+from .cli import signals_deferred
 from .run import RUN_FILES, identity
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -137,7 +138,8 @@ def run_jobs(jobs, limit, deadline, force=False, on_finish=None):
         while (pending or running) and time.monotonic() < deadline:
             for job in _startable(pending, running, limit):
                 pending.remove(job)
-                running[job] = _start(job, force, limit)
+                with signals_deferred():  # a run started is a run recorded, so that a Ctrl-C stops it too
+                    running[job] = _start(job, force, limit)
             for job, (proc, seen) in list(running.items()):
                 running[job][1] = _progress(job, seen)
                 if proc.poll() is not None:
