@@ -111,6 +111,7 @@ HOSTILE = [
     (["--data", " "], "--data ' ': give a folder"),
     (["--kernel-size", "100000"], "need"),  # one line, no torch warning before it
     (["--out", "{data}/train/run"], "--out {data}/train/run: inside --data {data}"),
+    (["--data", "./data", "--no-download"], "CIFAR-10 data folder data does not exist"),  # no download (probe 8)
     (["--out", "/tmp/" + "a" * 300], "--out /tmp/" + "a" * 300 + ": File name too long; give another path"),
     (["--data", "{odd}/loop"], "--data {odd}/loop: Too many levels of symbolic links; give another path"),
     (["--out", "{odd}/no-checkpoint", "--resume"], "holds a run (metrics.json) but no checkpoint.pt to continue from"),
@@ -631,6 +632,26 @@ def test_a_wrapper_run_stopped_after_its_last_checkpoint_resumes(tiny_cifar, tmp
     (out / "metrics.json").write_text(json.dumps({**metrics, "finished": False}))
     main(tiny_args(tiny_cifar, out, "--trainer", "wrapper", "--resume", epochs=1))
     assert (out / "model.pt").is_file() and json.loads((out / "metrics.json").read_text())["finished"]
+
+
+def test_a_refused_run_leaves_no_folder_it_made(damaged_cifar, tmp_path):
+    """Its parents neither (probe 8: --out NEW/a/b left NEW/a behind)."""
+    assert "0003.png is damaged" in cli_error(tiny_args(damaged_cifar, tmp_path / "new" / "a" / "b"))
+    assert not (tmp_path / "new").exists()
+
+
+def test_a_patch_as_large_as_the_image_is_accepted(tiny_cifar, tmp_path):
+    """A 1x1 map: the up-front check's one image met BatchNorm's 'more than 1 value' (probe 8); a batch trains."""
+    main(tiny_args(tiny_cifar, tmp_path / "run", "--patch-size", "32", epochs=1))
+    assert json.loads((tmp_path / "run" / "metrics.json").read_text())["finished"]
+
+
+def test_only_the_commands_own_leftovers_are_removed(tmp_path):
+    from src.harness.checkpoint import remove_leftovers
+    for name in ("model.ptk3j2x9ab.tmp", "model.pt.mybackup.tmp", "metrics.json notes.tmp"):
+        (tmp_path / name).write_text("x")
+    remove_leftovers(tmp_path, ("model.pt", "metrics.json"))  # a user's notes stayed only by luck (probe 8)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["metrics.json notes.tmp", "model.pt.mybackup.tmp"]
 
 
 def test_the_first_of_two_signals_sets_the_exit_code():
@@ -1196,7 +1217,7 @@ def test_a_notebook_clears_what_a_killed_kernel_was_writing(quick_cifar, tmp_pat
     from src import notebook
     folder = tmp_path / "ConvMixer_experimentation_2"
     folder.mkdir()
-    (folder / "curves.pngk3j2x9.tmp").write_bytes(b"half a PNG")
+    (folder / "curves.pngk3j2x9ab.tmp").write_bytes(b"half a PNG")
     seen = []
     monkeypatch.setattr(notebook, "execute",
                         lambda *args, **kwargs: seen.append(sorted(p.name for p in folder.iterdir())))

@@ -87,8 +87,8 @@ def busy(folder, lock=".lock"):
 
 def remove_leftovers(folder, names):
     """The temporary files of writes that a kill interrupted (see atomic_write)."""
-    for name in names:
-        for leftover in Path(folder).glob(f"{name}*{TMP}"):
+    for name in names:  # mkstemp's names: NAME, 8 random characters, .tmp; a user's other .tmp files stay
+        for leftover in Path(folder).glob(f"{name}{'?' * 8}{TMP}"):
             leftover.unlink(missing_ok=True)
 
 

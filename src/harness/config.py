@@ -93,7 +93,8 @@ OPTIONS = (
     Option("epochs", 25, "epochs to train", "experiment", POSITIVE_INT, resume=True),
     Option("data", DEFAULT_DATA, "class-folder copy (train/<class>/*.jpg) or torchvision's CIFAR-10 folder; "
            f"the default {DEFAULT_DATA} is downloaded by torchvision if missing", "experiment", type=str, resume=True),
-    Option("download", False, "download CIFAR-10 with torchvision into --data", "experiment"),
+    Option("download", None, "download CIFAR-10 with torchvision into --data (default: only into the default "
+           f"{DEFAULT_DATA}, when it holds no copy)", "experiment", type=bool),
     Option("out", None, "output folder (default runs/MODEL-TRAINER-RECIPE)", "experiment", type=str),
     Option("resume", False, "continue the run in --out from its checkpoint.pt", "experiment"),
     Option("overwrite", False, "replace the run that --out already holds", "experiment"),
@@ -181,7 +182,7 @@ def resolve(cfg):
             model = create_model(values["model"], **sizes)
             shrink = [o.flag for o in OPTIONS if o.name in own and o.type is int and o.name != "patch_size"]
             check_memory(model, values["model"], values["device"], shrink)  # before the forward, which takes longer
-            model(torch.empty(1, 3, IMAGE_SIZE, IMAGE_SIZE))
+            model(torch.empty(2, 3, IMAGE_SIZE, IMAGE_SIZE))  # two: BatchNorm of a 1x1 map needs more than one
     except UserError:
         raise
     except ValueError as err:
@@ -218,7 +219,8 @@ def resolve(cfg):
     if values["download"] and folders:
         raise UserError(f"--download: --data {values['data']} holds class folders (train/<class>/, test/<class>/), "
                         f"which are read as they are; drop --download")
-    values["download"] = values["download"] or (values["data"] == DEFAULT_DATA and not folders)
+    if values["download"] is None:  # an explicit --no-download is kept
+        values["download"] = Path(values["data"]) == Path(DEFAULT_DATA) and not folders
     return Config(**values)
 
 

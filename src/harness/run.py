@@ -9,6 +9,7 @@ import json
 import math
 import os
 import random
+import shutil
 from contextlib import contextmanager
 from dataclasses import asdict, replace
 from pathlib import Path
@@ -113,7 +114,7 @@ class RunFolder:
 
     def __enter__(self):
         if self.main:
-            self._created = not self.out.exists()
+            self._created = next((p for p in reversed((self.out, *self.out.parents)) if not p.exists()), None)
             self._lock = _hold(self.out)
             try:
                 ckpt.remove_leftovers(self.out, RUN_FILES)
@@ -127,8 +128,9 @@ class RunFolder:
         if self._lock is not None:
             _release(self.out, self._lock)
             self._lock = None
-            if self._created and self.out.is_dir() and not any(self.out.iterdir()):
-                self.out.rmdir()  # a run that failed before writing anything leaves no folder
+            made = self._created
+            if made and made.is_dir() and not any(p.is_file() for p in made.rglob("*")):
+                shutil.rmtree(made)  # a run that failed before writing anything leaves no folder, nor its parents
         return False
 
     def _claim(self):
