@@ -217,6 +217,8 @@ def main(argv=None):
         folder = writable_folder(Path(out or ROOT) / args.name, "--out")
         check_targets([folder / f"{args.name}.ipynb", *(folder.glob("*.png") if folder.is_dir() else ())], "--out")
         sizes = [data.split_size(data_root, train, Path(data_root) == Path(DEFAULT_DATA)) for train in (True, False)]
+        if run.exists() and not run.is_dir():
+            raise UserError(f"{run} is not a folder, where the notebook's run goes: remove it, or give another --out")
         saved = [name for name in RUN_FILES if (run / name).exists()]
         odd = next((run / name for name in saved if not (run / name).is_file()), None)  # neither flag would help
         if odd:

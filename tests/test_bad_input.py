@@ -928,6 +928,9 @@ def odd_runs(finished_run, tmp_path_factory):
     (root / "sweep-table" / "table.md").mkdir(parents=True)  # found after the runs (probe 6)
     (root / "nb-metrics" / "ConvMixer_experimentation_2" / "run-quick" / "metrics.json").mkdir(parents=True)
     shutil.copytree(finished_run, root / "sweep-stale" / "improved")  # made with other flags (probe 6)
+    (root / "sweep-log" / "baseline" / "train.log").mkdir(parents=True)  # "[Errno 21]" (probe 8)
+    (root / "nb-run-file" / "ConvMixer_experimentation_2").mkdir(parents=True)
+    (root / "nb-run-file" / "ConvMixer_experimentation_2" / "run-quick").write_text("not a folder")  # in the kernel
     (root / "sweep-file").mkdir()
     (root / "sweep-file" / "baseline").write_text("not a folder")  # a bare "[Errno 17] File exists" (probe 6)
     os.symlink("loop", root / "loop")  # a link to itself: the OS cannot look up anything through it
@@ -1134,6 +1137,13 @@ COMMANDS = [
           (["--jobs", "-2"], 2, "argument --jobs: expected an integer >= 1, got '-2'"),
           (["--device", "bogus"], 1, "--device 'bogus': expected cpu, cuda, cuda:N or auto"),
           (["--out", "{odd}/a-file"], 2, "--out '{odd}/a-file': give a folder"))),
+    ("src.sweep", ["--sweep", "convmixer-recipes", "--only", "baseline", *TINY_QUICK[:-1], "{quick}", "--out",
+                   "{odd}/sweep-log"], {}, 1, "{odd}/sweep-log/baseline/train.log: not a regular file (a folder?), "
+                                              "where this command writes one; remove it, or give another --out"),
+    ("src.notebook", ["ConvMixer_experimentation_2", "--mode", "quick", "--data", "{quick}", "--out",
+                      "{odd}/nb-run-file"], {}, 1, "{odd}/nb-run-file/ConvMixer_experimentation_2/run-quick is not a "
+                                                   "folder, where the notebook's run goes: remove it, or give another "
+                                                   "--out"),
     ("src.sweep", ["--sweep", "convmixer-recipes", "--only", "baseline", *TINY_QUICK[:-1], "{quick}", "--out",
                    "{odd}/sweep-file"], {}, 1, "{odd}/sweep-file/baseline is not a folder, where "
                                                "convmixer-recipes/baseline writes its run: remove it, or give another "

@@ -7,7 +7,7 @@ import time
 from pathlib import Path
 
 from ..data import split_size
-from .cli import number, usable_path, within, writable_folder
+from .cli import check_targets, number, usable_path, within, writable_folder
 from .errors import UserError
 from .machine import check_device
 from .report import damage
@@ -76,6 +76,7 @@ def check_results(jobs, force):
         if job.folder.exists() and not job.folder.is_dir():
             raise UserError(f"{job.folder} is not a folder, where {job.name} writes its run: remove it, or give "
                             f"another --out")
+    check_targets([job.folder / job.log for job in jobs], "--out")  # its log, appended to
     for job in () if force else jobs:  # its run would refuse to continue it, after the others started
         why = job.stale and job.stale()
         if why:
