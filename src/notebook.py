@@ -206,7 +206,8 @@ def main(argv=None):
             "nothing of its run was saved either: rerun the same command to start it")
 
     with one_line(interrupted, p):
-        check_device(args.device if args.device is not None else os.environ.get("NOTEBOOK_DEVICE", "auto"))
+        check_device(*(args.device, "--device") if args.device is not None else
+                     (os.environ.get("NOTEBOOK_DEVICE", "auto"), "NOTEBOOK_DEVICE"))
         data_root = args.data if args.data is not None else os.environ.get("CIFAR10_DIR", DEFAULT_DATA)
         if not data_root.strip():
             raise UserError(f"{'--data' if args.data is not None else 'CIFAR10_DIR'} {data_root!r}: give a folder")

@@ -19,7 +19,6 @@ rest. `--quick --device cpu --data PATH --out DIR` runs every step on tiny setti
 import argparse
 import json
 import sys
-from functools import partial
 from pathlib import Path
 
 from .harness.checkpoint import remove_leftovers, write_text
@@ -27,9 +26,9 @@ from .harness.cli import one_line, usable_path
 from .harness.config import BY_NAME
 from .notebook import MODES, NOTEBOOKS
 from .harness.report import check_readme, report, write_readme
-from .harness.batch import INTERRUPTED, add_arguments, check_batches, check_results, settle, summary
+from .harness.batch import add_arguments, check_batches, check_results, interrupted, settle, summary
 from .harness.run import held
-from .harness.scheduler import ROOT, Job, portable, read_json, run_jobs, train_job
+from .harness.scheduler import ROOT, Job, finished, portable, read_json, run_jobs, train_job
 
 def flags(**values):
     """Command-line words for option values: flags(batch_size=32) -> ("--batch-size", "32")."""
@@ -84,12 +83,26 @@ def _notebook_done(notebook, metrics, mode):
     return f"(`{mode}` mode)" in intro and f"**{100 * m['final_test_acc']:.2f}%**" in intro
 
 
+def _made_on(path, data):
+    """The result file (a metrics.json, bench.json) was made on `data`: a run's config names it relative
+    to the repository root, where the runs start."""
+    config = (read_json(path) or {}).get("config")
+    made = config.get("data") if isinstance(config, dict) else None
+    return isinstance(made, str) and (ROOT / made).resolve() == Path(data).resolve()
+
+
+def _other_data(path, data):
+    """Why a finished result is not this call's to skip (stale), or None."""
+    return "other data made it" if (read_json(path) or {}).get("config") and not _made_on(path, data) else None
+
+
 def bench_job(args, out):
     folder = out / "ConvMixer_experimentation_2" / "bench"
     flags = (*QUICK_MODEL["convmixer_256_8"], *QUICK_DATA) if args.quick else ("--repeats", "3")
     return Job("ConvMixer_experimentation_2/bench", "src.bench", ("--data", args.data, *device_flags(args), *flags,
                "--json", portable(folder / "bench.json")), folder, log="bench.log", resume=(), replace=(),
-               done=(folder / "bench.json").exists, alone=True, result="bench.json", **batch_of(args))
+               done=lambda: _made_on(folder / "bench.json", args.given_data), alone=True, result="bench.json",
+               stale=lambda: _other_data(folder / "bench.json", args.given_data), **batch_of(args))
 
 
 def batch_of(args):
@@ -104,9 +117,11 @@ def notebook_job(name, args, out, mode):
     folder = out / name
     flags = (name, "--mode", mode, "--data", args.data, *device_flags(args),
              *(("--out", portable(out)) if out != ROOT else ()))
+    metrics = folder / f"run-{mode}" / "metrics.json"
     return Job(f"{name}/run-{mode}", "src.notebook", flags, folder / f"run-{mode}", log="notebook.log",
-               **batch_of(args),
-               done=partial(_notebook_done, folder / f"{name}.ipynb", folder / f"run-{mode}" / "metrics.json", mode))
+               **batch_of(args), stale=lambda: finished(metrics) and _other_data(metrics, args.given_data) or None,
+               done=lambda: _notebook_done(folder / f"{name}.ipynb", metrics, mode) and _made_on(metrics,
+                                                                                                  args.given_data))
 
 
 def plan(args, out, mode):
@@ -141,7 +156,7 @@ def main(argv=None):
     if readme_only and unused:
         p.error(f"--{'check' if args.check_readme else 'write'}-readme runs nothing: {', '.join(unused)} would do "
                 f"nothing")
-    with one_line(lambda: INTERRUPTED, p):
+    with one_line(lambda: interrupted(args.force), p):
         if args.check_readme:
             sys.exit(0 if check_readme(args.readme, ROOT) else 1)
         if args.write_readme:
@@ -176,7 +191,7 @@ def run_all(args, p):
         outcomes = run_jobs(jobs, args.jobs, args.deadline, args.force, write_report)
         write_report()
     print(f"results: {args.readme if out == ROOT else out / 'report.md'}", flush=True)
-    summary(outcomes)
+    summary(outcomes, args.force)
 
 
 if __name__ == "__main__":

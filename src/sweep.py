@@ -24,7 +24,7 @@ from .harness.report import common_cells, load_run, log_link, result_files, tabl
 from .reproduce import NOTEBOOK_OF, train_flags
 from .harness.checkpoint import remove_leftovers, write_text
 from .harness.cli import check_targets, one_line, usable_path
-from .harness.batch import INTERRUPTED, add_arguments, check_batches, check_results, settle, summary
+from .harness.batch import add_arguments, check_batches, check_results, interrupted, settle, summary
 from .harness.run import held
 from .harness.scheduler import ROOT, run_jobs, train_job
 
@@ -115,7 +115,7 @@ def main(argv=None):
                                                    "model's notebook; with --quick: a new temporary folder)")
     p.add_argument("--only", help="comma-separated variants to run (default: all)")
     args = p.parse_args(argv)
-    with one_line(lambda: INTERRUPTED, p):
+    with one_line(lambda: interrupted(args.force), p):
         sweep = SWEEPS[args.sweep]
         names = [variant for variant, _ in sweep.variants]
         wanted = args.only.split(",") if args.only is not None else names
@@ -139,7 +139,7 @@ def main(argv=None):
             remove_leftovers(out, ("table.md",))
             outcomes = run_jobs(jobs, args.jobs, args.deadline, args.force, write_table)
             print(write_table(), end="", flush=True)
-        summary(outcomes)
+        summary(outcomes, args.force)
 
 
 if __name__ == "__main__":

@@ -1030,6 +1030,8 @@ COMMANDS = [
                       "{odd}/nb-metrics"], {}, 1, "{odd}/nb-metrics/ConvMixer_experimentation_2/run-quick/metrics.json "
                                                   "is not a regular file (a folder or pipe?): remove it, or give "
                                                   "another --out"),  # not --resume/--overwrite, in the kernel (probe 7)
+    ("src.notebook", ["ConvMixer_experimentation_2", "--mode", "quick"], {"NOTEBOOK_DEVICE": "tpu"}, 1,
+     "NOTEBOOK_DEVICE 'tpu': expected cpu, cuda, cuda:N or auto"),  # not --device, which was not given (probe 8)
     ("src.notebook", ["ConvMixer_experimentation_2", "--mode", "quick"], {"CIFAR10_DIR": ""}, 1,
      "CIFAR10_DIR '': give a folder"),  # not "--data ''" (probe 7)
     ("src.evaluate", ["{finished}", "--data", "{data}"], {}, 1,

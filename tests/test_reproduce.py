@@ -77,6 +77,20 @@ def test_a_second_call_skips_the_finished_runs(quick_reproduction):
     assert rewritten == []
 
 
+def test_results_made_on_other_data_are_not_skipped(quick_reproduction, cifar10_dir, tiny_cifar):
+    """The bench and the notebooks were skipped as finished whatever --data said, and the report
+    showed the other data's results as this call's (probe 8); recipe runs were already refused."""
+    from argparse import Namespace
+    from src.harness.scheduler import portable
+    from src.reproduce import plan
+    for data, same in ((cifar10_dir, True), (tiny_cifar, False)):
+        args = Namespace(quick=True, data=portable(data), given_data=str(data), device="cpu")
+        jobs = [job for planned in plan(args, quick_reproduction.out, "quick").values() for job in planned]
+        assert [job.is_done() for job in jobs] == [same] * len(jobs)
+        assert [job.stale() for job in jobs] == [None] * len(jobs) if same else \
+            [job.stale() for job in jobs] == ["other data made it"] * 4 + ["other flags made it"] * 3
+
+
 def test_check_readme_passes_on_the_committed_files():
     with pytest.raises(SystemExit) as exit_:
         main(["--check-readme"])
@@ -110,6 +124,9 @@ def test_runs_stopped_at_the_budget_keep_what_finished_and_continue(tiny_cifar, 
     with pytest.raises(SystemExit) as exit_:
         summary(outcomes)
     assert exit_.value.code.startswith("error: 1 of 2 runs did not finish within --budget (long): rerun the same")
+    with pytest.raises(SystemExit) as exit_:
+        summary(outcomes, force=True)  # rerun with --force, it would redo every run anew (probe 8)
+    assert "(long): rerun the same command without --force to continue them" in exit_.value.code
     with pytest.raises(SystemExit) as exit_:
         summary({"a": "finished", "b": "failed (exit 1): error: no data (log: b/train.log)", "c": "stopped"})
     assert exit_.value.code == ("error: 1 of 3 runs failed: b; the first failed (exit 1): error: no data "

@@ -13,8 +13,14 @@ from .machine import check_device
 from .report import damage
 from .scheduler import STOP_GRACE, portable
 
-INTERRUPTED = ("interrupted: rerun the same command to continue (finished runs are skipped, stopped ones resume from "
-               "their checkpoints)")
+def rerun(force):
+    """How to continue: the same command again, but without --force, which would redo every run anew."""
+    return "rerun the same command without --force" if force else "rerun the same command"
+
+
+def interrupted(force):
+    return (f"interrupted: {rerun(force)} to continue (finished runs are skipped, stopped ones resume from their "
+            f"checkpoints)")
 
 
 def add_arguments(parser, budget):
@@ -95,7 +101,7 @@ def check_batches(jobs, data, force):
                             f"copy, or pass --quick")
 
 
-def summary(outcomes):
+def summary(outcomes, force=False):
     """Exit as the runs ended: 0 when every one finished; else one line on stderr naming the runs that
     failed (their logs say why) or, when none failed, those the budget stopped."""
     failed = {name: what for name, what in outcomes.items() if what.startswith("failed")}
@@ -103,9 +109,9 @@ def summary(outcomes):
     if failed:
         name, what = next(iter(failed.items()))
         sys.exit(f"error: {len(failed)} of {len(outcomes)} runs failed: {', '.join(failed)}; the first {what}: "
-                 f"mend what its log says, then rerun the same command (finished runs are skipped)")
+                 f"mend what its log says, then {rerun(force)} (finished runs are skipped)")
     if left:
         sys.exit(f"error: {len(left)} of {len(outcomes)} runs did not finish within --budget ({', '.join(left)}): "
-                 f"rerun the same command to continue them (finished runs are skipped, stopped ones resume from "
-                 f"their checkpoints)")
+                 f"{rerun(force)} to continue them (finished runs are skipped, stopped ones resume from their "
+                 f"checkpoints)")
     sys.exit(0)

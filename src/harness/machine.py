@@ -58,7 +58,8 @@ def check_memory(model, name, device, shrink=("--dim", "--depth")):
                         f"{', '.join(shrink[:-1])} or {shrink[-1]}")
 
 
-def check_device(name):
+def check_device(name, flag="--device"):
+    """The device `name` names, checked; `flag` is where the user gave it (a flag, or an environment variable)."""
     if name == "auto":
         return "cuda" if torch.cuda.is_available() else "cpu"
     try:
@@ -66,13 +67,13 @@ def check_device(name):
     except (RuntimeError, TypeError):
         device = None
     if device is None or device.type not in ("cpu", "cuda"):
-        raise UserError(f"--device {name!r}: expected cpu, cuda, cuda:N or auto")
+        raise UserError(f"{flag} {name!r}: expected cpu, cuda, cuda:N or auto")
     if device.type == "cpu" and device.index:
-        raise UserError(f"--device {name}: a CPU has no index; use --device cpu")
+        raise UserError(f"{flag} {name}: a CPU has no index; use {flag} cpu")
     if device.type == "cuda" and not torch.cuda.is_available():
-        raise UserError(f"--device {name}: no CUDA GPU is available here; use --device cpu")
+        raise UserError(f"{flag} {name}: no CUDA GPU is available here; use {flag} cpu")
     if device.type == "cuda" and device.index is not None and device.index >= torch.cuda.device_count():
-        raise UserError(f"--device {name}: there are only {torch.cuda.device_count()} CUDA devices")
+        raise UserError(f"{flag} {name}: there are only {torch.cuda.device_count()} CUDA devices")
     return str(device)
 
 
