@@ -1280,6 +1280,18 @@ def test_a_cut_short_notebook_is_not_a_finished_one(tmp_path):
     assert not _notebook_done(notebook, metrics, "quick")
 
 
+def test_a_scheduled_run_made_on_data_that_changed_since_is_not_done(tiny_cifar, tmp_path):
+    """Same --data path, other images: src.sweep skipped the variant and showed the old table (probe 9)."""
+    data, out = tmp_path / "data", tmp_path / "run"
+    shutil.copytree(tiny_cifar, data)
+    main(tiny_args(data, out, epochs=1))
+    flags = [a for a in tiny_args(data, out, epochs=1) if a not in ("--out", str(out))]
+    assert train_job("same", out, flags).is_done()
+    next((data / "train" / "cat").iterdir()).unlink()
+    job = train_job("same", out, flags)
+    assert not job.is_done() and job.stale() == "other data made it"
+
+
 def test_a_scheduled_run_counts_as_done_only_if_its_flags_made_it(tiny_cifar, finished_run):
     flags = [a for a in tiny_args(tiny_cifar, finished_run, epochs=1) if a != "--out" and a != str(finished_run)]
     assert train_job("same", finished_run, flags).is_done()

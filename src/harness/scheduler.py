@@ -21,8 +21,10 @@ from pathlib import Path
 import psutil
 
 from ..train import config_from_args
+from ..data import split_listing
+from .checkpoint import changed_images
 from .config import fingerprint, resolve
-from .errors import UserError
+from .errors import DataNotFound, UserError
 from .executor import SHARED_DEVICE
 from .machine import all_cores
 from .cli import signals_deferred
@@ -98,17 +100,30 @@ def train_job(name, folder, flags, cpu_bound=False):
     with _quiet_exit(f"{name}: "):
         cfg = resolve(config_from_args(args))
         wanted = identity(fingerprint(cfg))
+    images = _images(cfg)
     metrics, weights = Path(folder) / "metrics.json", Path(folder) / "model.pt"
     return Job(name, "src.train", args, Path(folder), cpu_bound=cpu_bound, batch=cfg.batch_size,
-               images=cfg.train_subset, done=lambda: _made_with(metrics, wanted) and weights.is_file(),
+               images=cfg.train_subset, done=lambda: _made_with(metrics, wanted, images) and weights.is_file(),
                stale=lambda: None if not finished(metrics) else "other flags made it" if not _made_with(
-                   metrics, wanted) else None if weights.is_file() else "its model.pt is gone")
+                   metrics, wanted) else "other data made it" if not _made_with(metrics, wanted, images)
+               else None if weights.is_file() else "its model.pt is gone")
 
 
-def _made_with(metrics_path, wanted):
+def _images(cfg):
+    """The counts and listings of the splits cfg's data holds now (None where it holds none to list)."""
+    try:
+        return {f"{split}_{key}": value for split in ("train", "test") for key, value in zip(
+            ("split_images", "listing"), split_listing(cfg.data, split == "train", cfg.download))}
+    except (DataNotFound, UserError):  # src.sweep and src.reproduce refuse such data before any run
+        return None
+
+
+def _made_with(metrics_path, wanted, images=None):
+    """A finished run that these flags made (and, given `images`, on these images: a path's data can change)."""
     metrics = read_json(metrics_path) or {}
     try:
-        return metrics.get("finished") is True and identity(metrics.get("config")) == wanted
+        return metrics.get("finished") is True and identity(metrics.get("config")) == wanted and not (
+            images and changed_images(metrics.get("data"), images))
     except (AttributeError, TypeError, ValueError):  # a damaged config
         return False
 
