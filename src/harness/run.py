@@ -32,7 +32,6 @@ METRICS_KEYS = {"finished": bool, "epochs_done": int, "final_test_acc": (int, fl
                 "history": dict}  # what a run's metrics.json holds, at least
 FIX_METRICS = (("--resume", "delete it to resume from checkpoint.pt"), *ckpt.REMAKE)  # a metrics.json unread
 LOCK = ".lock"  # held while a process writes the run; gone when none does
-identity = fingerprint  # the name src/harness/scheduler.py imports it by
 TEST_BATCH_FACTOR = 4  # the test pass keeps no activations for backward: bigger batches, fewer steps
 
 

@@ -28,7 +28,7 @@ from .errors import DataNotFound, UserError
 from .executor import SHARED_DEVICE
 from .machine import all_cores
 from .cli import signals_deferred
-from .run import RUN_FILES, identity
+from .run import RUN_FILES
 
 ROOT = Path(__file__).resolve().parents[2]
 STOP_GRACE = 10  # seconds a stopped run gets to save and say where it stopped, before it is killed
@@ -99,14 +99,10 @@ def train_job(name, folder, flags, cpu_bound=False):
     args = (*map(str, flags), "--out", portable(folder))
     with _quiet_exit(f"{name}: "):
         cfg = resolve(config_from_args(args))
-        wanted = identity(fingerprint(cfg))
-    images = _images(cfg)
-    metrics, weights = Path(folder) / "metrics.json", Path(folder) / "model.pt"
-    return Job(name, "src.train", args, Path(folder), cpu_bound=cpu_bound, batch=cfg.batch_size,
-               images=cfg.train_subset, done=lambda: _made_with(metrics, wanted, images) and weights.is_file(),
-               stale=lambda: None if not finished(metrics) else "other flags made it" if not _made_with(
-                   metrics, wanted) else "other data made it" if not _made_with(metrics, wanted, images)
-               else None if weights.is_file() else "its model.pt is gone")
+    wanted, images, folder = fingerprint(cfg), _images(cfg), Path(folder)
+    return Job(name, "src.train", args, folder, cpu_bound=cpu_bound, batch=cfg.batch_size, images=cfg.train_subset,
+               done=lambda: _not_ours(folder, wanted, images) is None,
+               stale=lambda: _not_ours(folder, wanted, images) if finished(folder / "metrics.json") else None)
 
 
 def _images(cfg):
@@ -118,14 +114,21 @@ def _images(cfg):
         return None
 
 
-def _made_with(metrics_path, wanted, images=None):
-    """A finished run that these flags made (and, given `images`, on these images: a path's data can change)."""
-    metrics = read_json(metrics_path) or {}
+def _not_ours(folder, wanted, images):
+    """None when folder holds a finished run that these flags made on these images (a path's data can
+    change), with its weights; else why not, in words."""
+    metrics = read_json(folder / "metrics.json") or {}
     try:
-        return metrics.get("finished") is True and identity(metrics.get("config")) == wanted and not (
-            images and changed_images(metrics.get("data"), images))
+        made = fingerprint(metrics.get("config")) == wanted
     except (AttributeError, TypeError, ValueError):  # a damaged config
-        return False
+        made = False
+    if metrics.get("finished") is not True:
+        return "not finished"
+    if not made:
+        return "other flags made it"
+    if images and changed_images(metrics.get("data"), images):
+        return "other data made it"
+    return None if (folder / "model.pt").is_file() else "its model.pt is gone"
 
 
 @contextmanager
