@@ -41,7 +41,11 @@ def images_in(folder):
 
 def _checked(entries):
     for entry in entries:
-        if entry.is_dir() and not entry.name.startswith("."):  # hidden ones (.ipynb_checkpoints) are not data
+        try:
+            folder, regular = entry.is_dir(), entry.is_file()
+        except OSError:  # a link that points at itself, say
+            folder = regular = False
+        if folder and not entry.name.startswith("."):  # hidden ones (.ipynb_checkpoints) are not data
             raise UserError(f"{entry.path}: a folder inside a class folder; its images would not be read, so move "
                             f"them up or remove it")
         suffix = Path(entry.name).suffix.lower()
@@ -49,7 +53,7 @@ def _checked(entries):
             raise UserError(f"{entry.path}: only JPEG (.jpg, .jpeg, .jpe, .jfif) and PNG images are read; convert it "
                             f"or remove it")
         if suffix in IMAGE_SUFFIXES:
-            if not entry.is_file():
+            if not regular:
                 raise UserError(f"{entry.path} is not a regular file (a folder, pipe or broken link?): remove it")
             yield Path(entry.path)
 

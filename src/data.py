@@ -5,6 +5,7 @@ Both sources (torchvision's download and a `train/<class>/*.jpg` folder copy) en
 """
 from __future__ import annotations
 
+import functools
 import hashlib
 import os
 import shutil
@@ -129,9 +130,8 @@ def _torchvision(root, train, download):
     made = next((p for p in reversed((root, *root.parents)) if not p.exists()), None)  # the first folder it makes
     try:
         return CIFAR10(str(root), train=train, download=download)
-    except RuntimeError as err:  # torchvision checks every file's MD5 before reading it
-        raise UserError(f"{batches} is incomplete or corrupt ({err})", (
-            ("--download", "delete it and pass --download"), ("--data", "point --data at a good copy"))) from None
+    except RuntimeError:  # a download that is not whole: torchvision checks every file's MD5
+        raise _corrupt(batches, "the download does not check out") from None
     except OSError as err:  # no network, a refused connection, a full disk
         if made and made.is_dir() and not any(p.is_file() for p in made.rglob("*")):
             shutil.rmtree(made)  # leave nothing behind
@@ -171,7 +171,33 @@ def _torchvision_folder(root, train, download):
         raise DataNotFound(f"no CIFAR-10 split '{split}' in {root} (expected class folders {root / split}/<class>/ "
                            f"or torchvision's {batches})", (("--download", "pass --download to fetch it"),
                                                            ("--data", "point --data at another copy")))
+    if not download:  # checked here, before any run starts, not when torchvision reads it
+        from torchvision.datasets import CIFAR10
+        meta = CIFAR10.meta["filename"], CIFAR10.meta["md5"]
+        for name, md5 in (*(CIFAR10.train_list if train else CIFAR10.test_list), meta):
+            if not _intact(batches / name, md5):
+                raise _corrupt(batches, f"{name} is missing or not CIFAR-10's")
     return batches
+
+
+def _corrupt(batches, why):
+    return UserError(f"{batches} is incomplete or corrupt ({why})", (
+        ("--download", "delete it and pass --download"), ("--data", "point --data at a good copy")))
+
+
+def _intact(path, md5):
+    """The file's MD5 is CIFAR-10's; computed once per version of the file (a few checks per command)."""
+    try:
+        info = path.stat()
+    except OSError:
+        return False
+    return path.is_file() and _md5_matches(str(path), md5, (info.st_ino, info.st_size, info.st_mtime_ns))
+
+
+@functools.lru_cache(maxsize=16)
+def _md5_matches(path, md5, stamp):
+    from torchvision.datasets.utils import check_integrity
+    return check_integrity(path, md5)
 
 
 def source(root):

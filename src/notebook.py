@@ -10,6 +10,8 @@ do: NOTEBOOK_MODE, CIFAR10_DIR (the data; else ./data, downloaded), NOTEBOOK_OUT
 figures go; quick runs default to a temporary folder), NOTEBOOK_DEVICE, NOTEBOOK_RESUME=1.
 """
 import argparse
+import contextlib
+import io
 import json
 import os
 import re
@@ -23,12 +25,12 @@ from pathlib import Path
 import torch
 
 from . import data
-from .harness.checkpoint import remove_leftovers, stamps
+from .harness.checkpoint import fate, remove_leftovers, stamps
 from .harness.cli import check_targets, one_line, os_problem, usable_path, within, writable_folder
 from .harness.config import BY_NAME, DEFAULT_DATA, Config, model_overrides, resolve
 from .harness.errors import UserError
 from .harness.machine import check_device
-from .harness.run import RUN_FILES, RunFolder, held, image_counts
+from .harness.run import RUN_FILES, RunFolder, held, image_counts, read_metrics
 from .models import create_model, hyper_parameters, label
 from .trainers import KNOTS, TRAINERS
 from .harness.executor import execute, plural
@@ -99,17 +101,28 @@ def experiment(notebook, model, trainer, recipe, mode=None):
         raise UserError(f"NOTEBOOK_MODE={mode}: expected one of {', '.join(MODES)}")
     out = os.environ.get("NOTEBOOK_OUT") or (tempfile.mkdtemp(prefix="notebook-quick-") if mode == "quick"
                                              else notebook)  # the set-up cell made the repository root the cwd
-    resume = os.environ.get("NOTEBOOK_RESUME") == "1"
-    cfg = Config(model=model, trainer=trainer, recipe=recipe, data=os.environ.get("CIFAR10_DIR", DEFAULT_DATA),
-                 out=str(Path(out) / f"run-{mode}"), resume=resume, overwrite=not resume,
-                 device=os.environ.get("NOTEBOOK_DEVICE", "auto"), **MODES[mode])
-    settings = resolve(cfg)
-    with RunFolder(settings):  # a run it may not write (another's, other settings) stops here, before any figure
-        pass
+    cfg = config(out, model, trainer, recipe, mode, os.environ.get("CIFAR10_DIR", DEFAULT_DATA),
+                 os.environ.get("NOTEBOOK_DEVICE", "auto"), os.environ.get("NOTEBOOK_RESUME") == "1")
+    settings = claim(cfg)
     print(f"mode: {mode} ({MODE_WHY[mode]})")
     display(Markdown(settings_table(settings)))
     print("command line:", command_line(cfg))
     return Experiment(cfg, settings, mode, Path(out))
+
+
+def config(out, model, trainer, recipe, mode, data_root, device, resume):
+    """The run a notebook makes in out/run-MODE."""
+    return Config(model=model, trainer=trainer, recipe=recipe, data=data_root, out=str(Path(out) / f"run-{mode}"),
+                  resume=resume, overwrite=not resume, device=device, **MODES[mode])
+
+
+def claim(cfg):
+    """cfg resolved, once its run folder is found to be one it may write (not another's, nor made with other
+    settings or data, its files whole): in the kernel before any figure, and before the kernel starts."""
+    settings = resolve(cfg)
+    with RunFolder(settings):
+        pass
+    return settings
 
 
 def settings_table(s):
@@ -197,13 +210,14 @@ def main(argv=None):
         p.error(f"--out {args.out!r}: give a folder")
     out = args.out
     run = Path(out or ROOT) / args.name / f"run-{mode}"
-    before = stamps(run, ("checkpoint.pt",))
+    before = stamps(run, RUN_FILES)
 
     def interrupted():  # --resume only where this run saved a checkpoint (or continues one)
-        saved = stamps(run, ("checkpoint.pt",))
+        now = stamps(run, RUN_FILES)
+        saved = now.get("checkpoint.pt")
         return f"interrupted: {args.name} was not saved; " + (
-            "--resume continues its run" if saved and (args.resume or saved != before) else
-            "nothing of its run was saved either: rerun the same command to start it")
+            "--resume continues its run" if saved and (args.resume or saved != before.get("checkpoint.pt")) else
+            f"nothing of its run was saved either{fate(run, before, now)}: rerun the same command to start it")
 
     with one_line(interrupted, p):
         check_device(*(args.device, "--device") if args.device is not None else
@@ -213,8 +227,9 @@ def main(argv=None):
             raise UserError(f"{'--data' if args.data is not None else 'CIFAR10_DIR'} {data_root!r}: give a folder")
         if os_problem(data_root):  # CIFAR10_DIR's; --data's is argparse's
             raise UserError(f"CIFAR10_DIR {data_root}: {os_problem(data_root)}; give another path")
-        if out is not None and within(Path(out), Path(data_root)):
-            p.error(f"--out {out}: inside --data {data_root}; give a folder outside the data")
+        if within(Path(out or ROOT) / args.name, Path(data_root)):
+            p.error(f"--out {out or ROOT}: the notebook would write {Path(out or ROOT) / args.name}, inside --data "
+                    f"{data_root}; give a folder outside the data")
         folder = writable_folder(Path(out or ROOT) / args.name, "--out")
         check_targets([folder / f"{args.name}.ipynb", *(folder.glob("*.png") if folder.is_dir() else ())], "--out")
         sizes = [data.split_size(data_root, train, Path(data_root) == Path(DEFAULT_DATA)) for train in (True, False)]
@@ -234,6 +249,11 @@ def main(argv=None):
         if short:
             raise UserError(f"--mode {mode} {short[0]}; {data_root} {short[1]}: point --data at a larger copy, or "
                             f"choose a mode that fits")
+        if args.resume and (run / "metrics.json").is_file():  # what the kernel's settings cell checks, before it starts
+            made = read_metrics(run / "metrics.json")["config"]
+            with contextlib.redirect_stdout(io.StringIO()):  # what it says, the kernel says
+                claim(config(run.parent, made.get("model"), made.get("trainer"), made.get("recipe"), mode, data_root,
+                             args.device or os.environ.get("NOTEBOOK_DEVICE", "auto"), True))
         out = out or (tempfile.mkdtemp(prefix="notebook-quick-") if mode == "quick" else None)  # all checked
         folder = Path(out or ROOT) / args.name
         with held(folder):  # one notebook at a time writes its figures there

@@ -28,7 +28,7 @@ from .notebook import MODES, NOTEBOOKS
 from .harness.report import check_readme, report, write_readme
 from .harness.batch import add_arguments, check_batches, check_results, interrupted, settle, summary
 from .harness.run import held
-from .harness.scheduler import ROOT, Job, finished, portable, read_json, run_jobs, train_job
+from .harness.scheduler import ROOT, Job, held_run, images_in, portable, read_json, run_jobs, train_job
 
 def flags(**values):
     """Command-line words for option values: flags(batch_size=32) -> ("--batch-size", "32")."""
@@ -114,14 +114,14 @@ def batch_of(args):
 
 def notebook_job(name, args, out, mode):
     """`python -m src.notebook NAME`: in place into the repository, else under out."""
-    folder = out / name
+    folder, images = out / name, images_in(args.given_data)
     flags = (name, "--mode", mode, "--data", args.data, *device_flags(args),
              *(("--out", portable(out)) if out != ROOT else ()))
-    metrics = folder / f"run-{mode}" / "metrics.json"
-    return Job(f"{name}/run-{mode}", "src.notebook", flags, folder / f"run-{mode}", log="notebook.log",
-               **batch_of(args), stale=lambda: finished(metrics) and _other_data(metrics, args.given_data) or None,
-               done=lambda: _notebook_done(folder / f"{name}.ipynb", metrics, mode) and _made_on(metrics,
-                                                                                                  args.given_data))
+    run = folder / f"run-{mode}"
+    return Job(f"{name}/run-{mode}", "src.notebook", flags, run, log="notebook.log", **batch_of(args),
+               stale=lambda: held_run(run, images)[1] or _other_data(run / "metrics.json", args.given_data),
+               done=lambda: _notebook_done(folder / f"{name}.ipynb", run / "metrics.json", mode) and held_run(
+                   run, images)[0] and _made_on(run / "metrics.json", args.given_data))
 
 
 def plan(args, out, mode):

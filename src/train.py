@@ -16,9 +16,11 @@ from pathlib import Path
 import torch.distributed as dist
 
 from .harness.config import OPTIONS, Config, resolve
-from .harness.checkpoint import stamps
+from .harness.checkpoint import fate, stamps
 from .harness.cli import RUN_FILES, one_line
+from .harness.errors import UserError
 
+LAUNCH_VARIABLES = ("RANK", "LOCAL_RANK", "WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT")  # torchrun's, for env://
 GROUPS = {"experiment": "experiment", "model": "model (default: the --model variant's sizes)",
           "optimisation": "optimisation (default: the recipe's value, else the one shown)", "running": "running"}
 
@@ -71,12 +73,28 @@ def main(argv=None):
             cfg = resolve(cfg)  # every option checked before any data is read or process group started
             before.update(files=stamps(cfg.out, RUN_FILES))  # what --out held before this run touched it
             if "WORLD_SIZE" in os.environ:
-                dist.init_process_group("nccl" if cfg.device.startswith("cuda") else "gloo")
+                _join_process_group(cfg)
             from .harness.run import run
             run(cfg)
         finally:
             if dist.is_initialized():
                 dist.destroy_process_group()
+
+
+def _join_process_group(cfg):
+    """As torchrun starts this process (it sets the variables env:// reads); else one line, not torch's traceback."""
+    env = os.environ
+    missing = [name for name in LAUNCH_VARIABLES if not env.get(name, "").strip()]
+    ranks = [env.get(name, "") for name in ("RANK", "WORLD_SIZE")]
+    if missing or not all(r.isdigit() for r in ranks) or not int(ranks[0]) < int(ranks[1]):
+        raise UserError(f"WORLD_SIZE={env['WORLD_SIZE']} asks for distributed training, but "
+                        f"{', '.join(missing) + ' not set' if missing else f'RANK={ranks[0]} is not a rank of it'}: "
+                        f"launch it with torchrun, which sets them, or unset WORLD_SIZE")
+    try:
+        dist.init_process_group("nccl" if cfg.device.startswith("cuda") else "gloo")
+    except (ValueError, RuntimeError) as err:
+        raise UserError(f"torch.distributed could not start ({str(err).splitlines()[0]}): check the master address "
+                        f"and port torchrun was given, or unset WORLD_SIZE to train in one process") from None
 
 
 def _interrupted(cfg, started, before):
@@ -88,10 +106,8 @@ def _interrupted(cfg, started, before):
         where = _progress(cfg, started)
         where = "as its first epoch was saved" if where.startswith("before") else where
         return f"interrupted {where}; continue with --resume"
-    held = "" if not then else f", and the run {cfg.out} held is kept as it was" if all(
-        now.get(name) == stamp for name, stamp in then.items()) else f", and the run {cfg.out} held was removed"
-    return (f"interrupted before the first epoch ended: nothing of this run was saved{held}; rerun the same "
-            f"command to start it")
+    return (f"interrupted before the first epoch ended: nothing of this run was saved{fate(cfg.out, then, now)}; "
+            f"rerun the same command to start it")
 
 
 def _progress(cfg, started):

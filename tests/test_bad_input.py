@@ -167,6 +167,8 @@ HOSTILE = [
     (["--out", "{odd}/stopped", "--resume", "--epochs", "1", "--tta-flip"],
      "{{'tta_flip': (False, True)}}: continue it as it was made (--no-tta-flip), or"),
     (["--trainer", "wrapper", "--lr-max", "2e3", "--epochs", "1"], "loss became"),
+    (["--out", "{odd}/lock-folder", "--epochs", "1"],
+     "--out {odd}/lock-folder: cannot write {odd}/lock-folder/.lock (Is a directory)"),
 ]
 if not torch.cuda.is_available():
     HOSTILE.append((["--device", "cuda"], "--device cuda: no CUDA GPU is available here; use --device cpu"))
@@ -365,6 +367,7 @@ def test_corrupt_or_partial_torchvision_folder(tmp_path):
     (batches / "data_batch_1").write_bytes(b"not a pickle")
     message = cli_error(tiny_args(tmp_path / "tv", tmp_path / "out"))
     assert f"{batches} is incomplete or corrupt" in message and "--download" in message
+    assert "download=True" not in message  # torchvision's advice, for its Python API (probe 10)
 
 
 def test_offline_download_says_what_to_set_and_leaves_no_empty_folder(tmp_path, monkeypatch):
@@ -938,6 +941,9 @@ def odd_runs(finished_run, tmp_path_factory):
     (root / "sweep" / "baseline").mkdir(parents=True)
     (root / "sweep" / "baseline" / "metrics.json").write_text("{}")
     shutil.copytree(finished_run, root / "notebooks" / "ConvMixer_experimentation_2" / "run-cpu")
+    (root / "lock-folder" / ".lock").mkdir(parents=True)  # "cannot write this folder", naming none (probe 10)
+    (root / "tv-corrupt" / "cifar-10-batches-py").mkdir(parents=True)  # found after the runs started (probe 10)
+    (root / "tv-corrupt" / "cifar-10-batches-py" / "data_batch_1").write_bytes(os.urandom(1000))
     return root
 
 
@@ -1151,13 +1157,23 @@ COMMANDS = [
                                                "convmixer-recipes/baseline writes its run: remove it, or give another "
                                                "--out"),
     ("src.sweep", ["--sweep", "convmixer-recipes", "--only", "improved", *TINY_QUICK[:-1], "{quick}", "--out",
-                   "{odd}/sweep-stale"], {}, 1, "{odd}/sweep-stale/improved holds a finished run that is not "
-                                                "convmixer-recipes/improved's to skip (other flags made it): pass "
-                                                "--force to redo it, or delete its folder"),
+                   "{odd}/sweep-stale"], {}, 1, "{odd}/sweep-stale/improved holds a run that is not "
+                                                "convmixer-recipes/improved's to skip or continue (other flags made "
+                                                "it): pass --force to redo it, or delete its folder"),
     ("src.sweep", ["--sweep", "convmixer-recipes", "--only", "baseline", *TINY_QUICK[:-1], "{quick}", "--out",
                    "{odd}/sweep-table"], {}, 1,
      "{odd}/sweep-table/table.md: not a regular file (a folder?), where this command writes one; remove it, or give "
      "another --out"),
+    ("src.train", ["--data", "{data}", "--out", "{odd}/never", "--device", "cpu"], {"WORLD_SIZE": "2"}, 1,
+     "WORLD_SIZE=2 asks for distributed training, but RANK, LOCAL_RANK, MASTER_ADDR, MASTER_PORT not set: launch it "
+     "with torchrun, which sets them, or unset WORLD_SIZE"),  # torch's traceback (probe 10)
+    *((module, [*argv, "--device", "cpu", "--data", "{odd}/tv-corrupt", "--out", "{odd}/never"], {}, 1,
+       "{odd}/tv-corrupt/cifar-10-batches-py is incomplete or corrupt (data_batch_1 is missing or not CIFAR-10's): "
+       "point --data at a good copy") for module, argv in (  # found once the runs had started (probe 10)
+          ("src.sweep", ["--sweep", "vit-steps"]), ("src.reproduce", []))),
+    ("src.notebook", ["ConvMixer_experimentation_2", "--mode", "quick", "--data",
+                      "{odd}/in/ConvMixer_experimentation_2", "--out", "{odd}/in"], {}, 2,
+     "--out {odd}/in: the notebook would write {odd}/in/ConvMixer_experimentation_2, inside --data"),  # (probe 10)
 ]
 
 
@@ -1280,6 +1296,17 @@ def test_a_cut_short_notebook_is_not_a_finished_one(tmp_path):
     assert not _notebook_done(notebook, metrics, "quick")
 
 
+def test_a_notebook_run_without_whole_weights_is_refused_up_front(tiny_cifar, finished_run, tmp_path):
+    """src.reproduce skipped it as finished (probe 10)."""
+    from argparse import Namespace
+    from src.reproduce import notebook_job
+    run_folder = tmp_path / "ConvMixer_experimentation_2" / "run-quick"
+    shutil.copytree(finished_run, run_folder, ignore=shutil.ignore_patterns("model.pt"))
+    args = Namespace(quick=True, data=str(tiny_cifar), given_data=str(tiny_cifar), device="cpu")
+    job = notebook_job("ConvMixer_experimentation_2", args, tmp_path, "quick")
+    assert not job.is_done() and job.stale() == "its model.pt is gone"
+
+
 def test_a_scheduled_run_made_on_data_that_changed_since_is_not_done(tiny_cifar, tmp_path):
     """Same --data path, other images: src.sweep skipped the variant and showed the old table (probe 9)."""
     data, out = tmp_path / "data", tmp_path / "run"
@@ -1302,6 +1329,19 @@ def test_a_scheduled_run_counts_as_done_only_if_its_flags_made_it(tiny_cifar, fi
     shutil.copytree(finished_run, without_weights, ignore=shutil.ignore_patterns("model.pt"))
     job = train_job("same", without_weights, flags)
     assert not job.is_done() and job.stale() == "its model.pt is gone"  # refused before any run starts (probe 7)
+    cut = finished_run.parent / "cut-weights"
+    shutil.copytree(finished_run, cut)
+    (cut / "model.pt").write_bytes((finished_run / "model.pt").read_bytes()[:-100])  # skipped as done (probe 10)
+    job = train_job("same", cut, flags)
+    assert not job.is_done() and job.stale() == "its model.pt is cut short or damaged"
+    stopped = finished_run.parent / "stopped-cut"  # a stopped run that cannot continue: found after others started
+    shutil.copytree(finished_run, stopped, ignore=shutil.ignore_patterns("model.pt"))
+    metrics = json.loads((stopped / "metrics.json").read_text())
+    (stopped / "metrics.json").write_text(json.dumps({**metrics, "finished": False}))
+    assert train_job("same", stopped, flags).stale() is None  # its checkpoint continues it
+    (stopped / "checkpoint.pt").write_bytes((finished_run / "checkpoint.pt").read_bytes()[:1000])
+    assert train_job("same", stopped, flags).stale() == "its checkpoint.pt is cut short or damaged"
+    assert train_job("other", stopped, [*flags, "--lr-max", "0.02"]).stale() == "other flags made it"
     with pytest.raises(UserError, match="bad: --epochs 0: expected an integer >= 1"):
         train_job("bad", finished_run, [*flags, "--epochs", "0"])  # refused before any run starts
 
@@ -1316,6 +1356,28 @@ def test_a_refused_resume_stops_a_notebook_in_its_settings_cell(quick_cifar, fin
     with pytest.raises(UserError, match="the finished run .* was made with another configuration"):
         notebook.experiment("ConvMixer_experimentation_1", "convmixer_256_8", "wrapper", "baseline", mode="quick")
     assert snapshot(tmp_path / "run-quick") == kept and [p.name for p in tmp_path.iterdir()] == ["run-quick"]
+
+
+def test_a_notebook_resumed_on_other_data_is_refused_before_its_kernel_starts(quick_cifar, finished_run, tmp_path,
+                                                                               monkeypatch):
+    """It was refused in the kernel's settings cell, seconds after the kernel started (probe 10)."""
+    run_folder = tmp_path / "ConvMixer_experimentation_1" / "run-quick"
+    shutil.copytree(finished_run, run_folder)  # made on other data, with other sizes
+    kept, calls = snapshot(run_folder), []
+    monkeypatch.setattr(notebook, "execute", lambda *args, **kwargs: calls.append(args))
+    message = cli_error(["ConvMixer_experimentation_1", "--mode", "quick", "--device", "cpu", "--data", quick_cifar,
+                         "--out", tmp_path, "--resume"], "src.notebook")
+    assert calls == [] and snapshot(run_folder) == kept
+    assert message.startswith("error: the finished run ") and "was made with another configuration" in message
+
+
+def test_an_image_name_that_links_to_itself_is_named(tiny_cifar, tmp_path):
+    copy = tmp_path / "data"
+    shutil.copytree(tiny_cifar, copy)
+    os.symlink("zz.jpg", copy / "test" / "cat" / "zz.jpg")  # a bare "[Errno 40]", no advice (probe 10)
+    with pytest.raises(UserError, match=r"cat/zz.jpg is not a regular file \(a folder, pipe or broken link\?\): "
+                                        r"remove it"):
+        data.split_size(copy, False)
 
 
 def test_quick_notebook_without_out_writes_to_a_new_temporary_folder(quick_cifar, monkeypatch, capsys):

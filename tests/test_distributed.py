@@ -35,6 +35,11 @@ def test_two_ranks_share_the_work_and_end_with_the_same_weights(tiny_cifar, tmp_
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["world_size"] == 2
     assert done.stdout.count("[ConvMixer] Epoch:") == 2  # only rank 0 logs
+    if loader == "gpu":  # launched again: rank 1 trained on while rank 0 refused, then died of it (probe 10)
+        again = torchrun(tiny_cifar, out, loader)
+        ending = "pass --resume to continue it, --overwrite to replace it, or another --out"
+        refused = [line for line in again.stderr.splitlines() if line.endswith(ending)]
+        assert again.returncode != 0 and len(refused) == 2 and "Connection closed" not in again.stderr, again.stderr
 
 
 def test_a_non_finite_loss_on_one_rank_stops_every_rank(tiny_cifar, tmp_path):

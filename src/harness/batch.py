@@ -86,7 +86,7 @@ def check_results(jobs, force):
     for job in () if force else jobs:  # its run would refuse to continue it, after the others started
         why = job.stale and job.stale()
         if why:
-            raise UserError(f"{job.folder} holds a finished run that is not {job.name}'s to skip ({why}): pass "
+            raise UserError(f"{job.folder} holds a run that is not {job.name}'s to skip or continue ({why}): pass "
                             f"--force to redo it, or delete its folder")
     return files if force else frozenset()
 

@@ -8,7 +8,7 @@ import re
 import tempfile
 import warnings
 import zipfile
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
 
 import numpy as np
@@ -108,6 +108,16 @@ def load(path, map_location="cpu"):
         if not start or start == b"PK\x03\x04" and not zipfile.is_zipfile(path):  # torch.save's zip ends with its index
             raise UserError(f"{path} is not a whole saved model or checkpoint (cut short)", REMAKE) from None
         raise UserError(f"{path} is not a readable checkpoint ({reason(err)})", REMAKE) from None
+
+
+def whole(path):
+    """torch.save's file is all there (its zip's index and every entry's checksum), checked without
+    unpickling it: what src.sweep and src.reproduce ask of a run's files before they skip or continue it."""
+    try:
+        with zipfile.ZipFile(path) if Path(path).is_file() else nullcontext() as saved:  # a pipe would block
+            return saved is not None and saved.testzip() is None
+    except (OSError, zipfile.BadZipFile, EOFError, ValueError):
+        return False
 
 
 def reason(err):
@@ -299,3 +309,12 @@ def stamps(out, names):
         except (OSError, TypeError, ValueError):
             pass
     return found
+
+
+def fate(out, then, now):
+    """What became of the run out held before a command was stopped, from its files' stamps then and now,
+    as the end of its line: ', and the run OUT held is kept as it was' or '... was removed'; '' if none."""
+    if not then:
+        return ""
+    kept = all(now.get(name) == stamp for name, stamp in then.items())
+    return f", and the run {out} held {'is kept as it was' if kept else 'was removed'}"

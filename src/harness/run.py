@@ -22,7 +22,7 @@ from .. import data
 from . import checkpoint as ckpt
 from .cli import RUN_FILES
 from .config import fingerprint, model_overrides
-from .errors import UserError
+from .errors import DataNotFound, UserError
 from .machine import commit, hardware
 from ..models import create_model, hyper_parameters, label, variant
 from ..trainers import TRAINERS, History, Step
@@ -112,15 +112,27 @@ class RunFolder:
         self._lock = self._created = None
 
     def __enter__(self):
+        refusal = None
         if self.main:
             self._created = next((p for p in reversed((self.out, *self.out.parents)) if not p.exists()), None)
-            self._lock = _hold(self.out)
             try:
+                self._lock = _hold(self.out)
                 ckpt.remove_leftovers(self.out, RUN_FILES)
                 self.finished = self._claim()
+            except (UserError, DataNotFound) as err:
+                refusal = err
             except BaseException:
                 self.__exit__()
                 raise
+        if dist.is_initialized():  # the other ranks do as rank 0 found, before any work: refuse, or skip
+            verdict = [(refusal.what, refusal.advice) if refusal else None, self.finished is not None]
+            dist.broadcast_object_list(verdict, src=0)
+            if not self.main:
+                refusal = verdict[0] and UserError(*verdict[0])
+                self.finished = (None, None) if verdict[1] else None  # rank 0 holds the finished run's model
+        if refusal:
+            self.__exit__()
+            raise refusal
         return self
 
     def __exit__(self, *exc):
@@ -271,7 +283,8 @@ def _hold(out):
                 return fd
             os.close(fd)
     except OSError as err:
-        raise UserError(f"--out {out}: cannot write this folder ({err.strerror or err}); give another --out") from None
+        what = "this folder" if err.filename in (None, str(out)) else err.filename
+        raise UserError(f"--out {out}: cannot write {what} ({err.strerror or err}); give another --out") from None
 
 
 def _release(out, fd):

@@ -22,7 +22,7 @@ import psutil
 
 from ..train import config_from_args
 from ..data import split_listing
-from .checkpoint import changed_images
+from .checkpoint import changed_images, whole
 from .config import fingerprint, resolve
 from .errors import DataNotFound, UserError
 from .executor import SHARED_DEVICE
@@ -69,7 +69,7 @@ class Job:
     folder: Path                  # its metrics.json (or bench.json) and log
     log: str = "train.log"
     done: Callable = None         # () -> bool, its finished result exists; default: metrics.json says so
-    stale: Callable = None        # () -> why the finished run its folder holds cannot be its own, or None
+    stale: Callable = None        # () -> why the run its folder holds is not its own to skip or continue
     resume: tuple = ("--resume",)  # what continues a partial run
     replace: tuple = ("--overwrite",)  # what replaces it (--force)
     cpu_bound: bool = False       # feeds the GPU from DataLoader workers: one such job at a time
@@ -99,36 +99,45 @@ def train_job(name, folder, flags, cpu_bound=False):
     args = (*map(str, flags), "--out", portable(folder))
     with _quiet_exit(f"{name}: "):
         cfg = resolve(config_from_args(args))
-    wanted, images, folder = fingerprint(cfg), _images(cfg), Path(folder)
+    wanted, images, folder = fingerprint(cfg), images_in(cfg.data, cfg.download), Path(folder)
     return Job(name, "src.train", args, folder, cpu_bound=cpu_bound, batch=cfg.batch_size, images=cfg.train_subset,
-               done=lambda: _not_ours(folder, wanted, images) is None,
-               stale=lambda: _not_ours(folder, wanted, images) if finished(folder / "metrics.json") else None)
+               done=lambda: held_run(folder, images, wanted)[0], stale=lambda: held_run(folder, images, wanted)[1])
 
 
-def _images(cfg):
-    """The counts and listings of the splits cfg's data holds now (None where it holds none to list)."""
+def images_in(data, download=False):
+    """The counts and listings of the splits data holds now (None where it holds none to list)."""
     try:
         return {f"{split}_{key}": value for split in ("train", "test") for key, value in zip(
-            ("split_images", "listing"), split_listing(cfg.data, split == "train", cfg.download))}
+            ("split_images", "listing"), split_listing(data, split == "train", download))}
     except (DataNotFound, UserError):  # src.sweep and src.reproduce refuse such data before any run
         return None
 
 
-def _not_ours(folder, wanted, images):
-    """None when folder holds a finished run that these flags made on these images (a path's data can
-    change), with its weights; else why not, in words."""
-    metrics = read_json(folder / "metrics.json") or {}
+def held_run(folder, images, wanted=None):
+    """(done, why not) for the run in folder, as a run on these images (a path's data can change) of these
+    flags (a fingerprint; None: any) would find it: (True, None) for its finished run with its weights whole;
+    (False, None) for nothing yet or its stopped run, to continue from a whole checkpoint; else (False, why
+    it can be neither skipped nor continued), in words."""
+    metrics = read_json(folder / "metrics.json")
+    if metrics is None:  # not started, or stopped before its first epoch ended (a damaged file is refused before)
+        return False, weights_gone(folder, "checkpoint.pt", missing=None)
     try:
-        made = fingerprint(metrics.get("config")) == wanted
+        made = wanted is None or fingerprint(metrics.get("config")) == wanted
     except (AttributeError, TypeError, ValueError):  # a damaged config
         made = False
-    if metrics.get("finished") is not True:
-        return "not finished"
-    if not made:
-        return "other flags made it"
-    if images and changed_images(metrics.get("data"), images):
-        return "other data made it"
-    return None if (folder / "model.pt").is_file() else "its model.pt is gone"
+    finished = metrics.get("finished") is True
+    why = "other flags made it" if not made else "other data made it" if images and changed_images(
+        metrics.get("data"), images) else weights_gone(folder, "model.pt" if finished else "checkpoint.pt")
+    return finished and not why, why
+
+
+def weights_gone(folder, name="model.pt", missing="gone"):
+    """Why folder/name (a run's torch.save file) cannot be loaded, found without loading it; None if it can
+    (or, with missing=None, if there is none)."""
+    path = Path(folder) / name
+    if not (path.exists() or path.is_symlink()):
+        return missing and f"its {name} is {missing}"
+    return None if whole(path) else f"its {name} is cut short or damaged"
 
 
 @contextmanager
