@@ -1105,7 +1105,8 @@ COMMANDS = [
     ("src.notebook", ["ConvMixer_experimentation_2", "--mode", "cpu", "--data", "{data}", "--out", "{notebooks}"], {},
      1, "run-cpu already holds a run (metrics.json, checkpoint.pt, model.pt): pass --resume"),
     ("src.notebook", ["ConvMixer_experimentation_2", "--mode", "quick", "--data", "{data}", "--out", "{data}/out"], {},
-     2, "--out {data}/out: inside --data {data}; give a folder outside the data"),  # before a kernel starts
+     2, "--out {data}/out: the notebook would write {data}/out/ConvMixer_experimentation_2, inside --data {data}; "
+        "give a folder outside the data"),  # before a kernel starts
     ("src.notebook", ["ViT_with_convolution", "--mode", "cpu", "--data", "{data}", "--out", "{odd}/nb"], {}, 1,
      "--mode cpu uses 2,000 training images; {data} holds 160: point --data at a larger copy"),  # no kernel started
     ("src.notebook", ["ViT_with_convolution", "--mode", "cpu", "--data", "{data}", "--out", "{odd}/nb", "--resume"],
