@@ -41,11 +41,13 @@ def images_in(folder):
 
 def _checked(entries):
     for entry in entries:
+        if entry.name.startswith("."):  # hidden ones (.ipynb_checkpoints, macOS's ._0001.jpg) are not data
+            continue
         try:
             folder, regular = entry.is_dir(), entry.is_file()
         except OSError:  # a link that points at itself, say
             folder = regular = False
-        if folder and not entry.name.startswith("."):  # hidden ones (.ipynb_checkpoints) are not data
+        if folder:
             raise UserError(f"{entry.path}: a folder inside a class folder; its images would not be read, so move "
                             f"them up or remove it")
         suffix = Path(entry.name).suffix.lower()

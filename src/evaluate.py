@@ -16,7 +16,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .harness.cli import check_targets, one_line, usable_path, within, writable_file, writable_folder, write_json
+from .harness.cli import (check_matplotlib, check_targets, one_line, usable_path, within, writable_file,
+                          writable_folder, write_json)
 from .harness.machine import check_device
 from .harness.errors import DataNotFound, UserError
 from .trainers import Engine, History, Step
@@ -145,6 +146,7 @@ def main(argv=None):
         p.error(f"--data {args.data!r}: give a folder")
     written = []  # what an interrupt leaves behind
     with one_line(lambda: f"interrupted: {' and '.join(written) or 'nothing'} written", parser=p):
+        check_matplotlib()
         from . import analysis
         device = check_device(args.device)
         json_path = None if args.json is None else writable_file(args.json, "--json", (args.weights, args.data))

@@ -26,7 +26,7 @@ import torch
 
 from . import data
 from .harness.checkpoint import fate, remove_leftovers, stamps
-from .harness.cli import check_targets, one_line, os_problem, usable_path, within, writable_folder
+from .harness.cli import check_matplotlib, check_targets, one_line, os_problem, usable_path, within, writable_folder
 from .harness.config import BY_NAME, DEFAULT_DATA, Config, model_overrides, resolve
 from .harness.errors import UserError
 from .harness.machine import check_device
@@ -220,6 +220,7 @@ def main(argv=None):
             f"nothing of its run was saved either{fate(run, before, now)}: rerun the same command to start it")
 
     with one_line(interrupted, p):
+        check_matplotlib()  # the kernel draws with the same MPLBACKEND
         check_device(*(args.device, "--device") if args.device is not None else
                      (os.environ.get("NOTEBOOK_DEVICE", "auto"), "NOTEBOOK_DEVICE"))
         data_root = args.data if args.data is not None else os.environ.get("CIFAR10_DIR", DEFAULT_DATA)

@@ -22,7 +22,7 @@ import sys
 from pathlib import Path
 
 from .harness.checkpoint import remove_leftovers, write_text
-from .harness.cli import one_line, usable_path
+from .harness.cli import check_matplotlib, one_line, usable_path
 from .harness.config import BY_NAME
 from .notebook import MODES, NOTEBOOKS
 from .harness.report import check_readme, report, write_readme
@@ -169,6 +169,8 @@ def run_all(args, p):
     steps = args.only.split(",")
     if set(steps) - set(STEPS):
         p.error(f"--only {args.only}: expected steps among {', '.join(STEPS)}")
+    if "notebooks" in steps:
+        check_matplotlib()  # their kernels draw with the same MPLBACKEND
     out = settle(args, p, ROOT).out
     if args.quick and out == ROOT:
         p.error("--quick writes under --out, never into the repository")

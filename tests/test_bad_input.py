@@ -27,8 +27,8 @@ import pytest
 import torch
 from torch.utils.data import DataLoader
 
-from helpers import (PATIENCE, REPO_ROOT, TINY_BENCH, cli_env, cli_error, config_kwargs, flags_named, start_cli,
-                     tiny_args, wait_until, write_class_folders)
+from helpers import (PATIENCE, REPO_ROOT, TINY_BENCH, cli_command, cli_env, cli_error, config_kwargs, flags_named,
+                     start_cli, tiny_args, wait_until, write_class_folders)
 from src import data, notebook
 from src.harness.config import Config
 from src.harness.errors import DataNotFound, UserError
@@ -655,6 +655,33 @@ def test_only_the_commands_own_leftovers_are_removed(tmp_path):
         (tmp_path / name).write_text("x")
     remove_leftovers(tmp_path, ("model.pt", "metrics.json"))  # a user's notes stayed only by luck (probe 8)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["metrics.json notes.tmp", "model.pt.mybackup.tmp"]
+
+
+def test_a_file_name_of_255_bytes_is_written_and_its_leftovers_cleared(tmp_path):
+    """Its temporary name (NAME, 8 characters, .tmp) was too long: refused after the work (probe 11)."""
+    from src.harness.checkpoint import remove_leftovers, write_text
+    name = "j" * 250 + ".json"
+    write_text(tmp_path / name, "{}")
+    assert [p.name for p in tmp_path.iterdir()] == [name]
+    leftover = tmp_path / (name[:243] + "k3j2x9ab.tmp")  # what a kill during that write leaves
+    leftover.write_text("{")
+    remove_leftovers(tmp_path, (name,))
+    assert [p.name for p in tmp_path.iterdir()] == [name]
+
+
+def test_a_matplotlib_backend_that_does_not_exist_is_one_line(finished_run, tiny_cifar):
+    done = subprocess.run(cli_command(finished_run / "model.pt", "--data", tiny_cifar, "--device", "cpu",
+                                      module="src.evaluate"), cwd=REPO_ROOT, env={**cli_env(), "MPLBACKEND": "bogus"},
+                          capture_output=True, text=True, timeout=PATIENCE)  # matplotlib's traceback (probe 11)
+    assert done.returncode == 1 and done.stderr == ("error: MPLBACKEND='bogus' is not a backend matplotlib knows: "
+                                                    "unset it, or set MPLBACKEND=Agg\n"), done.stderr
+
+
+def test_hidden_files_in_a_class_folder_are_not_data(tiny_cifar, tmp_path):
+    copy = tmp_path / "data"
+    shutil.copytree(tiny_cifar, copy)
+    (copy / "train" / "cat" / "._0000.png").write_bytes(b"macOS metadata")  # read as a damaged image (probe 11)
+    assert data.split_listing(copy) == data.split_listing(tiny_cifar)
 
 
 def test_the_first_of_two_signals_sets_the_exit_code():

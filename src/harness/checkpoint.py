@@ -37,7 +37,7 @@ def atomic_write(path, write, flag="--out"):
     a full disk is one line naming the file, the old file kept."""
     path, tmp = Path(path), None
     try:
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=TMP)  # a full disk may refuse it
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=_tmp_prefix(path.name), suffix=TMP)  # a full disk may too
         with os.fdopen(fd, "wb") as f:
             write(f)
             f.flush()
@@ -85,10 +85,15 @@ def busy(folder, lock=".lock"):
         os.close(fd)
 
 
+def _tmp_prefix(name):
+    """NAME, cut where NAME, mkstemp's 8 random characters and .tmp would not fit in a file name's 255 bytes."""
+    return os.fsdecode(os.fsencode(name)[:255 - 8 - len(TMP)])
+
+
 def remove_leftovers(folder, names):
-    """The temporary files of writes that a kill interrupted (see atomic_write)."""
+    """The temporary files of writes that a kill interrupted (see atomic_write); names may be patterns (*.png)."""
     for name in names:  # mkstemp's names: NAME, 8 random characters, .tmp; a user's other .tmp files stay
-        for leftover in Path(folder).glob(f"{name}{'?' * 8}{TMP}"):
+        for leftover in Path(folder).glob(f"{_tmp_prefix(name)}{'?' * 8}{TMP}"):
             leftover.unlink(missing_ok=True)
 
 

@@ -4,6 +4,7 @@
 exits 130 and SIGTERM 143, each with one line saying where things stand. Values are checked before
 any work starts, so a refused command has done nothing."""
 import argparse
+import importlib
 import json
 import math
 import os
@@ -162,6 +163,15 @@ def usable_path(text):
     if problem:
         raise argparse.ArgumentTypeError(f"{text}: {problem}; give another path")
     return text
+
+
+def check_matplotlib():
+    """matplotlib refuses an MPLBACKEND it does not know when it is imported, with a traceback."""
+    try:
+        importlib.import_module("matplotlib.pyplot")
+    except ValueError:
+        raise UserError(f"MPLBACKEND={os.environ.get('MPLBACKEND')!r} is not a backend matplotlib knows: unset it, or "
+                        f"set MPLBACKEND=Agg") from None
 
 
 def within(path, other):
