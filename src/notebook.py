@@ -10,6 +10,7 @@ do: NOTEBOOK_MODE, CIFAR10_DIR (the data; else ./data, downloaded), NOTEBOOK_OUT
 figures go; quick runs default to a temporary folder), NOTEBOOK_DEVICE, NOTEBOOK_RESUME=1.
 """
 import argparse
+import ast
 import contextlib
 import io
 import json
@@ -30,7 +31,7 @@ from .harness.cli import check_matplotlib, check_targets, one_line, os_problem, 
 from .harness.config import BY_NAME, DEFAULT_DATA, Config, model_overrides, resolve
 from .harness.errors import UserError
 from .harness.machine import check_device
-from .harness.run import RUN_FILES, RunFolder, held, image_counts, read_metrics
+from .harness.run import RUN_FILES, RunFolder, held, image_counts
 from .models import create_model, hyper_parameters, label
 from .trainers import KNOTS, TRAINERS
 from .harness.executor import execute, plural
@@ -114,6 +115,19 @@ def config(out, model, trainer, recipe, mode, data_root, device, resume):
     """The run a notebook makes in out/run-MODE."""
     return Config(model=model, trainer=trainer, recipe=recipe, data=data_root, out=str(Path(out) / f"run-{mode}"),
                   resume=resume, overwrite=not resume, device=device, **MODES[mode])
+
+
+def asked(name):
+    """(model, trainer, recipe), as notebook NAME's settings cell asks `experiment` for them."""
+    cells = json.loads((ROOT / name / f"{name}.ipynb").read_text())["cells"]
+    code = "\n".join("".join(c["source"]) for c in cells if c["cell_type"] == "code")
+    python = "\n".join(line for line in code.splitlines() if not line.lstrip().startswith(("%", "!")))  # magics
+    calls = [node for node in ast.walk(ast.parse(python)) if isinstance(node, ast.Call)
+             and getattr(node.func, "attr", getattr(node.func, "id", None)) == "experiment"]
+    given = {k.arg: ast.literal_eval(k.value) for call in calls[:1] for k in call.keywords}
+    if not {"model", "trainer", "recipe"} <= given.keys():
+        raise UserError(f"{name}.ipynb: no settings cell calling experiment(model=..., trainer=..., recipe=...)")
+    return given["model"], given["trainer"], given["recipe"]
 
 
 def claim(cfg):
@@ -250,10 +264,9 @@ def main(argv=None):
         if short:
             raise UserError(f"--mode {mode} {short[0]}; {data_root} {short[1]}: point --data at a larger copy, or "
                             f"choose a mode that fits")
-        if args.resume and (run / "metrics.json").is_file():  # what the kernel's settings cell checks, before it starts
-            made = read_metrics(run / "metrics.json")["config"]
+        if args.resume:  # what the kernel's settings cell checks (the run is its own, whole, on these images), now
             with contextlib.redirect_stdout(io.StringIO()):  # what it says, the kernel says
-                claim(config(run.parent, made.get("model"), made.get("trainer"), made.get("recipe"), mode, data_root,
+                claim(config(run.parent, *asked(args.name), mode, data_root,
                              args.device or os.environ.get("NOTEBOOK_DEVICE", "auto"), True))
         out = out or (tempfile.mkdtemp(prefix="notebook-quick-") if mode == "quick" else None)  # all checked
         folder = Path(out or ROOT) / args.name

@@ -1192,6 +1192,8 @@ COMMANDS = [
                    "{odd}/sweep-table"], {}, 1,
      "{odd}/sweep-table/table.md: not a regular file (a folder?), where this command writes one; remove it, or give "
      "another --out"),
+    ("src.reproduce", ["--quick", "--device", "cpu", "--data", "{quick}", "--readme", "{odd}/x.md"], {}, 2,
+     "--readme: with --quick the report goes to OUT/report.md, not to a README"),  # ran, ignoring it (probe 11)
     ("src.train", ["--data", "{data}", "--out", "{odd}/never", "--device", "cpu"], {"WORLD_SIZE": "2"}, 1,
      "WORLD_SIZE=2 asks for distributed training, but RANK, LOCAL_RANK, MASTER_ADDR, MASTER_PORT not set: launch it "
      "with torchrun, which sets them, or unset WORLD_SIZE"),  # torch's traceback (probe 10)
@@ -1388,7 +1390,8 @@ def test_a_refused_resume_stops_a_notebook_in_its_settings_cell(quick_cifar, fin
 
 def test_a_notebook_resumed_on_other_data_is_refused_before_its_kernel_starts(quick_cifar, finished_run, tmp_path,
                                                                                monkeypatch):
-    """It was refused in the kernel's settings cell, seconds after the kernel started (probe 10)."""
+    """It was refused in the kernel's settings cell, seconds after the kernel started (probe 10); so was another
+    model's run, checked against what that run recorded instead of what the notebook asks for (probe 11)."""
     run_folder = tmp_path / "ConvMixer_experimentation_1" / "run-quick"
     shutil.copytree(finished_run, run_folder)  # made on other data, with other sizes
     kept, calls = snapshot(run_folder), []

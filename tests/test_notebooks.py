@@ -16,7 +16,7 @@ import pytest
 from src.harness.config import Config
 from src.harness.errors import UserError
 from src.harness.executor import execute, kernel_manager
-from src.notebook import NOTEBOOKS, command_line, settings_table
+from src.notebook import NOTEBOOKS, asked, command_line, settings_table
 from src.train import config_from_args
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -73,6 +73,14 @@ def test_figures_the_notebook_saves_exist_as_png(path):
     for name in names:
         with open(path.parent / name, "rb") as f:
             assert f.read(8) == b"\x89PNG\r\n\x1a\n", f"{path.parent.name}/{name} is not a PNG file"
+
+
+@pytest.mark.parametrize("path", PATHS, ids=NOTEBOOKS)
+def test_src_notebook_reads_the_settings_the_notebook_asks_for(path):
+    """What src.notebook checks a --resume against before the kernel starts: the run the notebook prints."""
+    model, trainer, recipe = asked(path.stem)
+    command = re.search(r"^command line: (.*)$", printed(nbformat.read(path, as_version=4)), re.M).group(1)
+    assert f"--model {model} --trainer {trainer} --recipe {recipe}" in command
 
 
 @pytest.mark.parametrize("path", PATHS, ids=NOTEBOOKS)
