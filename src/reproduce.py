@@ -152,7 +152,8 @@ def main(argv=None):
     unused = [f"--{k.replace('_', '-')}" for k, v in vars(args).items()
               if v != p.get_default(k) and k not in ("readme", "check_readme", "write_readme")]
     if (args.out or args.quick) and args.readme != p.get_default("readme") and not readme_only:
-        p.error(f"--readme: with {'--out' if args.out else '--quick'} the report goes to OUT/report.md, not to a README")
+        p.error(f"--readme: with {'--out' if args.out else '--quick'} the report goes to OUT/report.md, not to a "
+                f"README")
     if readme_only and unused:
         p.error(f"--{'check' if args.check_readme else 'write'}-readme runs nothing: {', '.join(unused)} would do "
                 f"nothing")
