@@ -28,7 +28,7 @@ from .harness.cli import number, one_line, usable_path, writable_file, write_jso
 from .harness.errors import UserError
 from .models import ConvViT, create_model, label
 from .models.conv_vit import linear_twin
-from .harness.machine import all_cores, commit, hardware
+from .harness.machine import all_cores, commit, free_memory, hardware
 from .harness.run import image_counts, make_loaders, seed_everything
 from .train import config_from_parsed
 from .train import parser as train_parser
@@ -243,6 +243,10 @@ def conv_vs_linear_of(cfg, repeats):
     if not isinstance(model, ConvViT):
         raise UserError(f"--conv-vs-linear: --model {cfg.model} has no 1x1 token convolutions; give a ConvViT "
                         f"(--model vit_seed)")
+    need, (free, where) = 4 * cfg.batch_size * model.channels * model.image_size ** 2, free_memory(cfg.device)
+    if need > free:  # torch's overflow or allocation traceback, else (no data bounds this batch)
+        raise UserError(f"--batch-size {cfg.batch_size}: its random images alone need {need / 2**30:.3g} GiB, more "
+                        f"than the {free / 2**30:.1f} GiB free on {where}; give a smaller --batch-size")
     return conv_vs_linear(model, cfg.batch_size, cfg.device, repeats, autocast=Step.of(cfg).autocast(cfg.device))
 
 if __name__ == "__main__":

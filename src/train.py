@@ -10,6 +10,7 @@ can cause ends in one line on stderr and a non-zero exit.
 import argparse
 import json
 import os
+import threading
 import time
 from pathlib import Path
 
@@ -90,11 +91,23 @@ def _join_process_group(cfg):
         raise UserError(f"WORLD_SIZE={env['WORLD_SIZE']} asks for distributed training, but "
                         f"{', '.join(missing) + ' not set' if missing else f'RANK={ranks[0]} is not a rank of it'}: "
                         f"launch it with torchrun, which sets them, or unset WORLD_SIZE")
-    try:
-        dist.init_process_group("nccl" if cfg.device.startswith("cuda") else "gloo")
-    except (ValueError, RuntimeError) as err:
+    failed = []
+
+    def join():
+        try:
+            dist.init_process_group("nccl" if cfg.device.startswith("cuda") else "gloo")
+        except BaseException as err:
+            failed.append(err)
+
+    waiting = threading.Thread(target=join, daemon=True)  # the rendezvous blocks in C++, deaf to Ctrl-C and SIGTERM
+    waiting.start()
+    while waiting.is_alive():  # while the other ranks come: here they stop the command, as anywhere else
+        waiting.join(0.1)
+    for err in failed:
+        if not isinstance(err, (ValueError, RuntimeError)):
+            raise err
         raise UserError(f"torch.distributed could not start ({str(err).splitlines()[0]}): check the master address "
-                        f"and port torchrun was given, or unset WORLD_SIZE to train in one process") from None
+                        f"and port torchrun was given, or unset WORLD_SIZE to train in one process")
 
 
 def _interrupted(cfg, started, before):

@@ -12,6 +12,7 @@ import struct
 import zlib
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -151,6 +152,7 @@ HOSTILE = [
         ("ckpt-moment-nan", "its optimizer's exp_avg_sq does not fit the weights, or is not finite"),
         ("ckpt-step-negative", "its optimizer's step does not fit the weights, or is not finite"),
         ("ckpt-wd-nan", "its optimizer's weight_decay is nan, this run's 0.01"),
+        ("ckpt-lr", "its optimizer's learning rate [-5.0] is not its schedule's [0.0]"),  # used for a step (probe 12)
         ("ckpt-betas", "its optimizer's betas is (0.9, 2.0), this run's (0.9, 0.999)"),
         ("ckpt-schedule-step", "its schedule is at step 3, its history at step 10"),  # a traceback mid-epoch (probe 7)
         ("ckpt-schedule-lr", "its learning-rate schedule's base_lrs is not this run's"))),
@@ -474,6 +476,24 @@ def test_disk_full_while_writing_a_report_names_it(target, quick_cifar, tmp_path
     assert message == f"error: cannot write {path}: No space left on device ({kept}); free some space or choose " \
                       f"another {flag}"
     assert readme.read_bytes() == before and not list(tmp_path.rglob("*.tmp"))
+
+
+def test_ctrl_c_while_waiting_for_the_other_ranks_stops_the_run(tiny_cifar, tmp_path):
+    """torch's rendezvous blocks in C++: the signal waited for it, up to 30 minutes (probe 12)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    env = {**cli_env(), "WORLD_SIZE": "2", "RANK": "0", "LOCAL_RANK": "0", "MASTER_ADDR": "127.0.0.1",
+           "MASTER_PORT": str(port)}  # rank 1 never comes
+    victim = subprocess.Popen(cli_command(*tiny_args(tiny_cifar, tmp_path / "run")), cwd=REPO_ROOT, env=env,
+                              stderr=subprocess.PIPE, text=True)
+    waiting = psutil.Process(victim.pid)
+    wait_until(lambda: any(c.laddr.port == port and c.status == psutil.CONN_LISTEN
+                           for c in waiting.net_connections()), victim)
+    victim.send_signal(signal.SIGINT)
+    err = victim.communicate(timeout=PATIENCE)[1]
+    assert victim.returncode == 130 and err.strip() == ("interrupted before the first epoch ended: nothing of this run "
+                                                        "was saved; rerun the same command to start it"), err
 
 
 @pytest.mark.parametrize("stop, code", [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
@@ -890,6 +910,7 @@ def odd_runs(finished_run, tmp_path_factory):
                         "ckpt-moment-nan": optimizer({"exp_avg_sq": torch.full_like(moments["exp_avg_sq"], math.nan)}),
                         "ckpt-step-negative": optimizer({"step": torch.tensor(-3.0)}),
                         "ckpt-wd-nan": optimizer(weight_decay=math.nan), "ckpt-betas": optimizer(betas=(0.9, 2.0)),
+                        "ckpt-lr": optimizer(lr=-5.0),
                         "ckpt-schedule-step": {**saved, "scheduler": {**saved["scheduler"], "last_epoch": 3}},
                         "ckpt-schedule-lr": {**saved, "scheduler": {**saved["scheduler"], "base_lrs": [5.0]}},
                         "ckpt-nan": {**saved, "model": {k: torch.full_like(v, math.nan) if v.is_floating_point() else v
@@ -1192,6 +1213,8 @@ COMMANDS = [
                    "{odd}/sweep-table"], {}, 1,
      "{odd}/sweep-table/table.md: not a regular file (a folder?), where this command writes one; remove it, or give "
      "another --out"),
+    ("src.bench", ["--conv-vs-linear", "--model", "vit_seed", "--device", "cpu", "--batch-size", str(10**20)], {}, 1,
+     f"--batch-size {10**20}: its random images alone need"),  # a torch traceback (probe 12)
     ("src.reproduce", ["--quick", "--device", "cpu", "--data", "{quick}", "--readme", "{odd}/x.md"], {}, 2,
      "--readme: with --quick the report goes to OUT/report.md, not to a README"),  # ran, ignoring it (probe 11)
     ("src.train", ["--data", "{data}", "--out", "{odd}/never", "--device", "cpu"], {"WORLD_SIZE": "2"}, 1,

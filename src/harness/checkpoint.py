@@ -218,14 +218,17 @@ def check_optimizer(path, optimizer, fresh):
                     raise damaged(path, f"its optimizer's {key} does not fit the weights, or is not finite")
 
 
-def check_schedule(path, now, fresh, steps):
+def check_schedule(path, now, fresh, steps, lrs):
     """After loading: the learning-rate schedule is the run's own (`fresh`: its state before loading),
-    `steps` optimizer steps into it, as the history says."""
+    `steps` optimizer steps into it, as the history says, and the optimizer's rates `lrs` are the ones
+    it set last (the next step uses them)."""
     for key, value in fresh.items():
         if key not in SCHEDULE_PROGRESS and now.get(key) != value:
             raise damaged(path, f"its learning-rate schedule's {key} is not this run's")
     if now.get("last_epoch") != steps:
         raise damaged(path, f"its schedule is at step {now.get('last_epoch')!r}, its history at step {steps}")
+    if now.get("_last_lr") != lrs:
+        raise damaged(path, f"its optimizer's learning rate {lrs!r} is not its schedule's {now.get('_last_lr')!r}")
 
 
 def _finite(x):

@@ -47,15 +47,19 @@ def check_memory(model, name, device, shrink=("--dim", "--depth")):
     """The weights, their gradients and AdamW's two moments must fit in the device's free memory, before
     any data is read (activations come on top)."""
     need = 4 * sum(p.numel() * p.element_size() for p in model.parameters())
-    if device.startswith("cuda"):
-        free, where = torch.cuda.mem_get_info(torch.device(device))[0], device
-    else:
-        import psutil
-        free, where = psutil.virtual_memory().available, "this machine"
+    free, where = free_memory(device)
     if need > free:
         raise UserError(f"--model {name}: its weights, gradients and optimizer state need {need / 2**30:.1f} GiB, "
                         f"more than the {free / 2**30:.1f} GiB free on {where}; use a smaller "
                         f"{', '.join(shrink[:-1])} or {shrink[-1]}")
+
+
+def free_memory(device):
+    """(bytes free, where) on the device."""
+    if device.startswith("cuda"):
+        return torch.cuda.mem_get_info(torch.device(device))[0], device
+    import psutil
+    return psutil.virtual_memory().available, "this machine"
 
 
 def check_device(name, flag="--device"):

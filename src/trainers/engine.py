@@ -220,7 +220,8 @@ class Engine:
             self.scaler.load_state_dict(state["scaler"])
             if self.scheduler is not None:
                 self.scheduler.load_state_dict(state["scheduler"])
-                ckpt.check_schedule(path, self.scheduler.state_dict(), schedule, len(state["history"]["batch_lr"]))
+                ckpt.check_schedule(path, self.scheduler.state_dict(), schedule, len(state["history"]["batch_lr"]),
+                                    [group["lr"] for group in self.optimizer.param_groups])
             if self.ema is not None:
                 self.ema.load_state_dict(state["ema"])
                 ckpt.check_finite(self.ema.module.state_dict(), f"checkpoint {path} (its EMA)")
