@@ -697,6 +697,27 @@ def test_a_matplotlib_backend_that_does_not_exist_is_one_line(finished_run, tiny
                                                     "unset it, or set MPLBACKEND=Agg\n"), done.stderr
 
 
+def test_a_command_whose_stdout_cannot_be_written_says_so(finished_run, tiny_cifar):
+    with open("/dev/full", "w") as full:  # a full disk where stdout goes
+        done = subprocess.run(cli_command(finished_run / "model.pt", "--data", tiny_cifar, "--device", "cpu",
+                                          module="src.evaluate"), cwd=REPO_ROOT, env=cli_env(), stdout=full,
+                              stderr=subprocess.PIPE, text=True, timeout=PATIENCE)  # "[Errno 28]" alone (probe 12)
+    assert done.returncode == 1 and done.stderr == ("error: stdout cannot be written (No space left on device): what "
+                                                    "the command wrote to files is kept; send its output to a file or "
+                                                    "pipe that takes all of it\n"), done.stderr
+
+
+def test_two_runs_of_a_sweep_in_one_folder_are_refused(tiny_cifar, tmp_path):
+    """A link made two variants one folder: with --force one replaced the other, both reported (probe 12)."""
+    from src.harness.batch import check_results
+    flags = [a for a in tiny_args(tiny_cifar, tmp_path, epochs=1) if a not in ("--out", str(tmp_path))]
+    (tmp_path / "a").mkdir()
+    os.symlink("a", tmp_path / "b")
+    jobs = [train_job("a", tmp_path / "a", flags), train_job("b", tmp_path / "b", [*flags, "--lr-max", "0.02"])]
+    with pytest.raises(UserError, match=f"{tmp_path / 'b'} and {tmp_path / 'a'} are one folder \\(a link\\?\\)"):
+        check_results(jobs, force=True)
+
+
 def test_hidden_files_in_a_class_folder_are_not_data(tiny_cifar, tmp_path):
     copy = tmp_path / "data"
     shutil.copytree(tiny_cifar, copy)

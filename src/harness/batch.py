@@ -78,7 +78,12 @@ def check_results(jobs, force):
         err = (path.exists() or path.is_symlink()) and damage(path)
         if err:
             raise UserError(f"{err.what}: delete its folder, or pass --force to redo its run")
+    seen = {}
     for job in jobs:
+        same = seen.setdefault(job.folder.resolve(), job)
+        if same is not job:  # one run would replace the other, and the report show it twice
+            raise UserError(f"{job.folder} and {same.folder} are one folder (a link?), where {job.name} and "
+                            f"{same.name} each write their run: remove the link, or give another --out")
         if job.folder.exists() and not job.folder.is_dir():
             raise UserError(f"{job.folder} is not a folder, where {job.name} writes its run: remove it, or give "
                             f"another --out")

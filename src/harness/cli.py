@@ -4,6 +4,7 @@
 exits 130 and SIGTERM 143, each with one line saying where things stand. Values are checked before
 any work starts, so a refused command has done nothing."""
 import argparse
+import errno
 import importlib
 import json
 import math
@@ -76,6 +77,13 @@ def one_line(interrupted=lambda: "interrupted", parser=None):
         yield
     except KeyboardInterrupt:
         _say_interrupted(interrupted)
+    except OSError as err:
+        if err.filename is None and err.errno in (errno.EPIPE, errno.ENOSPC):  # a print to /dev/full, or to a pipe
+            # closed early (head): files are written through atomic_write, which names them
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # Python's shutdown flushes it again
+            sys.exit(f"error: stdout cannot be written ({err.strerror}): what the command wrote to files is kept; "
+                     f"send its output to a file or pipe that takes all of it")
+        sys.exit(f"error: {describe(err, flags)}")
     except FAILURES as err:
         sys.exit(f"error: {describe(err, flags)}")
     except RuntimeError as err:
