@@ -707,6 +707,13 @@ def test_a_command_whose_stdout_cannot_be_written_says_so(finished_run, tiny_cif
                                                     "pipe that takes all of it\n"), done.stderr
 
 
+def test_a_closed_stdout_is_refused_before_any_work(tiny_cifar, tmp_path, monkeypatch):
+    monkeypatch.setattr(sys, "stdout", None)  # what Python makes of `>&-`: src.evaluate's result vanished (probe 13)
+    assert cli_error(tiny_args(tiny_cifar, tmp_path / "run")) == ("error: stdout is closed, so the command's output "
+                                                                  "would be lost: send it to a file or pipe")
+    assert not (tmp_path / "run").exists()
+
+
 def test_two_runs_of_a_sweep_in_one_folder_are_refused(tiny_cifar, tmp_path):
     """A link made two variants one folder: with --force one replaced the other, both reported (probe 12)."""
     from src.harness.batch import check_results

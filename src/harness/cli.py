@@ -71,6 +71,8 @@ def one_line(interrupted=lambda: "interrupted", parser=None):
     the flags `parser` (the command's) has; Ctrl-C (or SIGTERM) the line `interrupted()` returns and
     exit 128 + the signal."""
     flags = None if parser is None else set(parser._option_string_actions)
+    if sys.stdout is None:  # Python's stand-in for a closed stdout (>&-): every print would vanish, silently
+        sys.exit("error: stdout is closed, so the command's output would be lost: send it to a file or pipe")
     _Stop.signal = None
     before = signal.signal(signal.SIGINT, _stop), signal.signal(signal.SIGTERM, _stop)  # replaces src/__init__'s
     try:
