@@ -119,7 +119,10 @@ def _execute(client, env):
         thread.join()
     except KeyboardInterrupt:
         for child in psutil.Process().children(recursive=True):
-            child.kill()
+            try:
+                child.kill()
+            except psutil.NoSuchProcess:  # it ended since it was listed (the kernel's own children, say)
+                pass
         raise
     if failed:
         raise failed[0]
