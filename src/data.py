@@ -191,7 +191,7 @@ def _intact(path, md5):
         info = path.stat()
     except OSError:
         return False
-    return path.is_file() and _md5_matches(str(path), md5, (info.st_ino, info.st_size, info.st_mtime_ns))
+    return _md5_matches(str(path), md5, (info.st_ino, info.st_size, info.st_mtime_ns))
 
 
 @functools.lru_cache(maxsize=16)

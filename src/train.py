@@ -103,11 +103,11 @@ def _join_process_group(cfg):
     waiting.start()
     while waiting.is_alive():  # while the other ranks come: here they stop the command, as anywhere else
         waiting.join(0.1)
-    for err in failed:
-        if not isinstance(err, (ValueError, RuntimeError)):
-            raise err
-        raise UserError(f"torch.distributed could not start ({str(err).splitlines()[0]}): check the master address "
-                        f"and port torchrun was given, or unset WORLD_SIZE to train in one process")
+    if failed and isinstance(failed[0], (ValueError, RuntimeError)):
+        raise UserError(f"torch.distributed could not start ({str(failed[0]).splitlines()[0]}): check the master "
+                        f"address and port torchrun was given, or unset WORLD_SIZE to train in one process")
+    if failed:
+        raise failed[0]
 
 
 def _interrupted(cfg, started, before):

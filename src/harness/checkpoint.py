@@ -8,7 +8,7 @@ import re
 import tempfile
 import warnings
 import zipfile
-from contextlib import contextmanager, nullcontext
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -118,9 +118,11 @@ def load(path, map_location="cpu"):
 def whole(path):
     """torch.save's file is all there (its zip's index and every entry's checksum), checked without
     unpickling it: what src.sweep and src.reproduce ask of a run's files before they skip or continue it."""
+    if not Path(path).is_file():  # a pipe would block the read
+        return False
     try:
-        with zipfile.ZipFile(path) if Path(path).is_file() else nullcontext() as saved:  # a pipe would block
-            return saved is not None and saved.testzip() is None
+        with zipfile.ZipFile(path) as saved:
+            return saved.testzip() is None
     except (OSError, zipfile.BadZipFile, EOFError, ValueError):
         return False
 

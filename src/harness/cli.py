@@ -79,14 +79,12 @@ def one_line(interrupted=lambda: "interrupted", parser=None):
         yield
     except KeyboardInterrupt:
         _say_interrupted(interrupted)
-    except OSError as err:
-        if err.filename is None and err.errno in (errno.EPIPE, errno.ENOSPC):  # a print to /dev/full, or to a pipe
-            # closed early (head): files are written through atomic_write, which names them
-            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # Python's shutdown flushes it again
-            sys.exit(f"error: stdout cannot be written ({err.strerror}): what the command wrote to files is kept; "
-                     f"send its output to a file or pipe that takes all of it")
-        sys.exit(f"error: {describe(err, flags)}")
     except FAILURES as err:
+        if isinstance(err, OSError) and err.filename is None and err.errno in (errno.EPIPE, errno.ENOSPC):
+            # a print to /dev/full, or to a pipe closed early (head); files go through atomic_write, which names them
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # Python's shutdown flushes it again
+            err = UserError(f"stdout cannot be written ({err.strerror}): what the command wrote to files is kept; "
+                            f"send its output to a file or pipe that takes all of it")
         sys.exit(f"error: {describe(err, flags)}")
     except RuntimeError as err:
         if stop_requested():  # a DataLoader worker that the same signal stopped first

@@ -74,18 +74,28 @@ def run(cfg):
     return model, history
 
 
-def image_counts(cfg):
-    """The images the run will use and the splits they come from ({"train_images": n, ...}), counted
-    without decoding an image; refuses a subset larger than its split, and a batch larger than the
-    training images."""
+def split_counts(root, download=False):
+    """{"train_split_images": n, "train_listing": digest, "test_...": ...}: the splits of root as a run
+    records them, counted without decoding an image (a subset is drawn from the whole split, so a resumed
+    run checks the split too)."""
     counts = {}
+    for split in ("train", "test"):
+        counts[f"{split}_split_images"], counts[f"{split}_listing"] = data.split_listing(root, split == "train",
+                                                                                         download)
+    return counts
+
+
+def image_counts(cfg):
+    """The images the run will use ({"train_images": n, ...}) and split_counts; refuses a subset larger
+    than its split, and a batch larger than the training images."""
+    splits, counts = split_counts(cfg.data, cfg.download), {}
     for split, subset in (("train", cfg.train_subset), ("test", cfg.test_subset)):
-        total, listing = data.split_listing(cfg.data, split == "train", cfg.download)
+        total = splits[f"{split}_split_images"]
         if subset is not None and subset > total:
             raise UserError(f"--{split}-subset {subset}: more than the {total} images of the {split} split in "
                             f"{cfg.data}; give at most {total}, or leave it out to use them all")
-        # the subset drawn depends on the whole split, so a resumed run checks the split too
-        counts.update({f"{split}_images": subset or total, f"{split}_split_images": total, f"{split}_listing": listing})
+        counts.update({f"{split}_images": subset or total, f"{split}_split_images": total,
+                       f"{split}_listing": splits[f"{split}_listing"]})
     if cfg.batch_size > counts["train_images"]:
         raise UserError(f"--batch-size {cfg.batch_size}: larger than the {counts['train_images']} training images, "
                         f"so an epoch would have no full batch")

@@ -21,14 +21,13 @@ from pathlib import Path
 import psutil
 
 from ..train import config_from_args
-from ..data import split_listing
 from .checkpoint import changed_images, whole
 from .config import fingerprint, resolve
 from .errors import DataNotFound, UserError
 from .executor import SHARED_DEVICE
 from .machine import all_cores
 from .cli import signals_deferred
-from .run import RUN_FILES
+from .run import RUN_FILES, split_counts
 
 ROOT = Path(__file__).resolve().parents[2]
 STOP_GRACE = 10  # seconds a stopped run gets to save and say where it stopped, before it is killed
@@ -107,8 +106,7 @@ def train_job(name, folder, flags, cpu_bound=False):
 def images_in(data, download=False):
     """The counts and listings of the splits data holds now (None where it holds none to list)."""
     try:
-        return {f"{split}_{key}": value for split in ("train", "test") for key, value in zip(
-            ("split_images", "listing"), split_listing(data, split == "train", download))}
+        return split_counts(data, download)
     except (DataNotFound, UserError):  # src.sweep and src.reproduce refuse such data before any run
         return None
 
