@@ -138,6 +138,17 @@ def test_run_stopped_mid_epoch_resumes_to_the_same_result(trainer, tiny_cifar, t
 # --- safe loading ---------------------------------------------------------------------------------
 
 
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a checkpoint loaded onto a CUDA device")
+def test_generator_states_are_restored_from_a_checkpoint_loaded_onto_the_gpu(tmp_path):
+    """A resumed CUDA run loads its checkpoint onto the GPU, and the generators take only CPU states: every
+    --resume on an H200 failed with "RNG state must be a torch.ByteTensor" until set_rng_state moved them."""
+    torch.manual_seed(1)
+    torch.save({"rng": ckpt.rng_state()}, tmp_path / "checkpoint.pt")
+    expected = torch.rand(3), torch.rand(3, device="cuda")
+    ckpt.set_rng_state(ckpt.load(tmp_path / "checkpoint.pt", "cuda")["rng"])
+    assert torch.equal(torch.rand(3), expected[0]) and torch.equal(torch.rand(3, device="cuda"), expected[1])
+
+
 def test_resume_with_another_model_configuration_names_the_difference(tiny_cifar, tmp_path):
     run(tiny_config(tiny_cifar, tmp_path, epochs=1))
     with pytest.raises(ValueError, match="another configuration") as err:
