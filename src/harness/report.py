@@ -143,8 +143,9 @@ def sweep_line(folder, base, redo=()):
     if not runs:
         return f"{link}: no variant has finished an epoch yet"
     best = max(runs, key=lambda r: r["test_acc"])
+    epochs = f"{best['epochs']} epochs" if best["finished"] else epochs_cell(best)
     return (f"{link}: {len(runs)} variants of {best['model']} on {best['hardware']}; best test accuracy "
-            f"{percent(best['test_acc'])} ({best['path'].parent.name}, {epochs_cell(best)})")
+            f"{percent(best['test_acc'])} ({best['path'].parent.name}, {epochs})")
 
 
 def section(base, title, runs=(), benches=(), sweeps=(), empty=None, note=None, redo=()):
