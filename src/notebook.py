@@ -41,7 +41,7 @@ NOTEBOOKS = ("ConvMixer_experimentation_1", "ConvMixer_experimentation_2", "ViT_
 MODES = {  # what each mode changes from the defaults (src/harness/config.py) and the recipe
     "full": {},
     "cpu": dict(epochs=2, batch_size=64, train_subset=2000, test_subset=1000),
-    "quick": dict(epochs=1, batch_size=32, train_subset=256, test_subset=128, workers=0),
+    "quick": dict(epochs=1, batch_size=16, train_subset=256, test_subset=64, workers=0),
 }
 MODE_WHY = {
     "full": "the experiment: every image, the recipe's epochs and batch",

@@ -9,7 +9,7 @@ from types import SimpleNamespace
 import pytest
 
 from helpers import PATIENCE, REPO_ROOT, write_class_folders
-from src.notebook import NOTEBOOKS
+from src.notebook import MODES, NOTEBOOKS
 
 
 @pytest.fixture(scope="session")
@@ -20,9 +20,11 @@ def tiny_cifar(tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def quick_cifar(tmp_path_factory):
-    """A class-folder copy just large enough for --quick and the notebooks' quick mode (256 training and
-    128 test images): train 26 PNGs per class, test 13."""
-    return write_class_folders(tmp_path_factory.mktemp("quick_cifar"), {"train": 26, "test": 13})
+    """A class-folder copy just large enough for --quick and the notebooks' quick mode (its training and
+    test images, rounded up to whole classes)."""
+    quick = MODES["quick"]
+    return write_class_folders(tmp_path_factory.mktemp("quick_cifar"),
+                               {"train": -(-quick["train_subset"] // 10), "test": -(-quick["test_subset"] // 10)})
 
 
 @pytest.fixture(scope="session")

@@ -16,7 +16,7 @@ import pytest
 from src.harness.config import Config
 from src.harness.errors import UserError
 from src.harness.executor import execute, kernel_manager
-from src.notebook import NOTEBOOKS, asked, command_line, settings_table
+from src.notebook import MODES, NOTEBOOKS, asked, command_line, settings_table
 from src.train import config_from_args
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -171,9 +171,11 @@ def test_notebook_runs_top_to_bottom_in_quick_mode(name, quick_reproduction):
     table = next(o.data["text/markdown"] for cell in cells for o in cell.outputs
                  if "text/markdown" in o.get("data", {}))
     assert "| running | cpu, fp32, reference loader (0 workers)" in table
-    assert "final test accuracy" in text and "on 256 training images, tested on 128" in text
+    quick = MODES["quick"]
+    assert "final test accuracy" in text and \
+        f"on {quick['train_subset']} training images, tested on {quick['test_subset']}" in text
     metrics = json.loads((folder / "run-quick" / "metrics.json").read_text())
-    assert metrics["finished"] and metrics["data"]["train_images"] == 256
+    assert metrics["finished"] and metrics["data"]["train_images"] == quick["train_subset"]
     assert f"final test accuracy {100 * metrics['final_test_acc']:.2f}%" in text
     assert "(`quick` mode)" in nb.cells[0].source
     assert {p.name for p in folder.glob("*.png")} >= {"curves.png", "misclassified.png", "confusion.png"}
