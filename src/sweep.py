@@ -9,8 +9,10 @@ goes to OUT/table.md and is printed. As with the reproduction, the same command 
 finished variants and continues the stopped ones. Size a sweep from what one H200 took: two ViT
 runs side by side, 6-8 s per epoch each after 95 s of start-up (sweeps/vit-steps/sweep.log), so a
 25-epoch ViT run costs about 100 s of the GPU and vit-stability needs more than one 10-minute call;
-four ConvMixer runs beside two ViT runs, 8-9 s per epoch each (README). --quick runs the same variants on
-tiny settings (tests, a CPU).
+four ConvMixer runs beside two ViT runs, 8-9 s per epoch each (README); four ViT runs beside three
+ConvMixer runs: 85-90 s of start-up, then 14 s per ViT epoch at batch 512, 16 s at 256, 23 s at 128,
+and 9-11 s per ConvMixer epoch (sweeps/vit-underfit, convmixer-recipes). --quick runs the same variants
+on tiny settings (tests, a CPU).
 
 "underfit?" is "yes" when a variant's final train accuracy (on augmented images, during the last
 epoch) is below its test accuracy plus one point: it fits its own training images no better than
