@@ -1008,6 +1008,10 @@ def odd_runs(finished_run, tmp_path_factory):
     (root / "nb-metrics" / "ConvMixer_experimentation_2" / "run-quick" / "metrics.json").mkdir(parents=True)
     shutil.copytree(finished_run, root / "sweep-stale" / "improved")  # made with other flags (probe 6)
     (root / "sweep-log" / "baseline" / "train.log").mkdir(parents=True)  # "[Errno 21]" (probe 8)
+    for log in (root / "sweep-log-link" / "baseline", root / "rp-log-link" / "ConvMixer_experimentation_2" / "recipes"
+                / "improved"):  # appended to through the link: a data image once (probe 14)
+        log.mkdir(parents=True)
+        os.symlink(root / "a-file", log / "train.log")
     (root / "nb-run-file" / "ConvMixer_experimentation_2").mkdir(parents=True)
     (root / "nb-run-file" / "ConvMixer_experimentation_2" / "run-quick").write_text("not a folder")  # in the kernel
     (root / "sweep-file").mkdir()
@@ -1225,6 +1229,14 @@ COMMANDS = [
     ("src.sweep", ["--sweep", "convmixer-recipes", "--only", "baseline", *TINY_QUICK[:-1], "{quick}", "--out",
                    "{odd}/sweep-log"], {}, 1, "{odd}/sweep-log/baseline/train.log: not a regular file (a folder?), "
                                               "where this command writes one; remove it, or give another --out"),
+    *((module, [*what, *TINY_QUICK[:-1], "{quick}", "--out", "{odd}/" + out], {}, 1,
+       "{odd}/" + f"{log}: a link, where this command appends to a file of its own (it would write into "
+       "{odd}/a-file); remove it, or give another --out")
+      for module, what, out, log in (
+          ("src.sweep", ["--sweep", "convmixer-recipes", "--only", "baseline"], "sweep-log-link",
+           "sweep-log-link/baseline/train.log"),
+          ("src.reproduce", ["--only", "recipes", "--force"], "rp-log-link",
+           "rp-log-link/ConvMixer_experimentation_2/recipes/improved/train.log"))),
     ("src.notebook", ["ConvMixer_experimentation_2", "--mode", "quick", "--data", "{quick}", "--out",
                       "{odd}/nb-run-file"], {}, 1, "{odd}/nb-run-file/ConvMixer_experimentation_2/run-quick is not a "
                                                    "folder, where the notebook's run goes: remove it, or give another "

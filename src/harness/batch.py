@@ -87,7 +87,7 @@ def check_results(jobs, force):
         if job.folder.exists() and not job.folder.is_dir():
             raise UserError(f"{job.folder} is not a folder, where {job.name} writes its run: remove it, or give "
                             f"another --out")
-    check_targets([job.folder / job.log for job in jobs], "--out")  # its log, appended to
+    check_targets([job.folder / job.log for job in jobs], "--out", appended=True)
     for job in () if force else jobs:  # its run would refuse to continue it, after the others started
         why = job.stale and job.stale()
         if why:

@@ -142,10 +142,16 @@ def writable_file(path, flag, inputs=()):
     return path
 
 
-def check_targets(paths, flag):
+def check_targets(paths, flag, appended=False):
     """Before any work: none of the files a command will write is something else (a folder, a pipe),
-    which would be found only once the work is done."""
-    odd = next((Path(p) for p in paths if Path(p).exists() and not Path(p).is_file()), None)
+    which would be found only once the work is done; nor, where it appends to them (logs), a link, through
+    which it would write into another file (an image of the data, say)."""
+    paths = [Path(p) for p in paths]
+    linked = next((p for p in paths if appended and p.is_symlink()), None)
+    if linked:
+        raise UserError(f"{linked}: a link, where this command appends to a file of its own (it would write into "
+                        f"{os.readlink(linked)}); remove it, or give another {flag}")
+    odd = next((p for p in paths if p.exists() and not p.is_file()), None)
     if odd:
         raise UserError(f"{odd}: not a regular file (a folder?), where this command writes one; remove it, or give "
                         f"another {flag}")
