@@ -496,14 +496,19 @@ def test_ctrl_c_while_waiting_for_the_other_ranks_stops_the_run(tiny_cifar, tmp_
                                                         "was saved; rerun the same command to start it"), err
 
 
-@pytest.mark.parametrize("stop, code", [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
-def test_ctrl_c_or_sigterm_says_how_to_continue(stop, code, tiny_cifar, tmp_path):
+@pytest.mark.parametrize("stops, codes", [
+    ((signal.SIGINT,), {130}), ((signal.SIGTERM,), {143}),
+    # both at once: Python runs pending handlers in signal order, so either comes first; the second one found its
+    # handler set to ignore it, and Python printed that race as a traceback (probe 14)
+    ((signal.SIGTERM, signal.SIGINT), {130, 143})])
+def test_ctrl_c_or_sigterm_says_how_to_continue(stops, codes, tiny_cifar, tmp_path):
     out = tmp_path / "run"
     victim = start_cli(*tiny_args(tiny_cifar, out, epochs=50), stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     wait_until((out / "metrics.json").exists, victim)
-    victim.send_signal(stop)
+    for stop in stops:
+        victim.send_signal(stop)
     _, err = victim.communicate(timeout=PATIENCE)
-    assert victim.returncode == code, err.decode()
+    assert victim.returncode in codes, err.decode()
     lines = [line for line in err.decode().splitlines() if line.strip()]
     assert len(lines) == 1 and "Traceback" not in err.decode()
     assert lines[0].startswith("interrupted after epoch ") and lines[0].endswith("of 50; continue with --resume")

@@ -38,6 +38,20 @@ def _stop(signum, frame):
     raise KeyboardInterrupt
 
 
+class _QuietRace:
+    """sys.unraisablehook for a second signal that came with the first (SIGTERM and Ctrl-C at once): its
+    handler is already set to ignore it, which Python reports as an error nobody can catch. It is ignored,
+    as it should be; anything else goes to the hook before."""
+
+    def __init__(self, then):
+        self.then = then
+
+    def __call__(self, unraisable):
+        if not (isinstance(unraisable.exc_value, OSError) and str(unraisable.exc_value).endswith(
+                "ignored due to race condition")):
+            self.then(unraisable)
+
+
 @contextmanager
 def signals_deferred():
     """Ctrl-C or SIGTERM waits until the block ends, then acts as it would have: for steps that must not
@@ -74,6 +88,8 @@ def one_line(interrupted=lambda: "interrupted", parser=None):
     if sys.stdout is None:  # Python's stand-in for a closed stdout (>&-): every print would vanish, silently
         sys.exit("error: stdout is closed, so the command's output would be lost: send it to a file or pipe")
     _Stop.signal = None
+    if not isinstance(sys.unraisablehook, _QuietRace):  # kept to the end: the race can come while Python shuts down
+        sys.unraisablehook = _QuietRace(sys.unraisablehook)
     before = signal.signal(signal.SIGINT, _stop), signal.signal(signal.SIGTERM, _stop)  # replaces src/__init__'s
     try:
         yield
