@@ -676,10 +676,20 @@ def test_a_patch_as_large_as_the_image_is_accepted(tiny_cifar, tmp_path):
 
 def test_only_the_commands_own_leftovers_are_removed(tmp_path):
     from src.harness.checkpoint import remove_leftovers
-    for name in ("model.ptk3j2x9ab.tmp", "model.pt.mybackup.tmp", "metrics.json notes.tmp"):
+    mine = ["metrics.json notes.tmp", "model.pt.my-copy.tmp", "model.pt.mybackup.tmp"]  # 8 characters, not mkstemp's
+    for name in ("model.ptk3j2x9ab.tmp", *mine):
         (tmp_path / name).write_text("x")
-    remove_leftovers(tmp_path, ("model.pt", "metrics.json"))  # a user's notes stayed only by luck (probe 8)
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["metrics.json notes.tmp", "model.pt.mybackup.tmp"]
+    remove_leftovers(tmp_path, ("model.pt", "metrics.json"))  # a user's notes stayed only by luck (probes 8, 14)
+    assert sorted(p.name for p in tmp_path.iterdir()) == mine
+
+
+def test_a_refused_run_clears_no_leftovers(finished_run, tiny_cifar, tmp_path):
+    """Leftovers are cleared by the run that takes the folder, not by one it refuses (probe 14)."""
+    out = tmp_path / "run"
+    shutil.copytree(finished_run, out)
+    (out / "model.ptk3j2x9ab.tmp").write_text("a killed write's")
+    assert "already holds a run" in cli_error(tiny_args(tiny_cifar, out, epochs=1))
+    assert (out / "model.ptk3j2x9ab.tmp").exists()
 
 
 def test_a_file_name_of_255_bytes_is_written_and_its_leftovers_cleared(tmp_path):

@@ -92,8 +92,8 @@ def _tmp_prefix(name):
 
 def remove_leftovers(folder, names):
     """The temporary files of writes that a kill interrupted (see atomic_write); names may be patterns (*.png)."""
-    for name in names:  # mkstemp's names: NAME, 8 random characters, .tmp; a user's other .tmp files stay
-        for leftover in Path(folder).glob(f"{_tmp_prefix(name)}{'?' * 8}{TMP}"):
+    for name in names:  # mkstemp's names: NAME, 8 of its random characters, .tmp; a user's other .tmp files stay
+        for leftover in Path(folder).glob(f"{_tmp_prefix(name)}{'[a-z0-9_]' * 8}{TMP}"):
             leftover.unlink(missing_ok=True)
 
 

@@ -127,8 +127,8 @@ class RunFolder:
             self._created = next((p for p in reversed((self.out, *self.out.parents)) if not p.exists()), None)
             try:
                 self._lock = _hold(self.out)
-                ckpt.remove_leftovers(self.out, RUN_FILES)
                 self.finished = self._claim()
+                ckpt.remove_leftovers(self.out, RUN_FILES)  # once the folder is this run's: a refused run clears none
             except (UserError, DataNotFound) as err:
                 refusal = err
             except BaseException:
