@@ -5,6 +5,7 @@ Most cases call the CLI's main() in-process on the tiny class-folder copy (160 t
 PNGs); Ctrl-C is a real SIGINT to a real process.
 """
 import importlib
+import io
 import json
 import math
 import os
@@ -720,6 +721,18 @@ def test_a_command_whose_stdout_cannot_be_written_says_so(finished_run, tiny_cif
     assert done.returncode == 1 and done.stderr == ("error: stdout cannot be written (No space left on device): what "
                                                     "the command wrote to files is kept; send its output to a file or "
                                                     "pipe that takes all of it\n"), done.stderr
+
+
+def test_a_name_stdout_cannot_encode_is_printed_escaped(finished_run, tiny_cifar, tmp_path, monkeypatch):
+    """A run folder named with a byte that is not UTF-8, and a stdout that encodes strictly (PYTHONIOENCODING, a
+    locale other than C.UTF-8): the line naming it ended in UnicodeEncodeError's traceback (probe 14)."""
+    out = tmp_path / os.fsdecode(b"run\xff")
+    shutil.copytree(finished_run, out)
+    strict = io.TextIOWrapper(io.BytesIO(), encoding="utf-8")  # errors="strict", as PYTHONIOENCODING=utf-8 makes it
+    monkeypatch.setattr(sys, "stdout", strict)
+    main(tiny_args(tiny_cifar, out, "--resume", epochs=1))
+    strict.flush()
+    assert b"run\\udcff is already finished" in strict.buffer.getvalue()
 
 
 def test_a_closed_stdout_is_refused_before_any_work(tiny_cifar, tmp_path, monkeypatch):

@@ -87,6 +87,8 @@ def one_line(interrupted=lambda: "interrupted", parser=None):
     flags = None if parser is None else set(parser._option_string_actions)
     if sys.stdout is None:  # Python's stand-in for a closed stdout (>&-): every print would vanish, silently
         sys.exit("error: stdout is closed, so the command's output would be lost: send it to a file or pipe")
+    if getattr(sys.stdout, "errors", None) == "strict" and hasattr(sys.stdout, "reconfigure"):
+        sys.stdout.reconfigure(errors="backslashreplace")  # a path's undecodable bytes, a name in a strict encoding
     _Stop.signal = None
     if not isinstance(sys.unraisablehook, _QuietRace):  # kept to the end: the race can come while Python shuts down
         sys.unraisablehook = _QuietRace(sys.unraisablehook)
