@@ -1100,6 +1100,9 @@ COMMANDS = [
     ("src.evaluate", ["{odd}/text-accuracy/model.pt", "--data", "{data}"], {}, 1,
      "text-accuracy/metrics.json is not a run's metrics.json (it lacks final_test_acc)"),
     ("src.evaluate", ["{finished}/model.pt", "--data", "{data}", "--json", ""], {}, 1, "--json '': give a file name"),
+    *((module, [*head, "--data", "{data}", "--json", "{odd}/nowhere/"], {}, 1, "--json '{odd}/nowhere/': give a file "
+       "name") for module, head in (("src.evaluate", ["{finished}/model.pt"]), ("src.bench", list(TINY_BENCH)))),
+    # a trailing slash: Path drops it, and a file named like the folder was written (probe 14)
     ("src.evaluate", ["{finished}/model.pt", "--data", ""], {}, 2, "--data '': give a folder"),  # not "in ." (probe 6)
     ("src.evaluate", ["", "--data", "{data}"], {}, 2, "'': give the model.pt to evaluate"),
     ("src.evaluate", ["{finished}/model.pt", "--data", "{data}", "--json", "{finished}/model.pt"], {}, 1,
