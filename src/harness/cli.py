@@ -141,7 +141,8 @@ def describe(err, flags=None):
 def writable_file(path, flag, inputs=()):
     """Check, before any work, that a result file can be written at path without replacing a run's
     files or the command's inputs (files, or folders such as the data); returns it as a Path."""
-    if not str(path).strip() or str(path).endswith(os.sep):  # Path drops the slash: it named a file, not a folder
+    # a trailing slash names a folder: Path would drop it, and a file of the folder's name be written
+    if not str(path).strip() or str(path).endswith(os.sep):
         raise UserError(f"{flag} {str(path)!r}: give a file name")
     path = Path(path)
     if path.is_dir():
