@@ -132,7 +132,7 @@ def _progress(cfg, started):
             raise ValueError("not this run's")
         metrics = json.loads(path.read_text())
         return f"after epoch {metrics['epochs_done'] - 1} of {metrics['config']['epochs']}"
-    except (OSError, ValueError, KeyError, TypeError):
+    except (OSError, ValueError, KeyError, TypeError, RecursionError):
         return "before the first epoch ended"
 
 if __name__ == "__main__":

@@ -136,6 +136,7 @@ HOSTILE = [
     (["--out", "{finished}", "--resume", "--epochs", "1", "--data", "{damaged}"],
      "was made with another configuration (key: (then, now)): {{'data'"),
     (["--out", "{odd}/cut", "--resume"], "cut/metrics.json is not readable JSON"),
+    (["--out", "{odd}/deep", "--resume"], "deep/metrics.json is not readable JSON"),
     (["--out", "{odd}/no-weights", "--resume", "--epochs", "1"],
      "the finished run in {odd}/no-weights has no model.pt"),
     (["--out", "{odd}/cut-weights", "--resume", "--epochs", "1"],
@@ -1048,6 +1049,11 @@ def odd_runs(finished_run, tmp_path_factory):
     (root / "empty").mkdir()
     (root / "sweep" / "baseline").mkdir(parents=True)
     (root / "sweep" / "baseline" / "metrics.json").write_text("{}")
+    deep = "[" * 100_000 + "]" * 100_000  # nested past Python's recursion limit: a traceback (probe 15)
+    shutil.copytree(finished_run, root / "deep")
+    (root / "deep" / "metrics.json").write_text(deep)
+    (root / "sweep-deep" / "baseline").mkdir(parents=True)
+    (root / "sweep-deep" / "baseline" / "metrics.json").write_text(deep)
     shutil.copytree(finished_run, root / "notebooks" / "ConvMixer_experimentation_2" / "run-cpu")
     (root / "lock-folder" / ".lock").mkdir(parents=True)  # "cannot write this folder", naming none (probe 10)
     (root / "tv-corrupt" / "cifar-10-batches-py").mkdir(parents=True)  # found after the runs started (probe 10)
@@ -1078,8 +1084,8 @@ COMMANDS = [
      "model.pt does not fit this model (another model or configuration?): shape mismatch"),
     ("src.evaluate", ["{odd}/other-classes/model.pt", "--data", "{data}", "--device", "cpu"], {}, 1,
      "head.2.weight: file (100, 16) vs model (10, 16)"),
-    ("src.evaluate", ["{odd}/cut/model.pt", "--data", "{data}", "--device", "cpu"], {}, 1,
-     "cut/metrics.json is not readable JSON"),
+    *(("src.evaluate", [f"{{odd}}/{run}/model.pt", "--data", "{data}", "--device", "cpu"], {}, 1,
+       f"{run}/metrics.json is not readable JSON") for run in ("cut", "deep")),
     ("src.evaluate", ["{finished}/model.pt", "--data", "{data}", "--device", "tpu"], {}, 1,
      "--device 'tpu': expected cpu, cuda, cuda:N or auto"),
     ("src.evaluate", ["{finished}/model.pt", "--data", "{data}/nowhere", "--json", "{odd}/nowhere/e.json"], {}, 1,
@@ -1236,9 +1242,10 @@ COMMANDS = [
      "--figures {data}/test/cat: inside this command's input"),
     ("src.reproduce", ["--check-readme", "--quick", "--budget", "99"], {}, 2,
      "--check-readme runs nothing: --budget, --quick would do nothing"),
-    ("src.sweep", ["--sweep", "convmixer-recipes", "--only", "baseline", "--quick", "--device", "cpu", "--data",
-                   "{quick}", "--out", "{odd}/sweep"], {}, 1,
-     "sweep/baseline/metrics.json is not a run's metrics.json"),  # a variant's damaged file, in its table
+    *(("src.sweep", ["--sweep", "convmixer-recipes", "--only", "baseline", "--quick", "--device", "cpu", "--data",
+                     "{quick}", "--out", f"{{odd}}/{out}"], {}, 1,
+       f"{out}/baseline/metrics.json is not a run's metrics.json") for out in ("sweep", "sweep-deep")),
+    # a variant's damaged file, in its table
     *((module, [*head, "--quick", "--device", "cpu", "--data", "{data}"], {}, 2,
        "--quick uses 256 training images; --data {data} holds 160: give a larger copy")  # before any run starts
       for module, head in (("src.reproduce", []), ("src.sweep", ["--sweep", "vit-steps"]))),

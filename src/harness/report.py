@@ -31,7 +31,7 @@ def seconds(value):
     return f"{value:.1f} s" if value >= 10 else f"{value:.2f} s"
 
 
-DAMAGED = (ValueError, KeyError, TypeError, AttributeError)  # what reading a damaged result file raises
+DAMAGED = (ValueError, KeyError, TypeError, AttributeError, RecursionError)  # what a damaged result file raises
 DELETE = [(None, "delete its folder")]  # src.sweep and src.reproduce add --force where it redoes the run
 
 

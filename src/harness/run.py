@@ -248,7 +248,7 @@ def read_metrics(path):
         raise UserError(f"{path} is not a regular file", FIX_METRICS)
     try:
         metrics = json.loads(Path(path).read_text())
-    except (ValueError, UnicodeDecodeError) as err:
+    except (ValueError, RecursionError) as err:  # nested past Python's limit: RecursionError
         raise UserError(f"{path} is not readable JSON, cut short or edited ({err})", FIX_METRICS) from None
     missing = [key for key, kind in METRICS_KEYS.items()
                if not isinstance(metrics, dict) or not isinstance(metrics.get(key), kind)]

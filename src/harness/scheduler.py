@@ -39,7 +39,7 @@ def read_json(path):
     src.reproduce check their result files before any run starts, src/harness/batch.py)."""
     try:
         value = json.loads(Path(path).read_text()) if Path(path).is_file() else None  # a pipe would block
-    except (OSError, ValueError):
+    except (OSError, ValueError, RecursionError):
         return None
     return value if isinstance(value, dict) else None
 
