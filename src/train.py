@@ -10,6 +10,7 @@ can cause ends in one line on stderr and a non-zero exit.
 import argparse
 import json
 import os
+import socket
 import threading
 import time
 from pathlib import Path
@@ -91,6 +92,12 @@ def _join_process_group(cfg):
         raise UserError(f"WORLD_SIZE={env['WORLD_SIZE']} asks for distributed training, but "
                         f"{', '.join(missing) + ' not set' if missing else f'RANK={ranks[0]} is not a rank of it'}: "
                         f"launch it with torchrun, which sets them, or unset WORLD_SIZE")
+    try:  # torch would retry an address that cannot be resolved for half an hour, a warning each second
+        socket.getaddrinfo(env["MASTER_ADDR"], None)
+    except (OSError, UnicodeError) as err:
+        why = getattr(err, "strerror", None) or err
+        raise UserError(f"MASTER_ADDR={env['MASTER_ADDR']} cannot be resolved: check the master address torchrun was "
+                        f"given, or unset WORLD_SIZE to train in one process ({why})")
     failed = []
 
     def join():

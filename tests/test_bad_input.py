@@ -1298,6 +1298,10 @@ COMMANDS = [
     ("src.train", ["--data", "{data}", "--out", "{odd}/never", "--device", "cpu"], {"WORLD_SIZE": "2"}, 1,
      "WORLD_SIZE=2 asks for distributed training, but RANK, LOCAL_RANK, MASTER_ADDR, MASTER_PORT not set: launch it "
      "with torchrun, which sets them, or unset WORLD_SIZE"),  # torch's traceback (probe 10)
+    ("src.train", ["--data", "{data}", "--out", "{odd}/never", "--device", "cpu"],
+     {"WORLD_SIZE": "2", "RANK": "0", "LOCAL_RANK": "0", "MASTER_ADDR": "nohost.invalid", "MASTER_PORT": "29579"}, 1,
+     "MASTER_ADDR=nohost.invalid cannot be resolved: check the master address torchrun was given, or unset "
+     "WORLD_SIZE to train in one process ("),  # torch retried it for half an hour (probe 15)
     *((module, [*argv, "--device", "cpu", "--data", "{odd}/tv-corrupt", "--out", "{odd}/never"], {}, 1,
        "{odd}/tv-corrupt/cifar-10-batches-py is incomplete or corrupt (data_batch_1 is missing or not CIFAR-10's): "
        "point --data at a good copy") for module, argv in (  # found once the runs had started (probe 10)
