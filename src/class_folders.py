@@ -16,18 +16,20 @@ IMAGE_SUFFIXES = {".jpg", ".jpeg", ".jpe", ".jfif", ".png"}
 OTHER_IMAGES = {".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm", ".pbm", ".jp2", ".heic", ".heif", ".avif",
                 ".jxl", ".ico", ".svg", ".exr", ".hdr", ".dib", ".pnm", ".sr", ".ras"}
 
+WHOLE_COPY = [("--data", "point --data at a whole copy"), (None, "use a whole copy")]
+
 
 def image_files(split_dir):
     """[(label, path)] of a class-folder split, checked (the ten classes, none empty), in class order."""
     found = sorted(p.name for p in split_dir.iterdir() if p.is_dir() and not p.name.startswith("."))  # not data
     if sorted(found) != sorted(CLASSES):
         raise UserError(f"{split_dir} must hold exactly the 10 CIFAR-10 class folders "
-                        f"{list(CLASSES)}; found {found}")
+                        f"{list(CLASSES)}; found {found}", WHOLE_COPY)
     files = []
     for label, name in enumerate(CLASSES):
         paths = sorted(images_in(split_dir / name))
         if not paths:
-            raise UserError(f"class folder {split_dir / name} holds no JPEG or PNG image")
+            raise UserError(f"class folder {split_dir / name} holds no JPEG or PNG image", WHOLE_COPY)
         files += [(label, p) for p in paths]
     return files
 
