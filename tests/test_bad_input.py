@@ -136,6 +136,9 @@ HOSTILE = [
     (["--out", "{finished}", "--resume", "--epochs", "1", "--data", "{damaged}"],
      "was made with another configuration (key: (then, now)): {{'data'"),
     (["--out", "{odd}/cut", "--resume"], "cut/metrics.json is not readable JSON"),
+    (["--out", "{odd}/ckpt-other-run", "--resume", "--epochs", "1"], "ckpt-other-run/checkpoint.pt was not saved by "
+     "the run its metrics.json records (another configuration): pass --overwrite to train the run again, or give "
+     "another --out"),  # each of the two advised the other's --seed, endlessly (probe 16)
     (["--out", "{odd}/deep", "--resume"], "deep/metrics.json is not readable JSON"),
     (["--out", "{odd}/no-weights", "--resume", "--epochs", "1"],
      "the finished run in {odd}/no-weights has no model.pt"),
@@ -962,6 +965,7 @@ def odd_runs(finished_run, tmp_path_factory):
     moments = saved["optimizer"]["state"][0]
     for name, state in {"stopped": saved, "ckpt-int": 5, "ckpt-epoch-text": {**saved, "epoch": "x"},
                         "ckpt-epoch-99": {**saved, "epoch": 99}, "ckpt-rng": {**saved, "rng": bad_rng},
+                        "ckpt-other-run": {**saved, "config": {**saved["config"], "seed": 5}},  # another run's
                         "ckpt-optimizer": {**saved, "optimizer": {"state": {}, "param_groups": []}},
                         "ckpt-history-nan": {**saved, "history": {**saved["history"], "train_loss": [math.nan]}},
                         "ckpt-moment-shape": optimizer({"exp_avg": torch.zeros(1)}),
@@ -1034,6 +1038,7 @@ def odd_runs(finished_run, tmp_path_factory):
     (root / "cut-weights" / "model.pt").write_bytes(whole[:500])
     (root / "half-weights" / "model.pt").write_bytes(whole[:len(whole) // 2])  # torch.load: "[Errno 22] Invalid ..."
     (root / "a-file").write_text("not a folder")
+    os.symlink(root / "a-file", root / "json-link")  # --json replaced the link, /dev/stdout as root (probe 16)
     (root / "sweep-table" / "table.md").mkdir(parents=True)  # found after the runs (probe 6)
     (root / "nb-metrics" / "ConvMixer_experimentation_2" / "run-quick" / "metrics.json").mkdir(parents=True)
     shutil.copytree(finished_run, root / "sweep-stale" / "improved")  # made with other flags (probe 6)
@@ -1109,6 +1114,9 @@ COMMANDS = [
     ("src.evaluate", ["{finished}/model.pt", "--data", "{data}", "--json", ""], {}, 1, "--json '': give a file name"),
     *((module, [*head, "--data", "{data}", "--json", "{odd}/nowhere/"], {}, 1, "--json '{odd}/nowhere/': give a file "
        "name") for module, head in (("src.evaluate", ["{finished}/model.pt"]), ("src.bench", list(TINY_BENCH)))),
+    *((module, [*head, "--data", "{data}", "--json", "{odd}/json-link"], {}, 1, "--json {odd}/json-link: a link (to "
+       "{odd}/a-file), which writing would replace; give the file's own path")
+      for module, head in (("src.evaluate", ["{finished}/model.pt"]), ("src.bench", list(TINY_BENCH)))),
     # a trailing slash: Path drops it, and a file named like the folder was written (probe 14)
     ("src.evaluate", ["{finished}/model.pt", "--data", ""], {}, 2, "--data '': give a folder"),  # not "in ." (probe 6)
     ("src.evaluate", ["", "--data", "{data}"], {}, 2, "'': give the model.pt to evaluate"),

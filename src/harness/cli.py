@@ -145,6 +145,9 @@ def writable_file(path, flag, inputs=()):
     if not str(path).strip() or str(path).endswith(os.sep):
         raise UserError(f"{flag} {str(path)!r}: give a file name")
     path = Path(path)
+    if path.is_symlink():  # the file is replaced whole, so the link would be (/dev/stdout, as root)
+        raise UserError(f"{flag} {path}: a link (to {os.readlink(path)}), which writing would replace; give the "
+                        f"file's own path")
     if path.is_dir():
         raise UserError(f"{flag} {path}: is a folder; give a file name")
     if path.name in RUN_FILES or any(within(path, Path(other)) for other in inputs):

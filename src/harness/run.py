@@ -177,7 +177,12 @@ class RunFolder:
                 raise UserError(f"--data {cfg.data} holds other images than when the run in {out} started "
                                 f"({'; '.join(changed)}): restore them, or pass --overwrite to train the run again")
         if cfg.resume and "checkpoint.pt" in held:  # a damaged one is named before the data is read
-            ckpt.check_state(out / "checkpoint.pt", ckpt.load(out / "checkpoint.pt"), self.identity, cfg.epochs)
+            state = ckpt.load(out / "checkpoint.pt")
+            saved = state.get("config") if isinstance(state, dict) else None
+            if metrics and isinstance(saved, dict) and fingerprint(saved) != fingerprint(metrics["config"]):
+                raise UserError(f"{out / 'checkpoint.pt'} was not saved by the run its metrics.json records (another "
+                                f"configuration): pass --overwrite to train the run again, or give another --out")
+            ckpt.check_state(out / "checkpoint.pt", state, self.identity, cfg.epochs)
         if metrics:
             then = metrics["config"].get("workers")
             if cfg.loader == "reference" and then != cfg.workers:
