@@ -140,6 +140,8 @@ HOSTILE = [
      "the run its metrics.json records (another configuration): pass --overwrite to train the run again, or give "
      "another --out"),  # each of the two advised the other's --seed, endlessly (probe 16)
     (["--out", "{odd}/deep", "--resume"], "deep/metrics.json is not readable JSON"),
+    (["--out", "{odd}/config-text", "--resume", "--epochs", "1"], "the run in {odd}/config-text records dim as '16', "
+     "which no flag gives (an edited file?): pass --overwrite, or give another --out"),
     (["--out", "{odd}/no-weights", "--resume", "--epochs", "1"],
      "the finished run in {odd}/no-weights has no model.pt"),
     (["--out", "{odd}/cut-weights", "--resume", "--epochs", "1"],
@@ -1009,6 +1011,10 @@ def odd_runs(finished_run, tmp_path_factory):
                        "acc-bool": {"final_test_acc": True}, "epochs-huge": {"epochs_done": 10**30}}.items():  # 7
         shutil.copytree(finished_run, root / name)
         (root / name / "metrics.json").write_text(json.dumps({**metrics, **edit}))
+    shutil.copytree(root / "stopped", root / "config-text")  # its advice named the flag already given (probe 17)
+    stopped = json.loads((root / "stopped" / "metrics.json").read_text())
+    (root / "config-text" / "metrics.json").write_text(json.dumps({**stopped, "config": {**stopped["config"],
+                                                                                       "dim": "16"}}))
     shutil.copytree(finished_run, root / "data-number")  # (probe 6)
     (root / "data-number" / "metrics.json").write_text(json.dumps({**metrics, "config": {**metrics["config"],
                                                                                          "data": 5}}))

@@ -143,10 +143,21 @@ def check_config(source, saved, now):
     """A run continues only with the settings it was made with: name every one that differs."""
     if saved != now:
         diff = {k: (saved.get(k), now.get(k)) for k in sorted(set(saved) | set(now)) if saved.get(k) != now.get(k)}
+        edited = next((k for k, (then, value) in diff.items() if _other_type(then, value)), None)
+        if edited:  # its flag would read the same as the one given: advice to give it would go round in a loop
+            raise UserError(f"{source} records {edited} as {diff[edited][0]!r}, which no flag gives (an edited "
+                            f"file?)", (("--overwrite", "pass --overwrite"), ("--out", "give another --out")))
         then = ", ".join(_as_flag(k, then) for k, (then, _) in diff.items())
         raise UserError(f"{source} was made with another configuration (key: (then, now)): {diff}", (
             (tuple("--" + k.replace("_", "-") for k in diff), f"continue it as it was made ({then})"),
             ("--overwrite", "pass --overwrite"), ("--out", "give another --out")))
+
+
+def _other_type(then, now):
+    """A recorded value of another JSON type than the value given ('32' for 32): this code never writes one."""
+    numbers = (int, float)
+    return None not in (then, now) and type(then) is not type(now) and not (
+        type(then) in numbers and type(now) in numbers)
 
 
 def _as_flag(name, value):
