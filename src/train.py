@@ -8,7 +8,6 @@ Under `torchrun --nproc_per_node N` it trains with DistributedDataParallel. Ever
 can cause ends in one line on stderr and a non-zero exit.
 """
 import argparse
-import json
 import os
 import socket
 import threading
@@ -18,7 +17,7 @@ from pathlib import Path
 import torch.distributed as dist
 
 from .harness.config import OPTIONS, Config, resolve
-from .harness.checkpoint import fate, stamps
+from .harness.checkpoint import fate, json_in, stamps
 from .harness.cli import RUN_FILES, one_line
 from .harness.errors import UserError
 
@@ -137,9 +136,9 @@ def _progress(cfg, started):
         path = Path(cfg.out) / "metrics.json"
         if not path.is_file() or (not cfg.resume and path.stat().st_mtime < started):
             raise ValueError("not this run's")
-        metrics = json.loads(path.read_text())
+        metrics = json_in(path)
         return f"after epoch {metrics['epochs_done'] - 1} of {metrics['config']['epochs']}"
-    except (OSError, ValueError, KeyError, TypeError, RecursionError):
+    except (OSError, ValueError, KeyError, TypeError):
         return "before the first epoch ended"
 
 if __name__ == "__main__":

@@ -1,5 +1,6 @@
 """Checkpoints that survive a kill mid-write and load without running pickled code."""
 import errno
+import json
 import fcntl
 import math
 import os
@@ -68,6 +69,15 @@ def _discard(tmp):
 def write_text(path, text, flag="--out"):
     """A text file (a report, a table, a notebook) written whole or not at all; a full disk names it."""
     atomic_write(path, lambda f: f.write(text.encode(errors="surrogateescape")), flag)
+
+
+def json_in(path, **options):
+    """The JSON in a run's file, for its readers: one nested past Python's recursion limit is damaged JSON
+    like any other (ValueError), not a RecursionError that each reader would have to expect."""
+    try:
+        return json.loads(Path(path).read_text(), **options)
+    except RecursionError:
+        raise ValueError("nested too deeply") from None
 
 
 def busy(folder, lock=".lock"):

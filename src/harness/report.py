@@ -4,10 +4,9 @@ fresh reproduction. `python -m src.reproduce --check-readme` fails when the READ
 what the files give.
 """
 import difflib
-import json
 from pathlib import Path
 
-from .checkpoint import write_text
+from .checkpoint import json_in, write_text
 from .config import BY_NAME
 from .errors import UserError
 from ..models import label
@@ -31,14 +30,14 @@ def seconds(value):
     return f"{value:.1f} s" if value >= 10 else f"{value:.2f} s"
 
 
-DAMAGED = (ValueError, KeyError, TypeError, AttributeError, RecursionError)  # what a damaged result file raises
+DAMAGED = (ValueError, KeyError, TypeError, AttributeError)  # what reading a damaged result file raises
 DELETE = [(None, "delete its folder")]  # src.sweep and src.reproduce add --force where it redoes the run
 
 
 def _read(path):
     if not Path(path).is_file():  # a pipe would block the read for good
         raise ValueError("not a regular file")
-    return json.loads(Path(path).read_text(), parse_constant=int)  # int() refuses NaN and Infinity: damage too
+    return json_in(path, parse_constant=int)  # int() refuses NaN and Infinity: damage too
 
 
 def load_run(path):

@@ -252,8 +252,8 @@ def read_metrics(path):
     if not Path(path).is_file():  # a pipe would block the read for good
         raise UserError(f"{path} is not a regular file", FIX_METRICS)
     try:
-        metrics = json.loads(Path(path).read_text())
-    except (ValueError, RecursionError) as err:  # nested past Python's limit: RecursionError
+        metrics = ckpt.json_in(path)
+    except ValueError as err:
         raise UserError(f"{path} is not readable JSON, cut short or edited ({err})", FIX_METRICS) from None
     missing = [key for key, kind in METRICS_KEYS.items()
                if not isinstance(metrics, dict) or not isinstance(metrics.get(key), kind)]

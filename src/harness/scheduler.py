@@ -5,7 +5,6 @@ A run rewrites its metrics.json and checkpoint after every epoch, so the schedul
 per epoch by reading that file, can stop runs when the budget runs out (the next call continues
 them from their checkpoints) and skips runs whose finished results already exist.
 """
-import json
 import os
 import re
 import shlex
@@ -21,7 +20,7 @@ from pathlib import Path
 import psutil
 
 from ..train import config_from_args
-from .checkpoint import changed_images, whole
+from .checkpoint import changed_images, json_in, whole
 from .config import fingerprint, resolve
 from .errors import DataNotFound, UserError
 from .executor import SHARED_DEVICE
@@ -38,8 +37,8 @@ def read_json(path):
     """The JSON object in path; None where there is none (no file, not one, or damaged: src.sweep and
     src.reproduce check their result files before any run starts, src/harness/batch.py)."""
     try:
-        value = json.loads(Path(path).read_text()) if Path(path).is_file() else None  # a pipe would block
-    except (OSError, ValueError, RecursionError):
+        value = json_in(path) if Path(path).is_file() else None  # a pipe would block
+    except (OSError, ValueError):
         return None
     return value if isinstance(value, dict) else None
 
