@@ -24,4 +24,5 @@ model, history = run(cfg)
 torch.save(model.state_dict(), f"{out}/rank{rank}.pt")
 with open(f"{out}/rank{rank}.json", "w") as f:
     json.dump(history.to_dict(), f)
+dist.barrier()  # neither rank tears gloo down while the other still talks to it (once, rank 1 aborted there)
 dist.destroy_process_group()
