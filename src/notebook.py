@@ -31,7 +31,7 @@ from .harness.cli import check_matplotlib, check_targets, one_line, os_problem, 
 from .harness.config import BY_NAME, DEFAULT_DATA, Config, model_overrides, resolve
 from .harness.errors import UserError
 from .harness.machine import check_device
-from .harness.run import RUN_FILES, RunFolder, held, image_counts
+from .harness.run import RUN_FILES, RunFolder, held, held_metrics, image_counts
 from .models import create_model, hyper_parameters, label
 from .trainers import KNOTS, TRAINERS
 from .harness.executor import execute, plural
@@ -254,6 +254,8 @@ def main(argv=None):
         odd = next((run / name for name in saved if not (run / name).is_file()), None)  # neither flag would help
         if odd:
             raise UserError(f"{odd} is not a regular file (a folder or pipe?): remove it, or give another --out")
+        if not args.overwrite:
+            held_metrics(run, saved)
         if saved and not (args.resume or args.overwrite):
             raise UserError(f"{run} already holds a run ({', '.join(saved)}): pass --resume to continue it, "
                             f"--overwrite to replace it, or another --out")

@@ -127,6 +127,9 @@ HOSTILE = [
     (["--out", "{odd}/data-number", "--resume"], "data-number/metrics.json is not a run's metrics.json (its config is "
                                                  "damaged: expected str, bytes or os.PathLike object, not int)"),
     (["--resume", "--overwrite"], "--resume and --overwrite contradict each other"),
+    *((["--out", "{odd}/users-metrics", *resume], "users-metrics/metrics.json is not a run's metrics.json (it lacks "
+       "finished, epochs_done, final_test_acc, config, model, history): pass --overwrite to replace it, or give "
+       "another --out") for resume in ([], ["--resume"])),  # advised --resume, then to resume from no checkpoint
     (["--data", "{data}/nowhere"], "{data}/nowhere does not exist: point --data (CIFAR10_DIR in the notebooks) at "
                                    "a copy, or pass --download"),
     (["--out", "{finished}"], "{finished} already holds a run (metrics.json, checkpoint.pt, model.pt): pass "
@@ -1020,6 +1023,8 @@ def odd_runs(finished_run, tmp_path_factory):
                                                                                          "data": 5}}))
     shutil.copytree(finished_run, root / "not-metrics")
     (root / "not-metrics" / "metrics.json").write_text('{"finished": true}')
+    (root / "users-metrics").mkdir()  # a user's own file, no run beside it (probe 18)
+    (root / "users-metrics" / "metrics.json").write_text('{"a": 1}')
     shutil.copytree(finished_run, root / "nan-weights")  # a diverged run's weights
     weights = torch.load(root / "nan-weights" / "model.pt")
     torch.save({k: v.float().fill_(math.nan) if v.is_floating_point() else v for k, v in weights.items()},
@@ -1032,7 +1037,12 @@ def odd_runs(finished_run, tmp_path_factory):
     damaged = {"list": "[1]", "config-list": '{"finished": true, "config": [1]}', "other": '{"x": 1}',
                "text-acc": json.dumps({**metrics, "final_test_acc": "0.5"}),
                "nan-acc": json.dumps({**metrics, "final_test_acc": float("nan")}),  # JSON's NaN
-               "negative-acc": json.dumps({**metrics, "final_test_acc": -0.5})}  # "-50.00%" in table.md (probe 7)
+               "negative-acc": json.dumps({**metrics, "final_test_acc": -0.5}),  # "-50.00%" in table.md (probe 7)
+               "negative-epochs": json.dumps({**metrics, "epochs_done": -1}),  # skipped as finished (probe 18)
+               "bool-epochs": json.dumps({**metrics, "epochs_done": True}),
+               "epochs-past": json.dumps({**metrics, "finished": False, "epochs_done": 99}),  # refused mid-sweep
+               "finished-short": json.dumps({**metrics, "config": {**metrics["config"],
+                                                                 "epochs": metrics["epochs_done"] + 1}})}
     for name, text in damaged.items():  # a sweep's damaged variant (S10j-m)
         (root / f"sweep-{name}" / "baseline").mkdir(parents=True)
         (root / f"sweep-{name}" / "baseline" / "metrics.json").write_text(text)
@@ -1047,6 +1057,8 @@ def odd_runs(finished_run, tmp_path_factory):
     os.symlink(root / "a-file", root / "json-link")  # --json replaced the link, /dev/stdout as root (probe 16)
     (root / "sweep-table" / "table.md").mkdir(parents=True)  # found after the runs (probe 6)
     (root / "nb-metrics" / "ConvMixer_experimentation_2" / "run-quick" / "metrics.json").mkdir(parents=True)
+    (root / "nb-users" / "ConvMixer_experimentation_2" / "run-quick").mkdir(parents=True)  # advised --resume (probe 18)
+    (root / "nb-users" / "ConvMixer_experimentation_2" / "run-quick" / "metrics.json").write_text('{"a": 1}')
     shutil.copytree(finished_run, root / "sweep-stale" / "improved")  # made with other flags (probe 6)
     (root / "sweep-log" / "baseline" / "train.log").mkdir(parents=True)  # "[Errno 21]" (probe 8)
     for log in (root / "sweep-log-link" / "baseline", root / "rp-log-link" / "ConvMixer_experimentation_2" / "recipes"
@@ -1168,6 +1180,9 @@ COMMANDS = [
                       "{odd}/nb-metrics"], {}, 1, "{odd}/nb-metrics/ConvMixer_experimentation_2/run-quick/metrics.json "
                                                   "is not a regular file (a folder or pipe?): remove it, or give "
                                                   "another --out"),  # not --resume/--overwrite, in the kernel (probe 7)
+    ("src.notebook", ["ConvMixer_experimentation_2", "--mode", "quick", "--data", "{quick}", "--out", "{odd}/nb-users"],
+     {}, 1, "run-quick/metrics.json is not a run's metrics.json (it lacks finished, epochs_done, final_test_acc, "
+            "config, model, history): pass --overwrite to replace it, or give another --out"),
     ("src.notebook", ["ConvMixer_experimentation_2", "--mode", "quick"], {"NOTEBOOK_DEVICE": "tpu"}, 1,
      "NOTEBOOK_DEVICE 'tpu': expected cpu, cuda, cuda:N or auto"),  # not --device, which was not given (probe 8)
     ("src.notebook", ["ConvMixer_experimentation_2", "--mode", "quick"], {"CIFAR10_DIR": ""}, 1,
@@ -1186,7 +1201,8 @@ COMMANDS = [
      "--conv-vs-linear times a random batch: --recipe would do nothing"),  # (B19)
     *(("src.sweep", ["--sweep", "convmixer-recipes", "--only", "baseline", *TINY_QUICK[:-1], "{quick}", "--out",
                      f"{{odd}}/sweep-{name}"], {}, 1, f"sweep-{name}/baseline/metrics.json is not a run's metrics.json")
-      for name in ("list", "config-list", "other", "text-acc", "nan-acc", "negative-acc")),  # before any run (S10j-m)
+      for name in ("list", "config-list", "other", "text-acc", "nan-acc", "negative-acc", "negative-epochs",
+                   "bool-epochs", "epochs-past", "finished-short")),  # before any run (S10j-m, probe 18)
     ("src.sweep", ["--sweep", "vit-steps", *TINY_QUICK[:-1], "{quick}", "--out", "{odd}/a-file/sweep"], {}, 1,
      "--out {odd}/a-file/sweep: {odd}/a-file is not a folder this command can write into"),
     ("src.reproduce", ["--check-readme", "--readme", "{data}/test/cat/0000.png"], {}, 1,

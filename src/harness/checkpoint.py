@@ -80,6 +80,16 @@ def json_in(path, **options):
         raise ValueError("nested too deeply") from None
 
 
+def epochs_problem(done, epochs, finished=False):
+    """Why a metrics.json's epochs_done of epochs is none a run writes (None where it is), for every reader
+    of one: src.train and src.notebook, which continue runs, and the tables, which skip finished ones."""
+    if not all(isinstance(n, int) and not isinstance(n, bool) for n in (done, epochs)) or not 1 <= done <= epochs:
+        return f"epochs_done {done!r} of {epochs!r} epochs"
+    if finished is True and done != epochs:
+        return f"finished after epochs_done {done} of {epochs} epochs"
+    return None
+
+
 def busy(folder, lock=".lock"):
     """Another process holds the folder's lock (src/harness/run.py's RunFolder) right now."""
     try:

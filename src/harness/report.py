@@ -6,7 +6,7 @@ what the files give.
 import difflib
 from pathlib import Path
 
-from .checkpoint import json_in, write_text
+from .checkpoint import epochs_problem, json_in, write_text
 from .config import BY_NAME
 from .errors import UserError
 from ..models import label
@@ -46,6 +46,9 @@ def load_run(path):
         run = _flat(_read(path), path)
         if not all(0 <= run[key] <= 1 for key in ("test_acc", "train_acc")):
             raise ValueError(f"accuracies {run['test_acc']!r}, {run['train_acc']!r} outside 0..1")
+        wrong = epochs_problem(run["epochs_done"], run["epochs"], run["finished"])
+        if wrong:  # a finished run of -1 epochs was skipped and shown (probe 18)
+            raise ValueError(wrong)
         return common_cells(run) and run  # the numbers are numbers
     except DAMAGED as err:
         raise UserError(f"{path} is not a run's metrics.json ({type(err).__name__}: {err})", DELETE) from None

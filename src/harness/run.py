@@ -31,6 +31,7 @@ from ..trainers.engine import is_main_process
 METRICS_KEYS = {"finished": bool, "epochs_done": int, "final_test_acc": (int, float), "config": dict, "model": dict,
                 "history": dict}  # what a run's metrics.json holds, at least
 FIX_METRICS = (("--resume", "delete it to resume from checkpoint.pt"), *ckpt.REMAKE)  # a metrics.json unread
+NOT_A_RUN = (("--overwrite", "pass --overwrite to replace it"), ("--out", "give another --out"))  # nor a checkpoint
 LOCK = ".lock"  # held while a process writes the run; gone when none does
 TEST_BATCH_FACTOR = 4  # the test pass keeps no activations for backward: bigger batches, fewer steps
 
@@ -161,8 +162,8 @@ class RunFolder:
                     not (out / name).is_file() and name != "metrics.json"), None)  # which has its own line
         if odd:
             raise UserError(f"{odd} is not a regular file (a folder or pipe?): remove it, or give another --out")
-        metrics = read_metrics(out / "metrics.json") if cfg.resume and "metrics.json" in held else None
-        if metrics and metrics["finished"]:
+        metrics = held_metrics(out, held) if not cfg.overwrite else None
+        if metrics and metrics["finished"] and cfg.resume:
             return self._finished_run(metrics)
         if held and not (cfg.resume or cfg.overwrite):
             raise UserError(f"{out} already holds a run ({', '.join(held)}): pass --resume to continue it, "
@@ -247,27 +248,36 @@ class RunFolder:
                   f"{sum(steady) / len(steady):.2f} s on average", flush=True)
 
 
-def read_metrics(path):
+def held_metrics(folder, held):
+    """The metrics.json among the run files folder holds (None if none), read before --resume is advised: one
+    that is no run's is named as such, and resuming from checkpoint.pt is advised only where there is one."""
+    if "metrics.json" in held:
+        return read_metrics(folder / "metrics.json", FIX_METRICS if "checkpoint.pt" in held else NOT_A_RUN)
+    return None
+
+
+def read_metrics(path, advice=FIX_METRICS):
     """A run's metrics.json; one line naming the file when it is not one."""
     if not Path(path).is_file():  # a pipe would block the read for good
-        raise UserError(f"{path} is not a regular file", FIX_METRICS)
+        raise UserError(f"{path} is not a regular file", advice)
     try:
         metrics = ckpt.json_in(path)
     except ValueError as err:
-        raise UserError(f"{path} is not readable JSON, cut short or edited ({err})", FIX_METRICS) from None
+        raise UserError(f"{path} is not readable JSON, cut short or edited ({err})", advice) from None
     missing = [key for key, kind in METRICS_KEYS.items()
                if not isinstance(metrics, dict) or not isinstance(metrics.get(key), kind)]
     if missing:
-        raise UserError(f"{path} is not a run's metrics.json (it lacks {', '.join(missing)})", FIX_METRICS)
+        raise UserError(f"{path} is not a run's metrics.json (it lacks {', '.join(missing)})", advice)
     accuracy, done, epochs = metrics["final_test_acc"], metrics["epochs_done"], metrics["config"].get("epochs")
     if isinstance(accuracy, bool) or not (math.isfinite(accuracy) and 0 <= accuracy <= 1):  # NaN parses as a float
-        raise UserError(f"{path} is not a run's metrics.json (final_test_acc {accuracy!r} is no accuracy)", FIX_METRICS)
-    if isinstance(done, bool) or not isinstance(epochs, int) or not 1 <= done <= epochs:
-        raise UserError(f"{path} is not a run's metrics.json (epochs_done {done!r} of {epochs!r} epochs)", FIX_METRICS)
+        raise UserError(f"{path} is not a run's metrics.json (final_test_acc {accuracy!r} is no accuracy)", advice)
+    wrong = ckpt.epochs_problem(done, epochs, metrics["finished"])
+    if wrong:
+        raise UserError(f"{path} is not a run's metrics.json ({wrong})", advice)
     try:
         fingerprint(metrics["config"])
     except (TypeError, ValueError, OSError) as err:
-        raise UserError(f"{path} is not a run's metrics.json (its config is damaged: {err})", FIX_METRICS) from None
+        raise UserError(f"{path} is not a run's metrics.json (its config is damaged: {err})", advice) from None
     return metrics
 
 
