@@ -10,6 +10,7 @@ import json
 import math
 import os
 import struct
+import zipfile
 import zlib
 import shutil
 import signal
@@ -169,6 +170,9 @@ HOSTILE = [
     *((["--out", "{odd}/" + name, *how, "--epochs", "1"], f"{name}/checkpoint.pt is not a regular file (a folder or "
        f"pipe?): remove it, or give another --out") for name in ("ckpt-folder", "ckpt-pipe")
       for how in (["--resume"], ["--overwrite"])),  # before the data is read (probe 6)
+    *((["--out", "{odd}/" + name, "--resume", "--epochs", "1"], f"{name}/{file} is damaged: a checksum of its contents "
+       f"fails (a byte changed on the disk or in a copy): pass --overwrite to train the run again")
+      for name, file in (("flipped-ckpt", "checkpoint.pt"), ("flipped-weights", "model.pt"))),  # read whole (probe 19)
     (["--out", "{odd}/ckpt-nan", "--resume", "--epochs", "1"], "ckpt-nan/checkpoint.pt holds weights that are not "
      "finite (stem.0.weight, stem.0.bias, stem.2.weight and 17 more): pass --overwrite to train the run again"),
     (["--out", "{odd}/stopped", "--resume", "--epochs", "1", "--seed", "5"],
@@ -673,6 +677,15 @@ def test_a_wrapper_run_stopped_after_its_last_checkpoint_resumes(tiny_cifar, tmp
     assert (out / "model.pt").is_file() and json.loads((out / "metrics.json").read_text())["finished"]
 
 
+def test_a_run_on_cpu_0_continues(odd_runs, tiny_cifar, tmp_path):
+    """cpu:0 names the CPU: torch.load could not map a checkpoint onto "cpu:0", so a run stopped there was called
+    unreadable, and --overwrite advised (probe 19)."""
+    out = tmp_path / "run"
+    shutil.copytree(odd_runs / "stopped", out)
+    main(tiny_args(tiny_cifar, out, "--device", "cpu:0", "--resume", epochs=1))
+    assert (out / "model.pt").is_file() and json.loads((out / "metrics.json").read_text())["finished"]
+
+
 def test_a_refused_run_leaves_no_folder_it_made(damaged_cifar, tmp_path):
     """Its parents neither (probe 8: --out NEW/a/b left NEW/a behind)."""
     assert "0003.png is damaged" in cli_error(tiny_args(damaged_cifar, tmp_path / "new" / "a" / "b"))
@@ -938,6 +951,19 @@ def test_a_full_disk_while_drawing_figures_leaves_no_partial_file(finished_run, 
     assert not figures.exists()
 
 
+def flip_a_tensor_byte(path):
+    """Change one byte in the middle of the largest tensor torch.save stored in path (uncompressed)."""
+    with zipfile.ZipFile(path) as saved:
+        entry = max((i for i in saved.infolist() if "/data/" in i.filename), key=lambda i: i.file_size)
+    with open(path, "r+b") as f:
+        f.seek(entry.header_offset + 26)
+        name_length, extra_length = struct.unpack("<HH", f.read(4))
+        f.seek(entry.header_offset + 30 + name_length + extra_length + entry.file_size // 2)
+        byte = f.read(1)[0]
+        f.seek(-1, os.SEEK_CUR)
+        f.write(bytes([byte ^ 0x10]))
+
+
 @pytest.fixture(scope="module")
 def odd_runs(finished_run, tmp_path_factory):
     """Folders beside a real run's metrics.json whose model.pt is not that run's weights, or whose
@@ -1023,6 +1049,10 @@ def odd_runs(finished_run, tmp_path_factory):
                                                                                          "data": 5}}))
     shutil.copytree(finished_run, root / "not-metrics")
     (root / "not-metrics" / "metrics.json").write_text('{"finished": true}')
+    shutil.copytree(root / "stopped", root / "flipped-ckpt")  # one byte of a tensor changed: only its checksum
+    shutil.copytree(finished_run, root / "flipped-weights")  # says so; torch reads it as it is (probe 19)
+    for saved in (root / "flipped-ckpt" / "checkpoint.pt", root / "flipped-weights" / "model.pt"):
+        flip_a_tensor_byte(saved)
     (root / "users-metrics").mkdir()  # a user's own file, no run beside it (probe 18)
     (root / "users-metrics" / "metrics.json").write_text('{"a": 1}')
     shutil.copytree(finished_run, root / "nan-weights")  # a diverged run's weights
@@ -1144,6 +1174,8 @@ COMMANDS = [
      "--json {odd}/cut/metrics.json: would replace a run's file"),
     ("src.evaluate", ["{finished}/model.pt", "--data", "{data}", "--json", "{data}/test/cat/0000.png"], {}, 1,
      "would replace a run's file or this command's input"),
+    ("src.evaluate", ["{odd}/flipped-weights/model.pt", "--data", "{data}"], {}, 1,
+     "flipped-weights/model.pt is damaged: a checksum of its contents fails"),  # evaluated as whole (probe 19)
     ("src.evaluate", ["{odd}/int-weights/model.pt", "--data", "{data}"], {}, 1,
      "int-weights/model.pt holds no weights (a dict of dense tensors): is it a model.pt written by a run?"),
     *(("src.evaluate", ["{odd}/" + name + "/model.pt", "--data", "{data}"], {}, 1, f"{name}/model.pt holds no weights "
