@@ -139,6 +139,11 @@ def claim(cfg):
     return settings
 
 
+def written_beside(folder, name):
+    """The files a notebook writes whole beside its run: itself, executed, and its figures."""
+    return [folder / f"{name}.ipynb", *(folder.glob("*.png") if folder.is_dir() else ())]
+
+
 def settings_table(s):
     """Every value a resolved config gives the run, in words, as a markdown table."""
     sizes = hyper_parameters(s.model, **model_overrides(s))
@@ -246,7 +251,7 @@ def main(argv=None):
             p.error(f"--out {out or ROOT}: the notebook would write {Path(out or ROOT) / args.name}, inside --data "
                     f"{data_root}; give a folder outside the data")
         folder = writable_folder(Path(out or ROOT) / args.name, "--out")
-        check_targets([folder / f"{args.name}.ipynb", *(folder.glob("*.png") if folder.is_dir() else ())], "--out")
+        check_targets(written_beside(folder, args.name), "--out")
         sizes = [data.split_size(data_root, train, Path(data_root) == Path(DEFAULT_DATA)) for train in (True, False)]
         if run.exists() and not run.is_dir():
             raise UserError(f"{run} is not a folder, where the notebook's run goes: remove it, or give another --out")

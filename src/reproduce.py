@@ -22,9 +22,9 @@ import sys
 from pathlib import Path
 
 from .harness.checkpoint import remove_leftovers, write_text
-from .harness.cli import check_matplotlib, one_line, usable_path
+from .harness.cli import check_matplotlib, check_targets, one_line, usable_path
 from .harness.config import BY_NAME
-from .notebook import MODES, NOTEBOOKS
+from .notebook import MODES, NOTEBOOKS, written_beside
 from .harness.report import check_readme, report, write_readme
 from .harness.batch import add_arguments, check_batches, check_results, interrupted, settle, summary
 from .harness.run import held
@@ -119,6 +119,7 @@ def notebook_job(name, args, out, mode):
              *(("--out", portable(out)) if out != ROOT else ()))
     run = folder / f"run-{mode}"
     return Job(f"{name}/run-{mode}", "src.notebook", flags, run, log="notebook.log", **batch_of(args),
+               writes=tuple(written_beside(folder, name)),
                stale=lambda: held_run(run, images)[1] or _other_data(run / "metrics.json", args.given_data),
                done=lambda: _notebook_done(folder / f"{name}.ipynb", run / "metrics.json", mode) and held_run(
                    run, images)[0] and _made_on(run / "metrics.json", args.given_data))
@@ -179,6 +180,8 @@ def run_all(args, p):
 
     jobs = [job for step, planned in plan(args, out, mode).items() if step in steps for job in planned]
     redo = check_results(jobs, args.force)  # before any run starts; --force redoes damaged results
+    if out != ROOT:
+        check_targets([out / "report.md"], "--out")  # a pipe there was replaced by the report (probe 19)
     check_batches(jobs, args.given_data, args.force)
 
     def write_report(job=None):

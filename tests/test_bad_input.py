@@ -1053,6 +1053,11 @@ def odd_runs(finished_run, tmp_path_factory):
     shutil.copytree(finished_run, root / "flipped-weights")  # says so; torch reads it as it is (probe 19)
     for saved in (root / "flipped-ckpt" / "checkpoint.pt", root / "flipped-weights" / "model.pt"):
         flip_a_tensor_byte(saved)
+    (root / "rp-nb" / "ConvMixer_experimentation_1" / "ConvMixer_experimentation_1.ipynb").mkdir(parents=True)
+    (root / "rp-png" / "ViT_with_convolution").mkdir(parents=True)
+    os.mkfifo(root / "rp-png" / "ViT_with_convolution" / "curves.png")
+    (root / "rp-report").mkdir()
+    os.mkfifo(root / "rp-report" / "report.md")
     (root / "users-metrics").mkdir()  # a user's own file, no run beside it (probe 18)
     (root / "users-metrics" / "metrics.json").write_text('{"a": 1}')
     shutil.copytree(finished_run, root / "nan-weights")  # a diverged run's weights
@@ -1243,6 +1248,12 @@ COMMANDS = [
      "--mode full trains on batches of 512; {data} holds 160 training images"),  # before a kernel starts
     ("src.reproduce", [*TINY_QUICK[:-1], "{quick}", "--only", "bench", "--out", "{odd}/rp"], {}, 1,
      "bench/bench.json is not a bench.json of src.bench"),  # (RP25)
+    *(("src.reproduce", [*TINY_QUICK[:-1], "{quick}", "--only", only, "--force", "--out", f"{{odd}}/rp-{case}"], {},
+       1, f"rp-{case}/{target}: not a regular file (a folder?), where this command writes one; remove it, or give "
+       f"another --out") for case, only, target in (
+          ("nb", "notebooks", "ConvMixer_experimentation_1/ConvMixer_experimentation_1.ipynb"),  # found by its run,
+          ("png", "notebooks,bench", "ViT_with_convolution/curves.png"),  # once the others had run
+          ("report", "bench", "report.md"))),  # a pipe there was replaced (probe 19)
     ("src.reproduce", [*TINY_QUICK[:-1], "{quick}", "--only", "recipes", "--out", "{odd}/rp"], {}, 1,
      "improved/metrics.json is not a run's metrics.json (TypeError: list indices must be integers or slices, not str): "
      "delete its folder, or pass --force to redo its run"),  # advice that works (RP24: --force, below)

@@ -88,6 +88,7 @@ def check_results(jobs, force):
             raise UserError(f"{job.folder} is not a folder, where {job.name} writes its run: remove it, or give "
                             f"another --out")
     check_targets([job.folder / job.log for job in jobs], "--out", appended=True)
+    check_targets([path for job in jobs for path in job.writes], "--out")  # else found by a run, once others ran
     for job in () if force else jobs:  # its run would refuse to continue it, after the others started
         why = job.stale and job.stale()
         if why:

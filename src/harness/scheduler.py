@@ -75,6 +75,7 @@ class Job:
     result: str = "metrics.json"  # the file in folder that the tables read
     batch: int = 0                # its batch and training images (None: the whole split), checked up front
     images: int = None
+    writes: tuple = ()            # other files it writes whole (an executed notebook, figures), checked up front
 
     def is_done(self):
         return self.done() if self.done else finished(self.folder / "metrics.json")
