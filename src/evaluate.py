@@ -1,5 +1,5 @@
-"""Check a saved model without training (as timm's validate.py): test accuracy with and without
-flip averaging, accuracy per class and the confusion matrix.
+"""Check a saved model without training (as timm's validate.py): test accuracy on the image alone, with
+flip averaging, and with flips and one-pixel shifts (six views), accuracy per class and the confusion matrix.
 
     python -m src.evaluate ConvMixer_experimentation_2/run-full/model.pt --data ../shared/cifar10-jpeg
 
@@ -94,17 +94,18 @@ def load_model(weights):
 
 
 def evaluate(weights, model, metrics, data_root, device="cpu", batch_size=1000):
-    """A dict: accuracy with and without flip averaging, per class, and the confusion matrix of the
-    model load_model(weights) gave, with its metrics."""
+    """A dict: accuracy on the image alone, with flip averaging and with six views (Step.views), per class,
+    and the confusion matrix of the model load_model(weights) gave, with its metrics."""
     from . import data
 
     test = data.cifar10(data_root, train=False, transform=data.test_transforms())
     loader = torch.utils.data.DataLoader(test, batch_size=batch_size)
     plain = predict(model, loader, device)
     flipped = predict(model, loader, device, Step(tta_flip=True))
+    shifted = predict(model, loader, device, Step(tta_flip=True, tta_translate=True))
     matrix = confusion_matrix(*plain.predictions)
     return {"weights": str(weights), "data": data.source(data_root), "test_images": len(test),
-            "accuracy": accuracy(plain), "accuracy_flip": accuracy(flipped),
+            "accuracy": accuracy(plain), "accuracy_flip": accuracy(flipped), "accuracy_six_views": accuracy(shifted),
             "per_class": {name: matrix[i, i] / max(matrix[i].sum(), 1) for i, name in enumerate(data.CLASSES)},
             "confusion_matrix": matrix.tolist(), "recorded_test_acc": metrics.get("final_test_acc")}
 
@@ -119,7 +120,8 @@ def learned_figures(model, data_root, folder, images=4):
 def report(result):
     from .data import CLASSES
     lines = [f"{result['weights']} on {result['test_images']:,} test images ({result['data']}): "
-             f"accuracy {100 * result['accuracy']:.2f}%, with flip averaging {100 * result['accuracy_flip']:.2f}%"]
+             f"accuracy {100 * result['accuracy']:.2f}%, with flip averaging {100 * result['accuracy_flip']:.2f}%, "
+             f"with flips and one-pixel shifts (6 views) {100 * result['accuracy_six_views']:.2f}%"]
     if result["recorded_test_acc"] is not None:
         lines.append(f"the run recorded {100 * result['recorded_test_acc']:.2f}% (with its own test-time settings)")
     lines.append("per class: " + ", ".join(f"{name} {100 * acc:.1f}%" for name, acc in result["per_class"].items()))

@@ -154,8 +154,10 @@ def settings_table(s):
     knots = " → ".join(f"{lr:.3g} at epoch {epoch:g}" for epoch, lr in KNOTS[s.trainer](s.lr_max, s.epochs, s.warmup))
     rand = f"RandAugment ({s.randaugment[0]} ops, magnitude {s.randaugment[1]}), " if s.randaugment else ""
     clip = f"; gradient norm clipped at {s.grad_clip:g}" if s.grad_clip else ""
+    views = [*(["the mirror image's"] if s.tta_flip else []),
+             *(["those of each view shifted a pixel up-left and down-right"] if s.tta_translate else [])]
     tested = (f"an EMA of the weights (decay {s.ema:g})" if s.ema else "the weights") + (
-        ", logits averaged with the mirror image's" if s.tta_flip else ", on the image alone")
+        f", logits averaged with {' and '.join(views)}" if views else ", on the image alone")
     workers = f" ({s.workers} workers)" if s.loader == "reference" else ""
     rows = [
         ("model", f"`{s.model}`: {label(s.model, **model_overrides(s))}, "

@@ -41,6 +41,13 @@ def test_resume_fingerprint_covers_model_schedule_and_optimizer_but_not_logistic
     assert not keys & {"out", "workers", "device", "resume", "overwrite", "precision"}
 
 
+def test_a_run_recorded_before_an_option_existed_ran_with_its_default():
+    recorded = fingerprint(resolve(Config(device="cpu")))
+    del recorded["tta_translate"]  # as metrics.json files written before it was added hold it
+    assert fingerprint(recorded) == fingerprint(resolve(Config(device="cpu")))
+    assert fingerprint(recorded) != fingerprint(resolve(Config(device="cpu", tta_translate=True)))
+
+
 def test_auto_on_cpu_and_defaults_filled_in():
     cfg = resolve(Config())
     if not torch.cuda.is_available():

@@ -87,6 +87,7 @@ def test_evaluate_cli_reproduces_the_runs_accuracy(tiny_cifar, tmp_path, capsys)
     assert set(result["per_class"]) == {"airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse",
                                         "ship", "truck"}
     assert f"accuracy {100 * result['accuracy']:.2f}%" in printed and "confusion matrix" in printed
+    assert f"(6 views) {100 * result['accuracy_six_views']:.2f}%" in printed
     with pytest.raises(SystemExit) as missing:
         evaluate_main([str(tmp_path / "nothing.pt"), "--data", str(tiny_cifar)])
     assert missing.value.code == f"error: no weights at {tmp_path / 'nothing.pt'}: give the model.pt of a finished run"

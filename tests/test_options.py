@@ -184,6 +184,30 @@ def test_tta_flip_is_flip_invariant_and_averages_logits():
     assert abs(plain.evaluate([(x, y)])[0] - plain.evaluate([(x.flip(-1), y)])[0]) > 1e-4
 
 
+def test_tta_translate_averages_six_views_shifted_a_pixel_with_reflected_edges():
+    x = torch.arange(2 * 3 * 4 * 5, dtype=torch.float32).reshape(2, 3, 4, 5)
+    views = Step(tta_flip=True, tta_translate=True).views(x)
+    assert len(views) == 6 and all(v.shape == x.shape for v in views)
+    assert torch.equal(views[0], x) and torch.equal(views[1], x.flip(-1))
+    down_right, up_left = views[2], views[3]  # of the image; views[4:] the same of its mirror
+    assert torch.equal(down_right[..., 1:, 1:], x[..., :-1, :-1])
+    assert torch.equal(up_left[..., :-1, :-1], x[..., 1:, 1:])
+    assert torch.equal(down_right[..., 0, 1:], x[..., 1, :-1])  # the row above the image is its second row
+    assert torch.equal(up_left[..., -1, :-1], x[..., -2, 1:])
+    assert torch.equal(views[4][..., 1:, 1:], x.flip(-1)[..., :-1, :-1])
+    assert len(Step(tta_translate=True).views(x)) == 3 and len(Step().views(x)) == 1
+
+    model = linear_model()  # on 3x8x8 images
+    images, y = concat(batches(2, 6, seed=3))
+    engine = Engine(model, sgd(model, 0.0), step=Step(tta_flip=True, tta_translate=True))
+    loss, acc, _ = engine.evaluate([(images, y)])
+    model.eval()
+    with torch.no_grad():
+        logits = sum(model(v) for v in Step(tta_flip=True, tta_translate=True).views(images)) / 6
+    assert loss == pytest.approx(nn.functional.cross_entropy(logits, y).item(), rel=1e-6)
+    assert acc == pytest.approx((logits.argmax(1) == y).float().mean().item())
+
+
 # ---------------------------------------------------------------------------- label smoothing
 
 @pytest.mark.parametrize("smoothing", [0.0, 0.1, 0.3])
@@ -480,8 +504,8 @@ def test_randaugment_reaches_the_reference_loader(tmp_path):
 
 # ---------------------------------------------------------------------------- recipes
 
-TRICKS_OFF = dict(label_smoothing=0.0, ema=0.0, tta_flip=False, grad_clip=0.0, randaugment=None, decay_norms=True,
-                  warmup=2 / 5, beta2=0.999)
+TRICKS_OFF = dict(label_smoothing=0.0, ema=0.0, tta_flip=False, tta_translate=False, grad_clip=0.0, randaugment=None,
+                  decay_norms=True, warmup=2 / 5, beta2=0.999)
 
 
 @pytest.mark.parametrize("model, lr_max, wd", [("convmixer_256_8", 0.01, 0.01), ("vit_seed", 0.001, 0.05)])

@@ -119,6 +119,8 @@ OPTIONS = (
            "optimisation", FRACTION, float, resume=True, recipe=True),
     Option("tta_flip", False, "average the logits of each test image and its mirror", "optimisation",
            resume=True, recipe=True),
+    Option("tta_translate", False, "also average those of each view shifted a pixel up-left and down-right (as "
+           "airbench)", "optimisation", resume=True, recipe=True),
     Option("grad_clip", 0.0, "clip the gradient norm to this value (0: no clipping)", "optimisation", Allowed(0),
            float, resume=True, recipe=True),
     Option("randaugment", None, "torchvision's RandAugment before the original augmentation (reference loader)",
@@ -251,9 +253,10 @@ RESUME_KEYS = tuple(o.name for o in OPTIONS if o.resume)  # what a run is: --res
 
 def fingerprint(cfg):
     """The values a run resumed must keep, of a Config or a dict (metrics.json's config), as JSON holds
-    them (tuples become lists); the data as an absolute path, however it was written."""
+    them (tuples become lists); the data as an absolute path, however it was written. A run recorded
+    before an option existed ran with its default."""
     values = cfg if isinstance(cfg, dict) else asdict(cfg)
-    values = json.loads(json.dumps({name: values.get(name) for name in RESUME_KEYS}))
+    values = json.loads(json.dumps({name: values.get(name, BY_NAME[name].default) for name in RESUME_KEYS}))
     return {**values, "data": str(Path(values["data"]).resolve()) if values.get("data") else None}
 
 

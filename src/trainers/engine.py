@@ -154,10 +154,8 @@ class Engine:
 
     def logits(self, net, x):
         with self.step.autocast(self.device):
-            out = net(x).float()
-            if self.step.tta_flip:
-                out = (out + net(x.flip(-1)).float()) / 2
-        return out
+            views = self.step.views(x)
+            return sum(net(v).float() for v in views) / len(views)
 
     def fit(self, train_loader, test_loader, epochs, *, checkpoint=None, resume=False, wrap=None, on_batch=None,
             on_epoch=None):

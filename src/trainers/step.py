@@ -18,10 +18,22 @@ class Step:
     grad_clip: float = 0.0       # clip the gradient norm to this; 0: no clipping
     ema: float = 0.0             # evaluate an EMA of the weights with this decay; 0: none
     tta_flip: bool = False       # average the logits of each test image and its mirror
+    tta_translate: bool = False  # and of each view shifted a pixel up-left and down-right
 
     @classmethod
     def of(cls, cfg):
         return cls(**{f.name: getattr(cfg, f.name) for f in fields(cls)})
+
+    def views(self, x):
+        """The test-time views of a batch whose logits are averaged: the images, their mirrors (tta_flip), and
+        each of those shifted a pixel up-left and down-right, edges reflected (tta_translate: airbench's six views,
+        weighted equally)."""
+        views = [x, x.flip(-1)] if self.tta_flip else [x]
+        if self.tta_translate:
+            h, w = x.shape[-2:]
+            padded = [torch.nn.functional.pad(v, (1, 1, 1, 1), mode="reflect") for v in views]
+            views += [p[..., d:d + h, d:d + w] for p in padded for d in (0, 2)]
+        return views
 
     def amp_dtype(self, device):
         return AMP[self.precision] if torch.device(device).type == "cuda" else None
