@@ -1179,6 +1179,10 @@ COMMANDS = [
      "--json {odd}/cut/metrics.json: would replace a run's file"),
     ("src.evaluate", ["{finished}/model.pt", "--data", "{data}", "--json", "{data}/test/cat/0000.png"], {}, 1,
      "would replace a run's file or this command's input"),
+    *((module, [*args, "--data", "{data}", "--compile"], {"CXX": "no-such-compiler"}, 1, "--compile: torch.compile "
+       "builds CPU kernels with a C++ compiler, and there is no no-such-compiler here (CXX): install one, or drop "
+       "--compile") for module, args in (("src.train", ["--device", "cpu", "--out", "{odd}/compile"]),
+                                         ("src.bench", TINY_BENCH))),  # inductor's traceback, mid-epoch (probe 20)
     ("src.evaluate", ["{odd}/flipped-weights/model.pt", "--data", "{data}"], {}, 1,
      "flipped-weights/model.pt is damaged: a checksum of its contents fails"),  # evaluated as whole (probe 19)
     ("src.evaluate", ["{odd}/int-weights/model.pt", "--data", "{data}"], {}, 1,

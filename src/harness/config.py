@@ -15,7 +15,7 @@ import torch
 from .checkpoint import busy
 from .cli import RUN_FILES, os_problem, within
 from .errors import UserError
-from .machine import check_device, check_memory, precision
+from .machine import check_compiler, check_device, check_memory, precision
 from ..models import MODELS, create_model, hyper_parameters, variant
 from ..recipes import RECIPES, recipe
 from ..trainers import TRAINERS
@@ -209,6 +209,8 @@ def resolve(cfg):
     elif values["workers"] is None:
         values["workers"] = WORKERS
     values.update({name: cuda if values[name] is None else values[name] for name in ("channels_last", "compile")})
+    if values["compile"]:
+        check_compiler(values["device"])
     if values["resume"] and values["overwrite"]:
         raise UserError("--resume and --overwrite contradict each other: continue the run or replace it")
     values["out"] = values["out"] or f"runs/{values['model']}-{values['trainer']}-{values['recipe']}"

@@ -2,6 +2,7 @@
 how metrics.json and the bench name the hardware and the code they ran on."""
 import os
 import platform
+import shutil
 import subprocess
 from pathlib import Path
 
@@ -81,6 +82,17 @@ def check_device(name, flag="--device"):
     if device.type == "cuda" and device.index is not None and device.index >= torch.cuda.device_count():
         raise UserError(f"{flag} {name}: there are only {torch.cuda.device_count()} CUDA devices")
     return str(device)
+
+
+def check_compiler(device):
+    """torch.compile builds its CPU kernels with a C++ compiler, found as inductor finds it ($CXX, else g++): one
+    line before any work, not inductor's page of traceback in the first epoch (probe 20)."""
+    if device.startswith("cuda"):
+        return
+    compiler = os.environ.get("CXX") or "g++"
+    if not shutil.which(compiler):
+        raise UserError(f"--compile: torch.compile builds CPU kernels with a C++ compiler, and there is no "
+                        f"{compiler} here{' (CXX)' if os.environ.get('CXX') else ''}: install one, or drop --compile")
 
 
 def precision(precision, device):
