@@ -677,6 +677,26 @@ def test_a_wrapper_run_stopped_after_its_last_checkpoint_resumes(tiny_cifar, tmp
     assert (out / "model.pt").is_file() and json.loads((out / "metrics.json").read_text())["finished"]
 
 
+def test_a_stopped_run_whose_checkpoint_is_another_runs_is_refused_before_any_run(odd_runs):
+    """src.sweep and src.reproduce asked only that a stopped run's checkpoint be whole: its own src.train refused
+    it, once the other runs had trained (probe 20)."""
+    from src.harness.scheduler import held_run
+    assert held_run(odd_runs / "ckpt-other-run", None) == (
+        False, "its checkpoint.pt was not saved by the run its metrics.json records")
+    assert held_run(odd_runs / "stopped", None) == (False, None)  # its own: continued
+
+
+@pytest.mark.parametrize("spec", ["{", "{}"])
+def test_a_damaged_python3_kernelspec_is_passed_over(tmp_path, monkeypatch, spec):
+    """Not JSON, or no argv: a traceback before any notebook ran (probe 20); the command's own kernelspec runs."""
+    from src.harness.executor import kernel_manager
+    (tmp_path / "kernels" / "python3").mkdir(parents=True)
+    (tmp_path / "kernels" / "python3" / "kernel.json").write_text(spec)
+    monkeypatch.setenv("JUPYTER_PATH", str(tmp_path))
+    with kernel_manager() as manager:
+        assert manager.kernel_name == "this-python"
+
+
 def test_a_run_on_cpu_0_continues(odd_runs, tiny_cifar, tmp_path):
     """cpu:0 names the CPU: torch.load could not map a checkpoint onto "cpu:0", so a run stopped there was called
     unreadable, and --overwrite advised (probe 19)."""
@@ -1102,6 +1122,10 @@ def odd_runs(finished_run, tmp_path_factory):
         os.symlink(root / "a-file", log / "train.log")
     (root / "nb-run-file" / "ConvMixer_experimentation_2").mkdir(parents=True)
     (root / "nb-run-file" / "ConvMixer_experimentation_2" / "run-quick").write_text("not a folder")  # in the kernel
+    for loop in (root / "sweep-loop" / "improved", root / "rp-loop" / "ViT_with_convolution" / "run-quick",
+                 root / "rp-bench-loop" / "ConvMixer_experimentation_2" / "bench" / "bench.json"):
+        loop.parent.mkdir(parents=True)  # a run's folder or result that is a link to itself: a traceback (probe 20)
+        os.symlink(loop.name, loop)
     (root / "sweep-file").mkdir()
     (root / "sweep-file" / "baseline").write_text("not a folder")  # a bare "[Errno 17] File exists" (probe 6)
     os.symlink("loop", root / "loop")  # a link to itself: the OS cannot look up anything through it
@@ -1183,6 +1207,12 @@ COMMANDS = [
        "builds CPU kernels with a C++ compiler, and there is no no-such-compiler here (CXX): install one, or drop "
        "--compile") for module, args in (("src.train", ["--device", "cpu", "--out", "{odd}/compile"]),
                                          ("src.bench", TINY_BENCH))),  # inductor's traceback, mid-epoch (probe 20)
+    ("src.sweep", ["--sweep", "vit-steps", *TINY_QUICK[:-1], "{quick}", "--out", "{odd}/sweep-loop"], {}, 1,
+     "vit-steps/improved: --out {odd}/sweep-loop/improved: Too many levels of symbolic links; give another path"),
+    *(("src.reproduce", [*TINY_QUICK[:-1], "{quick}", "--only", only, "--out", f"{{odd}}/{out}"], {}, 1,
+       f"{{odd}}/{out}/{target}: Too many levels of symbolic links; remove it, or give another --out")
+      for out, only, target in (("rp-loop", "notebooks", "ViT_with_convolution/run-quick"),
+                                ("rp-bench-loop", "bench", "ConvMixer_experimentation_2/bench/bench.json"))),
     ("src.evaluate", ["{odd}/flipped-weights/model.pt", "--data", "{data}"], {}, 1,
      "flipped-weights/model.pt is damaged: a checksum of its contents fails"),  # evaluated as whole (probe 19)
     ("src.evaluate", ["{odd}/int-weights/model.pt", "--data", "{data}"], {}, 1,

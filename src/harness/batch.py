@@ -7,7 +7,7 @@ import time
 from pathlib import Path
 
 from ..data import split_size
-from .cli import check_targets, number, usable_path, within, writable_folder
+from .cli import check_targets, number, os_problem, usable_path, within, writable_folder
 from .errors import UserError
 from .machine import check_device
 from .report import damage
@@ -73,6 +73,9 @@ def check_results(jobs, force):
     """Before any run starts: the result file (metrics.json, bench.json) of each job, which the table or
     report reads, must be whole; --force redoes their runs instead. Returns the files the report leaves out
     while they are still damaged (those --force redoes)."""
+    for path in (path for job in jobs for path in (job.folder, job.folder / job.result)):
+        if os_problem(path):  # a loop of links (probe 20)
+            raise UserError(f"{path}: {os_problem(path)}; remove it, or give another --out")
     files = frozenset(job.folder / job.result for job in jobs)
     for path in () if force else sorted(files):
         err = (path.exists() or path.is_symlink()) and damage(path)

@@ -46,7 +46,7 @@ def kernel_manager():
 
     try:
         argv0 = KernelSpecManager().get_kernel_spec("python3").argv[0]
-    except NoSuchKernel:
+    except (NoSuchKernel, ValueError, LookupError, TypeError, OSError):  # none, or a kernel.json damaged (probe 20)
         argv0 = None
     if argv0 and (argv0 == sys.executable or (os.path.isabs(argv0) and os.path.samefile(argv0, sys.executable))):
         yield KernelManager(kernel_name="python3")

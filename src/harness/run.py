@@ -179,8 +179,7 @@ class RunFolder:
                                 f"({'; '.join(changed)}): restore them, or pass --overwrite to train the run again")
         if cfg.resume and "checkpoint.pt" in held:  # a damaged one is named before the data is read
             state = ckpt.load(out / "checkpoint.pt")
-            saved = state.get("config") if isinstance(state, dict) else None
-            if metrics and isinstance(saved, dict) and fingerprint(saved) != fingerprint(metrics["config"]):
+            if metrics and another_runs(state, metrics):
                 raise UserError(f"{out / 'checkpoint.pt'} was not saved by the run its metrics.json records (another "
                                 f"configuration): pass --overwrite to train the run again, or give another --out")
             ckpt.check_state(out / "checkpoint.pt", state, self.identity, cfg.epochs)
@@ -246,6 +245,13 @@ class RunFolder:
             steady = history.epoch_time[1:]
             print(f"torch.compile: the first epoch took {history.epoch_time[0]:.1f} s (compiling), the others "
                   f"{sum(steady) / len(steady):.2f} s on average", flush=True)
+
+
+def another_runs(state, metrics):
+    """A checkpoint saved by another run than the one metrics.json records (another configuration): it
+    cannot continue that run, and its settings and the metrics' would advise each other endlessly."""
+    saved = state.get("config") if isinstance(state, dict) else None
+    return isinstance(saved, dict) and fingerprint(saved) != fingerprint(metrics["config"])
 
 
 def held_metrics(folder, held):

@@ -20,13 +20,13 @@ from pathlib import Path
 import psutil
 
 from ..train import config_from_args
-from .checkpoint import changed_images, json_in, whole
+from .checkpoint import changed_images, json_in, load, whole
 from .config import fingerprint, resolve
 from .errors import DataNotFound, UserError
 from .executor import SHARED_DEVICE
 from .machine import all_cores
 from .cli import signals_deferred
-from .run import RUN_FILES, split_counts
+from .run import RUN_FILES, another_runs, split_counts
 
 ROOT = Path(__file__).resolve().parents[2]
 STOP_GRACE = 10  # seconds a stopped run gets to save and say where it stopped, before it is killed
@@ -54,7 +54,10 @@ def _numbers(*values):
 def portable(path):
     """A path as the commands and logs show it: relative to the repository root where it is
     near it (../shared/cifar10-jpeg), else absolute, so committed logs name no home folder."""
-    path = Path(path).resolve()
+    try:
+        path = Path(path).resolve()
+    except (OSError, RuntimeError):  # a loop of links: batch.check_results refuses it, before any run (probe 20)
+        path = Path(os.path.abspath(path))
     relative = os.path.relpath(path, ROOT)
     return relative if not relative.startswith(os.path.join("..", "..")) else str(path)
 
@@ -126,6 +129,12 @@ def held_run(folder, images, wanted=None):
     finished = metrics.get("finished") is True
     why = "other flags made it" if not made else "other data made it" if images and changed_images(
         metrics.get("data"), images) else weights_gone(folder, "model.pt" if finished else "checkpoint.pt")
+    if not (finished or why) and (folder / "checkpoint.pt").exists():  # its run would refuse it, once others ran
+        try:
+            foreign = another_runs(load(folder / "checkpoint.pt"), metrics)
+        except (AttributeError, TypeError, ValueError) as err:  # unreadable (a UserError), or a damaged config
+            return False, getattr(err, "what", f"its metrics.json's config is damaged ({err})")
+        why = "its checkpoint.pt was not saved by the run its metrics.json records" if foreign else None
     return finished and not why, why
 
 
