@@ -1208,7 +1208,7 @@ COMMANDS = [
        "--compile") for module, args in (("src.train", ["--device", "cpu", "--out", "{odd}/compile"]),
                                          ("src.bench", TINY_BENCH))),  # inductor's traceback, mid-epoch (probe 20)
     ("src.sweep", ["--sweep", "vit-steps", *TINY_QUICK[:-1], "{quick}", "--out", "{odd}/sweep-loop"], {}, 1,
-     "vit-steps/improved: --out {odd}/sweep-loop/improved: Too many levels of symbolic links; give another path"),
+     "sweep-loop/improved: Too many levels of symbolic links; give another path"),  # the path as portable() has it
     *(("src.reproduce", [*TINY_QUICK[:-1], "{quick}", "--only", only, "--out", f"{{odd}}/{out}"], {}, 1,
        f"{{odd}}/{out}/{target}: Too many levels of symbolic links; remove it, or give another --out")
       for out, only, target in (("rp-loop", "notebooks", "ViT_with_convolution/run-quick"),
