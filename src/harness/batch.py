@@ -74,8 +74,8 @@ def check_results(jobs, force):
     report reads, must be whole; --force redoes their runs instead. Returns the files the report leaves out
     while they are still damaged (those --force redoes)."""
     for path in (path for job in jobs for path in (job.folder, job.folder / job.result)):
-        if os_problem(path):  # a loop of links (probe 20)
-            raise UserError(f"{path}: {os_problem(path)}; remove it, or give another --out")
+        if why := os_problem(path):  # a loop of links (probe 20)
+            raise UserError(f"{path}: {why}; remove it, or give another --out")
     files = frozenset(job.folder / job.result for job in jobs)
     for path in () if force else sorted(files):
         err = (path.exists() or path.is_symlink()) and damage(path)

@@ -73,9 +73,9 @@ def check_device(name, flag="--device"):
         device = None
     if device is None or device.type not in ("cpu", "cuda"):
         raise UserError(f"{flag} {name!r}: expected cpu, cuda, cuda:N or auto")
-    if device.type == "cpu" and device.index:
-        raise UserError(f"{flag} {name}: a CPU has no index; use {flag} cpu")
     if device.type == "cpu":
+        if device.index:
+            raise UserError(f"{flag} {name}: a CPU has no index; use {flag} cpu")
         return "cpu"  # cpu:0 too: torch.load cannot map a checkpoint onto "cpu:0" (probe 19)
     if device.type == "cuda" and not torch.cuda.is_available():
         raise UserError(f"{flag} {name}: no CUDA GPU is available here; use {flag} cpu")

@@ -102,8 +102,10 @@ def train_job(name, folder, flags, cpu_bound=False):
     with _quiet_exit(f"{name}: "):
         cfg = resolve(config_from_args(args))
     wanted, images, folder = fingerprint(cfg), images_in(cfg.data, cfg.download), Path(folder)
+    # a stopped run is not done, so done() never loads its checkpoint; stale() does, once, before any run
     return Job(name, "src.train", args, folder, cpu_bound=cpu_bound, batch=cfg.batch_size, images=cfg.train_subset,
-               done=lambda: held_run(folder, images, wanted)[0], stale=lambda: held_run(folder, images, wanted)[1])
+               done=lambda: finished(folder / "metrics.json") and held_run(folder, images, wanted)[0],
+               stale=lambda: held_run(folder, images, wanted)[1])
 
 
 def images_in(data, download=False):
