@@ -35,6 +35,12 @@ def _label_tiles(ax, count, size, labels, axis):
     (ax.set_xticks if axis == "x" else ax.set_yticks)(ticks, labels, fontsize=7)
 
 
+def confusion_matrix(targets, preds, num_classes=10):
+    """Counts of (true, predicted) pairs: rows are true classes, columns predictions."""
+    targets, preds = (np.asarray(torch.as_tensor(t).cpu()).astype(np.int64).ravel() for t in (targets, preds))
+    return np.bincount(targets * num_classes + preds, minlength=num_classes ** 2).reshape(num_classes, num_classes)
+
+
 # ConvMixer
 
 def depthwise_kernels(model):
@@ -175,16 +181,20 @@ def plot_class_attention(images, attentions, mean, std, heads=None, path=None):
     return _finish(fig, path)
 
 
-def plot_attention_distance(distances, path=None):
+def plot_attention_distance(distances, uniform=None, path=None):
     """Every head's mean attention distance (dots) per block: early heads that look both near and
-    far, late heads that look far, is the ViT paper's reading."""
+    far, late heads that look far, is the ViT paper's reading. `uniform` (uniform_attention_distance)
+    draws what a head that looks everywhere alike would score: heads on that line learned no locality."""
     distances = np.stack([np.asarray(torch.as_tensor(d).cpu()) for d in distances])
     blocks = np.arange(1, len(distances) + 1)
     fig, ax = plt.subplots(figsize=(5, 4))
     for block, heads in zip(blocks, distances):
         ax.scatter(np.full(len(heads), block), heads, s=18, color="tab:blue", alpha=0.7)
+    if uniform is not None:
+        ax.axhline(uniform, color="gray", linestyle="--", label=f"uniform attention ({uniform:.1f} px)")
+        ax.legend(loc="lower right", fontsize=8)
     ax.set(xlabel="block", ylabel="mean attention distance (pixels)", xticks=blocks,
-           ylim=(0, 1.1 * distances.max() or 1), title="mean attention distance per head")  # one token: all 0
+           ylim=(0, 1.1 * max(distances.max(), uniform or 0) or 1), title="mean attention distance per head")  # one token: all 0
     ax.grid(alpha=0.3)
     return _finish(fig, path)
 
@@ -202,7 +212,8 @@ def _mixer_figures(model):
 def _vit_figures(model, images):
     _, attentions = record_attention(model, images)
     return dict(zip(VIT_FIGURES, (plot_class_attention(images, attentions, MEAN, STD),
-                                  plot_attention_distance(attention_distances(model, attentions)),
+                                  plot_attention_distance(attention_distances(model, attentions),
+                                                          uniform_distance(model)),
                                   plot_position_similarity(model))))
 
 
@@ -212,6 +223,12 @@ def attention_distances(model, attentions):
     return [mean_attention_distance(a, model.image_size // patch_size, patch_size) for a in attentions]
 
 
+def uniform_distance(model):
+    """uniform_attention_distance on the model's patch grid: the reference line of the distance figure."""
+    patch_size = model.to_patch_embedding[0].axes_lengths["p1"]
+    return uniform_attention_distance(model.image_size // patch_size, patch_size)
+
+
 def test_images(data_root, n=4):
     """n test images of several classes (a fixed spread over the split), normalised as a model sees them."""
     from . import data
@@ -219,7 +236,7 @@ def test_images(data_root, n=4):
     return torch.stack([test[i][0] for i in range(len(test))])
 
 
-def save_figures(model, test_images, folder, flag="--figures"):
+def save_figures(model, test_images, folder):
     """Write what a trained model learned as PNGs into `folder`; return their paths. ConvMixer:
     kernels and patch filters; ConvViT: attention on `test_images` (a few normalised images) and
     position similarity."""
@@ -229,7 +246,7 @@ def save_figures(model, test_images, folder, flag="--figures"):
     folder.mkdir(parents=True, exist_ok=True)
     try:
         for name, fig in figures.items():
-            _finish(fig, folder / name, flag)  # whole or not at all
+            _finish(fig, folder / name)  # whole or not at all
             paths.append(folder / name)
     finally:
         for fig in figures.values():

@@ -1,18 +1,17 @@
 """The whole dataset as one uint8 tensor on the device, augmented there per batch (airbench's idea).
 
-The reference path (`data.loaders`) decodes and augments every image in Python worker processes;
-on a fast GPU that, not the model, is the bottleneck. Here the images are uploaded once and each
-batch is augmented with a few vectorised tensor ops. The augmentation is the same as
-`data.train_transforms()` (pad 4 with the mean pixel -> random 32x32 crop -> horizontal flip ->
-one 16x16 mean-filled hole -> Normalize), only the random numbers come from torch, not numpy.
+The reference path (`data.loaders`) augments every image in Python worker processes; on a fast GPU
+that, not the model, is the bottleneck. Here the images are uploaded once and each batch is augmented
+with a few vectorised tensor ops, the same as `data.train_transforms()` (RandAugment if asked for,
+pad with the mean pixel -> random 32x32 crop -> horizontal flip -> one 16x16 mean-filled hole ->
+Normalize); only the random numbers come from torch, not numpy.
 """
-from __future__ import annotations
-
 import math
 
 import torch
 
 from .data import FLIP_P, HOLE, HOLE_P, MEAN, PAD, STD, mean_pixel
+from .gpu_augment import rand_augment
 
 
 def augment(images, crop_yx, flip, hole_yx, hole_on, mean_pixel, pad=PAD, hole=HOLE):
@@ -56,14 +55,14 @@ class GPULoader:
     keep the disjoint shards perm[rank::world_size]."""
 
     def __init__(self, dataset, batch_size, train, device="cpu", mean=MEAN, std=STD, pad=PAD,
-                 hole=HOLE, flip_p=FLIP_P, hole_p=HOLE_P, drop_last=None, rank=0, world_size=1,
+                 hole=HOLE, flip_p=FLIP_P, hole_p=HOLE_P, randaugment=None, drop_last=None, rank=0, world_size=1,
                  channels_last=False, dtype=torch.float32):
         self.device = torch.device(device)
         self.images = torch.as_tensor(dataset.images).to(self.device).permute(0, 3, 1, 2).contiguous()
         self.labels = torch.as_tensor(dataset.labels, dtype=torch.int64).to(self.device)
         self.batch_size, self.train = batch_size, train
         self.mean, self.std, self.mean_pixel = mean, std, mean_pixel(mean)
-        self.pad, self.hole, self.flip_p, self.hole_p = pad, hole, flip_p, hole_p
+        self.pad, self.hole, self.flip_p, self.hole_p, self.randaugment = pad, hole, flip_p, hole_p, randaugment
         self.drop_last = train if drop_last is None else drop_last
         self.rank, self.world_size = rank, world_size
         self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
@@ -103,6 +102,8 @@ class GPULoader:
         for i in range(len(self)):
             idx = order[i * self.batch_size:(i + 1) * self.batch_size]
             x = self.images[idx]
+            if self.train and self.randaugment:
+                x = rand_augment(x, *self.randaugment, gen)
             if self.train:
                 x = augment(x, *self.sample_choices(len(idx), gen), self.mean_pixel, self.pad, self.hole)
             x = normalize(x, self.mean, self.std).to(self.dtype)

@@ -17,18 +17,18 @@ from matplotlib.patches import FancyBboxPatch, Rectangle
 from torchsummary import summary
 
 from .data import CLASSES, MEAN, STD
-from .harness.checkpoint import atomic_write
+from .io import atomic_write
 
 
 def _numpy(x):
     return x.detach().cpu().numpy() if torch.is_tensor(x) else np.asarray(x)
 
 
-def _finish(fig, path, flag="--out"):
-    """fig, saved to path (if any) whole or not at all: a full disk is one line naming it and `flag`."""
+def _finish(fig, path):
+    """fig, saved to path (if any) whole or not at all: a full disk is one line naming it."""
     if path is not None:
-        form = Path(path).suffix[1:] or "png"
-        atomic_write(path, lambda f: fig.savefig(f, format=form, dpi=100, bbox_inches="tight"), flag)
+        atomic_write(path, lambda f: fig.savefig(f, format=Path(path).suffix[1:] or "png", dpi=100,
+                                                 bbox_inches="tight"))
     return fig
 
 

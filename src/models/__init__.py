@@ -22,7 +22,7 @@ MODELS = {
     # the conv-only ViT's seed configuration (torchsummary: 9,480,202 parameters)
     "vit_seed": Variant("vit", "ConvViT", ConvViT,
                         dict(image_size=32, patch_size=4, dim=512, depth=6, heads=8, dim_head=64,
-                             mlp_dim=512, dropout=0.1, emb_dropout=0.1)),
+                             mlp_dim=512, dropout=0.1, emb_dropout=0.1, emb_init_std=1.0)),
 }
 
 

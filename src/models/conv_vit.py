@@ -72,7 +72,7 @@ class ConvViT(nn.Module):
     `vit_seed` (src/models/__init__.py), written there once."""
 
     def __init__(self, *, image_size, patch_size, dim, depth, heads, dim_head, mlp_dim, num_classes=10,
-                 channels=3, dropout=0.0, emb_dropout=0.0):
+                 channels=3, dropout=0.0, emb_dropout=0.0, emb_init_std=1.0):
         super().__init__()
         for name, value in dict(image_size=image_size, patch_size=patch_size, num_classes=num_classes,
                                 dim=dim, depth=depth, heads=heads, dim_head=dim_head, mlp_dim=mlp_dim,
@@ -88,8 +88,9 @@ class ConvViT(nn.Module):
         self.to_patch_embedding = nn.Sequential(
             Rearrange("b c (h p1) (w p2) -> b (h w) (p1 p2 c)", p1=patch_size, p2=patch_size),
             Conv1x1(patch_size * patch_size * channels, dim))
-        self.pos_embedding = nn.Parameter(torch.randn(1, num_patches + 1, dim))
-        self.cls_token = nn.Parameter(torch.randn(1, 1, dim))
+        # vit-pytorch starts both at std 1, the ViT paper and timm at 0.02 (a candidate: --emb-init-std)
+        self.pos_embedding = nn.Parameter(emb_init_std * torch.randn(1, num_patches + 1, dim))
+        self.cls_token = nn.Parameter(emb_init_std * torch.randn(1, 1, dim))
         self.dropout = nn.Dropout(emb_dropout)
         self.transformer = Transformer(dim, depth, heads, dim_head, mlp_dim, dropout)
         self.mlp_head = nn.Sequential(nn.LayerNorm(dim), nn.Linear(dim, num_classes))

@@ -2,33 +2,32 @@
 
 The trainers differ in what they show (a tqdm bar per batch, or one line per epoch), their
 optimizer and their schedule; the step itself (precision, EMA, clipping, DistributedDataParallel,
-checkpoints, the divergence guard) lives here once. On CUDA the host reads the device only every
-SYNC_EVERY batches (the divergence flag and the progress numbers), so the GPU never waits on Python.
+the divergence guard) lives here once. The engine knows nothing of run folders: it hands its state
+to an `on_epoch` callback and takes a state back to resume. On CUDA the host reads the device only
+every SYNC_EVERY batches, so the GPU never waits on Python.
 """
-import copy
-import logging
 import math
+import random
 import time
-from pathlib import Path
 
+import numpy as np
 import torch
 import torch.distributed as dist
 from torch import nn
 
-from ..harness import checkpoint as ckpt
-from ..harness.cli import stop_requested
-from ..harness.errors import Diverged
+from ..io import UserError
 from .ema import EMA
 from .history import History
-from .step import AMP, Step
-
-# Said by the commands that write checkpoints (those with --resume): src.bench writes none.
-CHECKPOINT_BEFORE = (("--resume", "the last checkpoint, if any, is from the epoch before"),)
+from .step import Step
 
 SYNC_EVERY = 32  # CUDA batches between host reads; on CPU a read costs nothing and happens every batch
-# A batch loss above this many times a uniform guess's (ln of the class count: 23 for CIFAR-10)
-# means confidently wrong on average: the run has blown up, even while the loss is still finite.
+# A batch loss above this many times a uniform guess's (ln 10 = 2.3 for CIFAR-10) means confidently
+# wrong on average: the run has blown up, even while the loss is still finite.
 MAX_LOSS_FACTOR = 10
+
+
+class Diverged(UserError):
+    """Training blew up: the message says when (epoch, batch, learning rate) and what."""
 
 
 def is_main_process():
@@ -38,29 +37,23 @@ def is_main_process():
 class Engine:
     """Holds a model, its optimizer, schedule and Step; `fit` runs epochs and returns a History."""
 
-    def __init__(self, model, optimizer, scheduler=None, *, step=Step(), device="cpu", config=None):
-        if step.precision not in AMP:
-            raise ValueError(f"unknown precision {step.precision!r}: expected one of {', '.join(AMP)}")
+    def __init__(self, model, optimizer, scheduler=None, *, step=Step(), device="cpu"):
         self.device, self.step = torch.device(device), step
         cuda = self.device.type == "cuda"
-        if cuda:
-            torch.backends.cudnn.benchmark = True  # fixed shapes: let cuDNN pick its fastest kernels once
+        torch.backends.cudnn.benchmark = cuda  # fixed shapes: let cuDNN pick its fastest kernels once
         self.memory_format = torch.channels_last if step.channels_last else torch.contiguous_format
         self.model = model.to(self.device, memory_format=self.memory_format)
         self.optimizer, self.scheduler = optimizer, scheduler
-        self.amp_dtype = step.amp_dtype(self.device)
-        self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp_dtype == torch.float16)
+        self.scaler = torch.amp.GradScaler("cuda", enabled=step.amp_dtype(self.device) == torch.float16)
         self.ema = EMA(model, step.ema) if step.ema else None
         self.net, self.eval_net = model, model if self.ema is None else self.ema.module  # test the EMA if any
         if dist.is_initialized():
             self.net = nn.parallel.DistributedDataParallel(model, device_ids=[self.device.index] if cuda else None)
         if step.compile:
-            if not cuda:  # a CUDA build of torch on a machine without a GPU warns of it: nothing to do about it here
-                logging.getLogger("torch.utils.cpp_extension").setLevel(logging.ERROR)
-            self.net, self.eval_net = torch.compile(self.net), torch.compile(self.eval_net)
+            self.net = torch.compile(self.net, mode=step.compile_mode)
+            self.eval_net = torch.compile(self.eval_net, mode=step.compile_mode)
         self.criterion = nn.CrossEntropyLoss(label_smoothing=step.label_smoothing)
         self.sync_every = SYNC_EVERY if cuda else 1
-        self.config = config or {}
 
     def _batch(self, x, y):
         x = x.to(self.device, non_blocking=True).to(memory_format=self.memory_format)
@@ -71,13 +64,11 @@ class Engine:
         on_batch(i, loss, accuracy %) is called at every host read."""
         self.net.train()
         _set_epoch(loader, epoch)
-        zeros = dict(device=self.device)
-        loss_sum, correct, seen = torch.zeros((), **zeros), torch.zeros((), **zeros), 0
-        first_bad, bad_loss = torch.full((), -1, dtype=torch.long, **zeros), torch.zeros((), **zeros)
+        zero = dict(device=self.device)
+        loss_sum, correct, seen = torch.zeros((), **zero), torch.zeros((), **zero), 0
+        first_bad, bad_loss = torch.full((), -1, dtype=torch.long, **zero), torch.zeros((), **zero)
         batches, offset = len(loader), len(history.batch_lr)
         for i, (x, y) in enumerate(wrap(loader) if wrap else loader):
-            if stop_requested():  # a Ctrl-C that Python swallowed in a finaliser
-                raise KeyboardInterrupt
             x, y = self._batch(x, y)
             history.batch_lr.append(self.optimizer.param_groups[0]["lr"])
             with self.step.autocast(self.device):
@@ -118,19 +109,16 @@ class Engine:
             dist.all_reduce(bad, op=dist.ReduceOp.MAX)
         batch, loss, now, right = torch.cat([bad, torch.stack([value, correct.float()])]).tolist()
         if batch >= 0:
-            batch = int(batch)
-            raise Diverged(f"loss became {loss:.4g} at epoch {epoch}, batch {batch}, learning rate "
-                           f"{epoch_lrs[batch]:.6g} "
-                           f"(above {MAX_LOSS_FACTOR}x a uniform guess's, or not finite): training stopped "
-                           f"(lower the learning rate?)", CHECKPOINT_BEFORE)
+            raise Diverged(f"loss became {loss:.4g} at epoch {epoch}, batch {int(batch)}, learning rate "
+                           f"{epoch_lrs[int(batch)]:.6g} (above {MAX_LOSS_FACTOR}x a uniform guess's, or not finite): "
+                           f"training stopped; lower --lr-max")
         return now, right
 
     @torch.no_grad()
     def evaluate(self, loader, into=None, keep=20):
         """(mean loss, accuracy, images) on loader, with the EMA weights when there are some. Given a
         History `into`, also fills its predictions and `keep` mistakes, a few from every batch (a test
-        set stored class by class would otherwise show one class): the last epoch's test pass does this,
-        so no second pass is needed."""
+        set stored class by class would otherwise show one class): the last epoch's test pass does this."""
         net = self.eval_net
         net.eval()
         _set_epoch(loader, 0)
@@ -138,7 +126,9 @@ class Engine:
         per_batch, targets, predicted, wrong = -(-keep // max(len(loader), 1)), [], [], []
         for x, y in loader:
             x, y = self._batch(x, y)
-            out = self.logits(net, x)
+            with self.step.autocast(self.device):
+                views = self.step.views(x)
+                out = sum(net(v).float() for v in views) / len(views)
             loss_sum += nn.functional.cross_entropy(out, y, reduction="sum")
             correct += (out.argmax(1) == y).sum()
             seen += len(y)
@@ -152,22 +142,12 @@ class Engine:
             into.misclassified = tuple(torch.cat(parts)[:keep] for parts in zip(*wrong))
         return _reduced_means(loss_sum, correct, seen)
 
-    def logits(self, net, x):
-        with self.step.autocast(self.device):
-            views = self.step.views(x)
-            return sum(net(v).float() for v in views) / len(views)
-
-    def fit(self, train_loader, test_loader, epochs, *, checkpoint=None, resume=False, wrap=None, on_batch=None,
-            on_epoch=None):
-        """Run epochs; after each one, save a checkpoint (if a path is given: `resume=True` continues
-        exactly where a killed run stopped), then call on_epoch(epoch, history)."""
-        if not isinstance(epochs, int) or epochs < 1:
-            raise ValueError(f"epochs must be a positive integer, got {epochs!r}")
+    def fit(self, train_loader, test_loader, epochs, *, resume=None, wrap=None, on_batch=None, on_epoch=None):
+        """Run epochs, continuing from `resume` (a state that on_epoch was given) if any; after each epoch
+        call on_epoch(epoch, history, state) on the main process, where state() is what resumes it."""
         history, start = History(), 0
-        if resume and checkpoint and Path(checkpoint).exists():
-            history, start = self.load_checkpoint(checkpoint, epochs, len(train_loader))
-        elif resume and is_main_process():
-            print(f"no checkpoint at {checkpoint} yet: starting from epoch 0", flush=True)
+        if resume is not None:
+            history, start = self.load_state_dict(resume)
         if start == epochs:  # a finished run resumed: its predictions come from one test pass
             self.evaluate(test_loader, into=history)
         for epoch in range(start, epochs):
@@ -180,10 +160,8 @@ class Engine:
                 torch.cuda.synchronize(self.device)
             history.append(train_loss=train_loss, train_acc=train_acc, test_loss=test_loss, test_acc=test_acc,
                            epoch_time=time.perf_counter() - t0, lr=history.batch_lr[-1])
-            if checkpoint and is_main_process():
-                self.save_checkpoint(checkpoint, epoch, history)
             if on_epoch and is_main_process():
-                on_epoch(epoch, history)
+                on_epoch(epoch, history, lambda: self.state_dict(epoch, history))
         if self.ema is not None:
             self.model.load_state_dict(self.ema.module.state_dict())  # keep the weights that were tested
         return history
@@ -194,37 +172,38 @@ class Engine:
         if not finite or not math.isfinite(test_loss):
             what = "the weights are no longer finite" if not finite else f"the test loss became {test_loss}"
             raise Diverged(f"{what} after epoch {epoch} (learning rate {history.batch_lr[-1]:.6g}): training "
-                           f"stopped (lower the learning rate?)", CHECKPOINT_BEFORE)
+                           f"stopped; lower --lr-max")
 
-    def save_checkpoint(self, path, epoch, history):
-        ckpt.save(path, {
-            "epoch": epoch, "config": self.config, "model": self.model.state_dict(),
-            "optimizer": self.optimizer.state_dict(), "scaler": self.scaler.state_dict(),
-            "scheduler": self.scheduler.state_dict() if self.scheduler is not None else None,
-            "ema": self.ema.state_dict() if self.ema is not None else None,
-            "history": history.to_dict(), "rng": ckpt.rng_state()})
+    def state_dict(self, epoch, history):
+        """Everything an epoch changed, so that a resumed run continues exactly where this one stands."""
+        np_state = np.random.get_state()
+        return {"epoch": epoch, "history": history.to_dict(), "model": self.model.state_dict(),
+                "optimizer": self.optimizer.state_dict(), "scaler": self.scaler.state_dict(),
+                "scheduler": self.scheduler.state_dict() if self.scheduler is not None else None,
+                "ema": self.ema.state_dict() if self.ema is not None else None,
+                "rng": {"torch": torch.get_rng_state(),
+                        "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+                        "numpy": [torch.from_numpy(np_state[1].astype(np.int64)), *np_state[2:]],
+                        "python": random.getstate()}}
 
-    def load_checkpoint(self, path, epochs=None, batches=None):
-        """(History, first epoch) of the run saved in checkpoint path, which `epochs` epochs of `batches`
-        batches continue; one line naming the file when it is not a checkpoint this run can continue from."""
-        state = ckpt.load(path, self.device)
-        epoch = ckpt.check_state(path, state, self.config, epochs, batches)
-        ckpt.load_weights(self.model, state["model"], f"checkpoint {path}")
-        fresh = [dict(group) for group in self.optimizer.param_groups]
-        schedule = copy.deepcopy(self.scheduler.state_dict()) if self.scheduler is not None else None
-        with ckpt.refused(path):
-            self.optimizer.load_state_dict(state["optimizer"])
-            ckpt.check_optimizer(path, self.optimizer, fresh)
-            self.scaler.load_state_dict(state["scaler"])
-            if self.scheduler is not None:
-                self.scheduler.load_state_dict(state["scheduler"])
-                ckpt.check_schedule(path, self.scheduler.state_dict(), schedule, len(state["history"]["batch_lr"]),
-                                    [group["lr"] for group in self.optimizer.param_groups])
-            if self.ema is not None:
-                self.ema.load_state_dict(state["ema"])
-                ckpt.check_finite(self.ema.module.state_dict(), f"checkpoint {path} (its EMA)")
-            ckpt.set_rng_state(state["rng"])
-        return History.from_dict(state["history"]), epoch + 1
+    def load_state_dict(self, state):
+        """(History, first epoch to train) of a state_dict(); generator states go back as CPU tensors."""
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scaler.load_state_dict(state["scaler"])
+        if self.scheduler is not None:
+            self.scheduler.load_state_dict(state["scheduler"])
+        if self.ema is not None:
+            self.ema.load_state_dict(state["ema"])
+        rng = state["rng"]
+        torch.set_rng_state(rng["torch"].cpu())
+        if rng["cuda"] and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all([generator.cpu() for generator in rng["cuda"]])
+        keys, pos, has_gauss, gauss = rng["numpy"]
+        np.random.set_state(("MT19937", keys.cpu().numpy().astype(np.uint32), pos, has_gauss, gauss))
+        version, internal, gauss_next = rng["python"]
+        random.setstate((version, tuple(internal), gauss_next))
+        return History.from_dict(state["history"]), state["epoch"] + 1
 
 
 def _set_epoch(loader, epoch):

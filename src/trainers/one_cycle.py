@@ -3,19 +3,13 @@ per batch through [0, WARMUP, ANNEAL, 1] x epochs -> [0, lr_max, lr_max/20, 0], 
 CUDA, one line per epoch:
 
     [ConvMixer] Epoch: 24 | Train Acc: 0.9283, Test Acc: 0.9095, Time: 27.7, lr: 0.000000
-
-During an epoch a transient bar counts the batches (in a terminal or a notebook; gone at the
-epoch's end), so a slow CPU epoch is not an hour of silence.
 """
-import sys
-
 import numpy as np
 from torch.optim.lr_scheduler import LambdaLR
-from tqdm import tqdm
 
 from .engine import Engine
-from .step import Step
 from .optimizer import adamw
+from .step import Step
 
 WARMUP, ANNEAL = 2 / 5, 4 / 5  # the authors' knots, as fractions of the run
 
@@ -40,22 +34,20 @@ def epoch_line(name, epoch, history):
 
 
 def train_one_cycle(model, train_loader, test_loader, epochs, lr_max=0.01, weight_decay=0.01, *, warmup=WARMUP,
-                    decay_norms=True, beta2=0.999, step=Step(), device="cpu", name="ConvMixer", checkpoint=None,
-                    resume=False, config=None, on_epoch=None):
+                    decay_norms=True, beta2=0.999, step=Step(), device="cpu", name="ConvMixer", resume=None,
+                    on_epoch=None):
     """Returns a History. decay_norms=False spares norms, biases and a ViT's embeddings from weight
-    decay; `step` sets precision, EMA, clipping...; checkpoint/resume/config: see Engine.fit."""
+    decay; `step` sets precision, EMA, clipping...; resume, on_epoch: see Engine.fit."""
     optimizer = adamw(model, lr_max, weight_decay, decay_norms, beta2, device)
     schedule = lr_schedule(lr_max, epochs, warmup)
     steps = len(train_loader)
     # Batch k of the run trains at schedule((k + 1) / steps), as in the authors' loop.
     scheduler = LambdaLR(optimizer, lambda k: schedule((k + 1) / steps) / lr_max)
-    engine = Engine(model, optimizer, scheduler, step=step, device=device, config=config)
+    engine = Engine(model, optimizer, scheduler, step=step, device=device)
 
-    def report(epoch, history):
+    def report(epoch, history, state):
         print(epoch_line(name, epoch, history), flush=True)
         if on_epoch:
-            on_epoch(epoch, history)
+            on_epoch(epoch, history, state)
 
-    interactive = sys.stderr.isatty() or "ipykernel" in sys.modules
-    return engine.fit(train_loader, test_loader, epochs, checkpoint=checkpoint, resume=resume, on_epoch=report,
-                      wrap=lambda batches: tqdm(batches, leave=False, ncols=80, disable=not interactive))
+    return engine.fit(train_loader, test_loader, epochs, resume=resume, on_epoch=report)

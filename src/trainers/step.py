@@ -14,6 +14,7 @@ class Step:
     precision: str = "fp32"      # autocast dtype on CUDA: fp32, fp16 (with a grad scaler) or bf16; CPU: fp32
     channels_last: bool = False
     compile: bool = False
+    compile_mode: str = "default"  # torch.compile's mode: default, reduce-overhead (CUDA graphs), max-autotune
     label_smoothing: float = 0.0
     grad_clip: float = 0.0       # clip the gradient norm to this; 0: no clipping
     ema: float = 0.0             # evaluate an EMA of the weights with this decay; 0: none
@@ -36,6 +37,7 @@ class Step:
         return views
 
     def amp_dtype(self, device):
+        """Autocast applies on CUDA only: a CPU run is fp32."""
         return AMP[self.precision] if torch.device(device).type == "cuda" else None
 
     def autocast(self, device):

@@ -24,8 +24,8 @@ def knots(lr_max, epochs, warmup=WARMUP):
 
 
 class Trainer:
-    def __init__(self, model, optimizer, scheduler=None, *, step=Step(), device="cpu", config=None):
-        self.engine = Engine(model, optimizer, scheduler, step=step, device=device, config=config)
+    def __init__(self, model, optimizer, scheduler=None, *, step=Step(), device="cpu"):
+        self.engine = Engine(model, optimizer, scheduler, step=step, device=device)
         self._bar = None
 
     def _progress(self, batches):
@@ -40,24 +40,23 @@ class Trainer:
         return (f"Epoch {epoch} | Test set: Average loss: {loss:.4f}, "
                 f"Accuracy: {round(accuracy * n)}/{n} ({100 * accuracy:.2f}%)")
 
-    def fit(self, train_loader, test_loader, epochs, checkpoint=None, resume=False, on_epoch=None):
-        def report(epoch, history):
+    def fit(self, train_loader, test_loader, epochs, resume=None, on_epoch=None):
+        def report(epoch, history, state):
             print(self.test_summary(epoch, history.test_loss[-1], history.test_acc[-1], history.test_images),
                   flush=True)
             if on_epoch:
-                on_epoch(epoch, history)
+                on_epoch(epoch, history, state)
 
-        return self.engine.fit(train_loader, test_loader, epochs, checkpoint=checkpoint, resume=resume,
-                               wrap=self._progress, on_batch=self._describe, on_epoch=report)
+        return self.engine.fit(train_loader, test_loader, epochs, resume=resume, wrap=self._progress,
+                               on_batch=self._describe, on_epoch=report)
 
 
 def train_wrapper(model, train_loader, test_loader, epochs, lr_max=0.01, weight_decay=0.01, *, warmup=WARMUP,
-                  decay_norms=True, beta2=0.999, step=Step(), device="cpu", checkpoint=None, resume=False,
-                  config=None, on_epoch=None):
+                  decay_norms=True, beta2=0.999, step=Step(), device="cpu", resume=None, on_epoch=None):
     """The wrapper with AdamW and a linear one-cycle schedule; returns a History."""
     optimizer = adamw(model, lr_max, weight_decay, decay_norms, beta2, device)
     scheduler = OneCycleLR(optimizer, max_lr=lr_max, epochs=epochs, steps_per_epoch=len(train_loader),
                            pct_start=warmup, anneal_strategy="linear", div_factor=START_DIV,
                            final_div_factor=END_DIV)
-    trainer = Trainer(model, optimizer, scheduler, step=step, device=device, config=config)
-    return trainer.fit(train_loader, test_loader, epochs, checkpoint=checkpoint, resume=resume, on_epoch=on_epoch)
+    trainer = Trainer(model, optimizer, scheduler, step=step, device=device)
+    return trainer.fit(train_loader, test_loader, epochs, resume=resume, on_epoch=on_epoch)

@@ -1,0 +1,133 @@
+"""What src.sweep and src.reproduce share: their options, the training runs they start (flags checked
+before any run starts, a result that other flags or data made refused rather than skipped or
+continued), and how they end: one line for what did not finish."""
+import os
+import sys
+import tempfile
+import time
+from functools import cache
+from pathlib import Path
+
+from . import data, io
+from .cli import config_from_args
+from .config import fingerprint, resolve
+from .io import UserError
+from .pool import ROOT, STOP_GRACE, Job, read
+from .run import hold
+
+NOTEBOOK_OF = {"convmixer_256_8": "ConvMixer_experimentation_2", "vit_seed": "ViT_with_convolution"}
+IMPROVED = ("--recipe", "improved")
+# --quick: every run tiny (the notebooks' quick images, two epochs, small models): seconds on a CPU.
+QUICK = ("--batch-size", "16", "--train-subset", "256", "--test-subset", "64", "--workers", "0")
+QUICK_MODEL = {"convmixer_256_8": ("--dim", "32", "--depth", "2"),
+               "vit_seed": ("--dim", "64", "--depth", "1", "--heads", "2", "--dim-head", "32", "--mlp-dim", "64")}
+
+
+def train_flags(model, flags, args):
+    """A 25-epoch one-cycle run of model with flags; with --quick, its tiny version (flags' own values kept)."""
+    tiny = (*QUICK, *QUICK_MODEL[model])
+    quick = [word for pair in zip(tiny[::2], tiny[1::2]) if pair[0] not in flags for word in pair] if args.quick else []
+    return ("--model", model, "--trainer", "onecycle", "--epochs", "2" if args.quick else "25", *flags, "--data", args.data,
+            *(("--device", args.device) if args.device else ()), *quick)
+
+
+def portable(path):
+    """A path as commands and logs show it: relative to the repository where it is near, so that
+    committed logs name no home folder."""
+    relative = os.path.relpath(Path(path).resolve(), ROOT)
+    return relative if not relative.startswith(os.path.join("..", "..")) else str(Path(path).resolve())
+
+
+@cache
+def listing(root):
+    """What a run records of a data folder's images (its counts and names), to see another copy."""
+    return {f"{split}_listing": data.split_listing(root, split == "train", True)[1] for split in ("train", "test")}
+
+
+def train_job(name, folder, flags):
+    """`python -m src.train FLAGS --out FOLDER`, its flags checked now, before any run starts."""
+    args = (*map(str, flags), "--out", portable(folder))
+    try:
+        cfg = resolve(config_from_args(args))
+    except (UserError, SystemExit) as err:
+        raise UserError(f"{name}: {err}") from None
+    folder, wanted = Path(folder), fingerprint(cfg)
+
+    def stale():
+        metrics = read(folder / "metrics.json")
+        if metrics is None:
+            return None
+        if fingerprint(metrics.get("config", {})) != wanted:
+            return "other flags made it"
+        seen = metrics.get("data", {})
+        if any(seen.get(k, v) != v for k, v in listing(cfg.data).items()):
+            return "other data made it"
+        weights = folder / ("model.pt" if metrics.get("finished") else "checkpoint.pt")
+        return None if io.whole(weights) else f"its {weights.name} is gone or damaged"
+
+    def done():
+        return (read(folder / "metrics.json") or {}).get("finished") is True and stale() is None
+
+    explicit = dict(zip(args, args[1:])).get("--loader") == "reference"  # on a GPU, auto is the gpu loader
+    return Job(name, args, folder, done, stale, cpu_bound=explicit)
+
+
+def check(jobs, force):
+    """Before any run starts: every result that will be skipped or continued is its job's own."""
+    for job in () if force else jobs:
+        why = job.stale()
+        if why:
+            raise UserError(f"{job.folder} holds a run that is not {job.name}'s to skip or continue ({why}): pass "
+                            f"--force to redo it, or delete the folder")
+
+
+def seeded(folder, seeds):
+    """(seed, folder) of each seed's run: seed 0 in folder, seed s in folder-seed-s."""
+    return [(seed, folder if seed == 0 else folder.with_name(f"{folder.name}-seed-{seed}")) for seed in seeds]
+
+
+def add_arguments(p, budget=570):
+    """The options src.reproduce and src.sweep share."""
+    p.add_argument("--data", default=os.environ.get("CIFAR10_DIR"), help="CIFAR-10: class folders or "
+                   "torchvision's folder (default: $CIFAR10_DIR)")
+    p.add_argument("--seeds", type=int, nargs="+", default=[0], help="run each setting with each of these seeds")
+    p.add_argument("--device", help="cpu, cuda or cuda:N for every run (default: a GPU if any)")
+    p.add_argument("--jobs", type=int, help="runs at once (default: 6 on a GPU, 2 on a CPU)")
+    p.add_argument("--budget", type=float, default=budget, help=f"wall-clock seconds for the whole call (default: "
+                   f"{budget:g}); runs still going {STOP_GRACE} s before its end are stopped, and the same command "
+                   f"continues them")
+    p.add_argument("--force", action="store_true", help="redo runs whose finished results exist")
+    p.add_argument("--quick", action="store_true", help="tiny settings, every step in seconds (CI, a CPU)")
+    p.add_argument("--out", help="the folder the runs go to (with --quick: a new temporary folder)")
+
+
+def settle(args, p, default_out):
+    """Check the shared options and fill in their defaults; the output folder (held by this process)."""
+    if not args.data or not Path(args.data).is_dir():
+        p.error(f"--data {args.data}: give the folder of a CIFAR-10 copy (or set CIFAR10_DIR)")
+    if args.budget <= STOP_GRACE or (args.jobs or 1) < 1 or min(args.seeds) < 0:
+        p.error(f"--budget above {STOP_GRACE} s, --jobs and --seeds at least 0 or 1, please")
+    args.data = portable(args.data)
+    if args.device:
+        from .config import device_of
+        args.device = device_of(args.device)
+    import torch
+    args.jobs = args.jobs or (6 if args.device != "cpu" and torch.cuda.is_available() else 2)
+    args.deadline = time.monotonic() + args.budget - STOP_GRACE
+    out = Path(args.out) if args.out else Path(tempfile.mkdtemp(prefix="quick-")) if args.quick else default_out
+    hold(out)  # a second sweep or reproduction into it would report this one's runs as its own
+    return out
+
+
+def finish(outcomes, force):
+    """Exit as the runs ended: 0 when every one finished; else one line naming those that failed (their
+    logs say why) or, when none failed, those the budget stopped."""
+    again = "rerun the same command" + (" without --force" if force else "")
+    failed = [name for name, what in outcomes.items() if what.startswith("failed")]
+    left = [name for name, what in outcomes.items() if not what.startswith(("finished", "failed"))]
+    if failed:
+        sys.exit(f"error: {len(failed)} of {len(outcomes)} runs failed: {', '.join(failed)}; the first "
+                 f"{outcomes[failed[0]]}: mend what its log says, then {again} (finished runs are skipped)")
+    if left:
+        sys.exit(f"error: {len(left)} of {len(outcomes)} runs did not finish within --budget ({', '.join(left)}): "
+                 f"{again} to continue them (stopped runs resume from their checkpoints)")

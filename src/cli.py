@@ -1,0 +1,98 @@
+"""What every command shares: its flags built from the options' declarations, and how it ends. A
+failure the user can mend ends in one line `error: ...` naming the flag or file and what to do,
+exit 1; bad usage exits 2 (argparse); Ctrl-C exits 130 and SIGTERM 143, each with one line saying
+where things stand."""
+import argparse
+import shlex
+import signal
+import sys
+from contextlib import contextmanager
+from dataclasses import fields
+
+import torch
+
+from .config import BY_NAME, OPTIONS, Config
+from .io import UserError
+
+
+@contextmanager
+def command(interrupted=lambda: "interrupted"):
+    """Run a command's work: its failures one line and exit 1; Ctrl-C or SIGTERM the line interrupted()
+    returns, and exit 128 + the signal."""
+    came = []
+
+    def stop(signum, frame):
+        came.append(signum)
+        signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second one must not cut the stopping short
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        raise KeyboardInterrupt
+
+    before = signal.signal(signal.SIGINT, stop), signal.signal(signal.SIGTERM, stop)
+    try:
+        yield
+    except KeyboardInterrupt:
+        print(f"\n{interrupted()}", file=sys.stderr, flush=True)
+        sys.exit(128 + (came[0] if came else signal.SIGINT))
+    except UserError as err:
+        sys.exit(f"error: {' '.join(str(err).split())}")
+    except OSError as err:  # a folder that cannot be made or read
+        sys.exit(f"error: {err.filename or ''}{': ' if err.filename else ''}{err.strerror or err}")
+    except (torch.OutOfMemoryError, RuntimeError) as err:
+        if not isinstance(err, torch.OutOfMemoryError) and "can't allocate memory" not in str(err):
+            raise
+        sys.exit("error: out of memory: the model or batch does not fit on this device; use a smaller "
+                 "--batch-size, --dim or --depth")
+    finally:
+        signal.signal(signal.SIGINT, before[0])
+        signal.signal(signal.SIGTERM, before[1])
+
+
+def parser(prog="python -m src.train", description=None, skip=()):
+    """The options' flags (but those in skip), grouped as OPTIONS groups them."""
+    p = argparse.ArgumentParser(prog=prog, description=description,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    groups = {name: p.add_argument_group(name) for name in ("experiment", "model", "optimisation", "running")}
+    for o in OPTIONS:
+        if o.name in skip:
+            continue
+        kind = o.type or type(o.default)
+        shown = "" if o.default in (None, False) or o.group == "model" else f" (default: {o.default})"
+        kw = dict(dest=o.name, default=o.unset, help=o.help + shown)
+        if kind is bool:
+            kw["action"] = argparse.BooleanOptionalAction
+        else:
+            kw.update(type=_word(kind), nargs=o.nargs, metavar=o.name.upper() if o.nargs else None)
+            if isinstance(o.allowed, tuple) and not o.nargs:
+                kw["choices"] = o.allowed
+        groups[o.group].add_argument(o.flag, **kw)
+    return p
+
+
+def _word(kind):
+    def parse(text):
+        try:
+            return kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected {'an integer' if kind is int else 'a number'}, "
+                                             f"got {text!r}") from None
+    parse.__name__ = kind.__name__
+    return parse
+
+
+def config_from_args(argv=None, p=None):
+    args = vars((p or parser()).parse_args(argv))
+    return Config(**{k: tuple(v) if isinstance(v, list) else v for k, v in args.items() if k in BY_NAME})
+
+
+def command_line(cfg, always=("model", "trainer", "recipe", "epochs")):
+    """`python -m src.train ...` that config_from_args turns into cfg: the values given, and `always`."""
+    words = []
+    for f in fields(Config):
+        value, flag = getattr(cfg, f.name), BY_NAME[f.name].flag
+        if value == f.default and f.name not in always:
+            continue
+        if isinstance(value, bool):
+            words.append(flag if value else "--no-" + flag[2:])
+        else:
+            words += [flag, *map(str, value if isinstance(value, (tuple, list)) else (value,))]
+    return shlex.join(["python", "-m", "src.train", *words])

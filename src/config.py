@@ -1,0 +1,262 @@
+"""Every option of a run, declared once in OPTIONS: the command line, the recipes' reach, the resume
+check and the notebooks' echo of the command line all derive from it. `resolve()` decides every
+"auto" value and checks them all before any data is read."""
+import json
+import math
+import warnings
+from dataclasses import asdict, dataclass, field, make_dataclass
+from pathlib import Path
+
+import torch
+
+from .io import UserError
+from .models import MODELS, create_model, hyper_parameters, variant
+from .recipes import RECIPES, recipe
+from .trainers import TRAINERS
+from .trainers.one_cycle import ANNEAL, WARMUP
+
+DEFAULT_DATA = "./data"  # torchvision downloads CIFAR-10 here when nothing else is given
+WORKERS = 2  # the reference loader's DataLoader workers, unless --workers says otherwise
+
+
+@dataclass(frozen=True)
+class Allowed:
+    """A range of numbers; str() says it in words, for error messages."""
+    low: float = -math.inf
+    high: float = math.inf
+    low_open: bool = False
+    high_open: bool = False
+    integer: bool = False
+
+    def __contains__(self, value):
+        if isinstance(value, bool) or not isinstance(value, int if self.integer else (int, float)) \
+                or not math.isfinite(value):
+            return False
+        return (value > self.low if self.low_open else value >= self.low) and \
+            (value < self.high if self.high_open else value <= self.high)
+
+    def __str__(self):
+        show = (lambda v: str(int(v))) if self.integer else (lambda v: f"{v:g}")
+        kind = "an integer" if self.integer else "a number"
+        if self.high == math.inf:
+            return f"{kind} {'>' if self.low_open else '>='} {show(self.low)}"
+        return f"{kind} in {'(' if self.low_open else '['}{show(self.low)}, {show(self.high)}{')' if self.high_open else ']'}"
+
+
+POSITIVE = Allowed(1, integer=True)
+FRACTION = Allowed(0, 1, high_open=True)
+
+
+@dataclass(frozen=True)
+class Option:
+    name: str
+    default: object
+    help: str
+    group: str              # experiment, model, optimisation or running
+    allowed: object = None  # an Allowed, a tuple of choices, one Allowed per value (nargs), or None
+    type: type = None       # parses a command-line word; default: the default's type
+    nargs: int = None
+    resume: bool = False    # part of what a run is: --resume refuses another value
+    recipe: bool = False    # a recipe may set it (src/recipes.py)
+
+    @property
+    def flag(self):
+        return "--" + self.name.replace("_", "-")
+
+    @property
+    def unset(self):
+        """Config's default: None where a recipe, the model variant or "auto" decides."""
+        return None if self.recipe or self.group == "model" else self.default
+
+
+SIZE = "a hyper-parameter of the model (default: the --model variant's)"
+OPTIONS = (
+    Option("model", "convmixer_256_8", "named model size (src/models)", "experiment", tuple(MODELS), resume=True),
+    Option("trainer", "onecycle", "onecycle: the authors' loop, one line per epoch; wrapper: the custom training "
+           "wrapper, a tqdm bar per batch", "experiment", tuple(TRAINERS), resume=True),
+    Option("recipe", "baseline", "default values of the optimisation options (src/recipes.py)", "experiment",
+           tuple(RECIPES)),
+    Option("epochs", 25, "epochs to train", "experiment", POSITIVE, resume=True),
+    Option("data", DEFAULT_DATA, "class-folder copy (train/<class>/*.jpg) or torchvision's CIFAR-10 folder",
+           "experiment", type=str, resume=True),
+    Option("download", None, f"download CIFAR-10 with torchvision into --data (default: into {DEFAULT_DATA} only)",
+           "experiment", type=bool),
+    Option("out", None, "output folder (default runs/MODEL-TRAINER-RECIPE)", "experiment", type=str),
+    Option("resume", False, "continue the run in --out from its checkpoint.pt", "experiment"),
+    Option("overwrite", False, "replace the run that --out already holds", "experiment"),
+    *(Option(name, None, SIZE, "model", Allowed(1, 1000, integer=True) if name == "depth" else POSITIVE, int,
+             resume=True) for name in ("dim", "depth", "kernel_size", "patch_size", "heads", "dim_head", "mlp_dim")),
+    *(Option(name, None, SIZE, "model", FRACTION, float, resume=True, recipe=True) for name in ("dropout", "emb_dropout")),
+    Option("emb_init_std", None, "std of the ViT's initial position embedding and class token", "model",
+           Allowed(0, low_open=True), float, resume=True, recipe=True),
+    Option("lr_max", None, "peak learning rate", "optimisation", Allowed(0, low_open=True), float, resume=True,
+           recipe=True),
+    Option("wd", 0.0, "AdamW weight decay", "optimisation", Allowed(0), float, resume=True, recipe=True),
+    Option("beta2", 0.999, "AdamW's second-moment decay", "optimisation", FRACTION, float, resume=True, recipe=True),
+    Option("warmup", WARMUP, f"fraction of the run spent warming up (< {ANNEAL:g}, where annealing starts)",
+           "optimisation", Allowed(0, ANNEAL, low_open=True, high_open=True), float, resume=True, recipe=True),
+    Option("decay_norms", True, "weight decay on norms, biases, position embedding and class token too",
+           "optimisation", resume=True, recipe=True),
+    Option("label_smoothing", 0.0, "label smoothing of the training loss", "optimisation", FRACTION, float,
+           resume=True, recipe=True),
+    Option("ema", 0.0, "test an exponential moving average of the weights with this decay (0: none)",
+           "optimisation", FRACTION, float, resume=True, recipe=True),
+    Option("tta_flip", False, "average the logits of each test image and its mirror", "optimisation", resume=True,
+           recipe=True),
+    Option("tta_translate", False, "also those of each view shifted a pixel up-left and down-right (as airbench)",
+           "optimisation", resume=True, recipe=True),
+    Option("grad_clip", 0.0, "clip the gradient norm to this value (0: no clipping)", "optimisation", Allowed(0),
+           float, resume=True, recipe=True),
+    Option("randaugment", None, "torchvision's RandAugment (ops, magnitude) before the rest of the augmentation",
+           "optimisation", (Allowed(1, 14, integer=True), Allowed(0, 30, integer=True)), int, 2, True, True),
+    Option("pad", 4, "pad the image this much and crop 32x32 at random (0: no crop)", "optimisation",
+           Allowed(0, 16, integer=True), int, resume=True, recipe=True),
+    Option("hole_p", 0.5, "probability of the 16x16 hole (0: none)", "optimisation", Allowed(0, 1), float,
+           resume=True, recipe=True),
+    Option("batch_size", 512, "images per optimizer step", "running", POSITIVE, resume=True),
+    Option("test_batch_size", None, "images per test batch (default: 4x --batch-size: no activations are kept)",
+           "running", POSITIVE, int),
+    Option("workers", None, f"DataLoader worker processes of the reference loader (default: {WORKERS})", "running",
+           Allowed(0, integer=True), int),
+    Option("seed", 0, "seeds torch, numpy and random: CPU runs repeat bit for bit", "running",
+           Allowed(0, 2**32 - 1, integer=True), resume=True),
+    Option("train_subset", None, "train on this many images (quick runs)", "running", POSITIVE, int, resume=True),
+    Option("test_subset", None, "test on this many images (quick runs)", "running", POSITIVE, int, resume=True),
+    Option("loader", "auto", "reference: albumentations DataLoader; gpu: the whole dataset on the device, the same "
+           "augmentation; auto: gpu on CUDA", "running", ("auto", "reference", "gpu")),
+    Option("precision", "auto", "CUDA autocast; auto: bf16 where the GPU has it, else fp16 (CPU: fp32)", "running",
+           ("auto", "fp32", "fp16", "bf16")),
+    Option("channels_last", None, "channels-last memory format (default: on CUDA)", "running", type=bool),
+    Option("compile", None, "torch.compile the model (default: on CUDA)", "running", type=bool),
+    Option("compile_mode", "default", "torch.compile's mode (reduce-overhead: CUDA graphs)", "running",
+           ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")),
+    Option("device", "auto", "cpu, cuda or cuda:N; auto: cuda when there is one", "running", type=str),
+)
+BY_NAME = {o.name: o for o in OPTIONS}
+Config = make_dataclass("Config", [(o.name, object, field(default=o.unset)) for o in OPTIONS])
+RESUME_KEYS = tuple(o.name for o in OPTIONS if o.resume)
+
+
+def check(option, value):
+    """One line naming the flag, the value and what is allowed, unless value is allowed (None: unset)."""
+    allowed = option.allowed
+    if value is None:
+        return
+    if allowed is None:
+        if option.type is bool and not isinstance(value, bool):
+            raise UserError(f"{option.flag} {value!r}: expected True or False")
+    elif option.nargs:
+        if not isinstance(value, (tuple, list)) or len(value) != option.nargs:
+            raise UserError(f"{option.flag} {value!r}: expected {option.nargs} values")
+        for v, a in zip(value, allowed):
+            if v not in a:
+                raise UserError(f"{option.flag} {' '.join(map(str, value))}: each value must be {a} (got {v!r})")
+    elif isinstance(allowed, tuple):
+        if value not in allowed:
+            raise UserError(f"{option.flag} {value!r}: expected one of {', '.join(allowed)}")
+    elif value not in allowed:
+        raise UserError(f"{option.flag} {value!r}: expected {allowed}")
+
+
+def device_of(name):
+    """The device `name` names ("auto": a GPU if any), checked."""
+    if name == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    try:
+        device = torch.device(name)
+    except (RuntimeError, TypeError):
+        raise UserError(f"--device {name!r}: expected cpu, cuda, cuda:N or auto") from None
+    if device.type == "cpu":
+        if device.index:
+            raise UserError(f"--device {name}: a CPU has no index; use --device cpu")
+        return "cpu"  # cpu:0 too: torch.load cannot map a checkpoint onto "cpu:0"
+    if device.type != "cuda":
+        raise UserError(f"--device {name!r}: expected cpu, cuda, cuda:N or auto")
+    if not torch.cuda.is_available():
+        raise UserError(f"--device {name}: no CUDA GPU is available here; use --device cpu")
+    if (device.index or 0) >= torch.cuda.device_count():
+        raise UserError(f"--device {name}: there are only {torch.cuda.device_count()} CUDA devices")
+    return str(device)
+
+
+def resolve(cfg):
+    """A copy of cfg with every value decided (recipe, model variant, "auto") and checked. Reads no data."""
+    values = asdict(cfg)
+    for name in ("model", "trainer", "recipe"):
+        check(BY_NAME[name], values[name])
+    values["device"] = device_of(values["device"])
+    cuda = values["device"].startswith("cuda")
+    own = variant(values["model"]).hyper_parameters
+    given = [o for o in OPTIONS if o.group == "model" and values[o.name] is not None and o.name not in own]
+    if given:
+        raise UserError(f"{given[0].flag}: --model {values['model']} has no {given[0].name} (its sizes: "
+                        f"{', '.join(own)}); drop {given[0].flag}")
+    family = variant(values["model"]).family
+    values.update({k: v for k, v in recipe(values["recipe"], family).items() if values[k] is None})
+    values.update({o.name: o.default for o in OPTIONS if o.group != "model" and values[o.name] is None})
+    values.update({k: v for k, v in own.items() if k in BY_NAME and values[k] is None})
+    for o in OPTIONS:
+        check(o, values[o.name])
+    if values["randaugment"] is not None:
+        values["randaugment"] = tuple(values["randaugment"])
+    for name in ("data", "out"):
+        if values[name] is not None and not str(values[name]).strip():
+            raise UserError(f"--{name} {values[name]!r}: give a folder")
+    if values["lr_max"] is None:
+        raise UserError(f"--lr-max: recipe {values['recipe']!r} sets none for {family}; give one")
+    _check_sizes(values)
+    if not cuda and values["precision"] not in ("auto", "fp32"):
+        raise UserError(f"--precision {values['precision']}: mixed precision runs on CUDA only; use --precision fp32")
+    if values["precision"] == "auto":
+        values["precision"] = "fp32" if not cuda else \
+            "bf16" if torch.cuda.get_device_capability(torch.device(values["device"]))[0] >= 8 else "fp16"
+    if values["loader"] == "gpu" and values["workers"] is not None:
+        raise UserError(f"--workers {values['workers']}: the gpu loader has no DataLoader workers; drop --workers")
+    if values["loader"] == "auto":
+        values["loader"] = "gpu" if cuda and values["workers"] is None else "reference"
+    if values["loader"] == "reference" and values["workers"] is None:
+        values["workers"] = WORKERS
+    values.update({name: cuda if values[name] is None else values[name] for name in ("channels_last", "compile")})
+    if values["compile_mode"] != "default" and not values["compile"]:
+        raise UserError(f"--compile-mode {values['compile_mode']}: the model is not compiled here; add --compile")
+    if values["resume"] and values["overwrite"]:
+        raise UserError("--resume and --overwrite contradict each other: continue the run or replace it")
+    values["out"] = values["out"] or f"runs/{values['model']}-{values['trainer']}-{values['recipe']}"
+    data, out = Path(values["data"]).resolve(), Path(values["out"]).resolve()
+    if out == data or data in out.parents:
+        raise UserError(f"--out {values['out']}: inside --data {values['data']}; give a folder outside the data")
+    folders = (Path(values["data"]) / "train").is_dir()
+    if values["download"] and folders:
+        raise UserError(f"--download: --data {values['data']} holds class folders, read as they are; drop --download")
+    if values["download"] is None:
+        values["download"] = Path(values["data"]) == Path(DEFAULT_DATA) and not folders
+    return Config(**values)
+
+
+def _check_sizes(values):
+    """The model builds from these sizes and takes a CIFAR image, checked on the meta device (nothing is
+    allocated, so a model too large for the device is found by torch's out-of-memory error, one line too)."""
+    try:
+        with torch.device("meta"), warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            # two images: BatchNorm of a 1x1 map needs more than one value
+            create_model(values["model"], **model_overrides(values))(torch.empty(2, 3, 32, 32))
+    except ValueError as err:
+        raise UserError(f"--model {values['model']}: {err}") from None
+    except RuntimeError as err:
+        raise UserError(f"--model {values['model']}: these sizes cannot take a 32x32 image "
+                        f"({str(err).strip().splitlines()[-1]})") from None
+
+
+def model_overrides(cfg):
+    """The model hyper-parameters cfg (a Config or a dict) sets."""
+    values = cfg if isinstance(cfg, dict) else asdict(cfg)
+    return {o.name: values[o.name] for o in OPTIONS if o.group == "model" and values.get(o.name) is not None}
+
+
+def fingerprint(cfg):
+    """What a run is (the values --resume must keep), of a Config or a metrics.json's config dict, as
+    JSON holds them; the data as an absolute path. A run recorded before an option existed has its default."""
+    values = cfg if isinstance(cfg, dict) else asdict(cfg)
+    values = json.loads(json.dumps({name: values.get(name, BY_NAME[name].default) for name in RESUME_KEYS}))
+    return {**values, "data": str(Path(values["data"]).resolve())}

@@ -1,0 +1,177 @@
+"""torchvision's RandAugment (NEAREST, fill 0) as batched tensor ops, for the on-device loader.
+
+torchvision applies RandAugment to one image at a time in Python; here every image of a
+(B, C, H, W) uint8 batch gets its own random op and sign, and a round of ops is a fixed
+handful of kernels: one affine grid_sample for the geometric ops, one blend for Brightness /
+Color / Contrast / Sharpness, then Posterize, Solarize, AutoContrast, Equalize. Each stage
+is an exact identity for the images that did not draw it, so the stages chain without
+gathering sub-batches (no host syncs, nothing data-dependent in shapes). Each op repeats
+torchvision's float arithmetic step by step (Sharpness's blur excepted, see _blend), so the
+outputs match torchvision's tensor ops bit for bit; no matmul or conv, so TF32 cannot change them.
+"""
+import functools
+import math
+
+import torch
+import torch.nn.functional as F
+
+# name -> (magnitudes over num_bins for an (H, W) image, or None if the op has no value; signed),
+# as torchvision's RandAugment._augmentation_space.
+OPS = {
+    "Identity": (None, False),
+    "ShearX": (lambda n, h, w: torch.linspace(0.0, 0.3, n), True),
+    "ShearY": (lambda n, h, w: torch.linspace(0.0, 0.3, n), True),
+    "TranslateX": (lambda n, h, w: torch.linspace(0.0, 150.0 / 331.0 * w, n), True),
+    "TranslateY": (lambda n, h, w: torch.linspace(0.0, 150.0 / 331.0 * h, n), True),
+    "Rotate": (lambda n, h, w: torch.linspace(0.0, 30.0, n), True),
+    "Brightness": (lambda n, h, w: torch.linspace(0.0, 0.9, n), True),
+    "Color": (lambda n, h, w: torch.linspace(0.0, 0.9, n), True),
+    "Contrast": (lambda n, h, w: torch.linspace(0.0, 0.9, n), True),
+    "Sharpness": (lambda n, h, w: torch.linspace(0.0, 0.9, n), True),
+    "Posterize": (lambda n, h, w: 8 - (torch.arange(n) / ((n - 1) / 4)).round().int(), False),
+    "Solarize": (lambda n, h, w: torch.linspace(255.0, 0.0, n), False),
+    "AutoContrast": (None, False),
+    "Equalize": (None, False),
+}
+NAMES = list(OPS)
+IDX = {name: i for i, name in enumerate(NAMES)}
+
+
+@functools.lru_cache(maxsize=None)
+def op_values(magnitude, size, num_bins=31, device="cpu"):
+    """(values (14,) float32 at bin `magnitude`, signed (14,) bool) for images of size (H, W).
+    Cached, so a training step copies nothing from the host (a blocking copy on a GPU)."""
+    vals = [0.0 if f is None else float(f(num_bins, *size)[magnitude]) for f, _ in OPS.values()]
+    signed = [s for _, s in OPS.values()]
+    return (torch.tensor(vals, dtype=torch.float32, device=device),
+            torch.tensor(signed, dtype=torch.bool, device=device))
+
+
+def sample(n, num_ops, generator, device="cpu"):
+    """Random choices for n images: op indices (num_ops, n) uniform over the 14 ops, and
+    negate (num_ops, n) bool, each True with probability 1/2 (used by signed ops only)."""
+    ops = torch.randint(len(NAMES), (num_ops, n), generator=generator, device=device)
+    negate = torch.randint(2, (num_ops, n), generator=generator, device=device).bool()
+    return ops, negate
+
+
+def _inverse_affine(cx, cy, angle, tx, ty, shear_x, shear_y):
+    """torchvision's _get_inverse_affine_matrix (scale 1), on float64 (B,) tensors: the same
+    operations in the same order, so that the float32 matrix comes out the same."""
+    rot, sx, sy = angle * (math.pi / 180), shear_x * (math.pi / 180), shear_y * (math.pi / 180)
+    a = torch.cos(rot - sy) / torch.cos(sy)
+    b = -torch.cos(rot - sy) * torch.tan(sx) / torch.cos(sy) - torch.sin(rot)
+    c = torch.sin(rot - sy) / torch.cos(sy)
+    d = -torch.sin(rot - sy) * torch.tan(sx) / torch.cos(sy) + torch.cos(rot)
+    m0, m1, m3, m4 = d, -b, -c, a
+    m2 = 0.0 + (m0 * (-cx - tx) + m1 * (-cy - ty)) + cx
+    m5 = 0.0 + (m3 * (-cx - tx) + m4 * (-cy - ty)) + cy
+    return torch.stack([m0, m1, m2, m3, m4, m5], 1).view(-1, 2, 3)
+
+
+def _affine(x, op, v):
+    """Shear/Translate/Rotate per image (identity for the other ops), as torchvision's
+    tensor F.affine/F.rotate: inverse matrix about the image centre (shears about the top-left
+    corner, as RandAugment passes center=[0, 0]), grid of pixel centres, nearest, zeros outside."""
+    B, C, H, W = x.shape
+    v, zero = v.double(), torch.zeros((), dtype=torch.float64, device=x.device)
+    at = lambda name: op == IDX[name]
+    shear = v.atan() * (180.0 / math.pi)  # math.degrees(math.atan(v)), as RandAugment passes it
+    corner = at("ShearX") | at("ShearY")  # center=[0, 0]: (-W/2, -H/2) from the image centre
+    # all-zero parameters give exactly the identity matrix, hence an exact copy
+    theta = _inverse_affine(
+        torch.where(corner, -W * 0.5, zero), torch.where(corner, -H * 0.5, zero),
+        torch.where(at("Rotate"), -v, zero),  # F.rotate turns by -angle in the affine convention
+        torch.where(at("TranslateX"), v.trunc(), zero), torch.where(at("TranslateY"), v.trunc(), zero),
+        torch.where(at("ShearX"), shear, zero), torch.where(at("ShearY"), shear, zero)).float()
+    # torchvision's _gen_affine_grid: pixel centres about the image centre times theta^T / (W/2, H/2).
+    # Written out (x * t0 + y * t1 + t2, the CPU bmm's order, checked bit for bit) rather than bmm,
+    # so that TF32 matmuls on a GPU cannot round the sampling positions.
+    t = torch.stack([theta[:, 0] / (0.5 * W), theta[:, 1] / (0.5 * H)], -1)[:, None, None]  # (B,1,1,3,2)
+    xs = torch.linspace(-W * 0.5 + 0.5, W * 0.5 - 0.5, steps=W, device=x.device).view(1, 1, W, 1)
+    ys = torch.linspace(-H * 0.5 + 0.5, H * 0.5 - 0.5, steps=H, device=x.device).view(1, H, 1, 1)
+    grid = xs * t[..., 0, :] + ys * t[..., 1, :] + t[..., 2, :]  # (B, H, W, 2)
+    return F.grid_sample(x, grid, mode="nearest", padding_mode="zeros", align_corners=False)
+
+
+def _gray(x):
+    """rgb_to_grayscale on uint8: weighted sum in float32, truncated to uint8."""
+    r, g, b = x.unbind(1)
+    return (0.2989 * r + 0.587 * g + 0.114 * b).trunc().unsqueeze(1)
+
+
+def _blend(x, op, v):
+    """Brightness/Color/Contrast/Sharpness: torchvision's _blend(img, degenerate, 1 + v),
+    (r * img + (1 - r) * degenerate).clamp(0, 255) truncated; r = 1 (identity) for other ops."""
+    B, C, H, W = x.shape
+    r64 = torch.where((op >= IDX["Brightness"]) & (op <= IDX["Sharpness"]), 1.0 + v.double(), 1.0)
+    r, q = r64.float().view(B, 1, 1, 1), (1.0 - r64).float().view(B, 1, 1, 1)
+    gray = _gray(x)
+    # _blurred_degenerate_image: conv with [[1, 1, 1], [1, 5, 1], [1, 1, 1]] / 13, rounded, border
+    # kept. Here the integer sum / 13: never within 1/26 of a .5 tie, so it rounds as torchvision's
+    # float conv does, and no TF32 conv on a GPU can shift it.
+    total = 4 * x[..., 1:-1, 1:-1]
+    for i in range(3):
+        for j in range(3):
+            total = total + x[..., i:i + H - 2, j:j + W - 2]
+    blurred = x.clone()
+    blurred[..., 1:-1, 1:-1] = (total / 13).round()
+    at = lambda name: (op == IDX[name]).view(B, 1, 1, 1)
+    degenerate = torch.where(at("Color"), gray, torch.where(at("Brightness"), 0.0, blurred))
+    degenerate = torch.where(at("Contrast"), gray.mean(dim=(1, 2, 3), keepdim=True), degenerate)
+    return (r * x + q * degenerate).clamp(0, 255).trunc()
+
+
+def _equalize(x):
+    """torchvision's equalize per channel: lut[p] = (#pixels < p + step // 2) // step with
+    step = (#pixels below the channel's max) // 255, identity where step is 0. The histogram is
+    an integer scatter_add (exact, allowed in deterministic mode, no host sync, unlike bincount)."""
+    B, C, H, W = x.shape
+    flat = x.reshape(B * C, H * W).long()
+    hist = torch.zeros(B * C, 256, dtype=torch.long, device=x.device)
+    hist.scatter_add_(1, flat, torch.ones_like(flat))
+    below = F.pad(hist.cumsum(1), (1, 0))[:, :-1]  # below[p] = #pixels < p
+    step = below.gather(1, flat.amax(dim=1, keepdim=True)) // 255
+    lut = ((below + step // 2) // step.clamp(min=1)).clamp(0, 255)
+    return torch.where(step == 0, flat, lut.gather(1, flat)).to(x.dtype).view(B, C, H, W)
+
+
+def _apply(x, op, v):
+    """One op per image on a float32 batch of integer values; op (B,) long, v (B,) float."""
+    B = x.shape[0]
+    at = lambda name: (op == IDX[name]).view(B, 1, 1, 1)
+    x = _affine(x, op, v)
+    x = _blend(x, op, v)
+    step = torch.where(op == IDX["Posterize"], 2.0 ** (8 - v.trunc()), 1.0).view(B, 1, 1, 1)
+    x = torch.floor(x / step) * step  # img & -(2 ** (8 - bits))
+    threshold = torch.where(op == IDX["Solarize"], v.float(), math.inf).view(B, 1, 1, 1)
+    x = torch.where(x >= threshold, 255 - x, x)
+    lo, hi = x.amin(dim=(2, 3), keepdim=True), x.amax(dim=(2, 3), keepdim=True)
+    scale = 255 / (hi - lo)  # autocontrast: flat channels (inf scale) are left unchanged
+    flat = ~torch.isfinite(scale)
+    lo, scale = torch.where(flat, 0.0, lo), torch.where(flat, 1.0, scale)
+    x = torch.where(at("AutoContrast"), ((x - lo) * scale).clamp(0, 255).trunc(), x)
+    return torch.where(at("Equalize"), _equalize(x), x)
+
+
+def apply_ops(images, op, values):
+    """uint8 (B, C=3, H, W) -> uint8: image i gets op index op[i] with value values[i] (signed)."""
+    return _apply(images.float(), op, values).to(torch.uint8)
+
+
+def apply_op(images, op, values):
+    """uint8 (B, 3, H, W) -> uint8: the op named `op` on every image, with per-image values (B,)."""
+    return apply_ops(images, torch.full((len(images),), IDX[op], device=images.device), values)
+
+
+def rand_augment(images, num_ops, magnitude, generator, num_bins=31, choices=None):
+    """RandAugment(num_ops, magnitude) with a fresh op and sign per image and round; every random
+    number comes from `generator` (on images.device). `choices` = sample(...) fixes them."""
+    B, _, H, W = images.shape
+    ops, negate = choices if choices is not None else sample(B, num_ops, generator, images.device)
+    table, signed = op_values(magnitude, (H, W), num_bins, images.device)
+    x = images.float()
+    for k in range(num_ops):
+        v = table[ops[k]]
+        x = _apply(x, ops[k], torch.where(signed[ops[k]] & negate[k], -v, v))
+    return x.to(torch.uint8)

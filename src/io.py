@@ -1,0 +1,95 @@
+"""Files that survive a kill mid-write and load without running pickled code, and the one error a
+user can mend, which every command prints as one line (and a notebook shows as one line too)."""
+import json
+import os
+import re
+import tempfile
+import zipfile
+from pathlib import Path
+
+import torch
+
+TMP = ".tmp"
+
+
+class UserError(ValueError):
+    """A failure the user causes and can mend: the message names the setting or file and what to do."""
+
+    def _render_traceback_(self):
+        """What IPython shows instead of a traceback; a notebook's settings have no dashes."""
+        return ["error: " + re.sub(r"(?<![\w/.-])--([a-z][a-z-]*)", lambda m: m[1].replace("-", "_"), str(self))]
+
+
+def atomic_write(path, write):
+    """write(f) into a temporary file beside path, then rename it over path: a reader sees the old file
+    or the new one, never half of one. A full disk is one line naming the file, the old file kept."""
+    path, tmp = Path(path), None
+    try:
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=TMP)
+        with os.fdopen(fd, "wb") as f:
+            write(f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+    except BaseException as err:
+        if tmp is not None:
+            Path(tmp).unlink(missing_ok=True)
+        cause = err if isinstance(err, OSError) else err.__cause__ or err.__context__  # torch wraps the OSError
+        if isinstance(cause, OSError):
+            kept = "the previous one is kept" if path.is_file() else "nothing was written"
+            raise UserError(f"cannot write {path}: {cause.strerror or cause} ({kept})") from None
+        raise
+
+
+def remove_leftovers(folder):
+    """The temporary files of writes that a kill interrupted (mkstemp's 8 random characters, then .tmp)."""
+    for leftover in Path(folder).glob(f"*{'[a-z0-9_]' * 8}{TMP}"):
+        leftover.unlink(missing_ok=True)
+
+
+def save(path, obj):
+    atomic_write(path, lambda f: torch.save(obj, f))
+
+
+def write_text(path, text):
+    atomic_write(path, lambda f: f.write(text.encode()))
+
+
+def write_json(path, value):
+    write_text(path, json.dumps(value, indent=1, allow_nan=False))  # strict JSON: a NaN is a bug, not a value
+
+
+def read_json(path):
+    """The JSON object in path; one line naming the file when it is not one."""
+    try:
+        value = json.loads(Path(path).read_text())
+    except (OSError, ValueError) as err:
+        raise UserError(f"{path} is not readable JSON ({err})") from None
+    if not isinstance(value, dict):
+        raise UserError(f"{path} holds no JSON object")
+    return value
+
+
+def load(path, map_location="cpu"):
+    """torch.load with weights only (no pickled code runs), its zip's checksums checked first: torch
+    reads tensors without them, so a byte changed on the disk would load as a different weight."""
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"{path}: no such file")
+    if not whole(path):
+        raise UserError(f"{path} is cut short or damaged: rerun what writes it")
+    try:
+        return torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as err:  # torch's refusal is a page of advice, including one that must never be followed
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise UserError(f"{path} is not a file of tensors this project loads ({first[:200]})") from None
+
+
+def whole(path):
+    """torch.save's zip is all there and every entry's checksum holds, checked without unpickling it."""
+    try:
+        with zipfile.ZipFile(path) as saved:
+            return saved.testzip() is None
+    except (OSError, zipfile.BadZipFile, EOFError, ValueError):
+        return False

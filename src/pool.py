@@ -1,0 +1,163 @@
+"""Independent runs as concurrent subprocesses on one GPU (or a few CPU cores) within a wall-clock
+budget. A run rewrites its metrics.json and checkpoint after every epoch, so the pool shows one line
+per epoch by reading that file, stops runs when the budget runs out (the next call continues them
+from their checkpoints) and skips runs whose finished results exist."""
+import contextlib
+import os
+import shlex
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import psutil
+
+from . import io
+from .io import UserError
+
+ROOT = Path(__file__).resolve().parent.parent
+STOP_GRACE = 10  # seconds a stopped run gets to save and say where it stopped, before it is killed
+
+
+def read(path):
+    """The JSON object in path, or None (no file, or not one: damaged results are refused up front)."""
+    try:
+        return io.read_json(path)
+    except UserError:
+        return None
+
+
+@dataclass(eq=False)
+class Job:
+    name: str               # how progress lines name it: its folder below the output root
+    args: tuple             # run as `python -m MODULE ARGS` from the repository root
+    folder: Path            # its result file and log
+    done: Callable          # () -> its finished result is there, made as this job would make it
+    stale: Callable         # () -> why the result in its folder is not its own to skip or continue, or None
+    module: str = "src.train"
+    log: str = "train.log"
+    result: str = "metrics.json"
+    resume: tuple = ("--resume",)      # what continues a stopped run
+    replace: tuple = ("--overwrite",)  # what replaces it (--force)
+    cpu_bound: bool = False  # feeds the GPU from DataLoader workers: one such job at a time
+    alone: bool = False      # a timing: starts when nothing runs, and nothing starts beside it
+    seconds: float = 0       # what it takes, estimated from committed runs (src.reproduce's plan)
+
+    def args_now(self, force):
+        held = (self.folder / self.result).exists() or (self.folder / "checkpoint.pt").exists()
+        return (*self.args, *(self.replace if force else self.resume)) if held else self.args
+
+
+def run_jobs(jobs, limit, deadline, force=False, on_finish=None):
+    """Run the jobs that are not done, at most `limit` at once, until time.monotonic() reaches deadline;
+    then stop those still running. Returns {job name: outcome}, the outcome a phrase."""
+    outcomes, pending, running = {}, [], {}
+    for job in jobs:
+        if not force and job.done():
+            say(job, "already finished: skipped (--force redoes it)")
+            outcomes[job.name] = "finished before"
+        else:
+            pending.append(job)
+    try:
+        while (pending or running) and time.monotonic() < deadline:
+            for job in startable(pending, running, limit):
+                pending.remove(job)
+                running[job] = [start(job, force, limit), epochs(job)]
+            for job, (proc, seen) in list(running.items()):
+                now = epochs(job)
+                if now and now != seen:
+                    say(job, f"epoch {now[0]}/{now[1]}: test accuracy {100 * now[2]:.2f}%")
+                running[job][1] = now
+                if proc.poll() is not None:
+                    del running[job]
+                    outcomes[job.name] = outcome(job, proc.returncode)
+                    say(job, outcomes[job.name])
+                    if on_finish:
+                        on_finish()
+            time.sleep(0.5)
+    finally:
+        stop([proc for proc, _ in running.values()])
+    for job in running:
+        now = epochs(job)
+        outcomes[job.name] = "stopped" + (f" after {now[0]} of {now[1]} epochs" if now else "")
+    outcomes.update({job.name: "not started" for job in pending})
+    return outcomes
+
+
+def say(job, text):
+    print(f"{time.strftime('%H:%M:%S')} [{job.name}] {text}", flush=True)
+
+
+def epochs(job):
+    """(epochs done, epochs wanted, test accuracy) from its metrics.json; None before the first."""
+    m = read(job.folder / "metrics.json") or {}
+    try:
+        return m["epochs_done"], m["config"]["epochs"], m["final_test_acc"]
+    except (KeyError, TypeError):
+        return None
+
+
+def startable(pending, running, limit):
+    """The next jobs in order, within the limits."""
+    if any(job.alone for job in running):
+        return []
+    chosen, cpu_busy = [], any(job.cpu_bound for job in running)
+    for job in pending:
+        if len(running) + len(chosen) >= limit:
+            break
+        if job.alone:
+            return chosen or ([] if running else [job])
+        if not (job.cpu_bound and cpu_busy):
+            cpu_busy = cpu_busy or job.cpu_bound
+            chosen.append(job)
+    return chosen
+
+
+def start(job, force, limit):
+    """The job in a session of its own (a notebook's kernel too), so that stopping it stops all it started."""
+    args = job.args_now(force)
+    shown = shlex.join(["python", "-m", job.module, *args])
+    job.folder.mkdir(parents=True, exist_ok=True)
+    cores = len(os.sched_getaffinity(0))
+    env = {"OMP_NUM_THREADS": str(cores if job.alone else max(1, cores // limit)), **os.environ,
+           "PYTHONPATH": str(ROOT), "MPLBACKEND": "Agg", "SHARED_DEVICE": "0" if job.alone or limit == 1 else "1"}
+    env.pop("WORLD_SIZE", None)  # one process per run, never DistributedDataParallel
+    with open(job.folder / job.log, "a") as log:  # --force too: the run it replaces keeps its log
+        log.write(f"$ {shown}\n")
+        log.flush()
+        proc = subprocess.Popen([sys.executable, "-m", job.module, *args], cwd=ROOT, env=env, stdout=log,
+                                stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)
+    say(job, f"started: {shown}")
+    return proc
+
+
+def outcome(job, returncode):
+    if returncode == 0 and job.done():
+        return "finished"
+    lines = (job.folder / job.log).read_text(errors="replace").strip().splitlines()
+    return f"failed (exit {returncode}): {lines[-1] if lines else 'no output'} (log: {job.folder / job.log})"
+
+
+def stop(procs):
+    """Ctrl-C to each run's session, which saves and says where it stopped; whatever it started (a kernel
+    runs in a session of its own) is killed with it after STOP_GRACE seconds."""
+    family = []
+    for proc in procs:
+        with contextlib.suppress(psutil.NoSuchProcess, ProcessLookupError):
+            family += psutil.Process(proc.pid).children(recursive=True)
+            os.killpg(proc.pid, signal.SIGINT)
+    end = time.monotonic() + STOP_GRACE
+    for proc in procs:
+        try:
+            proc.wait(max(0.0, end - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+    for member in family:
+        with contextlib.suppress(psutil.NoSuchProcess):
+            member.kill()
+
+

@@ -1,0 +1,232 @@
+"""The results tables, generated from the files the runs wrote (metrics.json, bench.json), so that no
+number is typed by hand: the README's block between the markers, OUT/report.md of a quick or fresh
+reproduction, and each sweep's table. Runs that differ only in their seed are one row: the mean ± the
+standard deviation over n seeds, every run linked; a difference within the seeds' spread is none."""
+import difflib
+import json
+import statistics
+from pathlib import Path
+
+from . import io
+from .config import OPTIONS
+from .io import UserError
+from .models import label
+
+BEGIN, END = "<!-- results:begin -->", "<!-- results:end -->"
+GENERATED = "<!-- generated from the files linked below by src/report.py (python -m src.reproduce): do not edit -->"
+FULL_RUNS = ("*/run-full/metrics.json", "*/recipes/*/metrics.json")
+# The study's targets on the JPEG copy in 25 epochs (../shared/REFERENCE.md and the GPU issue).
+ACCURACY_TARGETS = {"ConvMixer-256/8": 0.91, "ConvViT-512/6": 0.78}
+EPOCH_TARGET, VS_2_WORKERS, VS_ALL_CORES = 1.0, 4.0, 2.0
+NOT_THE_SETTING = ("seed", "out", "resume", "overwrite", "download", "device", "workers", "test_batch_size")
+
+
+def setting(m):
+    """What a run's metrics.json says was run, but its seed and where: runs alike in this are one row. A run
+    recorded before an option existed ran with its default."""
+    values = {o.name: m["config"].get(o.name, o.default) for o in OPTIONS
+              if o.name not in NOT_THE_SETTING and o.group != "model"}
+    values.update(m["model"]["hyper_parameters"], data=str(Path(m["config"]["data"]).resolve()))
+    return json.dumps(values, sort_keys=True, default=str)
+
+
+def load_run(path):
+    """A run's metrics.json as one flat dict; one line naming the file when it is not one."""
+    m = io.read_json(path)
+    try:
+        c, d = m["config"], m["data"]
+        run = {"path": Path(path), "model": f"{m['model']['label']} ({m['model']['parameters']:,} parameters)",
+               "label": m["model"]["label"], "trainer": c["trainer"], "recipe": c["recipe"], "loader": c["loader"],
+               "precision": c["precision"], "batch": str(c["batch_size"]), "epochs": c["epochs"],
+               "done": m["epochs_done"], "finished": m["finished"] is True, "seed": c["seed"],
+               "test": float(m["final_test_acc"]), "train": float(m["final_train_acc"]),
+               "s / epoch": float(m["seconds_per_epoch"]), "images": (d["train_images"], d["test_images"]),
+               "data": f"{d['source']}, `{c['data']}`", "hardware": str(m["hardware"]), "commit": str(m.get("commit")),
+               "setting": setting(m)}
+    except (KeyError, TypeError, ValueError) as err:
+        raise UserError(f"{path} is not a run's metrics.json ({type(err).__name__}: {err}): delete it, or rerun "
+                        f"what writes it") from None
+    if not (0 <= run["test"] <= 1 and 0 <= run["train"] <= 1):
+        raise UserError(f"{path} is not a run's metrics.json (accuracies outside 0..1): delete it")
+    return run
+
+
+def groups(runs):
+    """Runs that differ only in their seed, together, seeds in order; groups in the order of their first run."""
+    found = {}
+    for run in runs:
+        found.setdefault(run["setting"], []).append(run)
+    return [sorted(group, key=lambda r: r["seed"]) for group in found.values()]
+
+
+def mean(group, key="test"):
+    return statistics.fmean(r[key] for r in group)
+
+
+def spread(group):
+    return statistics.stdev(r["test"] for r in group) if len(group) > 1 else 0.0
+
+
+def accuracy(group, key="test"):
+    if len(group) == 1:
+        return f"{100 * group[0][key]:.2f}%"
+    sd = f" ± {100 * spread(group):.2f}" if key == "test" else ""
+    return f"{100 * mean(group, key):.2f}{sd}% (n={len(group)})"
+
+
+def compare(a, b):
+    """a's mean against b's, in words, and the verdict: "above", "below", or "no difference" where the
+    difference is within the sum of the seeds' standard deviations; single runs decide nothing."""
+    diff = mean(a) - mean(b)
+    said = f"{100 * diff:+.2f} points ({accuracy(a)} against {accuracy(b)})"
+    if len(a) < 2 or len(b) < 2:
+        return said, "undecided: single runs have no spread"
+    return said, "no difference" if abs(diff) <= spread(a) + spread(b) else "above" if diff > 0 else "below"
+
+
+def link(path, base):
+    return f"[{path.relative_to(base)}]({path.relative_to(base)})"
+
+
+def logs(group, base):
+    """Each run's logs; with several seeds, each named by its seed."""
+    found = [(log.stem if len(group) == 1 else f"seed {r['seed']}", log.relative_to(base))
+             for r in group for log in sorted(r["path"].parent.glob("*.log"))]
+    return " · ".join(f"[{name}]({path})" for name, path in found) or "—"
+
+
+def table(rows, keep):
+    """Markdown lines: one sentence for what every row shares (columns not in keep), then the rest."""
+    shared = [c for c in rows[0] if c not in keep and len(rows) > 1 and len({r[c] for r in rows}) == 1]
+    shown = [c for c in rows[0] if c not in shared]
+    lines = [f"All rows: {'; '.join(f'{c}: {rows[0][c]}' for c in shared)}.", ""] if shared else []
+    lines += ["| " + " | ".join(shown) + " |", "|" + "---|" * len(shown)]
+    return lines + ["| " + " | ".join(r[c] for c in shown) + " |" for r in rows]
+
+
+def runs_table(runs, base, keep=("runs", "test acc", "logs")):
+    rows = []
+    for group in groups(runs):
+        first = group[0]
+        epochs = str(first["epochs"]) if all(r["finished"] for r in group) else \
+            ", ".join(f"{r['done']} of {r['epochs']}" for r in group)
+        rows.append({"runs": " · ".join(link(r["path"].parent, base) if i == 0 else
+                                        f"[seed {r['seed']}]({r['path'].parent.relative_to(base)})"
+                                        for i, r in enumerate(group)),
+                     **{k: first[k] for k in ("model", "trainer", "recipe", "loader", "precision", "batch")},
+                     "images (train / test)": "{:,} / {:,}".format(*first["images"]), "epochs": epochs,
+                     "seeds": ", ".join(str(r["seed"]) for r in group), "test acc": accuracy(group),
+                     "train acc": accuracy(group, "train"), "s / epoch": f"{mean(group, 's / epoch'):.1f} s",
+                     "data": first["data"], "hardware": first["hardware"],
+                     "commit": ", ".join(sorted({r["commit"] for r in group})), "logs": logs(group, base)})
+    return table(rows, keep)
+
+
+def bench_row(path, base):
+    b = io.read_json(path)
+    try:
+        s, x, c = b["seconds"], b["speedup"], b["config"]
+        floor = b.get("floor", {}).get("seconds")
+        return {"bench": link(path, base), "model": label(c["model"], dim=c["dim"], depth=c["depth"]),
+                "precision": c["precision"],
+                "compile": c.get("compile_mode", "default") if c.get("compile") else "eager",
+                "fast path": f"{s['fast']:.2f} s (+{b['compile_seconds']:.1f} s compile)",
+                "2 workers": f"{s['reference_2_workers']:.2f} s ({x['vs_2_workers']:.2f}x)",
+                "all cores": f"{s['reference_all_cores']:.2f} s, {b['workers_all_cores']} workers "
+                             f"({x['vs_all_cores']:.2f}x)",
+                "steps alone": f"{s['floor']:.2f} s", "physical floor": f"{floor:.2f} s" if floor else "—",
+                "hardware": b["hardware"], "commit": str(b.get("commit")), "logs": logs([{"path": path}], base)}
+    except (KeyError, TypeError) as err:
+        raise UserError(f"{path} is not a bench.json of src.bench ({err}): delete it") from None
+
+
+def targets(runs, bench):
+    """Each target beside what the committed runs say of it, judged on means."""
+    rows, full = [], [r for r in runs if r["finished"] and r["epochs"] == 25 and r["images"] == (50_000, 10_000)
+                      and not r["hardware"].startswith("CPU")]
+
+    def find(model, recipe, loader="gpu"):
+        found = [g for g in groups(full) if (g[0]["label"], g[0]["recipe"], g[0]["loader"], g[0]["trainer"]) ==
+                 (model, recipe, loader, "onecycle")]
+        return max(found, key=len, default=None)
+
+    for model, goal in ACCURACY_TARGETS.items():
+        best = max((g for g in groups(full) if g[0]["label"] == model), key=mean, default=None)
+        rows.append((f"{model}: test accuracy", f"≥ {100 * goal:.2f}%",
+                     best and f"{accuracy(best)}, {best[0]['recipe']} recipe, {best[0]['loader']} loader",
+                     best and ("yes" if mean(best) >= goal else "no")))
+    for model, a, b in (("ConvMixer-256/8", "improved", "baseline"), ("ConvViT-512/6", "improved", "baseline"),
+                        ("ConvMixer-256/8", "improved", "authors")):
+        pair = find(model, a), find(model, b)
+        said = all(pair) and compare(*pair)
+        rows.append((f"{model}: {a} recipe against {b}", "above, beyond the seeds' spread", said and said[0],
+                     said and ("yes" if said[1] == "above" else f"no: {said[1]}")))
+    pair = find("ConvMixer-256/8", "baseline"), find("ConvMixer-256/8", "baseline", "reference")
+    said = all(pair) and compare(*pair)
+    rows.append(("ConvMixer-256/8: fast loader against the reference loader", "no difference", said and said[0],
+                 said and ("yes" if said[1] == "no difference" else f"no: {said[1]}")))
+    b = bench and io.read_json(bench)
+    for what, goal, value, met in (
+            ("one ConvMixer-256/8 epoch, fast path", f"≤ {EPOCH_TARGET:g} s", b and f"{b['seconds']['fast']:.2f} s",
+             b and b["seconds"]["fast"] <= EPOCH_TARGET),
+            ("its speed-up over 2 workers", f"≥ {VS_2_WORKERS:g}x", b and f"{b['speedup']['vs_2_workers']:.2f}x",
+             b and b["speedup"]["vs_2_workers"] >= VS_2_WORKERS),
+            ("its speed-up over every core", f"≥ {VS_ALL_CORES:g}x", b and f"{b['speedup']['vs_all_cores']:.2f}x",
+             b and b["speedup"]["vs_all_cores"] >= VS_ALL_CORES)):
+        rows.append((what, goal, value, None if not b else "yes" if met else "no"))
+    rows = [{"target": t, "goal": g, "committed": v or "no run yet", "met": m or "—"} for t, g, v, m in rows]
+    return ["### The targets (25 epochs on the JPEG copy; accuracies are means over the seeds run)", "",
+            *table(rows, keep=tuple(rows[0])), ""]
+
+
+def report(base, mode="full"):
+    """The results in markdown: the runs of a reproduction (mode full: the notebooks on a GPU, the recipes,
+    the bench, the sweeps and the targets; quick: their tiny versions), then the checks on CPU."""
+    base = Path(base)
+    runs = [load_run(p) for pattern in (f"*/run-{mode}/metrics.json", "*/recipes/*/metrics.json")
+            for p in sorted(base.glob(pattern))]
+    bench = next(iter(sorted(base.glob("*/bench/bench.json"))), None)
+    sweeps = sorted(base.glob("*/sweeps/*/table.md"))
+    lines = [GENERATED, "", "### The runs (`python -m src.reproduce`; runs that differ only in their seed are one "
+             "row, mean ± standard deviation)", ""]
+    lines += runs_table(runs, base) + [""] if runs else ["Not run yet: `python -m src.reproduce` on one GPU.", ""]
+    if runs:
+        lines += ["Several runs shared the machine at a time, so their seconds per epoch are longer than a run's "
+                  "alone; the bench below times epochs alone.", ""]
+    if bench:
+        lines += ["One epoch (train and test pass) on each data path (`python -m src.bench`):", "",
+                  *table([bench_row(bench, base)], keep=()), ""]
+    if sweeps:
+        lines += ["Sweeps (`python -m src.sweep`), each a table sorted by test accuracy: " +
+                  ", ".join(f"[{p.parent.name}]({p.relative_to(base)})" for p in sweeps) + ".", ""]
+    if mode == "full":
+        lines += targets(runs, bench)
+    cpu = [load_run(p) for p in sorted(base.glob("*/run-cpu/metrics.json"))]
+    if cpu and mode == "full":
+        lines += ["### Checks on CPU (the notebooks' `cpu` mode: each pipeline learns end to end; the accuracies "
+                  "say nothing about the experiment)", "", *runs_table(cpu, base), ""]
+    return "\n".join(lines).rstrip() + "\n"
+
+
+def _block(readme):
+    text = Path(readme).read_text()
+    start, end = text.find(BEGIN), text.find(END)
+    if start < 0 or end < start:
+        raise UserError(f"{readme} has no results block: put the lines {BEGIN} and {END} where it goes")
+    return text, start + len(BEGIN), end
+
+
+def write_readme(readme, base):
+    text, start, end = _block(readme)
+    io.write_text(readme, text[:start] + "\n" + report(base) + text[end:])
+
+
+def check_readme(readme, base):
+    """True when the README's block is what the files give; else print the difference."""
+    text, start, end = _block(readme)
+    have, want = text[start:end].lstrip("\n"), report(base)
+    if have != want:
+        print(f"{readme}: the results block differs from what the result files give (python -m src.reproduce "
+              f"--write-readme regenerates it):\n" + "".join(difflib.unified_diff(
+                  have.splitlines(True), want.splitlines(True), "README", "files")))
+    return have == want

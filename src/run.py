@@ -1,0 +1,248 @@
+"""One training run as the command line and the notebooks start it, and the folder it writes:
+checkpoint.pt and metrics.json after every epoch (`"finished": false` until the last), model.pt at
+the end. A folder is held by one process at a time, a run in it is never replaced silently, and an
+exact resume refuses other settings, seed or data."""
+import os
+import platform
+import random
+import shutil
+import subprocess
+from dataclasses import asdict, replace
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.distributed as dist
+from filelock import FileLock, Timeout
+
+from . import data, io
+from .config import fingerprint, model_overrides, resolve
+from .gpu_loader import GPULoader
+from .io import UserError
+from .models import create_model, hyper_parameters, label, variant
+from .trainers import TRAINERS, Step
+from .trainers.engine import is_main_process
+
+RUN_FILES = ("metrics.json", "checkpoint.pt", "model.pt")
+TEST_BATCH_FACTOR = 4  # the test pass keeps no activations for backward: bigger batches, fewer steps
+
+
+def seed_everything(seed):
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def build_model(cfg):
+    return create_model(cfg.model, **model_overrides(cfg))
+
+
+def image_counts(cfg):
+    """The images the run uses and its splits' counts and listings, counted without decoding an image;
+    a subset larger than its split, or a batch larger than the training images, is refused."""
+    counts = {}
+    for split, subset in (("train", cfg.train_subset), ("test", cfg.test_subset)):
+        total, listing = data.split_listing(cfg.data, split == "train", cfg.download)
+        if subset is not None and subset > total:
+            raise UserError(f"--{split}-subset {subset}: more than the {total} images of the {split} split in "
+                            f"{cfg.data}; give at most {total}")
+        counts.update({f"{split}_images": subset or total, f"{split}_split_images": total, f"{split}_listing": listing})
+    if cfg.batch_size > counts["train_images"]:
+        raise UserError(f"--batch-size {cfg.batch_size}: larger than the {counts['train_images']} training images")
+    return counts
+
+
+def datasets(cfg):
+    """The run's training and test images, decoded once (CIFAR10Arrays)."""
+    return tuple(data.cifar10(cfg.data, split, download=cfg.download, subset=subset)
+                 for split, subset in ((True, cfg.train_subset), (False, cfg.test_subset)))
+
+
+def make_loaders(cfg, train=None, test=None):
+    """The reference albumentations DataLoaders, or the whole dataset on the device (`gpu`), over the
+    run's images (or the datasets given)."""
+    if train is None:
+        train, test = datasets(cfg)
+    augment = dict(pad=cfg.pad, hole_p=cfg.hole_p, randaugment=cfg.randaugment)
+    test_batch = cfg.test_batch_size or TEST_BATCH_FACTOR * cfg.batch_size
+    if cfg.loader == "reference":
+        return data.loaders(train, test, cfg.batch_size, cfg.workers, **augment, test_batch_size=test_batch,
+                            pin_memory=cfg.device.startswith("cuda"))
+    rank, world = (dist.get_rank(), dist.get_world_size()) if dist.is_initialized() else (0, 1)
+    common = dict(device=cfg.device, rank=rank, world_size=world, channels_last=cfg.channels_last)
+    return GPULoader(train, cfg.batch_size, True, **augment, **common), GPULoader(test, test_batch, False, **common)
+
+
+def trainer_settings(cfg):
+    """What the trainer takes from the config, besides the model, the loaders and the run's files."""
+    name = {"name": variant(cfg.model).title} if cfg.trainer == "onecycle" else {}  # its epoch line's prefix
+    return dict(epochs=cfg.epochs, lr_max=cfg.lr_max, weight_decay=cfg.wd, warmup=cfg.warmup,
+                decay_norms=cfg.decay_norms, beta2=cfg.beta2, step=Step.of(cfg), device=cfg.device, **name)
+
+
+def run(cfg, folder=None):
+    """Train as configured into cfg.out (or `folder`, a RunFolder of it); returns (model, history)."""
+    cfg = resolve(cfg)
+    if dist.is_initialized() and cfg.device.startswith("cuda"):  # under torchrun: this rank's GPU
+        cfg = replace(cfg, device=f"cuda:{int(os.environ.get('LOCAL_RANK', 0))}")
+    with folder or RunFolder(cfg) as folder:
+        seed_everything(cfg.seed)
+        model = build_model(cfg)
+        if folder.main:
+            print(starting_line(cfg, model, folder.identity["images"]), flush=True)
+        train_loader, test_loader = make_loaders(cfg)
+        history = TRAINERS[cfg.trainer](model, train_loader, test_loader, **trainer_settings(cfg),
+                                        **folder.files(model))
+        folder.finish(model, history)
+    return model, history
+
+
+def starting_line(cfg, model, images):
+    """What a run starts, said before its data is read: decoding 60,000 JPEGs takes a while on a CPU."""
+    return (f"training {label(cfg.model, **model_overrides(cfg))} ({sum(p.numel() for p in model.parameters()):,} "
+            f"parameters), {cfg.trainer} trainer, {cfg.recipe} recipe, seed {cfg.seed}: {cfg.epochs} epochs on "
+            f"{images['train_images']:,} training images, tested on {images['test_images']:,} ({cfg.data}); "
+            f"{cfg.device}, {cfg.precision}, {cfg.loader} loader; writing {cfg.out}")
+
+
+class RunFolder:
+    """cfg.out (of a resolved config) while a run writes it. `saved` is the last epoch this process
+    saved and `replaced` whether it removed the run the folder held (--overwrite), for the line a
+    stopped command ends with. Only rank 0 touches the folder; the other ranks do as it found."""
+
+    def __init__(self, cfg):
+        self.cfg, self.out, self.main = cfg, Path(cfg.out), is_main_process()
+        self.saved = self.replaced = self.state = self.about = self._lock = self._made = None
+
+    def __enter__(self):
+        self.identity = {**fingerprint(self.cfg), "images": image_counts(self.cfg)}
+        refusal = None
+        if self.main:
+            self._made = next((p for p in reversed((self.out, *self.out.parents)) if not p.exists()), None)
+            self._lock = hold(self.out)
+            try:
+                self._claim()
+            except UserError as err:
+                refusal = err
+            except BaseException:
+                self.__exit__()
+                raise
+        if dist.is_initialized():  # every rank refuses what rank 0 found, before any work
+            verdict = [str(refusal) if refusal else None]
+            dist.broadcast_object_list(verdict, src=0)
+            refusal = refusal or (verdict[0] and UserError(verdict[0]))
+        if refusal:
+            self.__exit__()
+            raise refusal
+        return self
+
+    def __exit__(self, *exc):
+        if self._lock is not None:
+            self._lock.release()
+            self._lock = None
+            made = self._made  # a run refused or stopped before writing anything leaves no folder it made
+            if made and made.is_dir() and not any(p.is_file() and p.name != ".lock" for p in made.rglob("*")):
+                shutil.rmtree(made)
+
+    def _claim(self):
+        cfg, out = self.cfg, self.out
+        held = [name for name in RUN_FILES if (out / name).exists()]
+        if held and not (cfg.resume or cfg.overwrite):
+            raise UserError(f"{out} already holds a run ({', '.join(held)}): pass --resume to continue it, "
+                            f"--overwrite to replace it, or give another --out")
+        if cfg.resume and "checkpoint.pt" not in held:
+            raise UserError(f"--resume: {out} holds no checkpoint.pt to continue from"
+                            f"{'; pass --overwrite to train it again' if held else '; drop --resume to start a run'}")
+        if cfg.resume:
+            self.state = io.load(out / "checkpoint.pt", self.cfg.device)
+            then = self.state.get("config") if isinstance(self.state, dict) else None
+            if not isinstance(then, dict):
+                raise UserError(f"{out / 'checkpoint.pt'} is not a training checkpoint of this project")
+            changed = sorted(k for k in {*then, *self.identity} if then.get(k) != self.identity.get(k))
+            if changed:
+                said = "; ".join(f"{k}: {then.get(k)!r} then, {self.identity.get(k)!r} now" for k in changed)
+                raise UserError(f"the run in {out} was made with other settings or data ({said}): resume it as it "
+                                f"was made, or pass --overwrite to train it again")
+            if self.state["epoch"] + 1 == cfg.epochs:
+                print(f"the run in {out} is already finished: one test pass, nothing to train", flush=True)
+        self.replaced = cfg.overwrite and bool(held)
+        io.remove_leftovers(out)
+
+    def files(self, model):
+        """The trainer's keywords that write the run, once it has its data and model: with --overwrite,
+        the old run goes now."""
+        if self.main and self.replaced:
+            print(f"replacing the run in {self.out}", flush=True)
+            for name in ("model.pt", "checkpoint.pt", "metrics.json"):  # the one that says "a run" last
+                (self.out / name).unlink(missing_ok=True)
+        cfg, sizes = self.cfg, model_overrides(self.cfg)
+        self.about = {"model": {"name": cfg.model, "label": label(cfg.model, **sizes),
+                                "hyper_parameters": hyper_parameters(cfg.model, **sizes),
+                                "parameters": sum(p.numel() for p in model.parameters())},
+                      "data": {"path": cfg.data, "source": data.source(cfg.data), **self.identity["images"]},
+                      "hardware": hardware(cfg.device), "world_size": dist.get_world_size() if dist.is_initialized()
+                      else 1, "torch": torch.__version__, "commit": commit(), "config": asdict(cfg)}
+        return dict(resume=self.state, on_epoch=self._save)
+
+    def _save(self, epoch, history, state):
+        io.save(self.out / "checkpoint.pt", {**state(), "config": self.identity})
+        self.write_metrics(history)
+        self.saved = epoch
+
+    def write_metrics(self, history, finished=False):
+        steady = history.epoch_time[1:] or history.epoch_time  # the first epoch carries compilation and warm-up
+        io.write_json(self.out / "metrics.json", {
+            "finished": finished, "epochs_done": len(history.test_acc), "final_test_acc": history.test_acc[-1],
+            "final_train_acc": history.train_acc[-1], "seconds_per_epoch": sum(steady) / len(steady),
+            "first_epoch_seconds": history.epoch_time[0], **self.about, "history": history.to_dict()})
+
+    def finish(self, model, history):
+        """model.pt, then metrics.json saying "finished": a run is finished only with its weights whole."""
+        if self.main:
+            io.save(self.out / "model.pt", model.state_dict())
+            self.write_metrics(history, finished=True)
+
+    def interrupted(self):
+        """The line a stopped command ends with: where the run stands and how to go on."""
+        if self.saved is not None:
+            return f"interrupted after epoch {self.saved} of {self.cfg.epochs} (saved): continue with --resume"
+        if self.state is not None:
+            return f"interrupted before another epoch was saved: the run in {self.out} is as it was; --resume continues it"
+        removed = ", and the run it held was removed (--overwrite)" if self.replaced and self.about else ""
+        return f"interrupted before the first epoch ended: nothing of this run was saved{removed}; rerun the same command"
+
+
+def hold(folder):
+    """folder, created if need be and locked by this process alone; the lock goes with the process."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    lock = FileLock(folder / ".lock")
+    try:
+        lock.acquire(timeout=0)
+    except Timeout:
+        raise UserError(f"{folder} is being written by another process right now: wait for it to end, or give "
+                        f"another --out") from None
+    return lock
+
+
+def hardware(device):
+    if torch.device(device).type == "cuda":
+        return torch.cuda.get_device_name(torch.device(device))
+    name = platform.processor() or platform.machine()
+    if Path("/proc/cpuinfo").exists():
+        name = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
+                     if line.startswith("model name")), name)
+    return f"CPU ({name}, {torch.get_num_threads()} threads)"
+
+
+def commit():
+    """The checkout's commit, "-dirty" when the code differs from it; None outside git."""
+    root = Path(__file__).resolve().parents[1]
+    git = ["git", "--no-optional-locks", "-C", str(root)]
+    try:
+        head = subprocess.run([*git, "rev-parse", "--short", "HEAD"], capture_output=True, text=True, timeout=10)
+        dirty = subprocess.run([*git, "status", "--porcelain", "--untracked-files=no", "--", "src", "requirements.txt"],
+                               capture_output=True, text=True, timeout=10).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return head.stdout.strip() + ("-dirty" if dirty else "") if head.returncode == 0 else None
