@@ -1,6 +1,7 @@
 """What src.sweep and src.reproduce share: their options, the training runs they start (flags checked
 before any run starts, a result that other flags or data made refused rather than skipped or
 continued), and how they end: one line for what did not finish."""
+import math
 import os
 import sys
 import tempfile
@@ -13,6 +14,8 @@ from .cli import config_from_args
 from .config import fingerprint, resolve
 from .io import UserError
 from .pool import ROOT, STOP_GRACE, Job, read
+
+CALL = 570  # seconds of one call on a lent GPU (10 minutes, less its start and the packing of results)
 from .run import hold
 
 NOTEBOOK_OF = {"convmixer_256_8": "ConvMixer_experimentation_2", "vit_seed": "ViT_with_convolution"}
@@ -99,23 +102,28 @@ def add_arguments(p, budget=570):
     p.add_argument("--force", action="store_true", help="redo runs whose finished results exist")
     p.add_argument("--quick", action="store_true", help="tiny settings, every step in seconds (CI, a CPU)")
     p.add_argument("--out", help="the folder the runs go to (with --quick: a new temporary folder)")
+    p.add_argument("--plan", action="store_true", help="print the runs and the GPU minutes they take, estimated "
+                   "from the committed runs; run nothing")
 
 
 def settle(args, p, default_out):
     """Check the shared options and fill in their defaults; the output folder (held by this process)."""
     if not args.data or not Path(args.data).is_dir():
         p.error(f"--data {args.data}: give the folder of a CIFAR-10 copy (or set CIFAR10_DIR)")
-    if args.budget <= STOP_GRACE or (args.jobs or 1) < 1 or min(args.seeds) < 0:
-        p.error(f"--budget above {STOP_GRACE} s, --jobs and --seeds at least 0 or 1, please")
+    if args.budget <= STOP_GRACE:
+        p.error(f"--budget {args.budget:g}: give more than the {STOP_GRACE} s that stopping the runs takes")
+    if (args.jobs or 1) < 1 or min(args.seeds) < 0:
+        p.error("--jobs: give at least 1; --seeds: give seeds of 0 or more")
     args.data = portable(args.data)
     if args.device:
         from .config import device_of
         args.device = device_of(args.device)
     import torch
-    args.jobs = args.jobs or (6 if args.device != "cpu" and torch.cuda.is_available() else 2)
+    args.jobs = args.jobs or (6 if args.plan or args.device != "cpu" and torch.cuda.is_available() else 2)
     args.deadline = time.monotonic() + args.budget - STOP_GRACE
     out = Path(args.out) if args.out else Path(tempfile.mkdtemp(prefix="quick-")) if args.quick else default_out
-    hold(out)  # a second sweep or reproduction into it would report this one's runs as its own
+    if not args.plan:
+        args.lock = hold(out)  # a second sweep or reproduction into it would report this one's runs as its own
     return out
 
 
@@ -131,3 +139,38 @@ def finish(outcomes, force):
     if left:
         sys.exit(f"error: {len(left)} of {len(outcomes)} runs did not finish within --budget ({', '.join(left)}): "
                  f"{again} to continue them (stopped runs resume from their checkpoints)")
+
+
+def estimate(job):
+    """Seconds the job takes beside the others, from the committed run most like it (same model, loader,
+    batch), or the bench's own; None where nothing like it was run."""
+    if job.module == "src.bench":  # an untimed and three timed epochs of each path, three of the steps alone
+        s = (read(ROOT / "ConvMixer_experimentation_2/bench/bench.json") or {}).get("seconds")
+        return s and s["fast_first_epoch"] + 3 * s["fast"] + 4 * (s["reference_2_workers"] + s["reference_all_cores"]) \
+            + 3 * s["floor"]
+    def given(flag, default):
+        return job.args[job.args.index(flag) + 1] if flag in job.args else default
+
+    model, loader = given("--model", "vit_seed" if "ViT" in job.name else "convmixer_256_8"), given("--loader", "gpu")
+    like = [m for pattern in ("*/run-full/metrics.json", "*/recipes/*/metrics.json", "*/sweeps/*/*/metrics.json")
+            for m in map(read, ROOT.glob(pattern)) if m and m.get("finished") and m["config"]["model"] == model
+            and m["config"]["loader"] == loader and m["data"]["train_images"] == 50_000]
+    like.sort(key=lambda m: m["config"]["batch_size"] != int(given("--batch-size", 512)))
+    return like and like[0]["first_epoch_seconds"] + (like[0]["config"]["epochs"] - 1) * like[0]["seconds_per_epoch"]
+
+
+def print_plan(jobs, limit):
+    """Each run with its estimate, and the calls of at most CALL seconds they fill, `limit` at a time."""
+    slots, cpu_free = [0.0] * limit, 0.0  # when each place, and the CPU a reference loader needs, is free
+    for job in jobs:
+        seconds = estimate(job) or 0
+        print(f"{job.name}: {f'{seconds / 60:.1f} min' if seconds else 'no committed run like it'}")
+        if job.alone:
+            slots = [max(slots) + seconds] * limit
+            continue
+        place = slots.index(min(slots))
+        slots[place] = max(slots[place], cpu_free if job.cpu_bound else 0) + seconds
+        cpu_free = slots[place] if job.cpu_bound else cpu_free
+    total = max(slots)
+    print(f"{len(jobs)} runs, {limit} at a time: about {total / 60:.0f} GPU minutes, {math.ceil(total / CALL)} call(s) "
+          f"of {CALL} s (each continues what the last left, from checkpoints)")

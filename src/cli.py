@@ -42,9 +42,10 @@ def command(interrupted=lambda: "interrupted"):
             raise
         sys.exit("error: out of memory: the model or batch does not fit on this device; use a smaller "
                  "--batch-size, --dim or --depth")
-    finally:
-        signal.signal(signal.SIGINT, before[0])
-        signal.signal(signal.SIGTERM, before[1])
+    finally:  # the caller's handlers come back; src/__init__'s start-up one would say nothing was done: ignored
+        for signum, handler in zip((signal.SIGINT, signal.SIGTERM), before):
+            starting = getattr(handler, "__name__", "") == "_interrupted_while_starting"
+            signal.signal(signum, signal.SIG_IGN if starting else handler)
 
 
 def parser(prog="python -m src.train", description=None, skip=()):

@@ -3,6 +3,7 @@ lacks, before anything imports it, never touching Colab's own torch and torchvis
 and `packaging` only: it runs before the requirements are there."""
 import importlib
 import importlib.metadata as metadata
+import re
 import subprocess
 import sys
 import tempfile
@@ -13,7 +14,7 @@ from packaging.utils import canonicalize_name
 
 REQUIREMENTS = Path(__file__).resolve().parent.parent / "requirements.txt"
 # Colab's torch and torchvision are built for its CUDA; its Jupyter runs the notebook; tests run elsewhere.
-COLAB_HAS = {"torch", "torchvision", "jupyter", "ipykernel", "papermill", "pytest"}
+COLAB_HAS = {"torch", "torchvision", "ipykernel", "papermill", "pytest"}
 
 
 class RestartRuntime(Exception):
@@ -26,7 +27,7 @@ def missing(requirements=REQUIREMENTS):
     reads them), less what Colab brings."""
     wanted = []
     for line in Path(requirements).read_text().splitlines():
-        line = line.split(" #")[0].strip()
+        line = re.sub(r"(^|\s)#.*", "", line).strip()  # pip's comments: # at the start or after a blank
         if not line or line.startswith(("#", "-")):
             continue
         requirement = Requirement(line)

@@ -10,7 +10,7 @@ from pathlib import Path
 import torch
 
 from .io import UserError
-from .models import MODELS, create_model, hyper_parameters, variant
+from .models import MODELS, create_model, variant
 from .recipes import RECIPES, recipe
 from .trainers import TRAINERS
 from .trainers.one_cycle import ANNEAL, WARMUP
@@ -54,7 +54,7 @@ class Option:
     help: str
     group: str              # experiment, model, optimisation or running
     allowed: object = None  # an Allowed, a tuple of choices, one Allowed per value (nargs), or None
-    type: type = None       # parses a command-line word; default: the default's type
+    type: type = None       # parses a command-line word (default: the default's type)
     nargs: int = None
     resume: bool = False    # part of what a run is: --resume refuses another value
     recipe: bool = False    # a recipe may set it (src/recipes.py)
@@ -69,7 +69,15 @@ class Option:
         return None if self.recipe or self.group == "model" else self.default
 
 
-SIZE = "a hyper-parameter of the model (default: the --model variant's)"
+def _size(name, allowed=POSITIVE, kind=int, recipe=False, help="a hyper-parameter of the model (default: the variant's)"):
+    return Option(name, None, help, "model", allowed, kind, resume=True, recipe=recipe)
+
+
+def _tuned(name, default, help, allowed=None, kind=None, nargs=None):
+    """An optimisation option: a recipe may set it, and it is part of what a run is."""
+    return Option(name, default, help, "optimisation", allowed, kind, nargs, resume=True, recipe=True)
+
+
 OPTIONS = (
     Option("model", "convmixer_256_8", "named model size (src/models)", "experiment", tuple(MODELS), resume=True),
     Option("trainer", "onecycle", "onecycle: the authors' loop, one line per epoch; wrapper: the custom training "
@@ -84,39 +92,29 @@ OPTIONS = (
     Option("out", None, "output folder (default runs/MODEL-TRAINER-RECIPE)", "experiment", type=str),
     Option("resume", False, "continue the run in --out from its checkpoint.pt", "experiment"),
     Option("overwrite", False, "replace the run that --out already holds", "experiment"),
-    *(Option(name, None, SIZE, "model", Allowed(1, 1000, integer=True) if name == "depth" else POSITIVE, int,
-             resume=True) for name in ("dim", "depth", "kernel_size", "patch_size", "heads", "dim_head", "mlp_dim")),
-    *(Option(name, None, SIZE, "model", FRACTION, float, resume=True, recipe=True) for name in ("dropout", "emb_dropout")),
-    Option("emb_init_std", None, "std of the ViT's initial position embedding and class token", "model",
-           Allowed(0, low_open=True), float, resume=True, recipe=True),
-    Option("lr_max", None, "peak learning rate", "optimisation", Allowed(0, low_open=True), float, resume=True,
-           recipe=True),
-    Option("wd", 0.0, "AdamW weight decay", "optimisation", Allowed(0), float, resume=True, recipe=True),
-    Option("beta2", 0.999, "AdamW's second-moment decay", "optimisation", FRACTION, float, resume=True, recipe=True),
-    Option("warmup", WARMUP, f"fraction of the run spent warming up (< {ANNEAL:g}, where annealing starts)",
-           "optimisation", Allowed(0, ANNEAL, low_open=True, high_open=True), float, resume=True, recipe=True),
-    Option("decay_norms", True, "weight decay on norms, biases, position embedding and class token too",
-           "optimisation", resume=True, recipe=True),
-    Option("label_smoothing", 0.0, "label smoothing of the training loss", "optimisation", FRACTION, float,
-           resume=True, recipe=True),
-    Option("ema", 0.0, "test an exponential moving average of the weights with this decay (0: none)",
-           "optimisation", FRACTION, float, resume=True, recipe=True),
-    Option("tta_flip", False, "average the logits of each test image and its mirror", "optimisation", resume=True,
-           recipe=True),
-    Option("tta_translate", False, "also those of each view shifted a pixel up-left and down-right (as airbench)",
-           "optimisation", resume=True, recipe=True),
-    Option("grad_clip", 0.0, "clip the gradient norm to this value (0: no clipping)", "optimisation", Allowed(0),
-           float, resume=True, recipe=True),
-    Option("randaugment", None, "torchvision's RandAugment (ops, magnitude) before the rest of the augmentation",
-           "optimisation", (Allowed(1, 14, integer=True), Allowed(0, 30, integer=True)), int, 2, True, True),
-    Option("pad", 4, "pad the image this much and crop 32x32 at random (0: no crop)", "optimisation",
-           Allowed(0, 16, integer=True), int, resume=True, recipe=True),
-    Option("hole_p", 0.5, "probability of the 16x16 hole (0: none)", "optimisation", Allowed(0, 1), float,
-           resume=True, recipe=True),
+    _size("dim"),
+    _size("depth", Allowed(1, 1000, integer=True)),
+    *(_size(name) for name in ("kernel_size", "patch_size", "heads", "dim_head", "mlp_dim")),
+    *(_size(name, FRACTION, float, True) for name in ("dropout", "emb_dropout")),
+    _size("emb_init_std", Allowed(0, low_open=True), float, True, "std of the ViT's first position embedding"),
+    _tuned("lr_max", None, "peak learning rate", Allowed(0, low_open=True), float),
+    _tuned("wd", 0.0, "AdamW weight decay", Allowed(0)),
+    _tuned("beta2", 0.999, "AdamW's second-moment decay", FRACTION),
+    _tuned("warmup", WARMUP, f"fraction of the run spent warming up (annealing starts at {ANNEAL:g})",
+           Allowed(0, ANNEAL, low_open=True, high_open=True)),
+    _tuned("decay_norms", True, "weight decay on norms, biases, position embedding and class token too"),
+    _tuned("label_smoothing", 0.0, "label smoothing of the training loss", FRACTION),
+    _tuned("ema", 0.0, "test an exponential moving average of the weights with this decay (0: none)", FRACTION),
+    _tuned("tta_flip", False, "average the logits of each test image and its mirror"),
+    _tuned("tta_translate", False, "also of each view shifted a pixel up-left and down-right (as airbench)"),
+    _tuned("grad_clip", 0.0, "clip the gradient norm to this value (0: no clipping)", Allowed(0)),
+    _tuned("randaugment", None, "torchvision's RandAugment (ops, magnitude) before the rest of the augmentation",
+           (Allowed(1, 14, integer=True), Allowed(0, 30, integer=True)), int, 2),
+    _tuned("pad", 4, "pad the image this much and crop 32x32 at random (0: no crop)", Allowed(0, 16, integer=True)),
+    _tuned("hole_p", 0.5, "probability of the 16x16 hole (0: none)", Allowed(0, 1)),
     Option("batch_size", 512, "images per optimizer step", "running", POSITIVE, resume=True),
-    Option("test_batch_size", None, "images per test batch (default: 4x --batch-size: no activations are kept)",
-           "running", POSITIVE, int),
-    Option("workers", None, f"DataLoader worker processes of the reference loader (default: {WORKERS})", "running",
+    Option("test_batch_size", None, "images per test batch (default: 4x --batch-size)", "running", POSITIVE, int),
+    Option("workers", None, f"DataLoader workers of the reference loader (default: {WORKERS})", "running",
            Allowed(0, integer=True), int),
     Option("seed", 0, "seeds torch, numpy and random: CPU runs repeat bit for bit", "running",
            Allowed(0, 2**32 - 1, integer=True), resume=True),
@@ -139,23 +137,18 @@ RESUME_KEYS = tuple(o.name for o in OPTIONS if o.resume)
 
 def check(option, value):
     """One line naming the flag, the value and what is allowed, unless value is allowed (None: unset)."""
-    allowed = option.allowed
-    if value is None:
+    allowed, kind = option.allowed, option.type or type(option.default)
+    if value is None or allowed is None and (kind is not bool or isinstance(value, bool)):
         return
-    if allowed is None:
-        if option.type is bool and not isinstance(value, bool):
-            raise UserError(f"{option.flag} {value!r}: expected True or False")
-    elif option.nargs:
-        if not isinstance(value, (tuple, list)) or len(value) != option.nargs:
-            raise UserError(f"{option.flag} {value!r}: expected {option.nargs} values")
-        for v, a in zip(value, allowed):
-            if v not in a:
-                raise UserError(f"{option.flag} {' '.join(map(str, value))}: each value must be {a} (got {v!r})")
-    elif isinstance(allowed, tuple):
-        if value not in allowed:
-            raise UserError(f"{option.flag} {value!r}: expected one of {', '.join(allowed)}")
+    if option.nargs:
+        if not isinstance(value, (tuple, list)) or len(value) != option.nargs or \
+                any(v not in a for v, a in zip(value, allowed)):
+            raise UserError(f"{option.flag} {value!r}: expected {option.nargs} values, {' and '.join(map(str, allowed))}")
+    elif allowed is None:
+        raise UserError(f"{option.flag} {value!r}: expected True or False")
     elif value not in allowed:
-        raise UserError(f"{option.flag} {value!r}: expected {allowed}")
+        said = f"one of {', '.join(allowed)}" if isinstance(allowed, tuple) else allowed
+        raise UserError(f"{option.flag} {value!r}: expected {said}")
 
 
 def device_of(name):
@@ -166,9 +159,7 @@ def device_of(name):
         device = torch.device(name)
     except (RuntimeError, TypeError):
         raise UserError(f"--device {name!r}: expected cpu, cuda, cuda:N or auto") from None
-    if device.type == "cpu":
-        if device.index:
-            raise UserError(f"--device {name}: a CPU has no index; use --device cpu")
+    if device.type == "cpu" and not device.index:
         return "cpu"  # cpu:0 too: torch.load cannot map a checkpoint onto "cpu:0"
     if device.type != "cuda":
         raise UserError(f"--device {name!r}: expected cpu, cuda, cuda:N or auto")

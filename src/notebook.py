@@ -190,8 +190,8 @@ def main(argv=None):
                             f"{err.evalue.removeprefix('error: ')}") from None
         finally:
             lock.release()
-        for cell in nb.cells:  # a transient progress bar leaves only blanks behind
-            cell.outputs = [o for o in cell.get("outputs", []) if o.output_type != "stream" or o.text.strip()]
+        for cell in (c for c in nb.cells if c.cell_type == "code"):  # a progress bar leaves only blanks behind
+            cell.outputs = [o for o in cell.outputs if o.output_type != "stream" or o.text.strip()]
         text = "".join(o.get("text", "") for cell in nb.cells for o in cell.get("outputs", []))
         paragraph = describe(read_json(run / "metrics.json"), mode, re.search(r"^command line: (.*)$", text, re.M)[1],
                              shared=os.environ.get("SHARED_DEVICE") == "1")

@@ -15,14 +15,13 @@ runs and the GPU minutes they take, estimated from the committed runs, without r
 `--quick --device cpu --data PATH` runs every step on tiny settings in a temporary folder.
 """
 import argparse
-import math
 import sys
 
 from . import io
 from .cli import command
 from .notebook import MODES, NOTEBOOKS
-from .batch import (NOTEBOOK_OF, IMPROVED, QUICK_MODEL, add_arguments, check, finish, portable, seeded, settle,
-                    train_flags, train_job)
+from .batch import (IMPROVED, NOTEBOOK_OF, QUICK_MODEL, add_arguments, check, finish, portable, print_plan, seeded,
+                    settle, train_flags, train_job)
 from .pool import ROOT, Job, read, run_jobs
 from .report import check_readme, report, write_readme
 
@@ -35,7 +34,6 @@ RECIPE_RUNS = (  # (model, run, flags, whether seed 0 runs here: the notebooks r
     ("vit_seed", "baseline", ("--recipe", "baseline"), False),
     ("convmixer_256_8", "baseline", ("--recipe", "baseline"), False),
 )
-CALL = 570  # seconds of one call on a lent GPU (10 minutes, less start-up and packing)
 
 
 def made_on(path, data):
@@ -82,47 +80,11 @@ def plan(args, out, mode):
             "bench": [bench_job(args, out)]}  # alone on the GPU, once the trainings are done
 
 
-def estimate(job):
-    """Seconds the job takes beside the others, from the committed run most like it (same model, loader,
-    batch), or the bench's own; None where nothing like it was run."""
-    if job.module == "src.bench":  # an untimed and three timed epochs of each path, three of the steps alone
-        s = (read(ROOT / "ConvMixer_experimentation_2/bench/bench.json") or {}).get("seconds")
-        return s and s["fast_first_epoch"] + 3 * s["fast"] + 4 * (s["reference_2_workers"] + s["reference_all_cores"]) \
-            + 3 * s["floor"]
-    def given(flag, default):
-        return job.args[job.args.index(flag) + 1] if flag in job.args else default
-
-    model, loader = given("--model", "vit_seed" if "ViT" in job.name else "convmixer_256_8"), given("--loader", "gpu")
-    like = [m for pattern in ("*/run-full/metrics.json", "*/recipes/*/metrics.json", "*/sweeps/*/*/metrics.json")
-            for m in map(read, ROOT.glob(pattern)) if m and m.get("finished") and m["config"]["model"] == model
-            and m["config"]["loader"] == loader and m["data"]["train_images"] == 50_000]
-    like.sort(key=lambda m: m["config"]["batch_size"] != int(given("--batch-size", 512)))
-    return like and like[0]["first_epoch_seconds"] + (like[0]["config"]["epochs"] - 1) * like[0]["seconds_per_epoch"]
-
-
-def print_plan(jobs, limit):
-    """Each run with its estimate, and the calls of at most CALL seconds they fill, `limit` at a time."""
-    slots, cpu_free = [0.0] * limit, 0.0  # when each place, and the CPU a reference loader needs, is free
-    for job in jobs:
-        seconds = estimate(job) or 0
-        print(f"{job.name}: {f'{seconds / 60:.1f} min' if seconds else 'no committed run like it'}")
-        if job.alone:
-            slots = [max(slots) + seconds] * limit
-            continue
-        place = slots.index(min(slots))
-        slots[place] = max(slots[place], cpu_free if job.cpu_bound else 0) + seconds
-        cpu_free = slots[place] if job.cpu_bound else cpu_free
-    total = max(slots)
-    print(f"{len(jobs)} runs, {limit} at a time: about {total / 60:.0f} GPU minutes, {math.ceil(total / CALL)} calls "
-          f"of {CALL} s (each continues what the last left, from checkpoints)")
-
-
 def main(argv=None):
     p = argparse.ArgumentParser(prog="python -m src.reproduce", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     add_arguments(p)
     p.add_argument("--only", default=",".join(STEPS), help=f"comma-separated steps of {', '.join(STEPS)}")
-    p.add_argument("--plan", action="store_true", help="print the runs and their GPU minutes; run nothing")
     p.add_argument("--write-readme", action="store_true", help="only regenerate the README's results block")
     p.add_argument("--check-readme", action="store_true", help="only check the README's results block against the "
                    "result files (exit 1 if it differs)")
@@ -139,7 +101,7 @@ def main(argv=None):
         mode = "quick" if args.quick else "full"
         jobs = [job for step, planned in plan(args, out, mode).items() if step in args.only for job in planned]
         if args.plan:
-            return print_plan(jobs, args.jobs if "--jobs" in (argv or sys.argv) else 6)
+            return print_plan(jobs, args.jobs)
         check(jobs, args.force)
 
         def write_report():

@@ -187,7 +187,7 @@ class RunFolder:
     def _save(self, epoch, history, state):
         io.save(self.out / "checkpoint.pt", {**state(), "config": self.identity})
         self.write_metrics(history)
-        self.saved = epoch
+        self.saved = epoch + 1  # epochs done, as "after epoch 1 of 3" says once the first is saved
 
     def write_metrics(self, history, finished=False):
         steady = history.epoch_time[1:] or history.epoch_time  # the first epoch carries compilation and warm-up

@@ -15,7 +15,8 @@ import sys
 
 from . import io
 from .cli import command
-from .batch import IMPROVED, NOTEBOOK_OF, add_arguments, check, finish, seeded, settle, train_flags, train_job
+from .batch import (IMPROVED, NOTEBOOK_OF, add_arguments, check, finish, print_plan, seeded, settle, train_flags,
+                    train_job)
 from .pool import ROOT, run_jobs
 from .report import groups, load_run, runs_table
 
@@ -92,6 +93,8 @@ def main(argv=None):
         out = settle(args, p, ROOT / NOTEBOOK_OF[model] / "sweeps" / args.sweep)
         jobs = [train_job(f"{args.sweep}/{folder.name}", folder, (*train_flags(model, flags, args), "--seed", seed))
                 for variant, flags in variants for seed, folder in seeded(out / variant, args.seeds)]
+        if args.plan:
+            return print_plan(jobs, args.jobs)
         check(jobs, args.force)
 
         def write_table():
