@@ -1,11 +1,7 @@
-"""What a trained model learned, read from its weights and attention (what the conv-only ViT's 1x1
-convolutions cost is measured by src/bench.py).
-
-ConvMixer: the depth-wise kernels per block and the patch-embedding filters (the ConvMixer paper's
-kernel figures). ConvViT: attention recorded with forward hooks, attention rollout (Abnar &
-Zuidema 2020), mean attention distance and position-embedding similarity (the ViT paper's
-Figure 7). Figures follow src/plots.py: each returns its Figure and saves a PNG when given `path`.
-"""
+"""What a trained model learned, read from its weights and attention. ConvMixer: the depth-wise kernels
+per block and the patch-embedding filters (the ConvMixer paper's kernel figures). ConvViT: attention
+recorded with forward hooks, attention rollout (Abnar & Zuidema 2020), mean attention distance and
+position-embedding similarity (the ViT paper's Figure 7). Each figure as in src/plots.py."""
 import math
 from functools import reduce
 from pathlib import Path
@@ -194,27 +190,9 @@ def plot_attention_distance(distances, uniform=None, path=None):
         ax.axhline(uniform, color="gray", linestyle="--", label=f"uniform attention ({uniform:.1f} px)")
         ax.legend(loc="lower right", fontsize=8)
     ax.set(xlabel="block", ylabel="mean attention distance (pixels)", xticks=blocks,
-           ylim=(0, 1.1 * max(distances.max(), uniform or 0) or 1), title="mean attention distance per head")  # one token: all 0
+           ylim=(0, 1.1 * max(distances.max(), uniform or 0) or 1), title="mean attention distance per head")
     ax.grid(alpha=0.3)
     return _finish(fig, path)
-
-
-# Command line
-
-MIXER_FIGURES = ("depthwise_kernels.png", "patch_filters.png")
-VIT_FIGURES = ("class_attention.png", "attention_distance.png", "position_similarity.png")
-
-
-def _mixer_figures(model):
-    return dict(zip(MIXER_FIGURES, (plot_depthwise_kernels(model), plot_patch_filters(model))))
-
-
-def _vit_figures(model, images):
-    _, attentions = record_attention(model, images)
-    return dict(zip(VIT_FIGURES, (plot_class_attention(images, attentions, MEAN, STD),
-                                  plot_attention_distance(attention_distances(model, attentions),
-                                                          uniform_distance(model)),
-                                  plot_position_similarity(model))))
 
 
 def attention_distances(model, attentions):
@@ -237,20 +215,19 @@ def test_images(data_root, n=4):
 
 
 def save_figures(model, test_images, folder):
-    """Write what a trained model learned as PNGs into `folder`; return their paths. ConvMixer:
-    kernels and patch filters; ConvViT: attention on `test_images` (a few normalised images) and
-    position similarity."""
-    folder, paths = Path(folder), []
-    figures = _vit_figures(model, test_images) if isinstance(model, ConvViT) else _mixer_figures(model)
-    made = not folder.exists()
-    folder.mkdir(parents=True, exist_ok=True)
-    try:
-        for name, fig in figures.items():
-            _finish(fig, folder / name)  # whole or not at all
-            paths.append(folder / name)
-    finally:
-        for fig in figures.values():
-            plt.close(fig)
-        if made and not paths:
-            folder.rmdir()  # empty: the failed write left nothing
-    return paths
+    """What a trained model learned, as PNGs in folder (ConvMixer: kernels and patch filters; ConvViT:
+    attention on a few normalised test images, and position similarity); the paths written."""
+    if isinstance(model, ConvViT):
+        _, attentions = record_attention(model, test_images)
+        figures = {"class_attention.png": plot_class_attention(test_images, attentions, MEAN, STD),
+                   "attention_distance.png": plot_attention_distance(attention_distances(model, attentions),
+                                                                     uniform_distance(model)),
+                   "position_similarity.png": plot_position_similarity(model)}
+    else:
+        figures = {"depthwise_kernels.png": plot_depthwise_kernels(model),
+                   "patch_filters.png": plot_patch_filters(model)}
+    Path(folder).mkdir(parents=True, exist_ok=True)
+    for name, fig in figures.items():
+        _finish(fig, Path(folder) / name)  # whole or not at all
+        plt.close(fig)
+    return [Path(folder) / name for name in figures]

@@ -1,23 +1,30 @@
-"""The original augmentation does what it says, on small generated images; the loaders and the
-cheap look-ups (split sizes, subsets, source) on a tiny class-folder copy."""
+"""The original augmentation does what it says (a 16x16 hole of the mean pixel, pad and crop, --pad 0,
+--hole-p 0, RandAugment in front), on small generated images; the reference loaders and the cheap look-ups
+(listings, subsets, source) on a tiny class-folder copy."""
+import shutil
+
 import numpy as np
 import pytest
 import torch
+import torchvision.transforms as T
 
 from src import class_folders
-from src.data import (MEAN, STD, CIFAR10Array, cifar10, loaders, source, split_size,
-                      test_transforms as eval_transforms, train_transforms)
+from src.data import (MEAN, STD, CIFAR10Array, RandAugment, cifar10, loaders, source, split_listing, subset_indices,
+                      train_transforms)
+from src.io import UserError
 
+pytestmark = pytest.mark.usefixtures("one_thread")
 FILL = np.array([round(255 * m) for m in MEAN], dtype=np.uint8)
 
 
-def normalized(pixel):
-    return (torch.tensor(pixel / 255.0, dtype=torch.float32) - torch.tensor(MEAN)) / torch.tensor(STD)
+def normalized(image):
+    """An HWC uint8 image as the model sees it, computed without albumentations."""
+    chw = torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1) / 255.0
+    return (chw - torch.tensor(MEAN)[:, None, None]) / torch.tensor(STD)[:, None, None]
 
 
-def fill_mask(x):
-    """Pixels of a CHW output that equal the mean pixel after Normalize."""
-    return torch.isclose(x, normalized(FILL)[:, None, None], atol=1e-5).all(0)
+def random_images(n, seed=0):
+    return np.random.default_rng(seed).integers(0, 256, (n, 32, 32, 3), dtype=np.uint8)
 
 
 def test_hole_is_one_16x16_square_filled_with_the_mean_when_p_is_1():
@@ -27,81 +34,102 @@ def test_hole_is_one_16x16_square_filled_with_the_mean_when_p_is_1():
     for _ in range(50):
         x = pipeline(image=image)["image"]
         assert x.shape == (3, 32, 32) and x.dtype == torch.float32
-        rows, cols = torch.nonzero(fill_mask(x), as_tuple=True)
-        assert len(rows) == 16 * 16
-        assert rows.max() - rows.min() == 15 and cols.max() - cols.min() == 15
-        assert torch.allclose(x[:, ~fill_mask(x)], normalized(np.array([7, 7, 7]))[:, None], atol=1e-5)
+        hole = torch.isclose(x, normalized(FILL[None, None]), atol=1e-5).all(0)
+        rows, cols = torch.nonzero(hole, as_tuple=True)
+        assert len(rows) == 16 * 16 and rows.max() - rows.min() == 15 and cols.max() - cols.min() == 15
+        assert torch.allclose(x[:, ~hole], normalized(np.full((1, 1, 3), 7, np.uint8))[:, 0], atol=1e-5)
 
 
-def test_no_hole_when_p_is_0_and_pad_crop_only_shifts_the_image():
-    rng = np.random.default_rng(0)
-    image = rng.integers(0, 256, (32, 32, 3), dtype=np.uint8)
-    pipeline = train_transforms(hole_p=0.0, flip_p=0.0)
+@pytest.mark.parametrize("pad", [4, 2, 0])
+def test_without_a_hole_the_output_is_a_shifted_crop_or_its_mirror_and_pad_0_only_flips(pad):
+    image = random_images(1)[0]
+    padded = np.tile(FILL, (32 + 2 * pad, 32 + 2 * pad, 1))
+    padded[pad:pad + 32, pad:pad + 32] = image
+    crops = [padded[dy:dy + 32, dx:dx + 32] for dy in range(2 * pad + 1) for dx in range(2 * pad + 1)]
+    reference = torch.stack([normalized(view) for crop in crops for view in (crop, crop[:, ::-1])])
+    pipeline = train_transforms(pad=pad, hole_p=0.0)
     pipeline.set_random_seed(1)
-    padded = np.pad(image, ((4, 4), (4, 4), (0, 0)))
-    padded[:4], padded[-4:], padded[:, :4], padded[:, -4:] = FILL, FILL, FILL, FILL
-    reference = torch.stack([eval_transforms()(image=padded[dy:dy + 32, dx:dx + 32])["image"]
-                             for dy in range(9) for dx in range(9)])
-    for _ in range(30):
+    seen = []
+    for _ in range(60):
+        distance = (reference - pipeline(image=image)["image"]).abs().flatten(1).max(1).values
+        assert distance.min() < 1e-5  # one of the (2 pad + 1)^2 crops, flipped or not
+        seen.append(int(distance.argmin()))
+    assert len(set(seen)) > min(25, len(reference) - 1) and 15 < sum(i % 2 for i in seen) < 45
+
+
+def test_randaugment_is_torchvisions_and_comes_first():
+    """With no crop and no hole, the pipeline is torchvision's RandAugment (drawing from torch's generator),
+    then a flip, then Normalize."""
+    pipeline = train_transforms(pad=0, hole_p=0.0, randaugment=(2, 12))
+    assert isinstance(pipeline.transforms[0], RandAugment)
+    changed = 0
+    for i, image in enumerate(random_images(12)):
+        torch.manual_seed(i)
         x = pipeline(image=image)["image"]
-        assert x.shape == (3, 32, 32)
-        assert (reference - x).abs().flatten(1).max(1).values.min() < 1e-5  # one of the 81 crops
+        torch.manual_seed(i)
+        expected = T.RandAugment(2, 12)(torch.from_numpy(image).permute(2, 0, 1)).permute(1, 2, 0).numpy()
+        assert any(torch.allclose(x, normalized(view), atol=1e-5) for view in (expected, expected[:, ::-1]))
+        changed += not np.array_equal(expected, image)
+    assert changed >= 9
 
 
-def test_test_transform_only_normalizes():
-    image = np.random.default_rng(0).integers(0, 256, (32, 32, 3), dtype=np.uint8)
-    x = eval_transforms()(image=image)["image"]
-    expected = (torch.from_numpy(image).permute(2, 0, 1) / 255.0 - torch.tensor(MEAN)[:, None, None]) \
-        / torch.tensor(STD)[:, None, None]
-    assert torch.allclose(x, expected, atol=1e-5)
-
-
-def test_labels_never_change_and_subset_is_fixed():
-    rng = np.random.default_rng(0)
-    images = rng.integers(0, 256, (40, 32, 32, 3), dtype=np.uint8)
-    labels = np.arange(40) % 10
-    dataset = CIFAR10Array(images, labels, train_transforms(hole_p=1.0))
-    for i in range(40):
-        assert dataset[i][1] == labels[i]
-    raw = CIFAR10Array(images, labels)
-    assert raw[3][0].dtype == np.uint8 and raw[3][1] == 3
-    subset = raw.subset(10)
-    assert len(subset) == 10 and raw.subset(None) is raw and raw.subset(40) is raw
-    again = raw.subset(10)
-    assert np.array_equal(subset.images, again.images) and np.array_equal(subset.labels, again.labels)
-    for image, label in zip(subset.images, subset.labels):  # each subset image keeps its own label
-        assert labels[np.flatnonzero((images == image).all(axis=(1, 2, 3)))[0]] == label
+def test_a_subset_decodes_only_its_images_and_keeps_their_labels(tiny_cifar, monkeypatch):
+    full = cifar10(tiny_cifar, train=True)
+    assert full.images.shape == (160, 32, 32, 3) and full.images.dtype == np.uint8
+    assert np.bincount(full.labels).tolist() == [16] * 10 and full[20][1] == full.labels[20] == 1
+    decoded, read = [], class_folders.read_image
+    monkeypatch.setattr(class_folders, "read_image", lambda path: decoded.append(path) or read(path))
+    picked = cifar10(tiny_cifar, train=True, subset=8)
+    assert len(decoded) == 8  # only the subset's files are decoded
+    keep = subset_indices(160, 8)  # the same images, every run, as subsetting the whole split
+    assert np.array_equal(picked.images, full.images[keep]) and np.array_equal(picked.labels, full.labels[keep])
+    assert len(set(picked.labels.tolist())) >= 4
 
 
 def test_reference_loaders_batch_shuffle_and_keep_labels(tiny_cifar):
     torch.manual_seed(0)
-    train, test = loaders(tiny_cifar, batch_size=16, workers=0, test_batch_size=64)
+    train, test = loaders(cifar10(tiny_cifar, True), cifar10(tiny_cifar, False), batch_size=16, workers=0,
+                          test_batch_size=64)
     assert len(train) == 10 and len(test) == 1  # 160 train images, drop_last; 40 test in one batch
     xs, ys = zip(*train)
     assert all(x.shape == (16, 3, 32, 32) and x.dtype == torch.float32 for x in xs)
     labels = torch.cat(ys)
     assert sorted(labels.tolist()) == sorted(train.dataset.labels.tolist())
     assert labels.tolist() != sorted(labels.tolist())  # shuffled
-    x, y = next(iter(test))
-    assert x.shape == (40, 3, 32, 32) and y.tolist() == test.dataset.labels.tolist()  # test: in order
-    # what the model sees of a test image is exactly its normalized pixels
-    assert torch.allclose(x[0], eval_transforms()(image=test.dataset.images[0])["image"])
+    x, y = next(iter(test))  # test: in order, exactly the normalized pixels
+    assert y.tolist() == test.dataset.labels.tolist()
+    assert torch.allclose(x, torch.stack([normalized(image) for image in test.dataset.images]), atol=1e-5)
 
 
-def test_split_sizes_subsets_and_source_read_no_more_than_needed(tiny_cifar, monkeypatch):
-    assert (split_size(tiny_cifar, True), split_size(tiny_cifar, False)) == (160, 40)
-    full = cifar10(tiny_cifar, train=True)
-    decoded, read = [], class_folders.read_image
-    monkeypatch.setattr(class_folders, "read_image", lambda path: decoded.append(path) or read(path))
-    picked = cifar10(tiny_cifar, train=True, subset=8, seed=1)
-    assert len(decoded) == 8  # only the subset's files are decoded
-    same = full.subset(8, seed=1)  # the same images as subsetting the whole split, with their labels
-    assert np.array_equal(picked.images, same.images) and np.array_equal(picked.labels, same.labels)
-    assert picked.images.shape == (8, 32, 32, 3) and picked.images.dtype == np.uint8
-    assert source(tiny_cifar) == "CIFAR-10 class folders"  # PNGs; the JPEG copy says so (test_real_data)
-    assert source("/nonexistent") == "CIFAR-10 (torchvision)"
+@pytest.mark.parametrize("pad", [0, 4])
+def test_loaders_with_hole_p_0_and_pad_0_only_flip(pad):
+    images = random_images(32)
+    dataset = CIFAR10Array(images, np.arange(32))  # a label names its image
+    torch.manual_seed(0)
+    train, _ = loaders(dataset, dataset, batch_size=8, workers=0, pad=pad, hole_p=0.0)
+    kinds = []
+    for x, y in train:
+        for xi, yi in zip(x, y):
+            views = images[yi], images[yi][:, ::-1]
+            kinds.append(next((k for k, v in enumerate(views) if torch.allclose(xi, normalized(v), atol=1e-5)), 2))
+    if pad:
+        assert kinds.count(2) > 20  # shifted: neither the image nor its mirror
+    else:
+        assert 2 not in kinds and 8 < sum(kinds) < 24
 
 
-def test_empty_split_is_an_error():
-    with pytest.raises(ValueError, match="empty"):
-        CIFAR10Array(np.zeros((0, 32, 32, 3), np.uint8), [])
+def test_split_listing_counts_without_decoding_and_sees_renamed_or_moved_images(tiny_cifar, tmp_path):
+    root = shutil.copytree(tiny_cifar, tmp_path / "copy")
+    count, digest = split_listing(root, True)
+    assert count == 160 and split_listing(root, False)[0] == 40 and split_listing(tiny_cifar, True) == (160, digest)
+    (root / "train/cat/0000.png").rename(root / "train/cat/0000b.png")
+    renamed = split_listing(root, True)
+    (root / "train/cat/0000b.png").rename(root / "train/dog/0000b.png")
+    moved = split_listing(root, True)
+    assert renamed[0] == moved[0] == 160 and len({digest, renamed[1], moved[1]}) == 3
+    (root / "train/dog/0000b.png").unlink()
+    assert split_listing(root, True)[0] == 159
+    with pytest.raises(UserError, match="no CIFAR-10 in"):
+        split_listing(tmp_path / "nothing", True)
+    assert source(root) == "CIFAR-10 class folders"  # what a run read: PNGs (the JPEG copy: test_real_data)
+    assert source(tmp_path / "nothing") == "CIFAR-10 (torchvision)"

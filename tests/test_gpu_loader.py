@@ -1,19 +1,20 @@
 """GPULoader does the SAME augmentation as the albumentations pipeline in src.data, not a similar one.
-
-Equality: with every random choice fixed, `augment` + `normalize` reproduce the user's own
-albumentations steps to 1e-5. Distribution: the loader's random path draws crop offsets, flips
-and holes with albumentations' distributions. Bookkeeping: labels, permutations, batch counts,
-seeding and DDP shards match what the reference DataLoader path gives.
-"""
+Equality: with every random choice fixed, `augment` + `normalize` reproduce the user's own albumentations
+steps to 1e-5. Distribution: crop offsets, flips and holes drawn as albumentations draws them; --pad 0
+--hole-p 0 leaves flips only; RandAugment runs on the batch before the crop. Bookkeeping: labels,
+permutations, batch counts, seeding and DDP shards as the reference DataLoader path gives them."""
 import albumentations as A
 import numpy as np
 import pytest
 import torch
+from torch.utils.data import DataLoader
 
-from src.data import MEAN, STD, CIFAR10Array, SeededLoader, mean_pixel, train_transforms
+from src.data import MEAN, STD, CIFAR10Array, mean_pixel, train_transforms
 from src.data import test_transforms as eval_transforms
+from src.gpu_augment import rand_augment
 from src.gpu_loader import GPULoader, augment, normalize
 
+pytestmark = pytest.mark.usefixtures("one_thread")
 MEAN_PIXEL = mean_pixel(MEAN)  # (125, 123, 114)
 
 
@@ -29,16 +30,13 @@ def nchw(images_hwc):
 
 def unnormalize(x):
     """Float batch back to exact uint8 pixel values (normalize is invertible up to rounding)."""
-    mean = torch.tensor(MEAN).view(1, 3, 1, 1)
-    std = torch.tensor(STD).view(1, 3, 1, 1)
+    mean, std = torch.tensor(MEAN).view(1, 3, 1, 1), torch.tensor(STD).view(1, 3, 1, 1)
     return torch.round((x.float() * std + mean) * 255).to(torch.int64)
 
 
 def as_choices(crops, flips, holes, hole_ons):
     return (torch.tensor(crops), torch.tensor(flips), torch.tensor(holes), torch.tensor(hole_ons))
 
-
-# ---------------------------------------------------------------- equality with albumentations
 
 def test_matches_user_pipeline_with_its_own_random_choices():
     """Run the user's exact steps (train_transforms()) with save_applied_params, read the crop,
@@ -54,14 +52,12 @@ def test_matches_user_pipeline_with_its_own_random_choices():
         assert (x_max - x_min, y_max - y_min) == (32, 32)
         crops.append((y_min, x_min))
         flips.append("HorizontalFlip" in applied)
-        if "CoarseDropout" in applied:
-            (hx0, hy0, hx1, hy1), = applied["CoarseDropout"]["holes"].tolist()
+        hole = applied.get("CoarseDropout")
+        if hole:
+            (hx0, hy0, hx1, hy1), = hole["holes"].tolist()
             assert (hx1 - hx0, hy1 - hy0) == (16, 16)
-            holes.append((hy0, hx0))
-            hole_ons.append(True)
-        else:
-            holes.append((0, 0))
-            hole_ons.append(False)
+        holes.append((hy0, hx0) if hole else (0, 0))
+        hole_ons.append(bool(hole))
         expected.append(out["image"])
     assert 0 < sum(flips) < len(flips) and 0 < sum(hole_ons) < len(hole_ons)
     got = normalize(augment(nchw(ds.images), *as_choices(crops, flips, holes, hole_ons), MEAN_PIXEL), MEAN, STD)
@@ -90,14 +86,6 @@ def test_matches_user_steps_at_extreme_choices(crop, flip, hole):
     torch.testing.assert_close(got, torch.stack(expected), atol=1e-5, rtol=0)
 
 
-def test_augment_on_float_input_equals_uint8():
-    images = nchw(random_dataset(16).images)
-    choices = GPULoader(random_dataset(16), 16, True).sample_choices(16, torch.Generator().manual_seed(0))
-    u8 = augment(images, *choices, MEAN_PIXEL)
-    f32 = augment(images.float(), *choices, MEAN_PIXEL)
-    assert u8.dtype == torch.uint8 and torch.equal(u8.float(), f32)
-
-
 def test_test_split_is_normalize_only_in_order():
     ds = random_dataset(70)
     loader = GPULoader(ds, 32, train=False)
@@ -106,8 +94,6 @@ def test_test_split_is_normalize_only_in_order():
     torch.testing.assert_close(torch.cat(xs), expected, atol=1e-5, rtol=0)
     assert torch.equal(torch.cat(ys), torch.arange(70)) and [len(y) for y in ys] == [32, 32, 6]
 
-
-# ---------------------------------------------------------------- distributions of the random path
 
 def coded_dataset(n):
     """Each pixel says where it came from: R = 8*row + 4, G = 8*col + 4, B = 0. The mean pixel
@@ -136,23 +122,9 @@ def test_crop_offsets_uniform_over_81_positions_and_flip_rate_half():
     chi2 = ((counts - expected) ** 2 / expected).sum().item()
     assert counts.min() > 0 and chi2 < 140, chi2  # 80 d.o.f.: mean 80, sd 12.6
     assert abs(flip.float().mean().item() - 0.5) < 0.02
-    # the whole output is the shifted (and maybe flipped) image, padding where it leaves the image
-    x = unnormalize(batches[0][:64])
-    for i in range(64):
-        check_whole_image(x[i], int(dy[i]), int(dx[i]), bool(flip[i]))
 
 
-def check_whole_image(x, dy, dx, flip):
-    ys, xs = torch.meshgrid(torch.arange(32), torch.arange(32), indexing="ij")
-    src_c = (31 - xs if flip else xs) + dx - 4
-    src_r = ys + dy - 4
-    inside = (src_r >= 0) & (src_r < 32) & (src_c >= 0) & (src_c < 32)
-    want = torch.where(inside[None], torch.stack([8 * src_r + 4, 8 * src_c + 4, 0 * src_r]),
-                       torch.tensor(MEAN_PIXEL).view(3, 1, 1))
-    assert torch.equal(x, want)
-
-
-def test_holes_are_16x16_ofmean_pixel_with_rate_half_and_uniform_position():
+def test_holes_are_16x16_of_the_mean_pixel_with_rate_half_and_uniform_position():
     """pad=0 leaves a constant image unchanged except for the hole, so the mean-valued pixels are
     exactly the hole."""
     torch.manual_seed(1)
@@ -163,76 +135,65 @@ def test_holes_are_16x16_ofmean_pixel_with_rate_half_and_uniform_position():
     is_value = (x == torch.tensor((200, 10, 60)).view(1, 3, 1, 1)).all(1)
     assert torch.all(is_mean | is_value)
     has_hole = is_mean.any((1, 2))
-    assert abs(has_hole.float().mean().item() - 0.5) < 0.02
     m = is_mean[has_hole]
-    assert torch.all(m.sum((1, 2)) == 256)
-    y0 = m.any(2).float().argmax(1)
-    x0 = m.any(1).float().argmax(1)
+    assert abs(has_hole.float().mean().item() - 0.5) < 0.02 and torch.all(m.sum((1, 2)) == 256)
+    y0, x0 = m.any(2).float().argmax(1), m.any(1).float().argmax(1)
     ys, xs = torch.meshgrid(torch.arange(32), torch.arange(32), indexing="ij")
     square = ((ys >= y0[:, None, None]) & (ys < y0[:, None, None] + 16)
               & (xs >= x0[:, None, None]) & (xs < x0[:, None, None] + 16))
     assert torch.equal(m, square)  # one 16x16 square, fully inside the image
     counts = torch.bincount(y0 * 17 + x0, minlength=17 * 17)
-    assert len(counts) == 289 and counts.min() > 0
     expected = len(m) / 289
-    assert ((counts - expected) ** 2 / expected).sum().item() < 400  # 288 d.o.f.: mean 288, sd 24
+    assert counts.min() > 0 and ((counts - expected) ** 2 / expected).sum().item() < 400  # 288 d.o.f.: mean 288, sd 24
 
 
-def test_sample_choices_ranges():
-    loader = GPULoader(random_dataset(4), 4, True)
-    crop, flip, hole, on = loader.sample_choices(50_000, torch.Generator().manual_seed(0))
-    assert crop.shape == hole.shape == (50_000, 2) and flip.dtype == on.dtype == torch.bool
-    for axis in (0, 1):
-        assert torch.equal(torch.unique(crop[:, axis]), torch.arange(9))
-        assert torch.equal(torch.unique(hole[:, axis]), torch.arange(17))
+def test_pad_0_and_hole_p_0_only_flip():
+    ds = random_dataset(512)
+    torch.manual_seed(2)
+    images, mirrored = nchw(ds.images).long(), []
+    for x, y in GPULoader(ds, 128, True, pad=0, hole_p=0.0):
+        x = unnormalize(x)
+        same, mirror = ((x == v).flatten(1).all(1) for v in (images[y], images[y].flip(-1)))
+        assert torch.all(same ^ mirror)
+        mirrored.append(mirror)
+    assert abs(torch.cat(mirrored).float().mean().item() - 0.5) < 0.07  # 512 images: sd 0.022
 
 
-# ---------------------------------------------------------------- bookkeeping
+@pytest.mark.parametrize("randaugment, pad, hole_p, flip_p", [(None, 4, 0.5, 0.5), ((2, 12), 0, 0.0, 0.0),
+                                                              ((2, 12), 4, 0.5, 0.5)])
+def test_an_epoch_replayed_from_its_seed(randaugment, pad, hole_p, flip_p):
+    """Each batch is images[idx], labels[idx] for idx the epoch's permutation, through gpu_augment.rand_augment
+    (if asked for), then the crop, flip and hole: every choice from the generator the epoch seeded. With no
+    crop, flip or hole: rand_augment alone."""
+    ds = random_dataset(96)
+    loader = GPULoader(ds, 32, True, pad=pad, hole_p=hole_p, flip_p=flip_p, randaugment=randaugment)
+    torch.manual_seed(0)
+    gen = torch.Generator().manual_seed(int(torch.randint(2**62, ())))
+    perm, images = torch.randperm(96, generator=gen), nchw(ds.images)
+    torch.manual_seed(0)
+    for i, (x, y) in enumerate(loader):
+        idx = perm[i * 32:(i + 1) * 32]
+        augmented = rand_augment(images[idx], *randaugment, gen) if randaugment else images[idx]
+        assert torch.equal(y, idx) and (not randaugment or (augmented != images[idx]).flatten(1).any(1).sum() > 20)
+        want = augment(augmented, *loader.sample_choices(32, gen), MEAN_PIXEL, pad)
+        assert torch.equal(x, normalize(want, MEAN, STD))
+        assert pad or torch.equal(x, normalize(augmented, MEAN, STD))
+
 
 @pytest.mark.parametrize("n,batch", [(1000, 128), (1024, 256), (100, 512), (37, 8)])
 @pytest.mark.parametrize("train", [True, False])
 def test_batches_match_reference_dataloader(n, batch, train):
     ds = random_dataset(n)
-    ref = SeededLoader(ds, batch_size=batch, shuffle=train, drop_last=train)
-    loader = GPULoader(ds, batch, train)
-    ref_sizes = [len(y) for _, y in ref]
-    sizes = [len(y) for _, y in loader]
-    assert len(loader) == len(ref) and sizes == ref_sizes
+    ref, loader = DataLoader(ds, batch_size=batch, shuffle=train, drop_last=train), GPULoader(ds, batch, train)
+    assert len(loader) == len(ref) and [len(y) for _, y in loader] == [len(y) for _, y in ref]
 
 
-def test_epoch_is_a_permutation_and_labels_follow_their_images():
-    ds = random_dataset(1000, labels=np.arange(1000))
+def test_every_epoch_is_another_permutation():
     torch.manual_seed(0)
-    loader = GPULoader(ds, 128, train=True)
-    epochs = []
-    for _ in range(2):
-        ys = torch.cat([y for x, y in loader])
-        assert ys.dtype == torch.int64 and len(ys) == 7 * 128 and len(torch.unique(ys)) == len(ys)
-        epochs.append(ys)
-    assert not torch.equal(epochs[0], epochs[1])
-    # replay the first epoch from its seed: every batch is augment(images[idx]) with labels[idx]
-    torch.manual_seed(0)
-    seed = int(torch.randint(2**62, ()))
-    gen = torch.Generator().manual_seed(seed)
-    perm = torch.randperm(1000, generator=gen)
-    images = nchw(ds.images)
-    torch.manual_seed(0)
-    for i, (x, y) in enumerate(loader):
-        idx = perm[i * 128:(i + 1) * 128]
-        assert torch.equal(y, idx)
-        want = normalize(augment(images[idx], *loader.sample_choices(128, gen), MEAN_PIXEL), MEAN, STD)
-        assert torch.equal(x, want)
-
-
-def test_manual_seed_repeats_epochs():
-    ds = random_dataset(300)
-    loader = GPULoader(ds, 64, train=True)
-    runs = []
-    for _ in range(2):
-        torch.manual_seed(7)
-        runs.append([torch.cat([torch.cat([x.flatten(), y.float()]) for x, y in loader]) for _ in range(2)])
-    assert torch.equal(runs[0][0], runs[1][0]) and torch.equal(runs[0][1], runs[1][1])
-    assert not torch.equal(runs[0][0], runs[0][1])
+    loader = GPULoader(random_dataset(1000), 128, train=True)
+    first, second = (torch.cat([y for _, y in loader]) for _ in range(2))
+    assert all(len(ys) == 7 * 128 == len(torch.unique(ys)) and ys.dtype == torch.int64 for ys in (first, second))
+    assert not torch.equal(first, second)
 
 
 @pytest.mark.parametrize("train", [True, False])
@@ -246,8 +207,7 @@ def test_ranks_get_disjoint_shards_covering_the_trimmed_dataset(train):
         assert len(loader) == 5 and len(ys) == 500
         shards.append(ys)
     a, b = shards
-    assert not set(a.tolist()) & set(b.tolist())
-    assert len(set(a.tolist()) | set(b.tolist())) == 1000
+    assert not set(a.tolist()) & set(b.tolist()) and len(set(a.tolist()) | set(b.tolist())) == 1000
     if not train:
         assert torch.equal(a, torch.arange(0, 1000, 2)) and torch.equal(b, torch.arange(1, 1000, 2))
 

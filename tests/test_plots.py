@@ -1,3 +1,4 @@
+"""Figures for the notebook and the run folder: each a Figure, a PNG where asked, and what it draws."""
 import matplotlib
 
 matplotlib.use("Agg")
@@ -9,11 +10,13 @@ import torch  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
 from src import plots  # noqa: E402
+from src.analysis import confusion_matrix  # noqa: E402
 from src.data import CIFAR10Array, train_transforms  # noqa: E402
 from src.data import test_transforms as eval_transforms  # noqa: E402
 from src.models import convmixer, create_model  # noqa: E402
-from src.evaluate import confusion_matrix  # noqa: E402
 from src.trainers.history import History  # noqa: E402
+
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture
@@ -25,30 +28,33 @@ def dataset():
 def assert_saved(fig, path):
     """A plot the user can rely on: a Figure, and a non-empty PNG at the path given."""
     try:
-        assert isinstance(fig, Figure)
-        assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-        assert path.stat().st_size > 1000
+        assert isinstance(fig, Figure) and path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and path.stat().st_size > 1000
     finally:
         plt.close(fig)
 
 
-def test_denormalize_inverts_normalize():
+def test_denormalize_inverts_normalize_and_clips_to_unit_range():
     image = np.random.default_rng(1).integers(0, 256, (32, 32, 3), dtype=np.uint8)
     x = eval_transforms()(image=image)["image"]
     np.testing.assert_allclose(plots.denormalize(x), image / 255, atol=1e-5)
     batch = plots.denormalize(torch.stack([x, x]))
     assert batch.shape == (2, 32, 32, 3)
     np.testing.assert_allclose(batch[1], image / 255, atol=1e-5)
-
-
-def test_denormalize_clips_to_unit_range():
     assert plots.denormalize(torch.full((3, 4, 4), 100.0)).min() == 1.0
     assert plots.denormalize(torch.full((3, 4, 4), -100.0)).max() == 0.0
 
 
-def test_augmentation_grid(dataset, tmp_path):
+def test_augmentation_grid_shows_originals_over_augmentations_repeatably(dataset, tmp_path):
+    figs = [plots.augmentation_grid(dataset, train_transforms(), n=4, seed=seed) for seed in (0, 0, 1)]
+    drawn = [[ax.images[0].get_array() for ax in fig.axes] for fig in figs]
+    originals = [row[:4] for row in drawn]
+    assert all(any(np.array_equal(a, image) for image in dataset.images) for a in originals[0])
+    assert all(np.array_equal(a, b) for a, b in zip(drawn[0], drawn[1]))  # the same seed, the same figure
+    assert not all(np.array_equal(a, b) for a, b in zip(originals[0], originals[2]))
     assert_saved(plots.augmentation_grid(dataset, train_transforms(), n=4, path=tmp_path / "a.png"),
                  tmp_path / "a.png")
+    for fig in figs:
+        plt.close(fig)
 
 
 def test_training_curves_from_history_and_dict(tmp_path):
@@ -71,20 +77,20 @@ def test_misclassified_grid_any_number_of_images(tmp_path, count):
     targets, preds = torch.arange(count) % 10, (torch.arange(count) + 1) % 10
     fig = plots.misclassified_grid(images, targets, preds, n=12, path=tmp_path / "m.png")
     titles = [ax.get_title() for ax in fig.axes if ax.get_title()]
-    texts = [t.get_text() for ax in fig.axes for t in ax.texts]
     assert len(titles) == min(count, 12)
-    if count:
-        assert titles[0] == "airplane/automobile"
-    else:
-        assert "no misclassified images" in texts
+    assert titles[0] == "airplane/automobile" if count else fig.axes[0].texts[0].get_text() == "no misclassified images"
     assert_saved(fig, tmp_path / "m.png")
 
 
-def test_plot_confusion_matrix_writes_counts(tmp_path):
-    m = confusion_matrix(np.arange(50) % 10, np.arange(50) * 3 % 10)
+def test_confusion_matrix_counts_true_rows_and_predicted_columns_and_its_plot_writes_them(tmp_path):
+    assert confusion_matrix([0, 0, 1, 2], torch.tensor([1, 1, 1, 0]), num_classes=3).tolist() == [
+        [0, 2, 0], [0, 1, 0], [1, 0, 0]]
+    rng = np.random.default_rng(0)
+    targets, preds = rng.integers(0, 10, 500), rng.integers(0, 10, 500)
+    m = confusion_matrix(torch.from_numpy(targets), preds)
+    assert m.tolist() == [[np.sum((targets == t) & (preds == p)) for p in range(10)] for t in range(10)]
     fig = plots.plot_confusion_matrix(m, path=tmp_path / "c.png")
-    cells = [t.get_text() for t in fig.axes[0].texts]
-    assert len(cells) == 100 and cells.count("5") == 10
+    assert [t.get_text() for t in fig.axes[0].texts] == [str(count) for count in m.ravel()]
     assert_saved(fig, tmp_path / "c.png")
 
 
@@ -103,9 +109,9 @@ def test_model_summary_counts_and_leaves_model_as_it_was(make, extra, capsys):
         total -= model.pos_embedding.numel() + model.cls_token.numel()
     list(model.modules())[-1].eval()  # a mixed state, as with frozen layers
     modes = [m.training for m in model.modules()]
-    before = {k: v.clone() for k, v in model.state_dict().items()}
+    before, generator = {k: v.clone() for k, v in model.state_dict().items()}, torch.get_rng_state()
     assert plots.model_summary(model, device=torch.device("cpu")) == total
     assert "Total params" in capsys.readouterr().out
     assert [m.training for m in model.modules()] == modes
     assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
-    assert next(model.parameters()).device.type == "cpu"
+    assert next(model.parameters()).device.type == "cpu" and torch.equal(torch.get_rng_state(), generator)

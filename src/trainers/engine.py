@@ -1,11 +1,7 @@
-"""The one epoch loop both trainers drive.
-
-The trainers differ in what they show (a tqdm bar per batch, or one line per epoch), their
-optimizer and their schedule; the step itself (precision, EMA, clipping, DistributedDataParallel,
-the divergence guard) lives here once. The engine knows nothing of run folders: it hands its state
-to an `on_epoch` callback and takes a state back to resume. On CUDA the host reads the device only
-every SYNC_EVERY batches, so the GPU never waits on Python.
-"""
+"""The one epoch loop both trainers drive: they differ in what they show, their optimizer and schedule;
+the step (precision, EMA, clipping, DistributedDataParallel, the divergence guard) lives here once. It
+knows nothing of run folders: its state goes to an `on_epoch` callback and comes back to resume. On
+CUDA the host reads the device every SYNC_EVERY batches only, so the GPU never waits on Python."""
 import math
 import random
 import time
@@ -56,8 +52,8 @@ class Engine:
         self.sync_every = SYNC_EVERY if cuda else 1
 
     def _batch(self, x, y):
-        x = x.to(self.device, non_blocking=True).to(memory_format=self.memory_format)
-        return x, y.to(self.device, non_blocking=True)
+        return (x.to(self.device, non_blocking=True).to(memory_format=self.memory_format),
+                y.to(self.device, non_blocking=True))
 
     def train_epoch(self, loader, epoch, history, on_batch=None, wrap=None):
         """One pass over loader; returns (mean loss, accuracy, images) over every rank's images.
@@ -116,9 +112,9 @@ class Engine:
 
     @torch.no_grad()
     def evaluate(self, loader, into=None, keep=20):
-        """(mean loss, accuracy, images) on loader, with the EMA weights when there are some. Given a
-        History `into`, also fills its predictions and `keep` mistakes, a few from every batch (a test
-        set stored class by class would otherwise show one class): the last epoch's test pass does this."""
+        """(mean loss, accuracy, images) on loader, with the EMA weights if any. Given a History `into`,
+        also its predictions and `keep` mistakes, a few from every batch (a test set stored class by class
+        would otherwise show one class): the last epoch's test pass fills them."""
         net = self.eval_net
         net.eval()
         _set_epoch(loader, 0)

@@ -1,0 +1,112 @@
+"""What every command shares (src/cli.py): a failure the user can mend is one line `error: ...` and exit 1,
+bad usage exit 2, Ctrl-C 130 and SIGTERM 143 with one line saying where things stand. The shared check is
+tested once; then one wiring row per command."""
+import errno
+import importlib
+import os
+import shlex
+import signal
+import time
+
+import pytest
+import torch
+
+from helpers import TINY, cli_error, tiny_args
+from src.cli import command, command_line, config_from_args
+from src.config import Config
+from src.io import UserError
+from src.run import hold
+
+COMMANDS = ("src.train", "src.evaluate", "src.bench", "src.notebook", "src.sweep", "src.reproduce")
+
+
+@pytest.mark.parametrize("raised, line", [
+    (UserError("--x 3: expected\n   a number"), "error: --x 3: expected a number"),
+    (OSError(errno.EACCES, "Permission denied", "/some/file"), "error: /some/file: Permission denied"),
+    (torch.OutOfMemoryError("CUDA out of memory. Tried to allocate"), "error: out of memory: the model or batch "
+     "does not fit on this device; use a smaller --batch-size, --dim or --depth"),
+])
+def test_a_mendable_failure_ends_in_one_line_and_exit_1(raised, line):
+    with pytest.raises(SystemExit) as exc:
+        with command():
+            raise raised
+    assert exc.value.code == line
+
+
+def test_a_bug_is_not_dressed_up_as_a_users_error():
+    with pytest.raises(ZeroDivisionError):
+        with command():
+            1 / 0
+
+
+@pytest.mark.parametrize("signum, code", [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
+def test_a_stop_signal_exits_128_plus_it_with_the_line_saying_where_things_stand(signum, code, capsys):
+    before = signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)
+    with pytest.raises(SystemExit) as exc:
+        with command(lambda: "interrupted after step 3: the same command continues"):
+            os.kill(os.getpid(), signum)
+            time.sleep(5)  # the handler interrupts this
+    assert exc.value.code == code
+    assert capsys.readouterr().err.strip().splitlines() == ["interrupted after step 3: the same command continues"]
+    assert (signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)) == before
+
+
+@pytest.fixture
+def held(tmp_path):
+    """A folder another command holds (a second lock on it, as another process would take it)."""
+    folder = tmp_path / "held" / "ConvMixer_experimentation_2"  # src.notebook holds OUT/NAME
+    lock = hold(folder)
+    yield folder
+    lock.release()
+
+
+def _wiring(module, tmp, data, held):
+    """argv of a failure the user can mend, and the start of its line, for each command."""
+    return {
+        "src.train": (tiny_args(tmp / "nowhere", tmp / "run"), f"error: no CIFAR-10 in {tmp / 'nowhere'}"),
+        "src.evaluate": ([tmp / "none.pt", "--data", data], f"error: no weights at {tmp / 'none.pt'}"),
+        "src.bench": ([*TINY, "--data", data, "--json", tmp / "no" / "b.json"], "error: --json"),
+        "src.notebook": (["ConvMixer_experimentation_2", "--mode", "quick", "--data", data, "--out", tmp / "held"],
+                         f"error: {held} is being written by another process"),
+        "src.sweep": (["--sweep", "vit-steps", "--data", data, "--out", held], f"error: {held} is being written "
+                      f"by another process"),
+        "src.reproduce": (["--quick", "--data", data, "--out", held], f"error: {held} is being written by another "
+                          f"process"),
+    }[module]
+
+
+@pytest.mark.parametrize("module", COMMANDS)
+def test_each_command_ends_a_mendable_failure_in_one_line(module, tmp_path, tiny_cifar, held):
+    argv, start = _wiring(module, tmp_path, tiny_cifar, held)
+    assert cli_error(argv, module).startswith(start)
+
+
+@pytest.mark.parametrize("module", COMMANDS)
+def test_each_command_exits_2_on_bad_usage(module, capsys):
+    with pytest.raises(SystemExit) as exc:
+        importlib.import_module(module).main(["--no-such-flag"])
+    assert exc.value.code == 2
+    assert capsys.readouterr().err.strip().splitlines()[-1].startswith(f"python -m {module}: error: ")
+
+
+def test_a_word_that_is_no_number_is_a_usage_error_naming_it(capsys):
+    with pytest.raises(SystemExit) as exc:
+        config_from_args(["--epochs", "two"])
+    assert exc.value.code == 2 and "--epochs: expected an integer, got 'two'" in capsys.readouterr().err
+
+
+def test_every_value_is_checked_before_any_work(tmp_path):
+    """The bad value is named, not the missing data it would have read first; no folder is made."""
+    line = cli_error(tiny_args(tmp_path / "nowhere", tmp_path / "run", "--hole-p", "2"))
+    assert line.startswith("error: --hole-p 2.0: expected a number in [0, 1]") and not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize("cfg", [
+    Config(model="convmixer_256_8", trainer="wrapper", lr_max=0.01, dim=256, epochs=2, batch_size=64,
+           train_subset=2000, data="../shared/cifar10-jpeg", overwrite=True, out="run-cpu"),
+    Config(model="vit_seed", recipe="improved", download=True, out="runs/vit", decay_norms=False, tta_flip=False,
+           ema=0.99, randaugment=(2, 10), channels_last=True, compile=False, dropout=0.0, precision="bf16"),
+], ids=["mixer", "vit-options"])
+def test_the_echoed_command_line_is_the_same_config(cfg):
+    args = shlex.split(command_line(cfg))
+    assert args[:3] == ["python", "-m", "src.train"] and config_from_args(args[3:]) == cfg

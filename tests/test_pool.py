@@ -1,0 +1,153 @@
+"""The pool (src/pool.py, src/batch.py) through `src.sweep`: the budget stops the runs and the same command
+continues them from their checkpoints, finished runs are skipped, a result other flags or other data made
+(or whose weights are gone) is refused before any run unless --force, which redoes it; --seeds 0 1 runs
+seed 1 in VARIANT-seed-1 and the table shows the mean ± sd over n=2. The runs are real src.train processes
+(tiny ones, on the tiny data); the sweep itself runs in this process, a tiny sweep put in SWEEPS."""
+import contextlib
+import io
+import json
+import re
+import shutil
+import threading
+import time
+from pathlib import Path
+
+import psutil
+import pytest
+
+from helpers import TINY
+from src import batch, sweep
+from src.pool import STOP_GRACE, read
+
+FLAGS = (*TINY[2:-2], "--workers", "0")  # TINY less --model and --device, which the sweep gives
+# The runs start within 4-12 s on two busy cores and take 0.06-0.3 s an epoch: the budget leaves them 13 s.
+EPOCHS, BUDGET = 30, 13 + STOP_GRACE
+
+
+@contextlib.contextmanager
+def mid_way_at(seconds):
+    """Pause each src.train run (SIGSTOP) once it has saved an epoch, and let them all go on when `seconds`
+    have passed, as the budget runs out: however fast or busy this machine, the budget finds them mid-way."""
+    end, done = time.monotonic() + seconds, threading.Event()
+
+    def watch():
+        paused = []
+        while time.monotonic() < end and not done.is_set():
+            for proc in psutil.Process().children():
+                with contextlib.suppress(psutil.Error, ValueError):
+                    argv = proc.cmdline()
+                    out = Path(argv[argv.index("--out") + 1])
+                    if proc not in paused and (read(out / "metrics.json") or {}).get("epochs_done", 0) >= 1:
+                        proc.suspend()
+                        paused.append(proc)
+            time.sleep(0.01)
+        for proc in paused:
+            with contextlib.suppress(psutil.Error):
+                proc.resume()
+
+    watcher = threading.Thread(target=watch)
+    watcher.start()
+    try:
+        yield
+    finally:
+        done.set()
+        watcher.join()
+
+
+@pytest.fixture(scope="module")
+def tiny_sweep(tiny_cifar, tmp_path_factory):
+    """call(*argv, flags=..., budget=...) -> (exit code, printed) of `src.sweep --sweep tiny --seeds 0 1`."""
+    root = tmp_path_factory.mktemp("sweep")
+    data, out = shutil.copytree(tiny_cifar, root / "data"), root / "out"
+
+    def call(*argv, flags=(), budget=600, seeds=("0", "1")):
+        patch.setitem(sweep.SWEEPS, "tiny", ("convmixer_256_8", (("a", (*FLAGS, "--epochs", str(EPOCHS), *flags)),)))
+        batch.listing.cache_clear()  # each command is a process of its own, which reads the data afresh
+        printed = io.StringIO()
+        with contextlib.redirect_stdout(printed):
+            try:
+                sweep.main(["--sweep", "tiny", "--data", str(data), "--device", "cpu", "--out", str(out),
+                            "--budget", str(budget), "--seeds", *seeds, *argv])
+                code = 0
+            except SystemExit as exc:
+                code = exc.code
+        return code, printed.getvalue()
+
+    with pytest.MonkeyPatch.context() as patch:
+        with mid_way_at(BUDGET - STOP_GRACE):
+            first = call(budget=BUDGET)
+        second = call()
+        yield call, out, data, first, second
+
+
+def commands(folder):
+    return [line for line in (folder / "train.log").read_text().splitlines() if line.startswith("$ python -m ")]
+
+
+def test_the_budget_stops_the_runs_and_the_same_command_continues_them(tiny_sweep):
+    _, out, _, (code, printed), (again, printed_again) = tiny_sweep
+    assert code == ("error: 2 of 2 runs did not finish within --budget (tiny/a, tiny/a-seed-1): rerun the same "
+                    "command to continue them (stopped runs resume from their checkpoints)"), printed
+    assert re.search(rf"\[tiny/a\] epoch \d+/{EPOCHS}: test accuracy", printed), printed
+    assert again == 0, printed_again
+    for folder in (out / "a", out / "a-seed-1"):
+        m = json.loads((folder / "metrics.json").read_text())
+        assert m["finished"] and m["epochs_done"] == EPOCHS and (folder / "model.pt").exists()
+        first, then = commands(folder)
+        assert then == f"{first} --resume"
+
+
+def test_seed_1_runs_beside_seed_0_and_the_table_shows_their_mean_and_spread(tiny_sweep):
+    _, out, _, _, (_, printed) = tiny_sweep
+    seeds = {f: json.loads((out / f / "metrics.json").read_text())["config"]["seed"] for f in ("a", "a-seed-1")}
+    assert seeds == {"a": 0, "a-seed-1": 1}
+    table = (out / "table.md").read_text()
+    assert re.search(r"\| \[a\]\(a\) · \[seed 1\]\(a-seed-1\) \|", table), table
+    assert re.search(r"\| \d+\.\d\d ± \d+\.\d\d% \(n=2\) \|", table) and table in printed
+
+
+def test_finished_runs_are_skipped(tiny_sweep):
+    call, out, *_ = tiny_sweep
+    code, printed = call()
+    assert code == 0 and printed.count("already finished: skipped") == 2 and "started" not in printed
+
+
+def _other_data(out, data):
+    shutil.copy(data / "train/cat/0000.png", data / "train/cat/extra.png")
+    return lambda: (data / "train/cat/extra.png").unlink()
+
+
+def _weights_gone(out, data):
+    (out / "a" / "model.pt").rename(out / "a" / "kept.pt")
+    return lambda: (out / "a" / "kept.pt").rename(out / "a" / "model.pt")
+
+
+@pytest.mark.parametrize("flags, change, why", [
+    (("--lr-max", "0.02"), None, "other flags made it"),
+    ((), _other_data, "other data made it"),
+    ((), _weights_gone, "its model.pt is gone or damaged"),
+], ids=["other-flags", "other-data", "weights-gone"])
+def test_a_result_that_is_not_the_runs_own_is_refused_before_any_run(tiny_sweep, flags, change, why):
+    call, out, data, *_ = tiny_sweep
+    undo = change(out, data) if change else None
+    try:
+        code, printed = call(flags=flags)
+    finally:
+        undo and undo()
+    assert code == (f"error: {out / 'a'} holds a run that is not tiny/a's to skip or continue ({why}): pass --force "
+                    f"to redo it, or delete the folder")
+    assert "started" not in printed
+
+
+def test_the_runs_flags_are_checked_before_any_run(tiny_sweep):
+    call, *_ = tiny_sweep
+    code, printed = call(flags=("--hole-p", "2"))
+    assert code.startswith("error: tiny/a: --hole-p 2.0: expected") and "started" not in printed
+
+
+def test_force_redoes_it(tiny_sweep):
+    call, out, *_ = tiny_sweep
+    code, printed = call("--force", flags=("--lr-max", "0.02", "--epochs", "1"), seeds=("0",))
+    assert code == 0, printed
+    assert commands(out / "a")[-1].endswith("--overwrite")
+    assert json.loads((out / "a" / "metrics.json").read_text())["config"]["lr_max"] == 0.02
