@@ -14,18 +14,16 @@ conv-only ViT against the same network written with nn.Linear (src/conv_cost.py)
 """
 import os
 import statistics
+import time
 from dataclasses import asdict, replace
 
 import torch
-import torch.nn.functional as F
-from torch.utils._python_dispatch import TorchDispatchMode
-from torch.utils._pytree import tree_flatten
 from torch.utils.flop_counter import FlopCounterMode
 
 from . import io
 from .cli import command, config_from_args, parser
 from .config import resolve
-from .conv_cost import _timed, conv_vs_linear, cost_table
+from .conv_cost import conv_vs_linear, cost_table
 from .io import UserError
 from .models import ConvViT, label
 from .run import build_model, commit, datasets, hardware, image_counts, make_loaders, seed_everything
@@ -36,6 +34,16 @@ NOT_BENCH = ("trainer", "epochs", "out", "resume", "overwrite", "workers", "load
 # Dense bf16/fp16 tensor FLOP/s and memory bytes/s from the vendors' data sheets, by name (first match wins).
 PEAKS = (("H100 PCIe", 756e12, 2.0e12), ("H100", 989e12, 3.35e12), ("H200", 989e12, 4.8e12),
          ("A100", 312e12, 2.0e12), ("L4", 121e12, 0.3e12), ("T4", 65e12, 0.32e12))
+
+
+def _timed(device, work):
+    """Seconds work() takes on device, the GPU's queue included."""
+    sync = torch.cuda.synchronize if device.type == "cuda" else lambda device: None
+    sync(device)
+    start = time.perf_counter()
+    work()
+    sync(device)
+    return time.perf_counter() - start
 
 
 def bench(cfg, repeats=1):
@@ -63,38 +71,26 @@ def bench(cfg, repeats=1):
     return seconds, physical_floor(engine, resident[0], len(fast[0]) * cfg.batch_size, len(images[1]))
 
 
-class _Written(TorchDispatchMode):
-    """Bytes of every tensor an op writes: each is written once and read at least once after."""
-
-    def __init__(self):
-        super().__init__()
-        self.bytes = 0
-
-    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
-        out = func(*args, **(kwargs or {}))
-        self.bytes += sum(t.numel() * t.element_size() for t in tree_flatten(out)[0] if isinstance(t, torch.Tensor))
-        return out
-
-
 def physical_floor(engine, batch, train_images, test_images):
-    """FLOPs and bytes one epoch must move (a training step per batch, one forward per test view), and the
-    seconds they take at the GPU's peak: the time no implementation of this model and batch beats."""
+    """The FLOPs an epoch computes (a training step, counted as three forwards, per training image and a
+    forward per test view) and the bytes it must move (what autograd keeps for backward, written once and
+    read once), and the seconds these take at the GPU's peak: what no implementation of this model,
+    batch and precision beats. (torch's counter overcounts a depth-wise convolution's backward.)"""
     x, y = engine._batch(*batch)
-    model, counted = engine.model, {}
-    for name, backward in (("train", True), ("test", False)):
-        with FlopCounterMode(display=False) as flops, _Written() as written, engine.step.autocast(engine.device):
-            with torch.set_grad_enabled(backward):
-                loss = F.cross_entropy(model(x), y)
-            if backward:
-                loss.backward()
-        counted[name] = flops.get_total_flops() / len(y), 2 * written.bytes / len(y)  # per image
-    model.zero_grad(set_to_none=True)
+    saved = {}
+
+    def keep(tensor):
+        saved[tensor.untyped_storage().data_ptr()] = tensor.untyped_storage().nbytes()
+        return tensor
+    with FlopCounterMode(display=False) as counted, engine.step.autocast(engine.device), \
+            torch.autograd.graph.saved_tensors_hooks(keep, lambda tensor: tensor):
+        engine.model(x)
     views = len(engine.step.views(x[:1]))
-    total = [train_images * t + test_images * views * v for t, v in zip(counted["train"], counted["test"])]
-    floor = {"flops": total[0], "bytes": total[1]}
+    floor = {"flops": (3 * train_images + views * test_images) * counted.get_total_flops() / len(y),
+             "bytes": 2 * train_images * sum(saved.values()) / len(y)}
     peak = next((p for p in PEAKS if p[0] in hardware(engine.device)), None)
     if peak and engine.step.precision != "fp32":
-        floor["seconds"] = max(total[0] / peak[1], total[1] / peak[2])
+        floor["seconds"] = max(floor["flops"] / peak[1], floor["bytes"] / peak[2])
     return floor
 
 

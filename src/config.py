@@ -21,26 +21,23 @@ WORKERS = 2  # the reference loader's DataLoader workers, unless --workers says 
 
 @dataclass(frozen=True)
 class Allowed:
-    """A range of numbers; str() says it in words, for error messages."""
+    """A range of numbers that str() says in words, for error messages."""
     low: float = -math.inf
     high: float = math.inf
     low_open: bool = False
     high_open: bool = False
     integer: bool = False
 
-    def __contains__(self, value):
-        if isinstance(value, bool) or not isinstance(value, int if self.integer else (int, float)) \
-                or not math.isfinite(value):
-            return False
-        return (value > self.low if self.low_open else value >= self.low) and \
-            (value < self.high if self.high_open else value <= self.high)
+    def __contains__(self, v):
+        return not isinstance(v, bool) and isinstance(v, int if self.integer else (int, float)) and math.isfinite(v) \
+            and (v > self.low if self.low_open else v >= self.low) and (v < self.high if self.high_open else v <= self.high)
 
     def __str__(self):
         show = (lambda v: str(int(v))) if self.integer else (lambda v: f"{v:g}")
         kind = "an integer" if self.integer else "a number"
         if self.high == math.inf:
             return f"{kind} {'>' if self.low_open else '>='} {show(self.low)}"
-        return f"{kind} in {'(' if self.low_open else '['}{show(self.low)}, {show(self.high)}{')' if self.high_open else ']'}"
+        return f"{kind} in {'(['[not self.low_open]}{show(self.low)}, {show(self.high)}{')]'[not self.high_open]}"
 
 
 POSITIVE = Allowed(1, integer=True)
@@ -64,17 +61,16 @@ class Option:
         return "--" + self.name.replace("_", "-")
 
     @property
-    def unset(self):
-        """Config's default: None where a recipe, the model variant or "auto" decides."""
+    def unset(self):  # Config's default: None where a recipe or the model variant decides
         return None if self.recipe or self.group == "model" else self.default
 
 
-def _size(name, allowed=POSITIVE, kind=int, recipe=False, help="a hyper-parameter of the model (default: the variant's)"):
+def _size(name, allowed=POSITIVE, kind=int, recipe=False, help="a hyper-parameter of the model (default: the "
+          "variant's)"):
     return Option(name, None, help, "model", allowed, kind, resume=True, recipe=recipe)
 
 
-def _tuned(name, default, help, allowed=None, kind=None, nargs=None):
-    """An optimisation option: a recipe may set it, and it is part of what a run is."""
+def _tuned(name, default, help, allowed=None, kind=None, nargs=None):  # a recipe may set it; a run keeps it
     return Option(name, default, help, "optimisation", allowed, kind, nargs, resume=True, recipe=True)
 
 
