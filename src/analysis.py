@@ -1,7 +1,7 @@
-"""What a trained model learned, read from its weights and attention. ConvMixer: the depth-wise kernels
-per block and the patch-embedding filters (the ConvMixer paper's kernel figures). ConvViT: attention
-recorded with forward hooks, attention rollout (Abnar & Zuidema 2020), mean attention distance and
-position-embedding similarity (the ViT paper's Figure 7). Each figure as in src/plots.py."""
+"""What a trained model learned. ConvMixer: each block's depth-wise kernels and the patch-embedding filters
+(the ConvMixer paper's kernel figures). ConvViT: attention recorded with forward hooks, attention rollout (Abnar &
+Zuidema 2020), mean attention distance and position-embedding similarity (the ViT paper's Figure 7)."""
+import copy
 import math
 from functools import reduce
 from pathlib import Path
@@ -12,23 +12,22 @@ import torch
 import torch.nn.functional as F
 from einops import rearrange
 
-from .data import MEAN, STD
+from . import data
 from .models.conv_vit import ConvViT
 from .plots import _finish, denormalize
 
 
 def _mosaic(tiles, cols, fill):
-    """Tiles (n, h, w[, c]) row-major in one image with a one-pixel gap: a single imshow draws
-    hundreds of kernels where hundreds of axes would take seconds."""
+    """Tiles (n, h, w[, c]) row-major in one image, `fill` between them: one imshow, not hundreds of slow axes."""
     rows = math.ceil(len(tiles) / cols)
     pad = [(0, rows * cols - len(tiles)), (0, 1), (0, 1)] + [(0, 0)] * (tiles.ndim - 3)
     tiles = np.pad(tiles, pad, constant_values=fill)
     return rearrange(tiles, "(r c) h w ... -> (r h) (c w) ...", c=cols)[:-1, :-1]
 
 
-def _label_tiles(ax, count, size, labels, axis):
-    ticks = np.arange(count) * (size + 1) + (size - 1) / 2
-    (ax.set_xticks if axis == "x" else ax.set_yticks)(ticks, labels, fontsize=7)
+def _tile_ticks(count, size):
+    """The centres of count tiles of a mosaic, in pixels."""
+    return np.arange(count) * (size + 1) + (size - 1) / 2
 
 
 def confusion_matrix(targets, preds, num_classes=10):
@@ -37,8 +36,6 @@ def confusion_matrix(targets, preds, num_classes=10):
     return np.bincount(targets * num_classes + preds, minlength=num_classes ** 2).reshape(num_classes, num_classes)
 
 
-# ConvMixer
-
 def depthwise_kernels(model):
     """(depth, dim, k, k): each block's k x k spatial filters, one per channel."""
     return torch.stack([rearrange(block[0].fn[0].weight.detach().cpu(), "d 1 k l -> d k l")
@@ -46,16 +43,14 @@ def depthwise_kernels(model):
 
 
 def plot_depthwise_kernels(model, channels=64, path=None):
-    """Blocks as rows, the first `channels` kernels of each; every kernel scaled to [-1, 1] by its
-    own largest weight, so that its shape shows whatever its size."""
+    """Blocks as rows, the first `channels` kernels of each, each scaled to [-1, 1] so that its shape shows."""
     kernels = depthwise_kernels(model)[:, :channels]
     depth, shown, k = kernels.shape[:3]
     kernels = kernels / kernels.abs().amax((-2, -1), keepdim=True).clamp_min(1e-12)
     grid = _mosaic(rearrange(kernels, "b c k l -> (b c) k l").numpy(), shown, np.nan)
     fig, ax = plt.subplots(figsize=(max(4, 0.2 * (k + 1) * shown / 5), 0.2 * (k + 1) * depth / 5 + 1))
-    cmap = plt.get_cmap("RdBu_r").with_extremes(bad="white")
-    ax.imshow(np.ma.masked_invalid(grid), cmap=cmap, vmin=-1, vmax=1, interpolation="nearest")
-    _label_tiles(ax, depth, k, [f"block {i}" for i in range(1, depth + 1)], "y")
+    ax.imshow(grid, cmap=plt.get_cmap("RdBu_r").with_extremes(bad="white"), vmin=-1, vmax=1, interpolation="nearest")
+    ax.set_yticks(_tile_ticks(depth, k), [f"block {i}" for i in range(1, depth + 1)], fontsize=7)
     ax.set_xticks([])
     ax.set_title(f"depth-wise {k}x{k} kernels, first {shown} channels per block", fontsize=9)
     return _finish(fig, path)
@@ -74,29 +69,19 @@ def plot_patch_filters(model, path=None):
     return _finish(fig, path)
 
 
-# ConvViT: attention
-
 def record_attention(model, images):
-    """(logits, [per block (B, heads, N, N)]). Hooks read the softmax's output, so the forward pass
-    is the model's own; they are removed and the model's mode restored even on error."""
-    attentions = []
-    hooks = [attn.attend.register_forward_hook(lambda module, args, out: attentions.append(out.detach()))
-             for attn, _ in model.transformer.layers]
-    training = model.training
-    try:
-        with torch.no_grad():
-            logits = model.eval()(images.to(next(model.parameters()).device))
-    finally:
-        for hook in hooks:
-            hook.remove()
-        model.train(training)
+    """(logits, [per block (B, heads, N, N)]): hooks on a copy of the model (left as it was) read each softmax."""
+    model, attentions = copy.deepcopy(model).eval(), []
+    for attn, _ in model.transformer.layers:
+        attn.attend.register_forward_hook(lambda module, args, out: attentions.append(out.detach()))
+    with torch.no_grad():
+        logits = model(images.to(next(model.parameters()).device))
     return logits, attentions
 
 
 def attention_rollout(attentions):
-    """(B, N, N): how much each token draws on each input token through all blocks, counting the
-    residual path as attention to itself: heads averaged, identity added, rows renormalised,
-    blocks multiplied (later blocks on the left)."""
+    """(B, N, N): how much each token draws on each input token through all blocks, the residual path counted
+    as attention to itself: heads averaged, identity added, rows renormalised, later blocks multiplied on the left."""
     def mix(attention):
         mixed = attention.mean(1) + torch.eye(attention.shape[-1], device=attention.device)
         return mixed / mixed.sum(-1, keepdim=True)
@@ -105,24 +90,20 @@ def attention_rollout(attentions):
 
 def _patch_distances(grid, patch_size):
     """(P, P) distances in pixels between the centres of a grid x grid layout of patches."""
-    rows, cols = torch.meshgrid(torch.arange(grid), torch.arange(grid), indexing="ij")
-    centres = rearrange(torch.stack([rows, cols], -1), "h w xy -> (h w) xy").double()
+    centres = torch.cartesian_prod(torch.arange(grid), torch.arange(grid)).double()  # (row, column), row-major
     return torch.cdist(centres, centres) * patch_size
 
 
 def mean_attention_distance(attention, grid, patch_size):
-    """(heads,): how far, in pixels, a head looks from each query patch, weighting key patches by
-    attention and averaging over queries and the batch (the ViT paper's Figure 7, right). The class
-    token is left out and the rows renormalised over the patches."""
+    """(heads,): how far, in pixels, a head looks from each query patch, key patches weighted by attention,
+    averaged over queries and the batch (the ViT paper's Figure 7, right); the class token left out."""
     patches = attention[..., 1:, 1:].double()
     patches = patches / patches.sum(-1, keepdim=True)
-    distances = _patch_distances(grid, patch_size).to(patches.device)
-    return (patches * distances).sum(-1).mean((0, 2)).float()
+    return (patches * _patch_distances(grid, patch_size).to(patches.device)).sum(-1).mean((0, 2)).float()
 
 
 def uniform_attention_distance(grid, patch_size):
-    """What mean_attention_distance gives for uniform attention: the mean distance between two
-    patch centres, a reference for a head that looks everywhere."""
+    """mean_attention_distance of uniform attention (the mean distance between two patch centres)."""
     return _patch_distances(grid, patch_size).mean().item()
 
 
@@ -133,16 +114,14 @@ def position_similarity(model):
 
 
 def plot_position_similarity(model, path=None):
-    """Tile (r, c) shows how similar patch (r, c)'s position embedding is to every patch's: a model
-    that learned the 2-D layout shows a bright spot that moves with (r, c)."""
+    """Tile (r, c): patch (r, c)'s similarity to every patch; a learned 2-D layout shows a spot moving with (r, c)."""
     similarity = position_similarity(model)
     grid = math.isqrt(len(similarity))
     fig, ax = plt.subplots(figsize=(7, 6))
-    cmap = plt.get_cmap("viridis").with_extremes(bad="white")
-    image = ax.imshow(np.ma.masked_invalid(_mosaic(rearrange(similarity, "q (h w) -> q h w", h=grid).numpy(),
-                                                   grid, np.nan)), cmap=cmap, vmin=-1, vmax=1)
-    for axis in "xy":
-        _label_tiles(ax, grid, grid, range(1, grid + 1), axis)
+    tiles = _mosaic(rearrange(similarity, "q (h w) -> q h w", h=grid).numpy(), grid, np.nan)
+    image = ax.imshow(tiles, cmap=plt.get_cmap("viridis").with_extremes(bad="white"), vmin=-1, vmax=1)
+    ax.set_xticks(_tile_ticks(grid, grid), range(1, grid + 1), fontsize=7)
+    ax.set_yticks(_tile_ticks(grid, grid), range(1, grid + 1), fontsize=7)
     ax.set(xlabel="input patch column", ylabel="input patch row", title="position embedding similarity")
     fig.colorbar(image, ax=ax, label="cosine similarity")
     return _finish(fig, path)
@@ -157,8 +136,7 @@ def _upsampled(maps, size):
 
 
 def plot_class_attention(images, attentions, mean, std, heads=None, path=None):
-    """Rows: images. Columns: the image, where the class token looks in the last block (per head),
-    and the attention rollout's class-token row, each drawn over the image."""
+    """Rows: images. Columns: the image, the class token's attention in the last block per head, and rollout's."""
     last = attentions[-1]
     heads = range(last.shape[1]) if heads is None else heads
     maps = [last[:, head, 0, 1:] for head in heads] + [attention_rollout(attentions)[:, 0, 1:]]
@@ -178,14 +156,12 @@ def plot_class_attention(images, attentions, mean, std, heads=None, path=None):
 
 
 def plot_attention_distance(distances, uniform=None, path=None):
-    """Every head's mean attention distance (dots) per block: early heads that look both near and
-    far, late heads that look far, is the ViT paper's reading. `uniform` (uniform_attention_distance)
-    draws what a head that looks everywhere alike would score: heads on that line learned no locality."""
+    """Every head's mean attention distance (dots) per block: in the ViT paper early heads look near and far,
+    late heads far. `uniform` (uniform_attention_distance) draws a line where heads that learned no locality sit."""
     distances = np.stack([np.asarray(torch.as_tensor(d).cpu()) for d in distances])
     blocks = np.arange(1, len(distances) + 1)
     fig, ax = plt.subplots(figsize=(5, 4))
-    for block, heads in zip(blocks, distances):
-        ax.scatter(np.full(len(heads), block), heads, s=18, color="tab:blue", alpha=0.7)
+    ax.scatter(np.repeat(blocks, distances.shape[1]), distances.ravel(), s=18, color="tab:blue", alpha=0.7)
     if uniform is not None:
         ax.axhline(uniform, color="gray", linestyle="--", label=f"uniform attention ({uniform:.1f} px)")
         ax.legend(loc="lower right", fontsize=8)
@@ -197,29 +173,25 @@ def plot_attention_distance(distances, uniform=None, path=None):
 
 def attention_distances(model, attentions):
     """Every block's mean attention distance per head, in pixels, on the model's patch grid."""
-    patch_size = model.to_patch_embedding[0].axes_lengths["p1"]
-    return [mean_attention_distance(a, model.image_size // patch_size, patch_size) for a in attentions]
+    return [mean_attention_distance(a, model.image_size // model.patch_size, model.patch_size) for a in attentions]
 
 
 def uniform_distance(model):
     """uniform_attention_distance on the model's patch grid: the reference line of the distance figure."""
-    patch_size = model.to_patch_embedding[0].axes_lengths["p1"]
-    return uniform_attention_distance(model.image_size // patch_size, patch_size)
+    return uniform_attention_distance(model.image_size // model.patch_size, model.patch_size)
 
 
 def test_images(data_root, n=4):
     """n test images of several classes (a fixed spread over the split), normalised as a model sees them."""
-    from . import data
     test = data.cifar10(data_root, train=False, transform=data.test_transforms(), subset=n)
     return torch.stack([test[i][0] for i in range(len(test))])
 
 
 def save_figures(model, test_images, folder):
-    """What a trained model learned, as PNGs in folder (ConvMixer: kernels and patch filters; ConvViT:
-    attention on a few normalised test images, and position similarity); the paths written."""
+    """What a trained model learned, as PNGs in folder (test_images, normalised: a ConvViT's attention); the paths."""
     if isinstance(model, ConvViT):
         _, attentions = record_attention(model, test_images)
-        figures = {"class_attention.png": plot_class_attention(test_images, attentions, MEAN, STD),
+        figures = {"class_attention.png": plot_class_attention(test_images, attentions, data.MEAN, data.STD),
                    "attention_distance.png": plot_attention_distance(attention_distances(model, attentions),
                                                                      uniform_distance(model)),
                    "position_similarity.png": plot_position_similarity(model)}
@@ -228,6 +200,6 @@ def save_figures(model, test_images, folder):
                    "patch_filters.png": plot_patch_filters(model)}
     Path(folder).mkdir(parents=True, exist_ok=True)
     for name, fig in figures.items():
-        _finish(fig, Path(folder) / name)  # whole or not at all
+        _finish(fig, Path(folder) / name)
         plt.close(fig)
     return [Path(folder) / name for name in figures]

@@ -1,6 +1,6 @@
 """What src.sweep and src.reproduce share: their options, the training runs they start (flags checked
-before any run starts, a result that other flags or data made refused rather than skipped or
-continued), and how they end: one line for what did not finish."""
+before any run starts; a result other flags or data made is refused, not skipped or continued), how
+they run them and how they end: one line for what did not finish."""
 import math
 import os
 import sys
@@ -9,15 +9,16 @@ import time
 from functools import cache
 from pathlib import Path
 
-from . import data, io
-from .cli import config_from_args
-from .config import fingerprint, resolve
-from .io import UserError
-from .pool import ROOT, STOP_GRACE, Job, read
+import torch
 
-CALL = 570  # seconds of one call on a lent GPU (10 minutes, less its start and the packing of results)
+from . import data, io
+from .cli import command, config_from_args
+from .config import device_of, fingerprint, resolve
+from .io import UserError
+from .pool import ROOT, STOP_GRACE, Job, read, run_jobs
 from .run import hold
 
+CALL = 570  # seconds of one call on a lent GPU (10 minutes, less its start and the packing of results)
 NOTEBOOK_OF = {"convmixer_256_8": "ConvMixer_experimentation_2", "vit_seed": "ViT_with_convolution"}
 IMPROVED = ("--recipe", "improved")
 # --quick: every run tiny (the notebooks' quick images, two epochs, small models): seconds on a CPU.
@@ -26,12 +27,16 @@ QUICK_MODEL = {"convmixer_256_8": ("--dim", "32", "--depth", "2"),
                "vit_seed": ("--dim", "64", "--depth", "1", "--heads", "2", "--dim-head", "32", "--mlp-dim", "64")}
 
 
+def device(args):
+    return ("--device", args.device) if args.device else ()
+
+
 def train_flags(model, flags, args):
     """A 25-epoch one-cycle run of model with flags; with --quick, its tiny version (flags' own values kept)."""
     tiny = (*QUICK, *QUICK_MODEL[model])
     quick = [word for pair in zip(tiny[::2], tiny[1::2]) if pair[0] not in flags for word in pair] if args.quick else []
-    return ("--model", model, "--trainer", "onecycle", "--epochs", "2" if args.quick else "25", *flags, "--data", args.data,
-            *(("--device", args.device) if args.device else ()), *quick)
+    return ("--model", model, "--trainer", "onecycle", "--epochs", "2" if args.quick else "25", *flags,
+            "--data", args.data, *device(args), *quick)
 
 
 def portable(path):
@@ -62,8 +67,7 @@ def train_job(name, folder, flags):
             return None
         if fingerprint(metrics.get("config", {})) != wanted:
             return "other flags made it"
-        seen = metrics.get("data", {})
-        if any(seen.get(k, v) != v for k, v in listing(cfg.data).items()):
+        if any(metrics.get("data", {}).get(k, v) != v for k, v in listing(cfg.data).items()):
             return "other data made it"
         weights = folder / ("model.pt" if metrics.get("finished") else "checkpoint.pt")
         return None if io.whole(weights) else f"its {weights.name} is gone or damaged"
@@ -71,17 +75,8 @@ def train_job(name, folder, flags):
     def done():
         return (read(folder / "metrics.json") or {}).get("finished") is True and stale() is None
 
-    explicit = dict(zip(args, args[1:])).get("--loader") == "reference"  # on a GPU, auto is the gpu loader
-    return Job(name, args, folder, done, stale, cpu_bound=explicit)
-
-
-def check(jobs, force):
-    """Before any run starts: every result that will be skipped or continued is its job's own."""
-    for job in () if force else jobs:
-        why = job.stale()
-        if why:
-            raise UserError(f"{job.folder} holds a run that is not {job.name}'s to skip or continue ({why}): pass "
-                            f"--force to redo it, or delete the folder")
+    # on a GPU, auto is the gpu loader: only an explicit reference loader keeps the CPU busy
+    return Job(name, args, folder, done, stale, cpu_bound=dict(zip(args, args[1:])).get("--loader") == "reference")
 
 
 def seeded(folder, seeds):
@@ -89,15 +84,15 @@ def seeded(folder, seeds):
     return [(seed, folder if seed == 0 else folder.with_name(f"{folder.name}-seed-{seed}")) for seed in seeds]
 
 
-def add_arguments(p, budget=570):
+def add_arguments(p):
     """The options src.reproduce and src.sweep share."""
     p.add_argument("--data", default=os.environ.get("CIFAR10_DIR"), help="CIFAR-10: class folders or "
                    "torchvision's folder (default: $CIFAR10_DIR)")
     p.add_argument("--seeds", type=int, nargs="+", default=[0], help="run each setting with each of these seeds")
     p.add_argument("--device", help="cpu, cuda or cuda:N for every run (default: a GPU if any)")
     p.add_argument("--jobs", type=int, help="runs at once (default: 6 on a GPU, 2 on a CPU)")
-    p.add_argument("--budget", type=float, default=budget, help=f"wall-clock seconds for the whole call (default: "
-                   f"{budget:g}); runs still going {STOP_GRACE} s before its end are stopped, and the same command "
+    p.add_argument("--budget", type=float, default=CALL, help=f"wall-clock seconds for the whole call (default: "
+                   f"{CALL}); runs still going {STOP_GRACE} s before its end are stopped, and the same command "
                    f"continues them")
     p.add_argument("--force", action="store_true", help="redo runs whose finished results exist")
     p.add_argument("--quick", action="store_true", help="tiny settings, every step in seconds (CI, a CPU)")
@@ -106,31 +101,34 @@ def add_arguments(p, budget=570):
                    "from the committed runs; run nothing")
 
 
-def settle(args, p, default_out):
-    """Check the shared options and fill in their defaults; the output folder (held by this process)."""
+def run_all(args, p, default_out, jobs_in, write):
+    """Check the shared options, plan the jobs (jobs_in(out)) and print the plan (--plan) or run them,
+    write(out) after each ends and once more, print what it returns, and end as the runs ended."""
     if not args.data or not Path(args.data).is_dir():
         p.error(f"--data {args.data}: give the folder of a CIFAR-10 copy (or set CIFAR10_DIR)")
     if args.budget <= STOP_GRACE:
         p.error(f"--budget {args.budget:g}: give more than the {STOP_GRACE} s that stopping the runs takes")
     if (args.jobs or 1) < 1 or min(args.seeds) < 0:
         p.error("--jobs: give at least 1; --seeds: give seeds of 0 or more")
-    args.data = portable(args.data)
-    if args.device:
-        from .config import device_of
-        args.device = device_of(args.device)
-    import torch
-    args.jobs = args.jobs or (6 if args.plan or args.device != "cpu" and torch.cuda.is_available() else 2)
-    args.deadline = time.monotonic() + args.budget - STOP_GRACE
-    out = Path(args.out) if args.out else Path(tempfile.mkdtemp(prefix="quick-")) if args.quick else default_out
-    if not args.plan:
-        args.lock = hold(out)  # a second sweep or reproduction into it would report this one's runs as its own
-    return out
-
-
-def finish(outcomes, force):
-    """Exit as the runs ended: 0 when every one finished; else one line naming those that failed (their
-    logs say why) or, when none failed, those the budget stopped."""
-    again = "rerun the same command" + (" without --force" if force else "")
+    with command(lambda: "interrupted: the same command continues (finished runs are skipped, stopped ones resume "
+                         "from their checkpoints)"):
+        args.data, deadline = portable(args.data), time.monotonic() + args.budget - STOP_GRACE
+        args.device = args.device and device_of(args.device)
+        args.jobs = args.jobs or (6 if args.plan or args.device != "cpu" and torch.cuda.is_available() else 2)
+        out = Path(args.out) if args.out else Path(tempfile.mkdtemp(prefix="quick-")) if args.quick else default_out
+        if args.plan:
+            return print_plan(jobs_in(out), args.jobs)
+        lock = hold(out)  # a second sweep or reproduction into it would report this one's runs as its own
+        jobs = jobs_in(out)
+        for job in () if args.force else jobs:  # before any run starts: what is skipped or continued is its own
+            why = job.stale()
+            if why:
+                raise UserError(f"{job.folder} holds a run that is not {job.name}'s to skip or continue ({why}): "
+                                f"pass --force to redo it, or delete the folder")
+        outcomes = run_jobs(jobs, args.jobs, deadline, args.force, lambda: write(out))
+        sys.stdout.write(write(out))
+        lock.release()
+    again = "rerun the same command" + (" without --force" if args.force else "")
     failed = [name for name, what in outcomes.items() if what.startswith("failed")]
     left = [name for name, what in outcomes.items() if not what.startswith(("finished", "failed"))]
     if failed:
@@ -148,14 +146,12 @@ def estimate(job):
         s = (read(ROOT / "ConvMixer_experimentation_2/bench/bench.json") or {}).get("seconds")
         return s and s["fast_first_epoch"] + 3 * s["fast"] + 4 * (s["reference_2_workers"] + s["reference_all_cores"]) \
             + 3 * s["floor"]
-    def given(flag, default):
-        return job.args[job.args.index(flag) + 1] if flag in job.args else default
-
-    model, loader = given("--model", "vit_seed" if "ViT" in job.name else "convmixer_256_8"), given("--loader", "gpu")
+    given = dict(zip(job.args, job.args[1:]))
+    model = given.get("--model", "vit_seed" if "ViT" in job.name else "convmixer_256_8")
     like = [m for pattern in ("*/run-full/metrics.json", "*/recipes/*/metrics.json", "*/sweeps/*/*/metrics.json")
             for m in map(read, ROOT.glob(pattern)) if m and m.get("finished") and m["config"]["model"] == model
-            and m["config"]["loader"] == loader and m["data"]["train_images"] == 50_000]
-    like.sort(key=lambda m: m["config"]["batch_size"] != int(given("--batch-size", 512)))
+            and m["config"]["loader"] == given.get("--loader", "gpu") and m["data"]["train_images"] == 50_000]
+    like.sort(key=lambda m: m["config"]["batch_size"] != int(given.get("--batch-size", 512)))
     return like and like[0]["first_epoch_seconds"] + (like[0]["config"]["epochs"] - 1) * like[0]["seconds_per_epoch"]
 
 

@@ -1,17 +1,7 @@
-"""How long one epoch (train + test pass) takes on each data path, in one process, on one model:
-
-    python -m src.bench --data ../shared/cifar10-jpeg --repeats 3 --json bench.json
-
-  fast          the whole dataset on the device (src/gpu_loader.py), the run's precision and compile
-  reference     the albumentations DataLoader with 2 workers (what Colab has) and with every core
-  floor         the training steps alone, on one batch already on the device: what the model costs
-
-Every path first runs one untimed epoch (cuDNN autotuning, worker start, compilation: reported as the
-compile time); times are medians of --repeats epochs. Beside them it prints the physical floor: the
-FLOPs and bytes an epoch moves over the GPU's peak. --compile-mode, --test-batch-size and --precision
-are the speed candidates. `--conv-vs-linear --model vit_seed` times instead one training step of the
-conv-only ViT against the same network written with nn.Linear (src/conv_cost.py).
-"""
+"""One epoch (train + test pass) timed on each data path, e.g. `python -m src.bench --repeats 3 --json bench.json`:
+the fast path (src/gpu_loader.py), the albumentations DataLoader with 2 workers and with every core, the training
+steps alone, each the median of --repeats after an untimed epoch, and the physical floor (docs/command-line.md).
+`--conv-vs-linear --model vit_seed` times the conv-only ViT against its nn.Linear twin (src/conv_cost.py)."""
 import os
 import statistics
 import time
@@ -47,8 +37,8 @@ def _timed(device, work):
 
 
 def bench(cfg, repeats=1):
-    """{timing: seconds}: the fast path (first epoch, and the median of `repeats`), the reference path
-    with 2 workers and with every core, the training steps alone; and the floor's estimate."""
+    """What src.bench writes: an epoch's seconds on the fast path (its first, and the median of `repeats`), on the
+    reference path with 2 workers and with every core, and of the training steps alone; the physical floor."""
     seed_everything(cfg.seed)
     model = build_model(cfg)
     engine = Engine(model, adamw(model, cfg.lr_max, cfg.wd, cfg.decay_norms, cfg.beta2, cfg.device),
@@ -58,24 +48,36 @@ def bench(cfg, repeats=1):
         return [_timed(engine.device, lambda: (engine.train_epoch(train, 0, History()), engine.evaluate(test)))
                 for _ in range(n)]
 
-    images = datasets(cfg)
+    images, cores = datasets(cfg), len(os.sched_getaffinity(0))
     fast = make_loaders(replace(cfg, loader="gpu"), *images)
     first, *rest = epochs(*fast, 1 + repeats)
     seconds = {"fast_first_epoch": first, "fast": statistics.median(rest)}
-    for name, workers in (("reference_2_workers", 2), ("reference_all_cores", len(os.sched_getaffinity(0)))):
+    for name, workers in (("reference_2_workers", 2), ("reference_all_cores", cores)):
         seconds[name] = statistics.median(epochs(*make_loaders(replace(cfg, loader="reference", workers=workers),
                                                                *images), 1 + repeats)[1:])
     resident = [next(iter(fast[0]))] * len(fast[0])
     seconds["floor"] = statistics.median(_timed(engine.device, lambda: engine.train_epoch(resident, 0, History()))
                                          for _ in range(repeats))
-    return seconds, physical_floor(engine, resident[0], len(fast[0]) * cfg.batch_size, len(images[1]))
+    floor = physical_floor(engine, resident[0], len(fast[0]) * cfg.batch_size, len(images[1]))
+    speedup = {"vs_2_workers": seconds["reference_2_workers"] / seconds["fast"],
+               "vs_all_cores": seconds["reference_all_cores"] / seconds["fast"]}
+    compile_s = max(seconds["fast_first_epoch"] - seconds["fast"], 0.0)
+    at_peak = f"{floor['seconds']:.2f} s at the GPU's peak" if "seconds" in floor else "no peak known for this device"
+    line = (f"{label(cfg.model, dim=cfg.dim, depth=cfg.depth)} epoch: fast {seconds['fast']:.2f} s ({cfg.precision}, "
+            f"{cfg.compile_mode if cfg.compile else 'eager'}; first epoch +{compile_s:.1f} s), reference "
+            f"{seconds['reference_2_workers']:.2f} s with 2 workers ({speedup['vs_2_workers']:.2f}x), "
+            f"{seconds['reference_all_cores']:.2f} s with {cores} workers ({speedup['vs_all_cores']:.2f}x); training "
+            f"steps alone {seconds['floor']:.2f} s; physical floor: {floor['flops'] / 1e12:.1f} TFLOP and "
+            f"{floor['bytes'] / 1e9:.0f} GB per epoch, {at_peak}")
+    return {"line": line, "seconds": seconds, "compile_seconds": compile_s, "speedup": speedup, "floor": floor,
+            "workers_all_cores": cores, "repeats": repeats, "hardware": hardware(cfg.device),
+            "torch": torch.__version__, "commit": commit(), "config": asdict(cfg)}
 
 
 def physical_floor(engine, batch, train_images, test_images):
-    """The FLOPs an epoch computes (a training step, counted as three forwards, per training image and a
-    forward per test view) and the bytes it must move (what autograd keeps for backward, written once and
-    read once), and the seconds these take at the GPU's peak: what no implementation of this model,
-    batch and precision beats. (torch's counter overcounts a depth-wise convolution's backward.)"""
+    """The FLOPs an epoch computes (a training step as three forwards per training image: torch's counter
+    overcounts a depth-wise convolution's backward; a forward per test view), the bytes it moves (what autograd
+    keeps for backward, written and read once) and their seconds at the GPU's peak: no implementation beats it."""
     x, y = engine._batch(*batch)
     saved = {}
 
@@ -92,23 +94,6 @@ def physical_floor(engine, batch, train_images, test_images):
     if peak and engine.step.precision != "fp32":
         floor["seconds"] = max(floor["flops"] / peak[1], floor["bytes"] / peak[2])
     return floor
-
-
-def summary(cfg, seconds, floor, repeats):
-    cores = len(os.sched_getaffinity(0))
-    speedup = {"vs_2_workers": seconds["reference_2_workers"] / seconds["fast"],
-               "vs_all_cores": seconds["reference_all_cores"] / seconds["fast"]}
-    compile_s = max(seconds["fast_first_epoch"] - seconds["fast"], 0.0)
-    at_peak = f"{floor['seconds']:.2f} s at the GPU's peak" if "seconds" in floor else "no peak known for this device"
-    line = (f"{label(cfg.model, dim=cfg.dim, depth=cfg.depth)} epoch: fast {seconds['fast']:.2f} s ({cfg.precision}, "
-            f"{cfg.compile_mode if cfg.compile else 'eager'}; first epoch +{compile_s:.1f} s), reference "
-            f"{seconds['reference_2_workers']:.2f} s with 2 workers ({speedup['vs_2_workers']:.2f}x), "
-            f"{seconds['reference_all_cores']:.2f} s with {cores} workers ({speedup['vs_all_cores']:.2f}x); training "
-            f"steps alone {seconds['floor']:.2f} s; physical floor: {floor['flops'] / 1e12:.1f} TFLOP and "
-            f"{floor['bytes'] / 1e9:.0f} GB per epoch, {at_peak}")
-    return {"line": line, "seconds": seconds, "compile_seconds": compile_s, "speedup": speedup, "floor": floor,
-            "workers_all_cores": cores, "repeats": repeats, "hardware": hardware(cfg.device),
-            "torch": torch.__version__, "commit": commit(), "config": asdict(cfg)}
 
 
 def main(argv=None):
@@ -135,7 +120,7 @@ def main(argv=None):
             result["line"] = cost_table(result)
         else:
             image_counts(cfg)  # a batch larger than the images is refused before any is decoded
-            result = summary(cfg, *bench(cfg, args.repeats), args.repeats)
+            result = bench(cfg, args.repeats)
         if args.json:
             io.write_json(args.json, result)
         print(result["line"], flush=True)

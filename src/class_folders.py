@@ -10,45 +10,34 @@ import numpy as np
 
 from .io import UserError
 
-CLASSES = ("airplane", "automobile", "bird", "cat", "deer",
-           "dog", "frog", "horse", "ship", "truck")
+CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
 IMAGES = {".jpg", ".jpeg", ".png"}
 OTHER_IMAGES = {".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".jp2", ".heic", ".avif"}  # refused, not skipped
 
 
 def image_files(split_dir):
-    """[(label, path)] of a class-folder split in class order, checked: the ten classes, none empty,
-    every image one this project reads. Other files (notes) and hidden ones are not data."""
+    """[(label, path)] of a class-folder split in class order, checked: the ten classes, none empty, every
+    image one this project reads. Other files (notes) and hidden ones (.ipynb_checkpoints, ._0001.jpg) are not data."""
     found = sorted(p.name for p in split_dir.iterdir() if p.is_dir() and not p.name.startswith("."))
     if found != sorted(CLASSES):
         raise UserError(f"{split_dir} must hold exactly the 10 CIFAR-10 class folders {list(CLASSES)}; found "
                         f"{found}: point --data at a whole copy")
     files = []
     for label, name in enumerate(CLASSES):
-        paths = sorted(_images_in(split_dir / name))
-        if not paths:
+        paths = sorted(p for p in (split_dir / name).iterdir() if not p.name.startswith("."))
+        for path in paths:
+            if path.suffix.lower() in OTHER_IMAGES:
+                raise UserError(f"{path}: only JPEG and PNG images are read; convert it or remove it")
+        images = [p for p in paths if p.suffix.lower() in IMAGES]
+        if not images:
             raise UserError(f"class folder {split_dir / name} holds no JPEG or PNG image: point --data at a whole copy")
-        files += [(label, p) for p in paths]
+        files += [(label, p) for p in images]
     return files
 
 
-def _images_in(folder):
-    for path in folder.iterdir():
-        suffix = path.suffix.lower()
-        if path.name.startswith("."):  # .ipynb_checkpoints, macOS's ._0001.jpg
-            continue
-        if suffix in OTHER_IMAGES:
-            raise UserError(f"{path}: only JPEG and PNG images are read; convert it or remove it")
-        if suffix in IMAGES:
-            if not path.is_file():
-                raise UserError(f"{path} is not a regular file: remove it")
-            yield path
-
-
 def read_images(paths):
-    """One (N, 32, 32, 3) uint8 array. libjpeg and libpng print their warnings on file descriptor 2, out
-    of Python's reach: while decoding it goes to a temporary file, and a warning is an error naming the
-    image that caused it, not a grey patch trained on in silence."""
+    """One (N, 32, 32, 3) uint8 array. libjpeg and libpng warn on file descriptor 2, out of Python's reach: it goes
+    to a temporary file, and a warning is an error naming the image, not a grey patch trained on in silence."""
     sys.stderr.flush()
     saved = os.dup(2)
     with tempfile.TemporaryFile() as sink:

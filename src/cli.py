@@ -1,7 +1,6 @@
-"""What every command shares: its flags built from the options' declarations, and how it ends. A
-failure the user can mend ends in one line `error: ...` naming the flag or file and what to do,
-exit 1; bad usage exits 2 (argparse); Ctrl-C exits 130 and SIGTERM 143, each with one line saying
-where things stand."""
+"""What every command shares: its flags, built from the options' declarations, and how it ends: a failure the
+user can mend in one line `error: ...` naming the flag or file and what to do, exit 1; bad usage exits 2
+(argparse); Ctrl-C 130 and SIGTERM 143, each with one line saying where things stand."""
 import argparse
 import shlex
 import signal
@@ -23,8 +22,8 @@ def command(interrupted=lambda: "interrupted"):
 
     def stop(signum, frame):
         came.append(signum)
-        signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second one must not cut the stopping short
-        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        for other in (signal.SIGINT, signal.SIGTERM):  # a second one must not cut the stopping short
+            signal.signal(other, signal.SIG_IGN)
         raise KeyboardInterrupt
 
     before = signal.signal(signal.SIGINT, stop), signal.signal(signal.SIGTERM, stop)
@@ -37,7 +36,7 @@ def command(interrupted=lambda: "interrupted"):
         sys.exit(f"error: {' '.join(str(err).split())}")
     except OSError as err:  # a folder that cannot be made or read
         sys.exit(f"error: {err.filename or ''}{': ' if err.filename else ''}{err.strerror or err}")
-    except (torch.OutOfMemoryError, RuntimeError) as err:
+    except RuntimeError as err:  # torch.OutOfMemoryError is one, and a CPU's allocation failure says so
         if not isinstance(err, torch.OutOfMemoryError) and "can't allocate memory" not in str(err):
             raise
         sys.exit("error: out of memory: the model or batch does not fit on this device; use a smaller "
@@ -53,18 +52,15 @@ def parser(prog="python -m src.train", description=None, skip=()):
     p = argparse.ArgumentParser(prog=prog, description=description,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     groups = {name: p.add_argument_group(name) for name in ("experiment", "model", "optimisation", "running")}
-    for o in OPTIONS:
-        if o.name in skip:
-            continue
+    for o in (o for o in OPTIONS if o.name not in skip):
         kind = o.type or type(o.default)
         shown = "" if o.default in (None, False) or o.group == "model" else f" (default: {o.default})"
         kw = dict(dest=o.name, default=o.unset, help=o.help + shown)
         if kind is bool:
             kw["action"] = argparse.BooleanOptionalAction
         else:
-            kw.update(type=_word(kind), nargs=o.nargs, metavar=o.name.upper() if o.nargs else None)
-            if isinstance(o.allowed, tuple) and not o.nargs:
-                kw["choices"] = o.allowed
+            kw.update(type=_word(kind), nargs=o.nargs, metavar=o.name.upper() if o.nargs else None,
+                      choices=o.allowed if isinstance(o.allowed, tuple) and not o.nargs else None)
         groups[o.group].add_argument(o.flag, **kw)
     return p
 

@@ -1,6 +1,6 @@
-"""What a notebook's set-up cell runs in Colab: install what requirements.txt asks for and the runtime
-lacks, before anything imports it, never touching Colab's own torch and torchvision. Standard library
-and `packaging` only: it runs before the requirements are there."""
+"""What a notebook's set-up cell runs in Colab: install what requirements.txt asks for and the runtime lacks,
+before anything imports it, never touching Colab's own torch and torchvision. Standard library and
+`packaging` only: it runs before the requirements are there."""
 import importlib
 import importlib.metadata as metadata
 import re
@@ -28,7 +28,7 @@ def missing(requirements=REQUIREMENTS):
     wanted = []
     for line in Path(requirements).read_text().splitlines():
         line = re.sub(r"(^|\s)#.*", "", line).strip()  # pip's comments: # at the start or after a blank
-        if not line or line.startswith(("#", "-")):
+        if not line or line.startswith("-"):
             continue
         requirement = Requirement(line)
         if canonicalize_name(requirement.name) in COLAB_HAS or requirement.marker and not requirement.marker.evaluate():
@@ -49,9 +49,7 @@ def versions():
 def install_missing():
     """In Colab: pip-install what is missing, torch and torchvision held at their versions. A package the
     kernel has already imported keeps its old code until the runtime restarts: then one line says so."""
-    if "google.colab" not in sys.modules:
-        return
-    wanted = missing()
+    wanted = "google.colab" in sys.modules and missing()
     if not wanted:
         return
     before = versions()

@@ -29,8 +29,9 @@ class Allowed:
     integer: bool = False
 
     def __contains__(self, v):
-        return not isinstance(v, bool) and isinstance(v, int if self.integer else (int, float)) and math.isfinite(v) \
-            and (v > self.low if self.low_open else v >= self.low) and (v < self.high if self.high_open else v <= self.high)
+        return (not isinstance(v, bool) and isinstance(v, int if self.integer else (int, float)) and math.isfinite(v)
+                and (v > self.low if self.low_open else v >= self.low)
+                and (v < self.high if self.high_open else v <= self.high))
 
     def __str__(self):
         show = (lambda v: str(int(v))) if self.integer else (lambda v: f"{v:g}")
@@ -128,22 +129,20 @@ OPTIONS = (
 )
 BY_NAME = {o.name: o for o in OPTIONS}
 Config = make_dataclass("Config", [(o.name, object, field(default=o.unset)) for o in OPTIONS])
-RESUME_KEYS = tuple(o.name for o in OPTIONS if o.resume)
 
 
 def check(option, value):
     """One line naming the flag, the value and what is allowed, unless value is allowed (None: unset)."""
     allowed, kind = option.allowed, option.type or type(option.default)
-    if value is None or allowed is None and (kind is not bool or isinstance(value, bool)):
-        return
     if option.nargs:
-        if not isinstance(value, (tuple, list)) or len(value) != option.nargs or \
-                any(v not in a for v, a in zip(value, allowed)):
-            raise UserError(f"{option.flag} {value!r}: expected {option.nargs} values, {' and '.join(map(str, allowed))}")
+        ok = isinstance(value, (tuple, list)) and len(value) == option.nargs and \
+            all(v in a for v, a in zip(value, allowed))
+        said = f"{option.nargs} values, {' and '.join(map(str, allowed))}"
     elif allowed is None:
-        raise UserError(f"{option.flag} {value!r}: expected True or False")
-    elif value not in allowed:
-        said = f"one of {', '.join(allowed)}" if isinstance(allowed, tuple) else allowed
+        ok, said = kind is not bool or isinstance(value, bool), "True or False"
+    else:
+        ok, said = value in allowed, f"one of {', '.join(allowed)}" if isinstance(allowed, tuple) else allowed
+    if value is not None and not ok:
         raise UserError(f"{option.flag} {value!r}: expected {said}")
 
 
@@ -168,56 +167,55 @@ def device_of(name):
 
 def resolve(cfg):
     """A copy of cfg with every value decided (recipe, model variant, "auto") and checked. Reads no data."""
-    values = asdict(cfg)
+    v = asdict(cfg)
     for name in ("model", "trainer", "recipe"):
-        check(BY_NAME[name], values[name])
-    values["device"] = device_of(values["device"])
-    cuda = values["device"].startswith("cuda")
-    own = variant(values["model"]).hyper_parameters
-    given = [o for o in OPTIONS if o.group == "model" and values[o.name] is not None and o.name not in own]
+        check(BY_NAME[name], v[name])
+    v["device"] = device_of(v["device"])
+    cuda, model = v["device"].startswith("cuda"), variant(v["model"])
+    own = model.hyper_parameters
+    given = [o for o in OPTIONS if o.group == "model" and v[o.name] is not None and o.name not in own]
     if given:
-        raise UserError(f"{given[0].flag}: --model {values['model']} has no {given[0].name} (its sizes: "
+        raise UserError(f"{given[0].flag}: --model {v['model']} has no {given[0].name} (its sizes: "
                         f"{', '.join(own)}); drop {given[0].flag}")
-    family = variant(values["model"]).family
-    values.update({k: v for k, v in recipe(values["recipe"], family).items() if values[k] is None})
-    values.update({o.name: o.default for o in OPTIONS if o.group != "model" and values[o.name] is None})
-    values.update({k: v for k, v in own.items() if k in BY_NAME and values[k] is None})
+    v.update({k: value for k, value in recipe(v["recipe"], model.family).items() if v[k] is None})
+    v.update({o.name: o.default for o in OPTIONS if o.group != "model" and v[o.name] is None})
+    v.update({k: value for k, value in own.items() if k in BY_NAME and v[k] is None})
     for o in OPTIONS:
-        check(o, values[o.name])
-    if values["randaugment"] is not None:
-        values["randaugment"] = tuple(values["randaugment"])
-    for name in ("data", "out"):
-        if values[name] is not None and not str(values[name]).strip():
-            raise UserError(f"--{name} {values[name]!r}: give a folder")
-    if values["lr_max"] is None:
-        raise UserError(f"--lr-max: recipe {values['recipe']!r} sets none for {family}; give one")
-    _check_sizes(values)
-    if not cuda and values["precision"] not in ("auto", "fp32"):
-        raise UserError(f"--precision {values['precision']}: mixed precision runs on CUDA only; use --precision fp32")
-    if values["precision"] == "auto":
-        values["precision"] = "fp32" if not cuda else \
-            "bf16" if torch.cuda.get_device_capability(torch.device(values["device"]))[0] >= 8 else "fp16"
-    if values["loader"] == "gpu" and values["workers"] is not None:
-        raise UserError(f"--workers {values['workers']}: the gpu loader has no DataLoader workers; drop --workers")
-    if values["loader"] == "auto":
-        values["loader"] = "gpu" if cuda and values["workers"] is None else "reference"
-    if values["loader"] == "reference" and values["workers"] is None:
-        values["workers"] = WORKERS
-    values.update({name: cuda if values[name] is None else values[name] for name in ("channels_last", "compile")})
-    if values["compile_mode"] != "default" and not values["compile"]:
-        raise UserError(f"--compile-mode {values['compile_mode']}: the model is not compiled here; add --compile")
-    if values["resume"] and values["overwrite"]:
-        raise UserError("--resume and --overwrite contradict each other: continue the run or replace it")
-    values["out"] = values["out"] or f"runs/{values['model']}-{values['trainer']}-{values['recipe']}"
-    data, out = Path(values["data"]).resolve(), Path(values["out"]).resolve()
-    if out == data or data in out.parents:
-        raise UserError(f"--out {values['out']}: inside --data {values['data']}; give a folder outside the data")
-    folders = (Path(values["data"]) / "train").is_dir()
-    if values["download"] and folders:
-        raise UserError(f"--download: --data {values['data']} holds class folders, read as they are; drop --download")
-    if values["download"] is None:
-        values["download"] = Path(values["data"]) == Path(DEFAULT_DATA) and not folders
-    return Config(**values)
+        check(o, v[o.name])
+    v["out"] = v["out"] or f"runs/{v['model']}-{v['trainer']}-{v['recipe']}"
+    data, out, folders = Path(v["data"]).resolve(), Path(v["out"]).resolve(), (Path(v["data"]) / "train").is_dir()
+    for wrong, said in (
+            (not str(v["data"]).strip(), f"--data {v['data']!r}: give a folder"),
+            (not str(v["out"]).strip(), f"--out {v['out']!r}: give a folder"),
+            (v["lr_max"] is None, f"--lr-max: recipe {v['recipe']!r} sets none for {model.family}; give one"),
+            (not cuda and v["precision"] not in ("auto", "fp32"),
+             f"--precision {v['precision']}: mixed precision runs on CUDA only; use --precision fp32"),
+            (v["loader"] == "gpu" and v["workers"] is not None,
+             f"--workers {v['workers']}: the gpu loader has no DataLoader workers; drop --workers"),
+            (v["compile_mode"] != "default" and not (cuda if v["compile"] is None else v["compile"]),
+             f"--compile-mode {v['compile_mode']}: the model is not compiled here; add --compile"),
+            (v["resume"] and v["overwrite"], "--resume and --overwrite contradict each other: continue the run or "
+                                             "replace it"),
+            (out == data or data in out.parents,
+             f"--out {v['out']}: inside --data {v['data']}; give a folder outside the data"),
+            (v["download"] and folders,
+             f"--download: --data {v['data']} holds class folders, read as they are; drop --download")):
+        if wrong:
+            raise UserError(said)
+    _check_sizes(v)
+    if v["precision"] == "auto":
+        v["precision"] = "fp32" if not cuda else \
+            "bf16" if torch.cuda.get_device_capability(torch.device(v["device"]))[0] >= 8 else "fp16"
+    if v["loader"] == "auto":
+        v["loader"] = "gpu" if cuda and v["workers"] is None else "reference"
+    if v["loader"] == "reference" and v["workers"] is None:
+        v["workers"] = WORKERS
+    v.update({name: cuda if v[name] is None else v[name] for name in ("channels_last", "compile")})
+    if v["randaugment"] is not None:
+        v["randaugment"] = tuple(v["randaugment"])
+    if v["download"] is None:
+        v["download"] = Path(v["data"]) == Path(DEFAULT_DATA) and not folders
+    return Config(**v)
 
 
 def _check_sizes(values):
@@ -245,5 +243,5 @@ def fingerprint(cfg):
     """What a run is (the values --resume must keep), of a Config or a metrics.json's config dict, as
     JSON holds them; the data as an absolute path. A run recorded before an option existed has its default."""
     values = cfg if isinstance(cfg, dict) else asdict(cfg)
-    values = json.loads(json.dumps({name: values.get(name, BY_NAME[name].default) for name in RESUME_KEYS}))
+    values = json.loads(json.dumps({o.name: values.get(o.name, o.default) for o in OPTIONS if o.resume}))
     return {**values, "data": str(Path(values["data"]).resolve())}

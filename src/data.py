@@ -1,7 +1,5 @@
-"""CIFAR-10 as uint8 arrays in memory, the original albumentations pipeline, and the reference
-DataLoaders. Both sources (torchvision's download and a `train/<class>/*.jpg` folder copy) end up
-as the same `CIFAR10Array`, so the loaders, the GPU loader and the plots see one format."""
-import functools
+"""CIFAR-10 as uint8 arrays in memory, the original albumentations pipeline, and the reference DataLoaders.
+Both sources (torchvision's download and a `train/<class>/*.jpg` folder copy) become the same `CIFAR10Array`."""
 import hashlib
 import os
 import signal
@@ -29,11 +27,10 @@ def mean_pixel(mean=MEAN):
     return tuple(round(255 * m) for m in mean)
 
 
-def train_transforms(pad=PAD, hole_p=HOLE_P, randaugment=None, mean=MEAN, std=STD):
+def train_transforms(pad=PAD, hole_p=HOLE_P, randaugment=None):
     """The original augmentation; padding and hole are the mean pixel, so both are 0 after Normalize.
-    `randaugment=(n_ops, magnitude)` puts torchvision's RandAugment in front (the authors' recipe);
-    pad=0 drops the crop and hole_p=0 the hole."""
-    fill = mean_pixel(mean)
+    `randaugment=(n_ops, magnitude)` puts torchvision's RandAugment in front (the authors' recipe)."""
+    fill = mean_pixel()
     steps = [RandAugment(*randaugment)] if randaugment else []
     if pad:
         steps += [A.PadIfNeeded(32 + 2 * pad, 32 + 2 * pad, border_mode=cv2.BORDER_CONSTANT, fill=fill),
@@ -41,19 +38,19 @@ def train_transforms(pad=PAD, hole_p=HOLE_P, randaugment=None, mean=MEAN, std=ST
     steps += [A.HorizontalFlip(p=FLIP_P),
               A.CoarseDropout(num_holes_range=(1, 1), hole_height_range=(HOLE, HOLE), hole_width_range=(HOLE, HOLE),
                               fill=fill, p=hole_p),
-              A.Normalize(mean=mean, std=std), ToTensorV2()]
+              A.Normalize(mean=MEAN, std=STD), ToTensorV2()]
     return A.Compose(steps)
 
 
-def test_transforms(mean=MEAN, std=STD):
-    return A.Compose([A.Normalize(mean=mean, std=std), ToTensorV2()])
+def test_transforms():
+    return A.Compose([A.Normalize(mean=MEAN, std=STD), ToTensorV2()])
 
 
 class RandAugment(A.ImageOnlyTransform):
     """torchvision's RandAugment as an albumentations step (albumentations has none)."""
 
-    def __init__(self, num_ops=2, magnitude=10, p=1.0):
-        super().__init__(p=p)
+    def __init__(self, num_ops=2, magnitude=10):
+        super().__init__(p=1.0)
         import torchvision.transforms as T
         self.num_ops, self.magnitude = num_ops, magnitude
         self.op = T.RandAugment(num_ops=num_ops, magnitude=magnitude)
@@ -61,18 +58,17 @@ class RandAugment(A.ImageOnlyTransform):
     def apply(self, img, **params):
         return self.op(torch.from_numpy(np.ascontiguousarray(img)).permute(2, 0, 1)).permute(1, 2, 0).numpy()
 
-    def get_transform_init_args_names(self):
+    def get_transform_init_args_names(self):  # what albumentations' repr and serialization read
         return ("num_ops", "magnitude")
 
 
 class CIFAR10Array(Dataset):
-    """Images as one (N, 32, 32, 3) uint8 array: decoded once, cheap to index, subset or move to the
-    GPU whole. Without a transform an item is the raw HWC uint8 image."""
+    """Images as one (N, 32, 32, 3) uint8 array: decoded once, cheap to index, subset or move to the GPU whole."""
 
-    def __init__(self, images, labels, transform=None, classes=CLASSES):
+    def __init__(self, images, labels, transform=None):
         self.images = np.ascontiguousarray(images, dtype=np.uint8)
         self.labels = np.asarray(labels, dtype=np.int64)
-        self.transform, self.classes = transform, tuple(classes)
+        self.transform, self.classes = transform, CLASSES
 
     def __len__(self):
         return len(self.labels)
@@ -88,9 +84,8 @@ def subset_indices(total, n, seed=0):
 
 
 def cifar10(root, train=True, transform=None, download=False, subset=None):
-    """CIFAR-10 from root: a class-folder copy (root/train/<class>/*.jpg) if there is one, else
-    torchvision's (root/cifar-10-batches-py, fetched when download=True). With `subset`, only that
-    many images (from class folders only those are decoded, so previews do not read all 60,000)."""
+    """CIFAR-10 from root: a class-folder copy (root/train/<class>/*.jpg) if there is one, else torchvision's
+    (fetched when download=True). With `subset`, only that many images are decoded (previews do not read 60,000)."""
     root, split = Path(root), "train" if train else "test"
     if (root / split).is_dir():
         files = image_files(root / split)
@@ -109,29 +104,20 @@ def cifar10(root, train=True, transform=None, download=False, subset=None):
 
 
 def check_torchvision_copy(root, train=True, download=False):
-    """torchvision's files in root are CIFAR-10's (their MD5 checked before any run starts, not when a
-    half-downloaded file is read); one line saying what to do when they are missing."""
-    from torchvision.datasets import CIFAR10
-    root, split = Path(root), "train" if train else "test"
-    batches = root / CIFAR10.base_folder
+    """torchvision's files in root are CIFAR-10's: their MD5 checked before a run starts, not when it reads them."""
     if download:
         return
+    from torchvision.datasets import CIFAR10
+    from torchvision.datasets.utils import check_integrity
+    root, batches = Path(root), Path(root) / CIFAR10.base_folder
     if not batches.is_dir():
-        raise UserError(f"no CIFAR-10 in {root} (expected class folders {root / split}/<class>/ or torchvision's "
-                        f"{batches}): point --data at a copy, or pass --download")
-    for name, md5 in (*(CIFAR10.train_list if train else CIFAR10.test_list), (CIFAR10.meta["filename"],
-                                                                             CIFAR10.meta["md5"])):
-        path = batches / name
-        if not path.is_file() or not _md5_matches(str(path), md5, path.stat().st_mtime_ns):
+        raise UserError(f"no CIFAR-10 in {root} (expected class folders {root / ('train' if train else 'test')}"
+                        f"/<class>/ or torchvision's {batches}): point --data at a copy, or pass --download")
+    meta = CIFAR10.meta["filename"], CIFAR10.meta["md5"]
+    for name, md5 in (*(CIFAR10.train_list if train else CIFAR10.test_list), meta):
+        if not check_integrity(str(batches / name), md5):  # False for a missing file too
             raise UserError(f"{batches / name} is missing or not CIFAR-10's (its MD5 differs): delete {batches} and "
                             f"pass --download, or point --data at a good copy")
-
-
-@functools.lru_cache(maxsize=16)
-def _md5_matches(path, md5, stamp):
-    """Once per version of a file: a command checks a split more than once."""
-    from torchvision.datasets.utils import check_integrity
-    return check_integrity(path, md5)
 
 
 def split_listing(root, train=True, download=False):
@@ -155,9 +141,8 @@ def source(root):
 
 
 class SeededLoader(DataLoader):
-    """A DataLoader whose albumentations randomness follows torch's generator: albumentations 2 seeds
-    each pipeline from the OS, and forked workers would share one state. Every epoch reseeds it from
-    torch's RNG (per worker, torch.initial_seed()), which --seed and checkpoints already control."""
+    """A DataLoader whose albumentations randomness follows torch's RNG (which --seed and checkpoints control):
+    albumentations 2 seeds each pipeline from the OS, and forked workers would share one state."""
 
     def __init__(self, dataset, **kwargs):
         super().__init__(dataset, worker_init_fn=_seed_worker, **kwargs)
@@ -187,12 +172,12 @@ def loaders(train, test, batch_size=512, workers=2, pad=PAD, hole_p=HOLE_P, rand
     """Train and test DataLoaders over two CIFAR10Arrays: the reference (CPU, albumentations) data path."""
     train = CIFAR10Array(train.images, train.labels, train_transforms(pad, hole_p, randaugment))
     test = CIFAR10Array(test.images, test.labels, test_transforms())
-    common = dict(num_workers=workers, pin_memory=pin_memory)
     if dist.is_initialized():
         from torch.utils.data.distributed import DistributedSampler
         order = (dict(sampler=DistributedSampler(train, seed=torch.initial_seed())),
                  dict(sampler=DistributedSampler(test, shuffle=False)))
     else:
         order = dict(shuffle=True), dict(shuffle=False)
+    common = dict(num_workers=workers, pin_memory=pin_memory)
     return (SeededLoader(train, batch_size=batch_size, drop_last=True, **order[0], **common),
             SeededLoader(test, batch_size=test_batch_size or batch_size, **order[1], **common))

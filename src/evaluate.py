@@ -1,11 +1,6 @@
-"""Check a saved model without training (as timm's validate.py): test accuracy on the image alone, with
-flip averaging and with flips and one-pixel shifts (six views), accuracy per class, the confusion matrix.
-
-    python -m src.evaluate ConvMixer_experimentation_2/run-full/model.pt --data ../shared/cifar10-jpeg
-
-The model is rebuilt from the metrics.json beside the weights. `--figures DIR` also draws what it
-learned (src/analysis.py).
-"""
+"""Check a saved model without training (as timm's validate.py), e.g. `python -m src.evaluate RUN/model.pt --data
+PATH`: test accuracy alone, with flip averaging and with six views, per class, the confusion matrix; the model is
+rebuilt from the metrics.json beside the weights. `--figures DIR` also draws what it learned (src/analysis.py)."""
 import argparse
 from pathlib import Path
 
@@ -58,21 +53,8 @@ def evaluate(model, data_root, device="cpu", batch_size=1000):
             "confusion_matrix": matrix.tolist()}
 
 
-def report(weights, result, recorded):
-    lines = [f"{weights} on {result['test_images']:,} test images ({result['data']}): accuracy "
-             f"{100 * result['accuracy']:.2f}%, with flip averaging {100 * result['accuracy_flip']:.2f}%, with flips "
-             f"and one-pixel shifts (6 views) {100 * result['accuracy_six_views']:.2f}%",
-             *([f"the run recorded {100 * recorded:.2f}% (with its own test-time settings)"] if recorded else []),
-             "per class: " + ", ".join(f"{name} {100 * acc:.1f}%" for name, acc in result["per_class"].items()),
-             "confusion matrix (rows: true class, columns: predicted):"]
-    width = max(map(len, data.CLASSES))
-    return "\n".join(lines + [f"{name:>{width}} " + " ".join(f"{n:5d}" for n in row)
-                              for name, row in zip(data.CLASSES, result["confusion_matrix"])])
-
-
 def main(argv=None):
-    p = argparse.ArgumentParser(prog="python -m src.evaluate", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(prog="python -m src.evaluate", description=__doc__)
     p.add_argument("weights", help="a model.pt written by a run (metrics.json beside it)")
     p.add_argument("--data", required=True, help="CIFAR-10: class folders or torchvision's folder")
     p.add_argument("--device", default="auto", help="cpu, cuda or cuda:N; auto: cuda when there is one")
@@ -80,23 +62,28 @@ def main(argv=None):
     p.add_argument("--figures", help="also draw what the model learned as PNGs into this folder")
     args = p.parse_args(argv)
     with command():
-        device = device_of(args.device)
-        if args.json and Path(args.json).resolve() in (Path(args.weights).resolve(),
-                                                       Path(args.weights).resolve().parent / "metrics.json"):
+        device, weights, out = device_of(args.device), Path(args.weights).resolve(), args.json and Path(args.json)
+        if out and out.resolve() in (weights, weights.parent / "metrics.json"):
             raise UserError(f"--json {args.json}: would replace the run's own file; give another name")
-        if args.json and not Path(args.json).resolve().parent.is_dir():
+        if out and not out.resolve().parent.is_dir():
             raise UserError(f"--json {args.json}: its folder does not exist; create it or give another path")
         model, metrics = load_model(args.weights)
-        result = evaluate(model, args.data, device)
-        if args.json:
-            io.write_json(args.json, {"weights": args.weights, **result,
-                                      "recorded_test_acc": metrics.get("final_test_acc")})
-        print(report(args.weights, result, metrics.get("final_test_acc")))
+        result, recorded = evaluate(model, args.data, device), metrics.get("final_test_acc")
+        if out:
+            io.write_json(out, {"weights": args.weights, **result, "recorded_test_acc": recorded})
+        width = max(map(len, data.CLASSES))
+        print(f"{args.weights} on {result['test_images']:,} test images ({result['data']}): accuracy "
+              f"{100 * result['accuracy']:.2f}%, with flip averaging {100 * result['accuracy_flip']:.2f}%, with flips "
+              f"and one-pixel shifts (6 views) {100 * result['accuracy_six_views']:.2f}%",
+              *([f"the run recorded {100 * recorded:.2f}% (with its own test-time settings)"] if recorded else []),
+              "per class: " + ", ".join(f"{name} {100 * acc:.1f}%" for name, acc in result["per_class"].items()),
+              "confusion matrix (rows: true class, columns: predicted):",
+              *(f"{name:>{width}} " + " ".join(f"{n:5d}" for n in row)
+                for name, row in zip(data.CLASSES, result["confusion_matrix"])), sep="\n")
         if args.figures:
             Path(args.figures).mkdir(parents=True, exist_ok=True)
             paths = analysis.save_figures(model.eval(), analysis.test_images(args.data), args.figures)
             print("figures:", *paths, sep="\n  ")
-
 
 if __name__ == "__main__":
     main()

@@ -1,63 +1,37 @@
-"""torchvision's RandAugment (NEAREST, fill 0) as batched tensor ops, for the on-device loader.
-
-torchvision applies RandAugment to one image at a time in Python; here every image of a
-(B, C, H, W) uint8 batch gets its own random op and sign, and a round of ops is a fixed
-handful of kernels: one affine grid_sample for the geometric ops, one blend for Brightness /
-Color / Contrast / Sharpness, then Posterize, Solarize, AutoContrast, Equalize. Each stage
-is an exact identity for the images that did not draw it, so the stages chain without
-gathering sub-batches (no host syncs, nothing data-dependent in shapes). Each op repeats
-torchvision's float arithmetic step by step (Sharpness's blur excepted, see _blend), so the
-outputs match torchvision's tensor ops bit for bit; no matmul or conv, so TF32 cannot change them.
-"""
+"""torchvision's RandAugment (NEAREST, fill 0) batched for the on-device loader: each image draws its own op and
+sign; each stage is an exact identity for the images that did not draw it (no host syncs, no data-dependent shapes)
+and repeats torchvision's float arithmetic step by step: bit for bit the same, no matmul or conv for TF32 to change."""
 import functools
 import math
 
 import torch
 import torch.nn.functional as F
+from torchvision.transforms import RandAugment
 
-# name -> (magnitudes over num_bins for an (H, W) image, or None if the op has no value; signed),
-# as torchvision's RandAugment._augmentation_space.
-OPS = {
-    "Identity": (None, False),
-    "ShearX": (lambda n, h, w: torch.linspace(0.0, 0.3, n), True),
-    "ShearY": (lambda n, h, w: torch.linspace(0.0, 0.3, n), True),
-    "TranslateX": (lambda n, h, w: torch.linspace(0.0, 150.0 / 331.0 * w, n), True),
-    "TranslateY": (lambda n, h, w: torch.linspace(0.0, 150.0 / 331.0 * h, n), True),
-    "Rotate": (lambda n, h, w: torch.linspace(0.0, 30.0, n), True),
-    "Brightness": (lambda n, h, w: torch.linspace(0.0, 0.9, n), True),
-    "Color": (lambda n, h, w: torch.linspace(0.0, 0.9, n), True),
-    "Contrast": (lambda n, h, w: torch.linspace(0.0, 0.9, n), True),
-    "Sharpness": (lambda n, h, w: torch.linspace(0.0, 0.9, n), True),
-    "Posterize": (lambda n, h, w: 8 - (torch.arange(n) / ((n - 1) / 4)).round().int(), False),
-    "Solarize": (lambda n, h, w: torch.linspace(255.0, 0.0, n), False),
-    "AutoContrast": (None, False),
-    "Equalize": (None, False),
-}
+OPS = RandAugment()._augmentation_space(31, (32, 32))  # name -> (magnitudes at 32x32, signed), in op-index order
 NAMES = list(OPS)
 IDX = {name: i for i, name in enumerate(NAMES)}
 
 
 @functools.lru_cache(maxsize=None)
-def op_values(magnitude, size, num_bins=31, device="cpu"):
-    """(values (14,) float32 at bin `magnitude`, signed (14,) bool) for images of size (H, W).
-    Cached, so a training step copies nothing from the host (a blocking copy on a GPU)."""
-    vals = [0.0 if f is None else float(f(num_bins, *size)[magnitude]) for f, _ in OPS.values()]
-    signed = [s for _, s in OPS.values()]
-    return (torch.tensor(vals, dtype=torch.float32, device=device),
-            torch.tensor(signed, dtype=torch.bool, device=device))
+def op_values(magnitude, size, device="cpu"):
+    """(values (14,) float32 at bin `magnitude` of 31, signed (14,) bool) for (H, W) images; cached: a training
+    step copies nothing from the host (a blocking copy on a GPU)."""
+    space = RandAugment()._augmentation_space(31, size)
+    values = [float(magnitudes[magnitude]) if magnitudes.ndim else 0.0 for magnitudes, _ in space.values()]
+    return (torch.tensor(values, dtype=torch.float32, device=device),
+            torch.tensor([signed for _, signed in space.values()], dtype=torch.bool, device=device))
 
 
 def sample(n, num_ops, generator, device="cpu"):
-    """Random choices for n images: op indices (num_ops, n) uniform over the 14 ops, and
-    negate (num_ops, n) bool, each True with probability 1/2 (used by signed ops only)."""
+    """Random op indices (num_ops, n), uniform over the 14 ops, and negate (num_ops, n) bool, True with p 1/2."""
     ops = torch.randint(len(NAMES), (num_ops, n), generator=generator, device=device)
     negate = torch.randint(2, (num_ops, n), generator=generator, device=device).bool()
     return ops, negate
 
 
 def _inverse_affine(cx, cy, angle, tx, ty, shear_x, shear_y):
-    """torchvision's _get_inverse_affine_matrix (scale 1), on float64 (B,) tensors: the same
-    operations in the same order, so that the float32 matrix comes out the same."""
+    """torchvision's _get_inverse_affine_matrix (scale 1) on float64 (B,) tensors, operation for operation."""
     rot, sx, sy = angle * (math.pi / 180), shear_x * (math.pi / 180), shear_y * (math.pi / 180)
     a = torch.cos(rot - sy) / torch.cos(sy)
     b = -torch.cos(rot - sy) * torch.tan(sx) / torch.cos(sy) - torch.sin(rot)
@@ -70,10 +44,10 @@ def _inverse_affine(cx, cy, angle, tx, ty, shear_x, shear_y):
 
 
 def _affine(x, op, v):
-    """Shear/Translate/Rotate per image (identity for the other ops), as torchvision's
-    tensor F.affine/F.rotate: inverse matrix about the image centre (shears about the top-left
-    corner, as RandAugment passes center=[0, 0]), grid of pixel centres, nearest, zeros outside."""
-    B, C, H, W = x.shape
+    """Shear/Translate/Rotate per image (identity for the other ops), as torchvision's tensor F.affine/F.rotate:
+    inverse matrix about the image centre (shears about the top-left corner: RandAugment passes center=[0, 0]),
+    grid of pixel centres, nearest, zeros outside."""
+    H, W = x.shape[-2:]
     v, zero = v.double(), torch.zeros((), dtype=torch.float64, device=x.device)
     at = lambda name: op == IDX[name]
     shear = v.atan() * (180.0 / math.pi)  # math.degrees(math.atan(v)), as RandAugment passes it
@@ -84,9 +58,8 @@ def _affine(x, op, v):
         torch.where(at("Rotate"), -v, zero),  # F.rotate turns by -angle in the affine convention
         torch.where(at("TranslateX"), v.trunc(), zero), torch.where(at("TranslateY"), v.trunc(), zero),
         torch.where(at("ShearX"), shear, zero), torch.where(at("ShearY"), shear, zero)).float()
-    # torchvision's _gen_affine_grid: pixel centres about the image centre times theta^T / (W/2, H/2).
-    # Written out (x * t0 + y * t1 + t2, the CPU bmm's order, checked bit for bit) rather than bmm,
-    # so that TF32 matmuls on a GPU cannot round the sampling positions.
+    # torchvision's _gen_affine_grid: pixel centres about the image centre times theta^T / (W/2, H/2), written
+    # out in the CPU bmm's order (x * t0 + y * t1 + t2) so that TF32 matmuls on a GPU cannot round the positions.
     t = torch.stack([theta[:, 0] / (0.5 * W), theta[:, 1] / (0.5 * H)], -1)[:, None, None]  # (B,1,1,3,2)
     xs = torch.linspace(-W * 0.5 + 0.5, W * 0.5 - 0.5, steps=W, device=x.device).view(1, 1, W, 1)
     ys = torch.linspace(-H * 0.5 + 0.5, H * 0.5 - 0.5, steps=H, device=x.device).view(1, H, 1, 1)
@@ -94,22 +67,16 @@ def _affine(x, op, v):
     return F.grid_sample(x, grid, mode="nearest", padding_mode="zeros", align_corners=False)
 
 
-def _gray(x):
-    """rgb_to_grayscale on uint8: weighted sum in float32, truncated to uint8."""
-    r, g, b = x.unbind(1)
-    return (0.2989 * r + 0.587 * g + 0.114 * b).trunc().unsqueeze(1)
-
-
 def _blend(x, op, v):
-    """Brightness/Color/Contrast/Sharpness: torchvision's _blend(img, degenerate, 1 + v),
-    (r * img + (1 - r) * degenerate).clamp(0, 255) truncated; r = 1 (identity) for other ops."""
-    B, C, H, W = x.shape
+    """Brightness/Color/Contrast/Sharpness: torchvision's _blend(img, degenerate, 1 + v), (r * img + (1 - r) *
+    degenerate).clamp(0, 255) truncated; r = 1 (identity) for other ops."""
+    B, H, W = x.shape[0], *x.shape[-2:]
     r64 = torch.where((op >= IDX["Brightness"]) & (op <= IDX["Sharpness"]), 1.0 + v.double(), 1.0)
     r, q = r64.float().view(B, 1, 1, 1), (1.0 - r64).float().view(B, 1, 1, 1)
-    gray = _gray(x)
-    # _blurred_degenerate_image: conv with [[1, 1, 1], [1, 5, 1], [1, 1, 1]] / 13, rounded, border
-    # kept. Here the integer sum / 13: never within 1/26 of a .5 tie, so it rounds as torchvision's
-    # float conv does, and no TF32 conv on a GPU can shift it.
+    red, green, blue = x.unbind(1)
+    gray = (0.2989 * red + 0.587 * green + 0.114 * blue).trunc().unsqueeze(1)  # rgb_to_grayscale on uint8
+    # _blurred_degenerate_image: conv with [[1, 1, 1], [1, 5, 1], [1, 1, 1]] / 13, rounded, border kept. Here the
+    # integer sum / 13, never within 1/26 of a .5 tie: it rounds as the float conv does, and no TF32 conv can shift it.
     total = 4 * x[..., 1:-1, 1:-1]
     for i in range(3):
         for j in range(3):
@@ -123,9 +90,9 @@ def _blend(x, op, v):
 
 
 def _equalize(x):
-    """torchvision's equalize per channel: lut[p] = (#pixels < p + step // 2) // step with
-    step = (#pixels below the channel's max) // 255, identity where step is 0. The histogram is
-    an integer scatter_add (exact, allowed in deterministic mode, no host sync, unlike bincount)."""
+    """torchvision's equalize per channel: lut[p] = (#pixels < p + step // 2) // step with step = (#pixels below
+    the channel's max) // 255, identity where step is 0. The histogram is an integer scatter_add (exact, allowed in
+    deterministic mode, no host sync, unlike bincount)."""
     B, C, H, W = x.shape
     flat = x.reshape(B * C, H * W).long()
     hist = torch.zeros(B * C, 256, dtype=torch.long, device=x.device)
@@ -155,7 +122,7 @@ def _apply(x, op, v):
 
 
 def apply_ops(images, op, values):
-    """uint8 (B, C=3, H, W) -> uint8: image i gets op index op[i] with value values[i] (signed)."""
+    """uint8 (B, 3, H, W) -> uint8: image i gets op index op[i] with value values[i] (signed)."""
     return _apply(images.float(), op, values).to(torch.uint8)
 
 
@@ -164,12 +131,12 @@ def apply_op(images, op, values):
     return apply_ops(images, torch.full((len(images),), IDX[op], device=images.device), values)
 
 
-def rand_augment(images, num_ops, magnitude, generator, num_bins=31, choices=None):
-    """RandAugment(num_ops, magnitude) with a fresh op and sign per image and round; every random
-    number comes from `generator` (on images.device). `choices` = sample(...) fixes them."""
+def rand_augment(images, num_ops, magnitude, generator, choices=None):
+    """RandAugment(num_ops, magnitude) with a fresh op and sign per image and round; every random number comes
+    from `generator` (on images.device). `choices` = sample(...) fixes them."""
     B, _, H, W = images.shape
     ops, negate = choices if choices is not None else sample(B, num_ops, generator, images.device)
-    table, signed = op_values(magnitude, (H, W), num_bins, images.device)
+    table, signed = op_values(magnitude, (H, W), images.device)
     x = images.float()
     for k in range(num_ops):
         v = table[ops[k]]

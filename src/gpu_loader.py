@@ -1,11 +1,6 @@
-"""The whole dataset as one uint8 tensor on the device, augmented there per batch (airbench's idea).
-
-The reference path (`data.loaders`) augments every image in Python worker processes; on a fast GPU
-that, not the model, is the bottleneck. Here the images are uploaded once and each batch is augmented
-with a few vectorised tensor ops, the same as `data.train_transforms()` (RandAugment if asked for,
-pad with the mean pixel -> random 32x32 crop -> horizontal flip -> one 16x16 mean-filled hole ->
-Normalize); only the random numbers come from torch, not numpy.
-"""
+"""The whole dataset as one uint8 tensor on the device, augmented there per batch (airbench's idea): on a fast
+GPU the reference path's Python workers, not the model, are the bottleneck. Each batch gets the augmentation of
+`data.train_transforms()` from a few vectorised tensor ops; only the random numbers come from torch, not numpy."""
 import math
 
 import torch
@@ -15,12 +10,8 @@ from .gpu_augment import rand_augment
 
 
 def augment(images, crop_yx, flip, hole_yx, hole_on, mean_pixel, pad=PAD, hole=HOLE):
-    """Augment a (B, C, H, W) batch with explicit random choices, so tests can fix each one.
-
-    crop_yx (B, 2): top-left of the crop in the padded image, in [0, 2*pad]; flip (B,) bool;
-    hole_yx (B, 2): top-left of the hole in the cropped image, in [0, H-hole]; hole_on (B,) bool.
-    One padded copy of the batch plus index arithmetic replaces a Python loop over images.
-    Returns a new (B, C, H, W) tensor of the input's dtype."""
+    """A (B, C, H, W) batch padded with the mean pixel, cropped at crop_yx (B, 2), flipped where flip (B,), and a
+    hole x hole mean-pixel square at hole_yx (B, 2) where hole_on (B,): explicit choices, so tests can fix each."""
     B, C, H, W = images.shape
     dev = images.device
     fill = torch.as_tensor(mean_pixel, dtype=images.dtype, device=dev).view(1, C, 1, 1)
@@ -31,80 +22,58 @@ def augment(images, crop_yx, flip, hole_yx, hole_on, mean_pixel, pad=PAD, hole=H
     cols = torch.where(flip[:, None], cols.flip(1), cols)                # flip = read columns backwards
     b = torch.arange(B, device=dev)[:, None, None]
     out = padded.permute(0, 2, 3, 1)[b, rows[:, :, None], cols[:, None, :]].permute(0, 3, 1, 2)
-    ys = torch.arange(H, device=dev) - hole_yx[:, :1]                    # (B, H): row offset into hole
-    xs = torch.arange(W, device=dev) - hole_yx[:, 1:]
-    in_y, in_x = (ys >= 0) & (ys < hole), (xs >= 0) & (xs < hole)
-    mask = hole_on[:, None, None] & in_y[:, :, None] & in_x[:, None, :]  # (B, H, W)
+    ys = (torch.arange(H, device=dev) - hole_yx[:, :1])[:, :, None]      # (B, H, 1): row offset into the hole
+    xs = (torch.arange(W, device=dev) - hole_yx[:, 1:])[:, None, :]      # (B, 1, W)
+    mask = hole_on[:, None, None] & (ys >= 0) & (ys < hole) & (xs >= 0) & (xs < hole)  # (B, H, W)
     return torch.where(mask[:, None], fill, out)
 
 
 def normalize(x, mean=MEAN, std=STD):
     """uint8 -> float32 (x/255 - mean)/std per channel, as albumentations' Normalize."""
-    mean = torch.as_tensor(mean, dtype=torch.float32, device=x.device).view(1, -1, 1, 1)
-    std = torch.as_tensor(std, dtype=torch.float32, device=x.device).view(1, -1, 1, 1)
-    return (x.float() - 255 * mean) / (255 * std)
+    mean, std = (255 * torch.tensor(v, device=x.device).view(1, -1, 1, 1) for v in (mean, std))
+    return (x.float() - mean) / std
 
 
 class GPULoader:
-    """Iterates (x, y) batches on `device` like the reference DataLoader: same batch count and
-    sizes, shuffled each epoch and augmented for train, fixed order and normalize only for test.
+    """(x, y) batches on `device` as the reference DataLoader gives them (count, sizes, shuffled and augmented for
+    train). Each epoch seeds its generator from torch's global CPU RNG: `torch.manual_seed` repeats runs, a checkpoint
+    resumes exactly, and DDP ranks (same seed) share one permutation and keep the disjoint perm[rank::world_size]."""
 
-    Each epoch draws one seed from torch's global CPU generator and takes every random choice
-    from a generator seeded with it: `torch.manual_seed` repeats runs, restoring the RNG state
-    from a checkpoint resumes exactly, and DDP ranks (same global seed) share one permutation and
-    keep the disjoint shards perm[rank::world_size]."""
-
-    def __init__(self, dataset, batch_size, train, device="cpu", mean=MEAN, std=STD, pad=PAD,
-                 hole=HOLE, flip_p=FLIP_P, hole_p=HOLE_P, randaugment=None, drop_last=None, rank=0, world_size=1,
-                 channels_last=False, dtype=torch.float32):
+    def __init__(self, dataset, batch_size, train, device="cpu", pad=PAD, flip_p=FLIP_P, hole_p=HOLE_P,
+                 randaugment=None, drop_last=None, rank=0, world_size=1, channels_last=False, dtype=torch.float32):
         self.device = torch.device(device)
         self.images = torch.as_tensor(dataset.images).to(self.device).permute(0, 3, 1, 2).contiguous()
         self.labels = torch.as_tensor(dataset.labels, dtype=torch.int64).to(self.device)
-        self.batch_size, self.train = batch_size, train
-        self.mean, self.std, self.mean_pixel = mean, std, mean_pixel(mean)
-        self.pad, self.hole, self.flip_p, self.hole_p, self.randaugment = pad, hole, flip_p, hole_p, randaugment
+        self.batch_size, self.train, self.dtype = batch_size, train, dtype
+        self.pad, self.flip_p, self.hole_p, self.randaugment = pad, flip_p, hole_p, randaugment
         self.drop_last = train if drop_last is None else drop_last
         self.rank, self.world_size = rank, world_size
+        self.shard = len(self.labels) // world_size  # images per rank, the rest dropped: ranks stay in step
         self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
-        self.dtype = dtype
-
-    def shard_size(self):
-        """Images per rank: the dataset trimmed to a multiple of world_size, so ranks stay in step."""
-        return len(self.labels) // self.world_size
 
     def __len__(self):
-        n = self.shard_size()
-        return n // self.batch_size if self.drop_last else math.ceil(n / self.batch_size)
+        return self.shard // self.batch_size if self.drop_last else math.ceil(self.shard / self.batch_size)
 
     def sample_choices(self, n, generator):
-        """The random choices for n images: (crop_yx, flip, hole_yx, hole_on), as `augment` takes.
-        Crop offsets are uniform over (2*pad+1)^2 positions, hole corners over (H-hole+1)^2
-        (albumentations 2 keeps the hole inside the image)."""
+        """(crop_yx, flip, hole_yx, hole_on) for n images, as `augment` takes them, drawn as albumentations 2
+        draws them: crops uniform over (2*pad+1)^2 offsets, holes over the (H-hole+1)^2 corners inside the image."""
         H, W = self.images.shape[2:]
         kw = dict(generator=generator, device=self.device)
         crop_yx = torch.randint(2 * self.pad + 1, (n, 2), **kw)
         flip = torch.rand(n, **kw) < self.flip_p
-        hole_yx = torch.stack([torch.randint(H - self.hole + 1, (n,), **kw),
-                               torch.randint(W - self.hole + 1, (n,), **kw)], 1)
-        hole_on = torch.rand(n, **kw) < self.hole_p
-        return crop_yx, flip, hole_yx, hole_on
+        hole_yx = torch.stack([torch.randint(H - HOLE + 1, (n,), **kw), torch.randint(W - HOLE + 1, (n,), **kw)], 1)
+        return crop_yx, flip, hole_yx, torch.rand(n, **kw) < self.hole_p
 
     def __iter__(self):
-        seed = int(torch.randint(2**62, ()))
-        gen = torch.Generator(device=self.device)
-        gen.manual_seed(seed)
-        n = len(self.labels)
-        if self.train:
-            order = torch.randperm(n, generator=gen, device=self.device)
-        else:
-            order = torch.arange(n, device=self.device)
-        order = order[:self.shard_size() * self.world_size][self.rank::self.world_size]
+        gen = torch.Generator(device=self.device).manual_seed(int(torch.randint(2**62, ())))
+        n, dev = len(self.labels), self.device
+        order = torch.randperm(n, generator=gen, device=dev) if self.train else torch.arange(n, device=dev)
+        order = order[:self.shard * self.world_size][self.rank::self.world_size]
         for i in range(len(self)):
             idx = order[i * self.batch_size:(i + 1) * self.batch_size]
             x = self.images[idx]
             if self.train and self.randaugment:
                 x = rand_augment(x, *self.randaugment, gen)
             if self.train:
-                x = augment(x, *self.sample_choices(len(idx), gen), self.mean_pixel, self.pad, self.hole)
-            x = normalize(x, self.mean, self.std).to(self.dtype)
-            yield x.contiguous(memory_format=self.memory_format), self.labels[idx]
+                x = augment(x, *self.sample_choices(len(idx), gen), mean_pixel(), self.pad)
+            yield normalize(x).to(self.dtype).contiguous(memory_format=self.memory_format), self.labels[idx]

@@ -21,8 +21,8 @@ class UserError(ValueError):
 
 
 def atomic_write(path, write):
-    """write(f) into a temporary file beside path, then rename it over path: a reader sees the old file
-    or the new one, never half of one. A full disk is one line naming the file, the old file kept."""
+    """write(f) into a temporary file beside path, then rename it over path: a reader sees the old file or the
+    new one, never half of one. A full disk is one line naming the file, the old file kept."""
     path, tmp = Path(path), None
     try:
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=TMP)
@@ -72,8 +72,8 @@ def read_json(path):
 
 
 def load(path, map_location="cpu"):
-    """torch.load with weights only (no pickled code runs), its zip's checksums checked first: torch
-    reads tensors without them, so a byte changed on the disk would load as a different weight."""
+    """torch.load with weights only (no pickled code runs), its zip's checksums checked first: torch reads
+    tensors without them, so a byte changed on the disk would load as a different weight."""
     path = Path(path)
     if not path.is_file():
         raise UserError(f"{path}: no such file")
@@ -82,7 +82,7 @@ def load(path, map_location="cpu"):
     try:
         return torch.load(path, map_location=map_location, weights_only=True)
     except Exception as err:  # torch's refusal is a page of advice, including one that must never be followed
-        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        first = (str(err).strip() or type(err).__name__).splitlines()[0]
         raise UserError(f"{path} is not a file of tensors this project loads ({first[:200]})") from None
 
 

@@ -1,13 +1,7 @@
-"""What the notebooks call, so that every cell stays a few lines, and `python -m src.notebook NAME`,
-which executes one with papermill (`papermill NAME/NAME.ipynb out.ipynb -p mode quick` works too):
-
-    python -m src.notebook ConvMixer_experimentation_2 --mode full --data ../shared/cifar10-jpeg
-
-A notebook's mode: "full" (the experiment: every image, 25 epochs; the default on a GPU), "cpu" (the
-same model on 2,000 images for 2 epochs: the pipeline checked without a GPU) and "quick" (CI). Each
-mode's run and figures go to NAME/run-MODE/, so a cpu run never replaces the full run's figures.
-"""
-import json
+"""What the notebooks call, so that every cell stays a few lines, and `python -m src.notebook NAME`, which
+executes one with papermill (docs/command-line.md). A mode's run and figures go to NAME/run-MODE/: "full" is
+the experiment (the default on a GPU), "cpu" the pipeline checked without a GPU, "quick" CI."""
+import argparse
 import os
 import re
 import tempfile
@@ -17,10 +11,11 @@ from pathlib import Path
 import torch
 
 from . import data
+from .cli import command, command_line
 from .config import DEFAULT_DATA, Config, model_overrides, resolve
-from .io import UserError
+from .io import UserError, read_json, write_text
 from .models import create_model, hyper_parameters, label
-from .run import RunFolder, image_counts
+from .run import RunFolder, held_run, hold, image_counts
 from .trainers import KNOTS, TRAINERS
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -30,12 +25,11 @@ MODES = {  # what each mode changes from the defaults and the recipe
     "cpu": dict(epochs=2, batch_size=64, train_subset=2000, test_subset=1000),
     "quick": dict(epochs=1, batch_size=16, train_subset=256, test_subset=64, workers=0),
 }
-MODE_WHY = {
-    "full": "the experiment: every image, the recipe's epochs and batch",
-    "cpu": "a check without a GPU: the same model on 2,000 images for 2 epochs; its accuracy says nothing about "
-           "the experiment",
-    "quick": "CI: a few batches, to show every cell runs",
-}
+MODE_WHY = {"full": "the experiment: every image, the recipe's epochs and batch",
+            "cpu": "a check without a GPU: the same model on 2,000 images for 2 epochs; its accuracy says nothing "
+                   "about the experiment",
+            "quick": "CI: a few batches, to show every cell runs"}
+INTRO_RUN = re.compile(r"(<!-- rendered run -->\n).*?(\n<!-- /rendered run -->)", re.S)
 
 
 def plural(n, noun):
@@ -65,8 +59,8 @@ def experiment(name, model, trainer, recipe, mode=None, data=None, out=None, res
     if mode not in MODES:
         raise UserError(f"mode {mode!r}: expected one of {', '.join(MODES)}")
     out = Path(out or (tempfile.mkdtemp(prefix="notebook-") if mode == "quick" else ROOT / name))
-    run = out.resolve() / f"run-{mode}"  # as the echoed command line shows it: relative where it is near
-    run = os.path.relpath(run) if Path.cwd() in run.parents else str(run)
+    run = out.resolve() / f"run-{mode}"
+    run = os.path.relpath(run) if Path.cwd() in run.parents else str(run)  # as the command line shows it
     cfg = Config(model=model, trainer=trainer, recipe=recipe, data=data or DEFAULT_DATA, out=run, resume=resume,
                  overwrite=not resume, device=device, **MODES[mode])
     settings = resolve(cfg)
@@ -75,7 +69,6 @@ def experiment(name, model, trainer, recipe, mode=None, data=None, out=None, res
     Path(settings.out).mkdir(parents=True, exist_ok=True)
     print(f"mode: {mode} ({MODE_WHY[mode]})")
     display(Markdown(settings_table(settings)))
-    from .cli import command_line
     print("command line:", command_line(cfg))
     return Experiment(settings, mode)
 
@@ -118,15 +111,12 @@ def settings_table(s):
 
 def results_line(exp):
     """One line to quote, from the run's metrics.json."""
-    m = json.loads((Path(exp.settings.out) / "metrics.json").read_text())
+    m = read_json(Path(exp.settings.out) / "metrics.json")
     c, d = m["config"], m["data"]
     return (f"{m['model']['label']} ({m['model']['parameters']:,} parameters) | data: {d['source']} ({d['path']}) | "
             f"hardware: {m['hardware']}, {c['precision']} | mode: {exp.mode} | {plural(m['epochs_done'], 'epoch')} on "
             f"{d['train_images']:,} training images, tested on {d['test_images']:,} | final test accuracy "
             f"{100 * m['final_test_acc']:.2f}% | {m['seconds_per_epoch']:.1f} s per epoch")
-
-
-INTRO_RUN = re.compile(r"(<!-- rendered run -->\n).*?(\n<!-- /rendered run -->)", re.S)
 
 
 def describe(metrics, mode, command, shared=False):
@@ -145,16 +135,10 @@ def describe(metrics, mode, command, shared=False):
 
 
 def main(argv=None):
-    import argparse
-
     import nbformat
     import papermill
-    from .cli import command
-    from .io import read_json, write_text
-    from .run import RUN_FILES, hold
 
-    p = argparse.ArgumentParser(prog="python -m src.notebook", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(prog="python -m src.notebook", description=__doc__)
     p.add_argument("name", choices=NOTEBOOKS)
     p.add_argument("--mode", choices=tuple(MODES), help="default: full on a GPU, else cpu")
     p.add_argument("--data", default=os.environ.get("CIFAR10_DIR"), help="CIFAR-10 (class folders or torchvision's); "
@@ -170,34 +154,28 @@ def main(argv=None):
     mode = args.mode or ("full" if torch.cuda.is_available() else "cpu")
     folder = Path(args.out).resolve() / args.name if args.out else \
         Path(tempfile.mkdtemp(prefix="notebook-")) / args.name if mode == "quick" else ROOT / args.name
-    run = folder / f"run-{mode}"
     with command(lambda: f"interrupted: {args.name} was not saved; its run stands as the line above says"):
-        held = [name for name in RUN_FILES if (run / name).exists()]
-        if held and not (args.resume or args.overwrite):
-            raise UserError(f"{run} already holds a run ({', '.join(held)}): pass --resume to continue it, "
-                            f"--overwrite to replace it, or give another --out")
-        if args.resume and "checkpoint.pt" not in held:
-            raise UserError(f"--resume: {run} holds no checkpoint.pt to continue from; drop --resume")
-        data_root = os.path.relpath(Path(args.data).resolve(), ROOT) if args.data else None  # as the notebook sees it
+        held_run(folder / f"run-{mode}", args.resume, args.overwrite)
         lock = hold(folder)  # one notebook at a time writes there
         try:
             nb = papermill.execute_notebook(
                 ROOT / args.name / f"{args.name}.ipynb", None, cwd=ROOT / args.name, progress_bar=False,
-                kernel_name="python3", extra_arguments=["--IPKernelApp.log_level=CRITICAL"], parameters=dict(mode=mode, data_dir=data_root, out=str(folder), resume=args.resume,
-                                                       device=args.device))
+                kernel_name="python3", extra_arguments=["--IPKernelApp.log_level=CRITICAL"], parameters=dict(
+                    mode=mode, out=str(folder), resume=args.resume, device=args.device,  # data as the notebook sees it
+                    data_dir=os.path.relpath(Path(args.data).resolve(), ROOT) if args.data else None))
         except papermill.PapermillExecutionError as err:
             raise UserError(f"{args.name} stopped in code cell {err.exec_count}: {err.ename}: "
                             f"{err.evalue.removeprefix('error: ')}") from None
-        finally:
-            lock.release()
         for cell in (c for c in nb.cells if c.cell_type == "code"):  # a progress bar leaves only blanks behind
             cell.outputs = [o for o in cell.outputs if o.output_type != "stream" or o.text.strip()]
-        text = "".join(o.get("text", "") for cell in nb.cells for o in cell.get("outputs", []))
-        paragraph = describe(read_json(run / "metrics.json"), mode, re.search(r"^command line: (.*)$", text, re.M)[1],
+        printed = "".join(o.get("text", "") for cell in nb.cells for o in cell.get("outputs", []))
+        paragraph = describe(read_json(folder / f"run-{mode}" / "metrics.json"), mode,
+                             re.search(r"^command line: (.*)$", printed, re.M)[1],
                              shared=os.environ.get("SHARED_DEVICE") == "1")
         nb.cells[0].source = INTRO_RUN.sub(lambda m: m[1] + paragraph + m[2], nb.cells[0].source)
         write_text(folder / f"{args.name}.ipynb", nbformat.writes(nb))
         print(folder / f"{args.name}.ipynb")
+        lock.release()
 
 
 if __name__ == "__main__":

@@ -1,14 +1,10 @@
-"""Figures for the notebook and the run folder: augmentations, training curves, mistakes,
-confusion matrix, model summary and a ConvMixer diagram.
-
-Every plot returns its Figure (the caller closes it) and saves a PNG when given `path`;
-nothing calls plt.show(), so the module works under the Agg backend on a headless machine.
-"""
+"""Figures for the notebooks and the run folder. Every plot returns its Figure (the caller closes it) and saves
+a PNG when given `path`; nothing calls plt.show(), so the module works under Agg on a headless machine."""
 import contextlib
+import copy
 import io
 import math
 import re
-from pathlib import Path
 
 import matplotlib.pyplot as plt
 import numpy as np
@@ -27,8 +23,7 @@ def _numpy(x):
 def _finish(fig, path):
     """fig, saved to path (if any) whole or not at all: a full disk is one line naming it."""
     if path is not None:
-        atomic_write(path, lambda f: fig.savefig(f, format=Path(path).suffix[1:] or "png", dpi=100,
-                                                 bbox_inches="tight"))
+        atomic_write(path, lambda f: fig.savefig(f, format="png", dpi=100, bbox_inches="tight"))
     return fig
 
 
@@ -45,12 +40,9 @@ def denormalize(x, mean=MEAN, std=STD):
 
 
 def augmentation_grid(dataset, transform, n=8, seed=0, path=None):
-    """Originals above their augmented versions, to check the pipeline by eye. The same seed
-    picks the same images and (albumentations pipelines are reseeded) the same augmentations."""
-    rng = np.random.default_rng(seed)
-    picks = rng.choice(len(dataset), size=min(n, len(dataset)), replace=False)
-    if hasattr(transform, "set_random_seed"):
-        transform.set_random_seed(seed)
+    """Originals above their augmented versions; the same seed, the same images and augmentations."""
+    picks = np.random.default_rng(seed).choice(len(dataset), size=min(n, len(dataset)), replace=False)
+    transform.set_random_seed(seed)
     fig, axes = plt.subplots(2, len(picks), figsize=(1.6 * len(picks), 3.6), squeeze=False)
     for col, i in enumerate(picks):
         image, name = dataset.images[i], dataset.classes[dataset.labels[i]]
@@ -62,19 +54,18 @@ def augmentation_grid(dataset, transform, n=8, seed=0, path=None):
 
 
 def training_curves(history, path=None):
-    """Loss, accuracy and learning rate side by side: over- and under-fitting and the schedule
-    are read off one figure. The per-step learning rate is drawn on the epoch axis."""
+    """Loss, accuracy and learning rate (per step, on the epoch axis) side by side."""
     h = history.to_dict() if hasattr(history, "to_dict") else dict(history)
     fig, (loss, acc, lr) = plt.subplots(1, 3, figsize=(15, 4))
     for ax, key, scale, label in ((loss, "loss", 1, "loss"), (acc, "acc", 100, "accuracy (%)")):
         for split in ("train", "test"):
-            values = np.asarray(h.get(f"{split}_{key}", []), dtype=float) * scale
+            values = np.asarray(h[f"{split}_{key}"], dtype=float) * scale
             ax.plot(np.arange(1, len(values) + 1), values, marker=".", label=split)
         ax.set(xlabel="epoch", ylabel=label, title=label)
         ax.legend()
         ax.grid(alpha=0.3)
-    rates = np.asarray(h.get("batch_lr") or h.get("lr") or [], dtype=float)
-    steps_per_epoch = len(rates) / max(len(h.get("train_loss", [])), 1) if h.get("batch_lr") else 1
+    rates = np.asarray(h["batch_lr"] or h["lr"], dtype=float)
+    steps_per_epoch = len(rates) / len(h["train_loss"]) if h["batch_lr"] else 1
     lr.plot(np.arange(1, len(rates) + 1) / steps_per_epoch, rates)
     lr.set(xlabel="epoch", ylabel="learning rate", title="learning rate")
     lr.grid(alpha=0.3)
@@ -82,7 +73,7 @@ def training_curves(history, path=None):
     return _finish(fig, path)
 
 
-def misclassified_grid(images, targets, preds, classes=CLASSES, n=20, path=None):
+def misclassified_grid(images, targets, preds, n=20, path=None):
     """The first n mistakes as the model saw them (after Normalize), titled true/pred."""
     images, targets, preds = images[:n], _numpy(targets)[:n], _numpy(preds)[:n]
     if len(images) == 0:
@@ -96,57 +87,34 @@ def misclassified_grid(images, targets, preds, classes=CLASSES, n=20, path=None)
     for ax in axes.flat:
         ax.axis("off")
     for ax, image, t, p in zip(axes.flat, denormalize(images), targets, preds):
-        _show(ax, image, f"{classes[t]}/{classes[p]}")
+        _show(ax, image, f"{CLASSES[t]}/{CLASSES[p]}")
     return _finish(fig, path)
 
 
-def plot_confusion_matrix(matrix, classes=CLASSES, path=None):
+def plot_confusion_matrix(matrix, path=None):
     """Counts in the cells, so that which classes are confused (cat/dog) reads off directly."""
     matrix = _numpy(matrix)
     fig, ax = plt.subplots(figsize=(8, 7))
     ax.imshow(matrix, cmap="Blues")
-    threshold = matrix.max() / 2 if matrix.size else 0
     for (i, j), count in np.ndenumerate(matrix):
         ax.text(j, i, int(count), ha="center", va="center", fontsize=8,
-                color="white" if count > threshold else "black")
-    ticks = np.arange(len(classes))
-    ax.set_xticks(ticks, classes, rotation=45, ha="right")
-    ax.set_yticks(ticks, classes)
+                color="white" if count > matrix.max() / 2 else "black")
+    ax.set_xticks(range(len(CLASSES)), CLASSES, rotation=45, ha="right")
+    ax.set_yticks(range(len(CLASSES)), CLASSES)
     ax.set(xlabel="predicted", ylabel="true", title="confusion matrix")
     fig.tight_layout()
     return _finish(fig, path)
 
 
 def model_summary(model, input_size=(3, 32, 32), device="cpu"):
-    """Print torchsummary's table and return its total parameter count. The forward pass runs
-    in eval mode under no_grad so that BatchNorm statistics are not changed by random input, and
-    on a fork of the random generators, so that a run trained after it draws what it would have
-    drawn without it; every module's mode and the model's device are restored afterwards."""
-    kind = "cuda" if torch.device(device).type == "cuda" and torch.cuda.is_available() else "cpu"
-    modes = {m: m.training for m in model.modules()}
-    original = next(model.parameters(), torch.empty(0)).device
+    """Print torchsummary's table and return its total parameter count. It runs a copy of the model on random
+    input (the model is left as it was) on forked generators (a run trained after it draws what it would have)."""
+    kind = "cuda" if torch.device(device).type == "cuda" else "cpu"  # the two torchsummary knows
     text = io.StringIO()
-    try:
-        model.eval().to(kind)
-        with torch.no_grad(), torch.random.fork_rng(), contextlib.redirect_stdout(text):
-            summary(model, tuple(input_size), device=kind)
-    finally:
-        model.to(original)
-        for m, training in modes.items():
-            m.training = training
+    with torch.no_grad(), torch.random.fork_rng(), contextlib.redirect_stdout(text):
+        summary(copy.deepcopy(model).eval().to(kind), tuple(input_size), device=kind)
     print(text.getvalue(), end="")
     return int(re.search(r"Total params: ([\d,]+)", text.getvalue()).group(1).replace(",", ""))
-
-
-def _box(ax, x, y, text, color):
-    ax.add_patch(FancyBboxPatch((x - 2.2, y - 0.32), 4.4, 0.64, boxstyle="round,pad=0.05",
-                                facecolor=color, edgecolor="black"))
-    ax.text(x, y, text, ha="center", va="center", fontsize=9)
-
-
-def _arrow(ax, start, end, style="arc3"):
-    ax.annotate("", xy=end, xytext=start,
-                arrowprops=dict(arrowstyle="->", connectionstyle=style, color="black"))
 
 
 def mixer_diagram(path=None):
@@ -159,11 +127,15 @@ def mixer_diagram(path=None):
              ("Linear  dim -> classes", "#e8e0f5")]
     ys = [10 - 1.5 * i for i in range(len(steps))]
     fig, ax = plt.subplots(figsize=(6, 8))
-    for (text, color), y in zip(steps, ys):
-        _box(ax, 0, y, text, color)
-    for upper, lower in zip(ys, ys[1:]):
-        _arrow(ax, (0, upper - 0.38), (0, lower + 0.38))
-    _arrow(ax, (2.3, ys[2] + 0.6), (2.3, ys[2] - 0.6), "arc3,rad=-0.8")
+    arrow = dict(arrowstyle="->", color="black")
+    for i, ((text, color), y) in enumerate(zip(steps, ys)):
+        ax.add_patch(FancyBboxPatch((-2.2, y - 0.32), 4.4, 0.64, boxstyle="round,pad=0.05", facecolor=color,
+                                    edgecolor="black"))
+        ax.text(0, y, text, ha="center", va="center", fontsize=9)
+        if i:
+            ax.annotate("", xy=(0, y + 0.38), xytext=(0, ys[i - 1] - 0.38), arrowprops=arrow)
+    ax.annotate("", xy=(2.3, ys[2] - 0.6), xytext=(2.3, ys[2] + 0.6),
+                arrowprops=dict(arrow, connectionstyle="arc3,rad=-0.8"))
     ax.text(3.1, ys[2], "+ residual", va="center", fontsize=9)
     ax.add_patch(Rectangle((-2.8, ys[3] - 0.55), 6.9, ys[2] - ys[3] + 1.1, fill=False,
                            linestyle="--", edgecolor="gray"))

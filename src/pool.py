@@ -1,7 +1,6 @@
 """Independent runs as concurrent subprocesses on one GPU (or a few CPU cores) within a wall-clock
-budget. A run rewrites its metrics.json and checkpoint after every epoch, so the pool shows one line
-per epoch by reading that file, stops runs when the budget runs out (the next call continues them
-from their checkpoints) and skips runs whose finished results exist."""
+budget. A run rewrites its metrics.json and checkpoint every epoch, so the pool shows a line per epoch
+from that file, stops runs when the budget ends (the next call resumes them) and skips finished ones."""
 import contextlib
 import os
 import shlex
@@ -34,21 +33,21 @@ def read(path):
 class Job:
     name: str               # how progress lines name it: its folder below the output root
     args: tuple             # run as `python -m MODULE ARGS` from the repository root
-    folder: Path            # its result file and log
+    folder: Path            # its results and its log, MODULE's last name + .log
     done: Callable          # () -> its finished result is there, made as this job would make it
     stale: Callable         # () -> why the result in its folder is not its own to skip or continue, or None
     module: str = "src.train"
-    log: str = "train.log"
-    result: str = "metrics.json"
-    resume: tuple = ("--resume",)      # what continues a stopped run
-    replace: tuple = ("--overwrite",)  # what replaces it (--force)
     cpu_bound: bool = False  # feeds the GPU from DataLoader workers: one such job at a time
-    alone: bool = False      # a timing: starts when nothing runs, and nothing starts beside it
-    seconds: float = 0       # what it takes, estimated from committed runs (src.reproduce's plan)
+    alone: bool = False      # a timing: starts when nothing runs, nothing starts beside it, never resumed
+
+    @property
+    def log(self):
+        return self.folder / f"{self.module.rpartition('.')[2]}.log"
 
     def args_now(self, force):
-        held = (self.folder / self.result).exists() or (self.folder / "checkpoint.pt").exists()
-        return (*self.args, *(self.replace if force else self.resume)) if held else self.args
+        """Its args, and --overwrite (force) or --resume where its folder holds a run."""
+        held = (self.folder / "metrics.json").exists() or (self.folder / "checkpoint.pt").exists()
+        return (*self.args, "--overwrite" if force else "--resume") if held and not self.alone else self.args
 
 
 def run_jobs(jobs, limit, deadline, force=False, on_finish=None):
@@ -73,7 +72,9 @@ def run_jobs(jobs, limit, deadline, force=False, on_finish=None):
                 running[job][1] = now
                 if proc.poll() is not None:
                     del running[job]
-                    outcomes[job.name] = outcome(job, proc.returncode)
+                    lines = job.log.read_text(errors="replace").strip().splitlines()
+                    outcomes[job.name] = "finished" if proc.returncode == 0 and job.done() else \
+                        f"failed (exit {proc.returncode}): {lines[-1] if lines else 'no output'} (log: {job.log})"
                     say(job, outcomes[job.name])
                     if on_finish:
                         on_finish()
@@ -83,8 +84,7 @@ def run_jobs(jobs, limit, deadline, force=False, on_finish=None):
     for job in running:
         now = epochs(job)
         outcomes[job.name] = "stopped" + (f" after {now[0]} of {now[1]} epochs" if now else "")
-    outcomes.update({job.name: "not started" for job in pending})
-    return outcomes
+    return {**outcomes, **{job.name: "not started" for job in pending}}
 
 
 def say(job, text):
@@ -125,20 +125,13 @@ def start(job, force, limit):
     env = {"OMP_NUM_THREADS": str(cores if job.alone else max(1, cores // limit)), **os.environ,
            "PYTHONPATH": str(ROOT), "MPLBACKEND": "Agg", "SHARED_DEVICE": "0" if job.alone or limit == 1 else "1"}
     env.pop("WORLD_SIZE", None)  # one process per run, never DistributedDataParallel
-    with open(job.folder / job.log, "a") as log:  # --force too: the run it replaces keeps its log
+    with open(job.log, "a") as log:  # --force too: the run it replaces keeps its log
         log.write(f"$ {shown}\n")
         log.flush()
         proc = subprocess.Popen([sys.executable, "-m", job.module, *args], cwd=ROOT, env=env, stdout=log,
                                 stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)
     say(job, f"started: {shown}")
     return proc
-
-
-def outcome(job, returncode):
-    if returncode == 0 and job.done():
-        return "finished"
-    lines = (job.folder / job.log).read_text(errors="replace").strip().splitlines()
-    return f"failed (exit {returncode}): {lines[-1] if lines else 'no output'} (log: {job.folder / job.log})"
 
 
 def stop(procs):
@@ -159,5 +152,3 @@ def stop(procs):
     for member in family:
         with contextlib.suppress(psutil.NoSuchProcess):
             member.kill()
-
-

@@ -1,23 +1,16 @@
-"""Named training recipes, per model family. A recipe only picks values of options that src/config.py
-marks `recipe=True`; an option given explicitly wins over the recipe. What each recipe scored is in the
-README's results, generated from the runs' files."""
+"""Named training recipes per model family: values of the options src/config.py marks `recipe=True` (an option
+given explicitly wins). What each scored is in the README's results."""
 from .io import UserError
 
 RECIPES = {
     # The original assignment's settings: pad-4 crop, flip, one 16x16 hole (p 0.5); AdamW; nothing else.
-    "baseline": {
-        "convmixer": dict(lr_max=0.01, wd=0.01),
-        "vit": dict(lr_max=0.001, wd=0.05),
-    },
+    "baseline": {"convmixer": dict(lr_max=0.01, wd=0.01), "vit": dict(lr_max=0.001, wd=0.05)},
     # The ConvMixer authors' CIFAR-10 flags (locuslab/convmixer-cifar10's README: --lr-max=0.05 --ra-n=2
     # --ra-m=12 --wd=0.005 --scale=1.0 --jitter=0 --reprob=0): RandAugment and flip, no crop, no hole.
-    "authors": {
-        "convmixer": dict(lr_max=0.05, wd=0.005, randaugment=(2, 12), pad=0, hole_p=0.0),
-    },
+    "authors": {"convmixer": dict(lr_max=0.05, wd=0.005, randaugment=(2, 12), pad=0, hole_p=0.0)},
     "improved": {
-        # The authors' learning rate and decay on the original augmentation, label smoothing, an EMA of the
-        # weights (a horizon of about one epoch) tested with six views (each image and its mirror, each also
-        # shifted a pixel up-left and down-right); clipping keeps the higher rate stable.
+        # The authors' learning rate and decay on the original augmentation, label smoothing, an EMA of the weights
+        # (a horizon of about one epoch) tested with six views (Step.views); clipping keeps the higher rate stable.
         "convmixer": dict(lr_max=0.05, wd=0.005, label_smoothing=0.1, ema=0.99, tta_flip=True, tta_translate=True,
                           grad_clip=1.0),
         # The baseline's rate (0.002 diverged), clipping and beta2 0.99 (steadier Adam steps), an EMA, flip

@@ -1,7 +1,7 @@
-"""The results tables, generated from the files the runs wrote (metrics.json, bench.json), so that no
-number is typed by hand: the README's block between the markers, OUT/report.md of a quick or fresh
-reproduction, and each sweep's table. Runs that differ only in their seed are one row: the mean ± the
-standard deviation over n seeds, every run linked; a difference within the seeds' spread is none."""
+"""The results tables, generated from the files the runs wrote (metrics.json, bench.json): the README's
+block between the markers, OUT/report.md of a reproduction and each sweep's table. Runs that differ
+only in their seed are one row, the mean ± the standard deviation over n seeds; a difference within
+the seeds' spread is none."""
 import difflib
 import json
 import statistics
@@ -10,15 +10,20 @@ from pathlib import Path
 from . import io
 from .config import OPTIONS
 from .io import UserError
-from .models import label
 
 BEGIN, END = "<!-- results:begin -->", "<!-- results:end -->"
 GENERATED = "<!-- generated from the files linked below by src/report.py (python -m src.reproduce): do not edit -->"
-FULL_RUNS = ("*/run-full/metrics.json", "*/recipes/*/metrics.json")
+NOT_THE_SETTING = ("seed", "out", "resume", "overwrite", "download", "device", "workers", "test_batch_size")
 # The study's targets on the JPEG copy in 25 epochs (../shared/REFERENCE.md and the GPU issue).
 ACCURACY_TARGETS = {"ConvMixer-256/8": 0.91, "ConvViT-512/6": 0.78}
-EPOCH_TARGET, VS_2_WORKERS, VS_ALL_CORES = 1.0, 4.0, 2.0
-NOT_THE_SETTING = ("seed", "out", "resume", "overwrite", "download", "device", "workers", "test_batch_size")
+COMPARISONS = (  # model, (recipe, loader) against (recipe, loader), the verdict wanted
+    ("ConvMixer-256/8", ("improved", "gpu"), ("baseline", "gpu"), "above"),
+    ("ConvViT-512/6", ("improved", "gpu"), ("baseline", "gpu"), "above"),
+    ("ConvMixer-256/8", ("improved", "gpu"), ("authors", "gpu"), "above"),
+    ("ConvMixer-256/8", ("baseline", "gpu"), ("baseline", "reference"), "no difference"))
+SPEED_TARGETS = (("one ConvMixer-256/8 epoch, fast path", "fast", 1.0, " s"),  # at most; the speed-ups at least
+                 ("its speed-up over 2 workers", "vs_2_workers", 4.0, "x"),
+                 ("its speed-up over every core", "vs_all_cores", 2.0, "x"))
 
 
 def setting(m):
@@ -110,9 +115,8 @@ def runs_table(runs, base, keep=("runs", "test acc", "logs")):
         first = group[0]
         epochs = str(first["epochs"]) if all(r["finished"] for r in group) else \
             ", ".join(f"{r['done']} of {r['epochs']}" for r in group)
-        rows.append({"runs": " · ".join(link(r["path"].parent, base) if i == 0 else
-                                        f"[seed {r['seed']}]({r['path'].parent.relative_to(base)})"
-                                        for i, r in enumerate(group)),
+        rows.append({"runs": " · ".join([link(first["path"].parent, base)] + [
+                         f"[seed {r['seed']}]({r['path'].parent.relative_to(base)})" for r in group[1:]]),
                      **{k: first[k] for k in ("model", "trainer", "recipe", "loader", "precision", "batch")},
                      "images (train / test)": "{:,} / {:,}".format(*first["images"]), "epochs": epochs,
                      "seeds": ", ".join(str(r["seed"]) for r in group), "test acc": accuracy(group),
@@ -122,58 +126,32 @@ def runs_table(runs, base, keep=("runs", "test acc", "logs")):
     return table(rows, keep)
 
 
-def bench_row(path, base):
-    b = io.read_json(path)
-    try:
-        s, x, c = b["seconds"], b["speedup"], b["config"]
-        floor = b.get("floor", {}).get("seconds")
-        return {"bench": link(path, base), "model": label(c["model"], dim=c["dim"], depth=c["depth"]),
-                "precision": c["precision"],
-                "compile": c.get("compile_mode", "default") if c.get("compile") else "eager",
-                "fast path": f"{s['fast']:.2f} s (+{b['compile_seconds']:.1f} s compile)",
-                "2 workers": f"{s['reference_2_workers']:.2f} s ({x['vs_2_workers']:.2f}x)",
-                "all cores": f"{s['reference_all_cores']:.2f} s, {b['workers_all_cores']} workers "
-                             f"({x['vs_all_cores']:.2f}x)",
-                "steps alone": f"{s['floor']:.2f} s", "physical floor": f"{floor:.2f} s" if floor else "—",
-                "hardware": b["hardware"], "commit": str(b.get("commit")), "logs": logs([{"path": path}], base)}
-    except (KeyError, TypeError) as err:
-        raise UserError(f"{path} is not a bench.json of src.bench ({err}): delete it") from None
-
-
-def targets(runs, bench):
+def targets(runs, speed):
     """Each target beside what the committed runs say of it, judged on means."""
-    rows, full = [], [r for r in runs if r["finished"] and r["epochs"] == 25 and r["images"] == (50_000, 10_000)
-                      and not r["hardware"].startswith("CPU")]
+    full = groups([r for r in runs if r["finished"] and r["epochs"] == 25 and r["images"] == (50_000, 10_000)
+                   and not r["hardware"].startswith("CPU")])
+    rows = []
 
-    def find(model, recipe, loader="gpu"):
-        found = [g for g in groups(full) if (g[0]["label"], g[0]["recipe"], g[0]["loader"], g[0]["trainer"]) ==
+    def find(model, recipe, loader):
+        found = [g for g in full if (g[0]["label"], g[0]["recipe"], g[0]["loader"], g[0]["trainer"]) ==
                  (model, recipe, loader, "onecycle")]
         return max(found, key=len, default=None)
 
     for model, goal in ACCURACY_TARGETS.items():
-        best = max((g for g in groups(full) if g[0]["label"] == model), key=mean, default=None)
-        rows.append((f"{model}: test accuracy", f"≥ {100 * goal:.2f}%",
-                     best and f"{accuracy(best)}, {best[0]['recipe']} recipe, {best[0]['loader']} loader",
+        best = max((g for g in full if g[0]["label"] == model), key=mean, default=None)
+        said = best and f"{accuracy(best)}, {best[0]['recipe']} recipe, {best[0]['loader']} loader"
+        rows.append((f"{model}: test accuracy", f"≥ {100 * goal:.2f}%", said,
                      best and ("yes" if mean(best) >= goal else "no")))
-    for model, a, b in (("ConvMixer-256/8", "improved", "baseline"), ("ConvViT-512/6", "improved", "baseline"),
-                        ("ConvMixer-256/8", "improved", "authors")):
-        pair = find(model, a), find(model, b)
-        said = all(pair) and compare(*pair)
-        rows.append((f"{model}: {a} recipe against {b}", "above, beyond the seeds' spread", said and said[0],
-                     said and ("yes" if said[1] == "above" else f"no: {said[1]}")))
-    pair = find("ConvMixer-256/8", "baseline"), find("ConvMixer-256/8", "baseline", "reference")
-    said = all(pair) and compare(*pair)
-    rows.append(("ConvMixer-256/8: fast loader against the reference loader", "no difference", said and said[0],
-                 said and ("yes" if said[1] == "no difference" else f"no: {said[1]}")))
-    b = bench and io.read_json(bench)
-    for what, goal, value, met in (
-            ("one ConvMixer-256/8 epoch, fast path", f"≤ {EPOCH_TARGET:g} s", b and f"{b['seconds']['fast']:.2f} s",
-             b and b["seconds"]["fast"] <= EPOCH_TARGET),
-            ("its speed-up over 2 workers", f"≥ {VS_2_WORKERS:g}x", b and f"{b['speedup']['vs_2_workers']:.2f}x",
-             b and b["speedup"]["vs_2_workers"] >= VS_2_WORKERS),
-            ("its speed-up over every core", f"≥ {VS_ALL_CORES:g}x", b and f"{b['speedup']['vs_all_cores']:.2f}x",
-             b and b["speedup"]["vs_all_cores"] >= VS_ALL_CORES)):
-        rows.append((what, goal, value, None if not b else "yes" if met else "no"))
+    for model, a, b, wanted in COMPARISONS:
+        pair = find(model, *a), find(model, *b)
+        said, verdict = compare(*pair) if all(pair) else (None, None)
+        what = f"{a[0]} recipe against {b[0]}" if a[1] == b[1] else "fast loader against the reference loader"
+        rows.append((f"{model}: {what}", "above, beyond the seeds' spread" if wanted == "above" else wanted, said,
+                     verdict and ("yes" if verdict == wanted else f"no: {verdict}")))
+    for what, key, goal, unit in SPEED_TARGETS:
+        met = speed and (speed[key] <= goal if key == "fast" else speed[key] >= goal)
+        rows.append((what, f"{'≤' if key == 'fast' else '≥'} {goal:g}{unit}", speed and f"{speed[key]:.2f}{unit}",
+                     speed and ("yes" if met else "no")))
     rows = [{"target": t, "goal": g, "committed": v or "no run yet", "met": m or "—"} for t, g, v, m in rows]
     return ["### The targets (25 epochs on the JPEG copy; accuracies are means over the seeds run)", "",
             *table(rows, keep=tuple(rows[0])), ""]
@@ -182,29 +160,32 @@ def targets(runs, bench):
 def report(base, mode="full"):
     """The results in markdown: the runs of a reproduction (mode full: the notebooks on a GPU, the recipes,
     the bench, the sweeps and the targets; quick: their tiny versions), then the checks on CPU."""
-    base = Path(base)
+    base, speed = Path(base), None
     runs = [load_run(p) for pattern in (f"*/run-{mode}/metrics.json", "*/recipes/*/metrics.json")
             for p in sorted(base.glob(pattern))]
-    bench = next(iter(sorted(base.glob("*/bench/bench.json"))), None)
-    sweeps = sorted(base.glob("*/sweeps/*/table.md"))
     lines = [GENERATED, "", "### The runs (`python -m src.reproduce`; runs that differ only in their seed are one "
              "row, mean ± standard deviation)", ""]
-    lines += runs_table(runs, base) + [""] if runs else ["Not run yet: `python -m src.reproduce` on one GPU.", ""]
-    if runs:
-        lines += ["Several runs shared the machine at a time, so their seconds per epoch are longer than a run's "
-                  "alone; the bench below times epochs alone.", ""]
+    lines += [*runs_table(runs, base), "", "Several runs shared the machine at a time, so their seconds per epoch are "
+              "longer than a run's alone; the bench below times epochs alone.", ""] if runs else \
+        ["Not run yet: `python -m src.reproduce` on one GPU.", ""]
+    bench = next(iter(sorted(base.glob("*/bench/bench.json"))), None)
     if bench:
-        lines += ["One epoch (train and test pass) on each data path (`python -m src.bench`):", "",
-                  *table([bench_row(bench, base)], keep=()), ""]
+        b = io.read_json(bench)
+        try:
+            speed, said = {"fast": b["seconds"]["fast"], **b["speedup"]}, f"{b['hardware']}, commit {b.get('commit')}"
+        except (KeyError, TypeError) as err:
+            raise UserError(f"{bench} is not a bench.json of src.bench ({err}): delete it") from None
+        lines += [f"One epoch (train and test pass) on each data path, `python -m src.bench` on {said} "
+                  f"({link(bench, base)} · {logs([{'path': bench}], base)}): {b['line']}.", ""]
+    sweeps = sorted(base.glob("*/sweeps/*/table.md"))
     if sweeps:
         lines += ["Sweeps (`python -m src.sweep`), each a table sorted by test accuracy: " +
                   ", ".join(f"[{p.parent.name}]({p.relative_to(base)})" for p in sweeps) + ".", ""]
     if mode == "full":
-        lines += targets(runs, bench)
-    cpu = [load_run(p) for p in sorted(base.glob("*/run-cpu/metrics.json"))]
-    if cpu and mode == "full":
+        cpu = [load_run(p) for p in sorted(base.glob("*/run-cpu/metrics.json"))]
+        lines += targets(runs, speed)
         lines += ["### Checks on CPU (the notebooks' `cpu` mode: each pipeline learns end to end; the accuracies "
-                  "say nothing about the experiment)", "", *runs_table(cpu, base), ""]
+                  "say nothing about the experiment)", "", *runs_table(cpu, base), ""] if cpu else []
     return "\n".join(lines).rstrip() + "\n"
 
 

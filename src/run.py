@@ -1,7 +1,6 @@
-"""One training run as the command line and the notebooks start it, and the folder it writes:
-checkpoint.pt and metrics.json after every epoch (`"finished": false` until the last), model.pt at
-the end. A folder is held by one process at a time, a run in it is never replaced silently, and an
-exact resume refuses other settings, seed or data."""
+"""One training run as the command line and the notebooks start it, and the folder it writes: checkpoint.pt
+and metrics.json every epoch (`"finished": false` until the last), model.pt at the end. A folder is held by
+one process at a time, its run never replaced silently; a resume is exact and refuses other settings or data."""
 import os
 import platform
 import random
@@ -59,8 +58,7 @@ def datasets(cfg):
 
 
 def make_loaders(cfg, train=None, test=None):
-    """The reference albumentations DataLoaders, or the whole dataset on the device (`gpu`), over the
-    run's images (or the datasets given)."""
+    """The reference albumentations DataLoaders, or the whole dataset on the device (`gpu`), over the run's images."""
     if train is None:
         train, test = datasets(cfg)
     augment = dict(pad=cfg.pad, hole_p=cfg.hole_p, randaugment=cfg.randaugment)
@@ -73,13 +71,6 @@ def make_loaders(cfg, train=None, test=None):
     return GPULoader(train, cfg.batch_size, True, **augment, **common), GPULoader(test, test_batch, False, **common)
 
 
-def trainer_settings(cfg):
-    """What the trainer takes from the config, besides the model, the loaders and the run's files."""
-    name = {"name": variant(cfg.model).title} if cfg.trainer == "onecycle" else {}  # its epoch line's prefix
-    return dict(epochs=cfg.epochs, lr_max=cfg.lr_max, weight_decay=cfg.wd, warmup=cfg.warmup,
-                decay_norms=cfg.decay_norms, beta2=cfg.beta2, step=Step.of(cfg), device=cfg.device, **name)
-
-
 def run(cfg, folder=None):
     """Train as configured into cfg.out (or `folder`, a RunFolder of it); returns (model, history)."""
     cfg = resolve(cfg)
@@ -88,27 +79,38 @@ def run(cfg, folder=None):
     with folder or RunFolder(cfg) as folder:
         seed_everything(cfg.seed)
         model = build_model(cfg)
-        if folder.main:
-            print(starting_line(cfg, model, folder.identity["images"]), flush=True)
+        images = folder.identity["images"]
+        if folder.main:  # said before the data is read: decoding 60,000 JPEGs takes a while on a CPU
+            print(f"training {label(cfg.model, **model_overrides(cfg))} ({sum(p.numel() for p in model.parameters()):,}"
+                  f" parameters), {cfg.trainer} trainer, {cfg.recipe} recipe, seed {cfg.seed}: {cfg.epochs} epochs on "
+                  f"{images['train_images']:,} training images, tested on {images['test_images']:,} ({cfg.data}); "
+                  f"{cfg.device}, {cfg.precision}, {cfg.loader} loader; writing {cfg.out}", flush=True)
         train_loader, test_loader = make_loaders(cfg)
-        history = TRAINERS[cfg.trainer](model, train_loader, test_loader, **trainer_settings(cfg),
+        name = {"name": variant(cfg.model).title} if cfg.trainer == "onecycle" else {}  # its epoch line's prefix
+        history = TRAINERS[cfg.trainer](model, train_loader, test_loader, cfg.epochs, lr_max=cfg.lr_max,
+                                        weight_decay=cfg.wd, warmup=cfg.warmup, decay_norms=cfg.decay_norms,
+                                        beta2=cfg.beta2, step=Step.of(cfg), device=cfg.device, **name,
                                         **folder.files(model))
         folder.finish(model, history)
     return model, history
 
 
-def starting_line(cfg, model, images):
-    """What a run starts, said before its data is read: decoding 60,000 JPEGs takes a while on a CPU."""
-    return (f"training {label(cfg.model, **model_overrides(cfg))} ({sum(p.numel() for p in model.parameters()):,} "
-            f"parameters), {cfg.trainer} trainer, {cfg.recipe} recipe, seed {cfg.seed}: {cfg.epochs} epochs on "
-            f"{images['train_images']:,} training images, tested on {images['test_images']:,} ({cfg.data}); "
-            f"{cfg.device}, {cfg.precision}, {cfg.loader} loader; writing {cfg.out}")
+def held_run(out, resume, overwrite):
+    """The run files out holds: refused unless --resume (which needs a checkpoint.pt) or --overwrite."""
+    held = [name for name in RUN_FILES if (Path(out) / name).exists()]
+    if held and not (resume or overwrite):
+        raise UserError(f"{out} already holds a run ({', '.join(held)}): pass --resume to continue it, "
+                        f"--overwrite to replace it, or give another --out")
+    if resume and "checkpoint.pt" not in held:
+        raise UserError(f"--resume: {out} holds no checkpoint.pt to continue from"
+                        f"{'; pass --overwrite to train it again' if held else '; drop --resume to start a run'}")
+    return held
 
 
 class RunFolder:
-    """cfg.out (of a resolved config) while a run writes it. `saved` is the last epoch this process
-    saved and `replaced` whether it removed the run the folder held (--overwrite), for the line a
-    stopped command ends with. Only rank 0 touches the folder; the other ranks do as it found."""
+    """cfg.out (of a resolved config) while a run writes it. `saved` is the last epoch this process saved and
+    `replaced` whether it removes the run the folder held (--overwrite), for the line a stopped command ends
+    with. Only rank 0 touches the folder; the other ranks do as it found."""
 
     def __init__(self, cfg):
         self.cfg, self.out, self.main = cfg, Path(cfg.out), is_main_process()
@@ -116,24 +118,22 @@ class RunFolder:
 
     def __enter__(self):
         self.identity = {**fingerprint(self.cfg), "images": image_counts(self.cfg)}
-        refusal = None
-        if self.main:
-            self._made = next((p for p in reversed((self.out, *self.out.parents)) if not p.exists()), None)
-            self._lock = hold(self.out)
-            try:
-                self._claim()
-            except UserError as err:
-                refusal = err
-            except BaseException:
-                self.__exit__()
-                raise
-        if dist.is_initialized():  # every rank refuses what rank 0 found, before any work
-            verdict = [str(refusal) if refusal else None]
-            dist.broadcast_object_list(verdict, src=0)
-            refusal = refusal or (verdict[0] and UserError(verdict[0]))
-        if refusal:
+        try:
+            verdict = [None]
+            if self.main:
+                self._made = next((p for p in reversed((self.out, *self.out.parents)) if not p.exists()), None)
+                self._lock = hold(self.out)
+                try:
+                    self._claim()
+                except UserError as err:
+                    verdict = [str(err)]
+            if dist.is_initialized():  # every rank refuses what rank 0 found, before any work
+                dist.broadcast_object_list(verdict, src=0)
+            if verdict[0]:
+                raise UserError(verdict[0])
+        except BaseException:
             self.__exit__()
-            raise refusal
+            raise
         return self
 
     def __exit__(self, *exc):
@@ -146,18 +146,10 @@ class RunFolder:
 
     def _claim(self):
         cfg, out = self.cfg, self.out
-        held = [name for name in RUN_FILES if (out / name).exists()]
-        if held and not (cfg.resume or cfg.overwrite):
-            raise UserError(f"{out} already holds a run ({', '.join(held)}): pass --resume to continue it, "
-                            f"--overwrite to replace it, or give another --out")
-        if cfg.resume and "checkpoint.pt" not in held:
-            raise UserError(f"--resume: {out} holds no checkpoint.pt to continue from"
-                            f"{'; pass --overwrite to train it again' if held else '; drop --resume to start a run'}")
+        held = held_run(out, cfg.resume, cfg.overwrite)
         if cfg.resume:
-            self.state = io.load(out / "checkpoint.pt", self.cfg.device)
-            then = self.state.get("config") if isinstance(self.state, dict) else None
-            if not isinstance(then, dict):
-                raise UserError(f"{out / 'checkpoint.pt'} is not a training checkpoint of this project")
+            self.state = io.load(out / "checkpoint.pt", cfg.device)
+            then = self.state.get("config", {}) if isinstance(self.state, dict) else {}  # another's: all differ
             changed = sorted(k for k in {*then, *self.identity} if then.get(k) != self.identity.get(k))
             if changed:
                 said = "; ".join(f"{k}: {then.get(k)!r} then, {self.identity.get(k)!r} now" for k in changed)
@@ -207,9 +199,11 @@ class RunFolder:
         if self.saved is not None:
             return f"interrupted after epoch {self.saved} of {self.cfg.epochs} (saved): continue with --resume"
         if self.state is not None:
-            return f"interrupted before another epoch was saved: the run in {self.out} is as it was; --resume continues it"
+            return (f"interrupted before another epoch was saved: the run in {self.out} is as it was; --resume "
+                    f"continues it")
         removed = ", and the run it held was removed (--overwrite)" if self.replaced and self.about else ""
-        return f"interrupted before the first epoch ended: nothing of this run was saved{removed}; rerun the same command"
+        return (f"interrupted before the first epoch ended: nothing of this run was saved{removed}; rerun the same "
+                "command")
 
 
 def hold(folder):
@@ -228,17 +222,16 @@ def hold(folder):
 def hardware(device):
     if torch.device(device).type == "cuda":
         return torch.cuda.get_device_name(torch.device(device))
-    name = platform.processor() or platform.machine()
-    if Path("/proc/cpuinfo").exists():
-        name = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                     if line.startswith("model name")), name)
+    cpuinfo = Path("/proc/cpuinfo")
+    names = [line.split(":", 1)[1].strip() for line in cpuinfo.read_text().splitlines()
+             if line.startswith("model name")] if cpuinfo.exists() else []
+    name = names[0] if names else platform.processor() or platform.machine()
     return f"CPU ({name}, {torch.get_num_threads()} threads)"
 
 
 def commit():
     """The checkout's commit, "-dirty" when the code differs from it; None outside git."""
-    root = Path(__file__).resolve().parents[1]
-    git = ["git", "--no-optional-locks", "-C", str(root)]
+    git = ["git", "--no-optional-locks", "-C", str(Path(__file__).resolve().parents[1])]
     try:
         head = subprocess.run([*git, "rev-parse", "--short", "HEAD"], capture_output=True, text=True, timeout=10)
         dirty = subprocess.run([*git, "status", "--porcelain", "--untracked-files=no", "--", "src", "requirements.txt"],

@@ -1,11 +1,6 @@
-"""Train a model from the command line (the notebooks use the same `src.run`):
-
-    python -m src.train --model convmixer_256_8 --trainer onecycle --epochs 25 --data ../shared/cifar10-jpeg
-
-writes OUT/metrics.json (config, data, hardware, history; after every epoch), OUT/checkpoint.pt
-(continue a stopped run with --resume) and, at the end, OUT/model.pt (the final weights). Under
-`torchrun --nproc_per_node N` it trains with DistributedDataParallel.
-"""
+"""Train a model from the command line (the notebooks use the same src.run), e.g. `python -m src.train --model
+vit_seed --data ../shared/cifar10-jpeg`: OUT/metrics.json and OUT/checkpoint.pt every epoch (--resume continues),
+OUT/model.pt at the end. Under `torchrun --nproc_per_node N` it trains with DistributedDataParallel."""
 import os
 
 import torch.distributed as dist

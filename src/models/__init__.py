@@ -1,18 +1,14 @@
-"""The model registry: named sizes, as timm names its variants. `create_model(name, **overrides)`
-builds one; the command line's `--model` takes the same names, and `--dim`, `--depth`, ...
-override a variant's hyper-parameters."""
-from dataclasses import dataclass, field
+"""The model registry: named sizes, as timm names its variants. `create_model(name, **overrides)` builds one;
+the command line's `--model` takes the same names, and `--dim`, `--depth`, ... override a variant's sizes."""
+from collections import namedtuple
 
 from .conv_vit import ConvViT
 from .convmixer import MixerModel, convmixer
 
 
-@dataclass(frozen=True)
-class Variant:
-    family: str    # which recipes apply (src/recipes.py)
-    title: str     # how printed lines name it: "[ConvMixer] Epoch: ..."
-    build: object  # the constructor, called with hyper_parameters and num_classes
-    hyper_parameters: dict = field(default_factory=dict)
+# family: which recipes apply (src/recipes.py); title: how printed lines name it ("[ConvMixer] Epoch: ...");
+# build: the constructor, called with hyper_parameters and num_classes
+Variant = namedtuple("Variant", "family title build hyper_parameters")
 
 
 MODELS = {
@@ -20,9 +16,9 @@ MODELS = {
     "convmixer_256_8": Variant("convmixer", "ConvMixer", convmixer,
                                dict(dim=256, depth=8, kernel_size=5, patch_size=2)),
     # the conv-only ViT's seed configuration (torchsummary: 9,480,202 parameters)
-    "vit_seed": Variant("vit", "ConvViT", ConvViT,
-                        dict(image_size=32, patch_size=4, dim=512, depth=6, heads=8, dim_head=64,
-                             mlp_dim=512, dropout=0.1, emb_dropout=0.1, emb_init_std=1.0)),
+    "vit_seed": Variant("vit", "ConvViT", ConvViT, dict(image_size=32, patch_size=4, dim=512, depth=6, heads=8,
+                                                        dim_head=64, mlp_dim=512, dropout=0.1, emb_dropout=0.1,
+                                                        emb_init_std=1.0)),
 }
 
 
@@ -34,11 +30,10 @@ def variant(name):
 
 def hyper_parameters(name, **overrides):
     """The variant's hyper-parameters with `overrides` (None: keep the variant's) on top."""
-    own = variant(name).hyper_parameters
-    unknown = sorted(k for k, v in overrides.items() if v is not None and k not in own)
-    if unknown:
+    own, given = variant(name).hyper_parameters, {k: v for k, v in overrides.items() if v is not None}
+    if unknown := sorted(set(given) - set(own)):
         raise ValueError(f"{name} has no hyper-parameter {', '.join(unknown)} (it has {', '.join(own)})")
-    return {**own, **{k: v for k, v in overrides.items() if v is not None}}
+    return {**own, **given}
 
 
 def create_model(name, num_classes=10, **overrides):
@@ -51,5 +46,5 @@ def label(name, **overrides):
     return f"{variant(name).title}-{hp['dim']}/{hp['depth']}"
 
 
-__all__ = ["ConvViT", "MixerModel", "convmixer", "MODELS", "Variant", "variant", "create_model",
-           "hyper_parameters", "label"]
+__all__ = ["ConvViT", "MixerModel", "convmixer", "MODELS", "Variant", "variant", "create_model", "hyper_parameters",
+           "label"]

@@ -1,12 +1,7 @@
-"""A Vision Transformer whose token projections are all 1x1 convolutions (no nn.Linear but the
-classifier head). Same layout as lucidrains' vit-pytorch `ViT`: pre-norm blocks, class token,
-learned position embedding; only the projections change.
-
-    patches:   b c (h p1) (w p2) -> b (h w) (p1 p2 c), Conv1x1(patch_dim -> dim)
-    tokens:    [cls; patches] + pos_embedding, dropout
-    depth x:   x + Attention(LN(x));  x + FeedForward(LN(x))
-    head:      LN, Linear(dim -> num_classes) on the class token
-"""
+"""A Vision Transformer whose token projections are all 1x1 convolutions (no nn.Linear but the classifier head),
+in lucidrains' vit-pytorch `ViT` layout: pre-norm blocks, class token, learned position embedding.
+    patches: b c (h p1) (w p2) -> b (h w) (p1 p2 c), Conv1x1    tokens: [cls; patches] + pos_embedding, dropout
+    depth x: x + Attention(LN(x)), x + FeedForward(LN(x))     head: LN, Linear(dim -> num_classes) on the class token"""
 import copy
 
 import torch
@@ -16,11 +11,10 @@ from torch import nn
 
 
 class Conv1x1(nn.Conv1d):
-    """A 1x1 convolution over a (batch, tokens, dim) sequence: each token's channels are mixed
-    by the same kernel, which is what nn.Linear would do, written as a convolution."""
+    """What a bias-free nn.Linear does to a (batch, tokens, dim) sequence, as a 1x1 convolution over the tokens."""
 
-    def __init__(self, in_dim, out_dim, bias=False):
-        super().__init__(in_dim, out_dim, kernel_size=1, bias=bias)
+    def __init__(self, in_dim, out_dim):
+        super().__init__(in_dim, out_dim, kernel_size=1, bias=False)
 
     def forward(self, x):
         return super().forward(x.transpose(1, 2)).transpose(1, 2)
@@ -68,8 +62,7 @@ class Transformer(nn.Module):
 
 
 class ConvViT(nn.Module):
-    """Sizes are keyword-only and have no defaults: the seed configuration is the registry's
-    `vit_seed` (src/models/__init__.py), written there once."""
+    """Sizes are keyword-only, without defaults: the seed configuration is written once, as `vit_seed`."""
 
     def __init__(self, *, image_size, patch_size, dim, depth, heads, dim_head, mlp_dim, num_classes=10,
                  channels=3, dropout=0.0, emb_dropout=0.0, emb_init_std=1.0):
@@ -83,12 +76,12 @@ class ConvViT(nn.Module):
             raise ValueError(f"ConvViT: image_size {image_size} is not divisible by patch_size {patch_size}")
         if not 0 <= dropout < 1 or not 0 <= emb_dropout < 1:
             raise ValueError(f"ConvViT: dropout rates must be in [0, 1), got {dropout}, {emb_dropout}")
-        self.image_size, self.channels = image_size, channels
+        self.image_size, self.patch_size, self.channels = image_size, patch_size, channels
         num_patches = (image_size // patch_size) ** 2
         self.to_patch_embedding = nn.Sequential(
             Rearrange("b c (h p1) (w p2) -> b (h w) (p1 p2 c)", p1=patch_size, p2=patch_size),
             Conv1x1(patch_size * patch_size * channels, dim))
-        # vit-pytorch starts both at std 1, the ViT paper and timm at 0.02 (a candidate: --emb-init-std)
+        # vit-pytorch starts both at std 1, the ViT paper and timm at 0.02 (--emb-init-std)
         self.pos_embedding = nn.Parameter(emb_init_std * torch.randn(1, num_patches + 1, dim))
         self.cls_token = nn.Parameter(emb_init_std * torch.randn(1, 1, dim))
         self.dropout = nn.Dropout(emb_dropout)
@@ -96,7 +89,7 @@ class ConvViT(nn.Module):
         self.mlp_head = nn.Sequential(nn.LayerNorm(dim), nn.Linear(dim, num_classes))
 
     def no_weight_decay(self):
-        """Parameters a ViT trained from scratch should not decay (besides norms and biases)."""
+        """Not decayed by a ViT trained from scratch, besides norms and biases."""
         return {"pos_embedding", "cls_token"}
 
     def forward(self, img):
@@ -111,21 +104,15 @@ class ConvViT(nn.Module):
 
 
 def linear_twin(model):
-    """The same network written the usual way, nn.Linear where `model` has Conv1x1, holding the
-    same weights (a copy): what the convolutions cost is measured against it (src/bench.py, --conv-vs-linear)."""
+    """The same network written the usual way, nn.Linear where `model` has Conv1x1, holding a copy of its
+    weights: what the convolutions cost is measured against it (src/conv_cost.py, --conv-vs-linear)."""
     twin = copy.deepcopy(model)
     for parent in list(twin.modules()):
-        for name, child in list(parent.named_children()):
-            if isinstance(child, Conv1x1):
-                setattr(parent, name, _as_linear(child))
+        for name, conv in list(parent.named_children()):
+            if isinstance(conv, Conv1x1):
+                linear = nn.Linear(conv.in_channels, conv.out_channels, bias=False, device=conv.weight.device,
+                                   dtype=conv.weight.dtype)
+                with torch.no_grad():
+                    linear.weight.copy_(rearrange(conv.weight, "o i 1 -> o i"))
+                setattr(parent, name, linear.train(conv.training))
     return twin
-
-
-def _as_linear(conv):
-    linear = nn.Linear(conv.in_channels, conv.out_channels, bias=conv.bias is not None,
-                       device=conv.weight.device, dtype=conv.weight.dtype)
-    with torch.no_grad():
-        linear.weight.copy_(rearrange(conv.weight, "o i 1 -> o i"))
-        if conv.bias is not None:
-            linear.bias.copy_(conv.bias)
-    return linear.train(conv.training)

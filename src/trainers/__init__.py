@@ -1,15 +1,14 @@
-"""Two trainers of the same shape over one engine: each builds its optimizer and schedule, drives
-Engine.fit and returns a History. TRAINERS maps the command line's names to them."""
-from .engine import Engine
-from .step import Step
-from .optimizer import adamw, param_groups
+"""The trainers (TRAINERS, by the command line's names; KNOTS, their schedules' points) and what they run on."""
+from .ema import EMA
+from .engine import Diverged, Engine
 from .history import History
 from . import one_cycle, wrapper
 from .one_cycle import lr_schedule, train_one_cycle
-from .wrapper import Trainer, train_wrapper
+from .step import Step, adamw, param_groups
+from .wrapper import train_wrapper
 
 TRAINERS = {"onecycle": train_one_cycle, "wrapper": train_wrapper}
-KNOTS = {"onecycle": one_cycle.knots, "wrapper": wrapper.knots}  # each schedule's (epoch, learning rate) points
+KNOTS = {"onecycle": one_cycle.knots, "wrapper": wrapper.knots}
 
-__all__ = ["Engine", "Step", "adamw", "param_groups", "History", "lr_schedule", "train_one_cycle", "Trainer",
-           "train_wrapper", "TRAINERS", "KNOTS"]
+__all__ = ["EMA", "KNOTS", "TRAINERS", "Diverged", "Engine", "History", "Step", "adamw", "lr_schedule",
+           "param_groups", "train_one_cycle", "train_wrapper"]

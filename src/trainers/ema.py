@@ -1,35 +1,28 @@
-"""An exponential moving average of a model's weights, evaluated instead of the weights.
-
-torch's AveragedModel reads its step counter from the device on every update (a host sync per
-batch); here the counter lives on the host and every tensor is updated by one foreach kernel.
-"""
+"""An exponential moving average of a model's weights, evaluated instead of the weights."""
 import copy
 
 import torch
 
 
 class EMA:
-    """After update k (k >= 2): ema = decay * ema + (1 - decay) * weights; the first update copies.
-    BatchNorm's running statistics are averaged the same way, so the EMA model tests with
-    statistics that match its weights; integer buffers (batch counters) are copied."""
+    """ema = decay * ema + (1 - decay) * weights after the first update, which copies; BatchNorm statistics alike,
+    integer buffers copied. Unlike torch's AveragedModel: no host sync per update, one foreach kernel for all."""
 
     def __init__(self, model, decay):
-        if not 0 < decay < 1:
-            raise ValueError(f"EMA decay must be in (0, 1), got {decay}")
         self.decay, self.updates = decay, 0
         self.module = copy.deepcopy(model).eval().requires_grad_(False)
-        pairs = list(zip(self.module.state_dict().values(), model.state_dict().values()))
-        self._float = [pair for pair in pairs if pair[0].is_floating_point()]
+        pairs = list(zip(self.module.state_dict().values(), model.state_dict().values()))  # held, not looked up
+        floats = [pair for pair in pairs if pair[0].is_floating_point()]
+        self._averages, self._weights = [average for average, _ in floats], [weight for _, weight in floats]
         self._other = [pair for pair in pairs if not pair[0].is_floating_point()]
 
     @torch.no_grad()
-    def update(self, model):
-        """`model` must be the one given at construction: its tensors are held, not looked up."""
-        averages, weights = (list(t) for t in zip(*self._float))
+    def update(self):
+        """Average in the current weights of the model given at construction."""
         if self.updates == 0:
-            torch._foreach_copy_(averages, weights)
+            torch._foreach_copy_(self._averages, self._weights)
         else:
-            torch._foreach_lerp_(averages, weights, 1 - self.decay)
+            torch._foreach_lerp_(self._averages, self._weights, 1 - self.decay)
         for average, weight in self._other:
             average.copy_(weight)
         self.updates += 1

@@ -1,7 +1,5 @@
-"""The one epoch loop both trainers drive: they differ in what they show, their optimizer and schedule;
-the step (precision, EMA, clipping, DistributedDataParallel, the divergence guard) lives here once. It
-knows nothing of run folders: its state goes to an `on_epoch` callback and comes back to resume. On
-CUDA the host reads the device every SYNC_EVERY batches only, so the GPU never waits on Python."""
+"""The one epoch loop both trainers drive (precision, EMA, clipping, DDP, the divergence guard): its state goes to
+`on_epoch` and comes back to resume; on CUDA the host reads the device only every SYNC_EVERY batches."""
 import math
 import random
 import time
@@ -17,8 +15,8 @@ from .history import History
 from .step import Step
 
 SYNC_EVERY = 32  # CUDA batches between host reads; on CPU a read costs nothing and happens every batch
-# A batch loss above this many times a uniform guess's (ln 10 = 2.3 for CIFAR-10) means confidently
-# wrong on average: the run has blown up, even while the loss is still finite.
+# A batch loss above this many times a uniform guess's (ln 10 for CIFAR-10) is confidently wrong on average:
+# the run has blown up, even while the loss is still finite.
 MAX_LOSS_FACTOR = 10
 
 
@@ -32,6 +30,7 @@ def is_main_process():
 
 class Engine:
     """Holds a model, its optimizer, schedule and Step; `fit` runs epochs and returns a History."""
+    PARTS = ("model", "optimizer", "scaler", "scheduler", "ema")  # what a state_dict holds besides the generators
 
     def __init__(self, model, optimizer, scheduler=None, *, step=Step(), device="cpu"):
         self.device, self.step = torch.device(device), step
@@ -42,7 +41,7 @@ class Engine:
         self.optimizer, self.scheduler = optimizer, scheduler
         self.scaler = torch.amp.GradScaler("cuda", enabled=step.amp_dtype(self.device) == torch.float16)
         self.ema = EMA(model, step.ema) if step.ema else None
-        self.net, self.eval_net = model, model if self.ema is None else self.ema.module  # test the EMA if any
+        self.net, self.eval_net = model, self.ema.module if self.ema else model  # test the EMA if any
         if dist.is_initialized():
             self.net = nn.parallel.DistributedDataParallel(model, device_ids=[self.device.index] if cuda else None)
         if step.compile:
@@ -56,13 +55,13 @@ class Engine:
                 y.to(self.device, non_blocking=True))
 
     def train_epoch(self, loader, epoch, history, on_batch=None, wrap=None):
-        """One pass over loader; returns (mean loss, accuracy, images) over every rank's images.
-        on_batch(i, loss, accuracy %) is called at every host read."""
+        """One pass over loader: (mean loss, accuracy, images) over every rank's images; on_batch(i, loss,
+        accuracy %) at every host read, wrap(loader) (a progress bar) iterated if given."""
         self.net.train()
-        _set_epoch(loader, epoch)
-        zero = dict(device=self.device)
-        loss_sum, correct, seen = torch.zeros((), **zero), torch.zeros((), **zero), 0
-        first_bad, bad_loss = torch.full((), -1, dtype=torch.long, **zero), torch.zeros((), **zero)
+        if hasattr(getattr(loader, "sampler", None), "set_epoch"):  # DistributedSampler reshuffles only when told
+            loader.sampler.set_epoch(epoch)
+        loss_sum, correct, seen = torch.zeros((), device=self.device), torch.zeros((), device=self.device), 0
+        first_bad, bad_loss = torch.full((), -1, device=self.device), torch.zeros((), device=self.device)
         batches, offset = len(loader), len(history.batch_lr)
         for i, (x, y) in enumerate(wrap(loader) if wrap else loader):
             x, y = self._batch(x, y)
@@ -77,9 +76,15 @@ class Engine:
             correct += (out.argmax(1) == y).sum()
             seen += len(y)
             due = (i + 1) % self.sync_every == 0 or i + 1 == batches
-            if due:  # before the step: on CPU no step ever follows a bad loss
-                loss_now, correct_now = self._stop_if_bad(first_bad, bad_loss, value, correct, epoch,
-                                                          history.batch_lr[offset:])
+            if due:  # one host read, before the step: on CPU no step ever follows a bad loss
+                bad = torch.stack([first_bad.float(), bad_loss])
+                if dist.is_initialized():  # every rank stops at the same batch, or the others wait forever
+                    dist.all_reduce(bad, op=dist.ReduceOp.MAX)
+                batch, bad_value, loss_now, correct_now = torch.cat([bad, value[None], correct[None].float()]).tolist()
+                if batch >= 0:
+                    raise Diverged(f"loss became {bad_value:.4g} at epoch {epoch}, batch {int(batch)}, learning rate "
+                                   f"{history.batch_lr[offset + int(batch)]:.6g} (above {MAX_LOSS_FACTOR}x a uniform "
+                                   f"guess's, or not finite): training stopped; lower --lr-max")
             self.optimizer.zero_grad(set_to_none=True)
             self.scaler.scale(loss).backward()
             if self.step.grad_clip:
@@ -90,41 +95,28 @@ class Engine:
             if self.scheduler is not None:
                 self.scheduler.step()
             if self.ema is not None:
-                self.ema.update(self.model)
+                self.ema.update()
             if due and on_batch:
                 on_batch(i, loss_now, 100 * correct_now / seen)
-        _average_buffers(self.model)
-        if self.ema is not None:
-            _average_buffers(self.ema.module)
+        if dist.is_initialized():  # BatchNorm statistics differ per rank: averaged, as timm's distribute_bn does
+            models = [self.model] + ([self.ema.module] if self.ema is not None else [])
+            for buffer in [b for model in models for b in model.buffers() if b.is_floating_point()]:
+                dist.all_reduce(buffer)
+                buffer /= dist.get_world_size()
         return _reduced_means(loss_sum, correct, seen)
-
-    def _stop_if_bad(self, first_bad, bad_loss, value, correct, epoch, epoch_lrs):
-        """One host read: raise Diverged if any rank saw a bad loss; else (loss, correct so far)."""
-        bad = torch.stack([first_bad.float(), bad_loss])
-        if dist.is_initialized():  # every rank stops at the same batch, or the others wait forever
-            dist.all_reduce(bad, op=dist.ReduceOp.MAX)
-        batch, loss, now, right = torch.cat([bad, torch.stack([value, correct.float()])]).tolist()
-        if batch >= 0:
-            raise Diverged(f"loss became {loss:.4g} at epoch {epoch}, batch {int(batch)}, learning rate "
-                           f"{epoch_lrs[int(batch)]:.6g} (above {MAX_LOSS_FACTOR}x a uniform guess's, or not finite): "
-                           f"training stopped; lower --lr-max")
-        return now, right
 
     @torch.no_grad()
     def evaluate(self, loader, into=None, keep=20):
-        """(mean loss, accuracy, images) on loader, with the EMA weights if any. Given a History `into`,
-        also its predictions and `keep` mistakes, a few from every batch (a test set stored class by class
-        would otherwise show one class): the last epoch's test pass fills them."""
-        net = self.eval_net
-        net.eval()
-        _set_epoch(loader, 0)
+        """(mean loss, accuracy, images) on loader, with the EMA weights if any. Given a History `into`, also its
+        predictions and `keep` mistakes, a few from every batch (a test set stored by class would show one class)."""
+        self.eval_net.eval()
         loss_sum, correct, seen = torch.zeros((), device=self.device), torch.zeros((), device=self.device), 0
         per_batch, targets, predicted, wrong = -(-keep // max(len(loader), 1)), [], [], []
         for x, y in loader:
             x, y = self._batch(x, y)
             with self.step.autocast(self.device):
                 views = self.step.views(x)
-                out = sum(net(v).float() for v in views) / len(views)
+                out = sum(self.eval_net(v).float() for v in views) / len(views)
             loss_sum += nn.functional.cross_entropy(out, y, reduction="sum")
             correct += (out.argmax(1) == y).sum()
             seen += len(y)
@@ -151,7 +143,12 @@ class Engine:
             train_loss, train_acc, history.train_images = self.train_epoch(train_loader, epoch, history, on_batch, wrap)
             last = history if epoch == epochs - 1 else None  # the predictions and mistakes the plots show
             test_loss, test_acc, history.test_images = self.evaluate(test_loader, into=last)
-            self._stop_if_weights_blew_up(epoch, test_loss, history)
+            tensors = [t for t in self.model.state_dict().values() if t.is_floating_point()]
+            finite = torch.stack(torch._foreach_norm(tensors)).isfinite().all().item()
+            if not finite or not math.isfinite(test_loss):
+                what = "the weights are no longer finite" if not finite else f"the test loss became {test_loss}"
+                raise Diverged(f"{what} after epoch {epoch} (learning rate {history.batch_lr[-1]:.6g}): training "
+                               f"stopped; lower --lr-max")
             if self.device.type == "cuda":
                 torch.cuda.synchronize(self.device)
             history.append(train_loss=train_loss, train_acc=train_acc, test_loss=test_loss, test_acc=test_acc,
@@ -162,21 +159,12 @@ class Engine:
             self.model.load_state_dict(self.ema.module.state_dict())  # keep the weights that were tested
         return history
 
-    def _stop_if_weights_blew_up(self, epoch, test_loss, history):
-        tensors = [t for t in self.model.state_dict().values() if t.is_floating_point()]
-        finite = torch.stack(torch._foreach_norm(tensors)).isfinite().all().item()
-        if not finite or not math.isfinite(test_loss):
-            what = "the weights are no longer finite" if not finite else f"the test loss became {test_loss}"
-            raise Diverged(f"{what} after epoch {epoch} (learning rate {history.batch_lr[-1]:.6g}): training "
-                           f"stopped; lower --lr-max")
-
     def state_dict(self, epoch, history):
         """Everything an epoch changed, so that a resumed run continues exactly where this one stands."""
         np_state = np.random.get_state()
-        return {"epoch": epoch, "history": history.to_dict(), "model": self.model.state_dict(),
-                "optimizer": self.optimizer.state_dict(), "scaler": self.scaler.state_dict(),
-                "scheduler": self.scheduler.state_dict() if self.scheduler is not None else None,
-                "ema": self.ema.state_dict() if self.ema is not None else None,
+        parts = {name: getattr(self, name) for name in self.PARTS}  # no scheduler or no EMA: None
+        return {"epoch": epoch, "history": history.to_dict(),
+                **{name: part.state_dict() if part is not None else None for name, part in parts.items()},
                 "rng": {"torch": torch.get_rng_state(),
                         "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
                         "numpy": [torch.from_numpy(np_state[1].astype(np.int64)), *np_state[2:]],
@@ -184,39 +172,18 @@ class Engine:
 
     def load_state_dict(self, state):
         """(History, first epoch to train) of a state_dict(); generator states go back as CPU tensors."""
-        self.model.load_state_dict(state["model"])
-        self.optimizer.load_state_dict(state["optimizer"])
-        self.scaler.load_state_dict(state["scaler"])
-        if self.scheduler is not None:
-            self.scheduler.load_state_dict(state["scheduler"])
-        if self.ema is not None:
-            self.ema.load_state_dict(state["ema"])
+        for name in self.PARTS:
+            if getattr(self, name) is not None:
+                getattr(self, name).load_state_dict(state[name])
         rng = state["rng"]
         torch.set_rng_state(rng["torch"].cpu())
         if rng["cuda"] and torch.cuda.is_available():
             torch.cuda.set_rng_state_all([generator.cpu() for generator in rng["cuda"]])
-        keys, pos, has_gauss, gauss = rng["numpy"]
-        np.random.set_state(("MT19937", keys.cpu().numpy().astype(np.uint32), pos, has_gauss, gauss))
+        keys, *rest = rng["numpy"]  # pos, has_gauss, gauss
+        np.random.set_state(("MT19937", keys.cpu().numpy().astype(np.uint32), *rest))
         version, internal, gauss_next = rng["python"]
         random.setstate((version, tuple(internal), gauss_next))
         return History.from_dict(state["history"]), state["epoch"] + 1
-
-
-def _set_epoch(loader, epoch):
-    """DistributedSampler reshuffles only when told the epoch."""
-    sampler = getattr(loader, "sampler", None)
-    if hasattr(sampler, "set_epoch"):
-        sampler.set_epoch(epoch)
-
-
-def _average_buffers(model):
-    """Each DDP rank updates BatchNorm statistics from its own batches; averaging them once per
-    epoch (as timm's distribute_bn does) leaves every rank with the same model to test and save."""
-    if dist.is_initialized():
-        for buffer in model.buffers():
-            if buffer.is_floating_point():
-                dist.all_reduce(buffer)
-                buffer /= dist.get_world_size()
 
 
 def _reduced_means(loss_sum, correct, seen):

@@ -1,5 +1,5 @@
 """What a training run returns: per-epoch numbers that plots, tests and metrics.json read."""
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 
 
 @dataclass
@@ -13,25 +13,19 @@ class History:
     batch_lr: list = field(default_factory=list)    # learning rate of every optimizer step
     train_images: int = 0                           # images per epoch, summed over DDP ranks
     test_images: int = 0
-    # Set after training, for plots; not saved: (images, targets, predictions) of the first
-    # misclassified test images, and (targets, predictions) of the whole test set.
+    # For the plots, not saved: (images, targets, predictions) of some test mistakes; (targets, predictions) of all
     misclassified: tuple = field(default=None, repr=False, compare=False)
     predictions: tuple = field(default=None, repr=False, compare=False)
-
-    SAVED = ("train_loss", "train_acc", "test_loss", "test_acc", "epoch_time", "lr", "batch_lr",
-             "train_images", "test_images")
 
     def append(self, **epoch):
         for key, value in epoch.items():
             getattr(self, key).append(value)
 
     def to_dict(self):
-        return {key: _copy(getattr(self, key)) for key in self.SAVED}
+        """The saved fields (those compared), lists copied."""
+        values = {f.name: getattr(self, f.name) for f in fields(self) if f.compare}
+        return {key: list(value) if isinstance(value, list) else value for key, value in values.items()}
 
     @classmethod
     def from_dict(cls, d):
-        return cls(**{key: d[key] for key in cls.SAVED if key in d})
-
-
-def _copy(value):
-    return list(value) if isinstance(value, list) else value
+        return cls(**{f.name: d[f.name] for f in fields(cls) if f.compare and f.name in d})

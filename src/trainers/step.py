@@ -1,6 +1,5 @@
-"""How every training and test batch is computed, besides forward, backward and the optimizer step:
-precision, memory format, compilation, and the options a recipe adds. Decided here once, for the
-engine and for src.evaluate alike."""
+"""How every training and test batch is computed besides forward and backward: precision, memory format,
+compilation and the options a recipe adds (decided here once, for the engine and src.evaluate), and AdamW."""
 from dataclasses import dataclass, fields
 
 import torch
@@ -10,7 +9,6 @@ AMP = {"fp32": None, "fp16": torch.float16, "bf16": torch.bfloat16}
 
 @dataclass
 class Step:
-    """How every batch is computed, besides forward, backward and the optimizer step."""
     precision: str = "fp32"      # autocast dtype on CUDA: fp32, fp16 (with a grad scaler) or bf16; CPU: fp32
     channels_last: bool = False
     compile: bool = False
@@ -26,9 +24,7 @@ class Step:
         return cls(**{f.name: getattr(cfg, f.name) for f in fields(cls)})
 
     def views(self, x):
-        """The test-time views of a batch whose logits are averaged: the images, their mirrors (tta_flip), and
-        each of those shifted a pixel up-left and down-right, edges reflected (tta_translate: airbench's six views,
-        weighted equally)."""
+        """The test-time views whose logits are averaged (with both options, airbench's six), edges reflected."""
         views = [x, x.flip(-1)] if self.tta_flip else [x]
         if self.tta_translate:
             h, w = x.shape[-2:]
@@ -43,3 +39,20 @@ class Step:
     def autocast(self, device):
         dtype = self.amp_dtype(device)
         return torch.autocast(torch.device(device).type, dtype=dtype, enabled=dtype is not None)
+
+
+def param_groups(model, weight_decay, decay_norms=True):
+    """decay_norms=False spares norms, biases and model.no_weight_decay() (a ViT's embeddings): shrinking them hurts."""
+    if decay_norms:
+        return [{"params": [p for p in model.parameters() if p.requires_grad], "weight_decay": weight_decay}]
+    skip = getattr(model, "no_weight_decay", set)()
+    decay, no_decay = [], []
+    for name, p in model.named_parameters():
+        if p.requires_grad:
+            (no_decay if p.ndim <= 1 or name in skip else decay).append(p)
+    return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+
+
+def adamw(model, lr, weight_decay, decay_norms=True, beta2=0.999, device="cpu"):
+    fused = torch.device(device).type == "cuda" or None  # on CUDA one kernel updates every parameter
+    return torch.optim.AdamW(param_groups(model, weight_decay, decay_norms), lr=lr, betas=(0.9, beta2), fused=fused)
