@@ -36,7 +36,7 @@ def _timed(device, work):
     return time.perf_counter() - start
 
 
-def bench(cfg, repeats=1):
+def bench(cfg, repeats=1, profile=False):
     """What src.bench writes: an epoch's seconds on the fast path (its first, and the median of `repeats`), on the
     reference path with 2 workers and with every core, and of the training steps alone; the physical floor."""
     seed_everything(cfg.seed)
@@ -59,6 +59,12 @@ def bench(cfg, repeats=1):
     seconds["floor"] = statistics.median(_timed(engine.device, lambda: engine.train_epoch(resident, 0, History()))
                                          for _ in range(repeats))
     floor = physical_floor(engine, resident[0], len(fast[0]) * cfg.batch_size, len(images[1]))
+    if profile:  # where a training step's time goes, op by op: what a faster step must attack
+        cuda = engine.device.type == "cuda"
+        activities = [torch.profiler.ProfilerActivity.CPU] + [torch.profiler.ProfilerActivity.CUDA] * cuda
+        with torch.profiler.profile(activities=activities) as steps:
+            _timed(engine.device, lambda: engine.train_epoch(resident[:4], 0, History()))
+        profile = steps.key_averages().table(sort_by=f"self_{'cuda' if cuda else 'cpu'}_time_total", row_limit=15)
     speedup = {"vs_2_workers": seconds["reference_2_workers"] / seconds["fast"],
                "vs_all_cores": seconds["reference_all_cores"] / seconds["fast"]}
     compile_s = max(seconds["fast_first_epoch"] - seconds["fast"], 0.0)
@@ -69,7 +75,7 @@ def bench(cfg, repeats=1):
             f"{seconds['reference_all_cores']:.2f} s with {cores} workers ({speedup['vs_all_cores']:.2f}x); training "
             f"steps alone {seconds['floor']:.2f} s; physical floor: {floor['flops'] / 1e12:.1f} TFLOP and "
             f"{floor['bytes'] / 1e9:.0f} GB per epoch, {at_peak}")
-    return {"line": line, "seconds": seconds, "compile_seconds": compile_s, "speedup": speedup, "floor": floor,
+    return {"line": line, **({"profile": profile} if profile else {}), "seconds": seconds, "compile_seconds": compile_s, "speedup": speedup, "floor": floor,
             "workers_all_cores": cores, "repeats": repeats, "hardware": hardware(cfg.device),
             "torch": torch.__version__, "commit": commit(), "config": asdict(cfg)}
 
@@ -101,6 +107,7 @@ def main(argv=None):
     p.add_argument("--repeats", type=int, default=1, help="timed epochs (steps) per path; the median is kept")
     p.add_argument("--conv-vs-linear", action="store_true", help="instead: one training step of --model (a ConvViT) "
                    "against the same network written with nn.Linear, on a random batch")
+    p.add_argument("--profile", action="store_true", help="also print torch.profiler's table of a few training steps")
     p.add_argument("--json", help="also write the timings and settings to this file")
     args = p.parse_args(argv)
     if args.repeats < 1:
@@ -120,10 +127,10 @@ def main(argv=None):
             result["line"] = cost_table(result)
         else:
             image_counts(cfg)  # a batch larger than the images is refused before any is decoded
-            result = bench(cfg, args.repeats)
+            result = bench(cfg, args.repeats, args.profile)
         if args.json:
             io.write_json(args.json, result)
-        print(result["line"], flush=True)
+        print(result.get("profile", ""), result["line"], sep="\n" if args.profile else "", flush=True)
 
 
 if __name__ == "__main__":

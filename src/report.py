@@ -147,7 +147,8 @@ def targets(runs, speed):
         said, verdict = compare(*pair) if all(pair) else (None, None)
         what = f"{a[0]} recipe against {b[0]}" if a[1] == b[1] else "fast loader against the reference loader"
         rows.append((f"{model}: {what}", "above, beyond the seeds' spread" if wanted == "above" else wanted, said,
-                     verdict and ("yes" if verdict == wanted else f"no: {verdict}")))
+                     verdict and ("yes" if verdict == wanted else verdict if "undecided" in verdict else
+                                  f"no: {verdict}")))
     for what, key, goal, unit in SPEED_TARGETS:
         met = speed and (speed[key] <= goal if key == "fast" else speed[key] >= goal)
         rows.append((what, f"{'≤' if key == 'fast' else '≥'} {goal:g}{unit}", speed and f"{speed[key]:.2f}{unit}",

@@ -33,3 +33,10 @@ def test_conv_vs_linear_times_the_vit_both_ways(tmp_path, capsys):
     assert capsys.readouterr().out.strip() == result["line"] and "| conv |" in result["line"]
     assert cli_error(["--conv-vs-linear", "--device", "cpu"], "src.bench").startswith(
         "error: --conv-vs-linear: --model convmixer_256_8 has no 1x1 token convolutions")
+
+
+def test_profile_prints_where_a_steps_time_goes(tiny_cifar, tmp_path, capsys):
+    main([*TINY, "--data", str(tiny_cifar), "--profile", "--json", str(tmp_path / "bench.json")])
+    profile = json.loads((tmp_path / "bench.json").read_text())["profile"]
+    assert "aten::convolution_backward" in profile and "Self CPU" in profile
+    assert profile in capsys.readouterr().out

@@ -177,3 +177,12 @@ def test_a_run_resumed_from_its_saved_state_ends_exactly_as_one_never_stopped(ki
     assert torch.equal(resumed.predictions[1], straight.predictions[1])
     for (name, weight), other in zip(engine.model.state_dict().items(), expected.values()):
         assert torch.equal(weight, other), name
+
+
+@pytest.mark.parametrize("mode", ["default", "reduce-overhead", "max-autotune"])
+def test_compile_mode_reaches_torch_compile_for_training_and_testing(monkeypatch, mode):
+    calls = []
+    monkeypatch.setattr(torch, "compile", lambda net, mode: calls.append(mode) or net)
+    model = create_model("convmixer_256_8", dim=8, depth=1, patch_size=4)
+    Engine(model, torch.optim.SGD(model.parameters(), lr=0.1), step=Step(compile=True, compile_mode=mode))
+    assert calls == [mode, mode]
