@@ -48,26 +48,37 @@ def portable(path):
 
 @cache
 def listing(root):
-    """What a run records of a data folder's images (its counts and names), to see another copy."""
-    return {f"{split}_listing": data.split_listing(root, split == "train", True)[1] for split in ("train", "test")}
+    """A data folder's splits as a run records them ({"train_split_images": n, "train_listing": digest, ...}),
+    read once per call: to see another copy, and a copy too small for the runs, before any starts."""
+    found = {}
+    for split in ("train", "test"):
+        found[f"{split}_split_images"], found[f"{split}_listing"] = data.split_listing(root, split == "train", True)
+    return found
 
 
-def train_job(name, folder, flags):
-    """`python -m src.train FLAGS --out FOLDER`, its flags checked now, before any run starts."""
+def train_job(name, folder, flags, planned=False):
+    """`python -m src.train FLAGS --out FOLDER`, its flags (and, unless only planned, the data) checked now."""
     args = (*map(str, flags), "--out", portable(folder))
     try:
         cfg = resolve(config_from_args(args))
     except (UserError, SystemExit) as err:
         raise UserError(f"{name}: {err}") from None
-    folder, wanted = Path(folder), fingerprint(cfg)
+    folder, wanted, have = Path(folder), fingerprint(cfg), listing(cfg.data)
+    need = cfg.train_subset or 0, cfg.test_subset or 0, cfg.batch_size
+    short = need[0] > have["train_split_images"] or need[1] > have["test_split_images"] or \
+        need[2] > min(cfg.train_subset or math.inf, have["train_split_images"])
+    if short and not planned:
+        raise UserError(f"--data {cfg.data} holds {have['train_split_images']:,} training and "
+                        f"{have['test_split_images']:,} test images, too few for {name} (it trains on batches of "
+                        f"{need[2]}{f', uses {need[0]:,} and {need[1]:,}' if need[0] else ''}): give a fuller copy")
 
     def stale():
         metrics = read(folder / "metrics.json")
         if metrics is None:
-            return None
+            return "its metrics.json is damaged" if (folder / "metrics.json").exists() else None
         if fingerprint(metrics.get("config", {})) != wanted:
             return "other flags made it"
-        if any(metrics.get("data", {}).get(k, v) != v for k, v in listing(cfg.data).items()):
+        if any(metrics.get("data", {}).get(k, v) != v for k, v in have.items() if k.endswith("listing")):
             return "other data made it"
         weights = folder / ("model.pt" if metrics.get("finished") else "checkpoint.pt")
         return None if io.whole(weights) else f"its {weights.name} is gone or damaged"
@@ -106,10 +117,11 @@ def run_all(args, p, default_out, jobs_in, write):
     write(out) after each ends and once more, print what it returns, and end as the runs ended."""
     if not args.data or not Path(args.data).is_dir():
         p.error(f"--data {args.data}: give the folder of a CIFAR-10 copy (or set CIFAR10_DIR)")
-    if args.budget <= STOP_GRACE:
+    if not args.budget > STOP_GRACE:
         p.error(f"--budget {args.budget:g}: give more than the {STOP_GRACE} s that stopping the runs takes")
-    if (args.jobs or 1) < 1 or min(args.seeds) < 0:
+    if args.jobs is not None and args.jobs < 1 or min(args.seeds) < 0:
         p.error("--jobs: give at least 1; --seeds: give seeds of 0 or more")
+    args.seeds = sorted(set(args.seeds))
     with command(lambda: "interrupted: the same command continues (finished runs are skipped, stopped ones resume "
                          "from their checkpoints)"):
         args.data, deadline = portable(args.data), time.monotonic() + args.budget - STOP_GRACE
@@ -119,12 +131,14 @@ def run_all(args, p, default_out, jobs_in, write):
         if args.plan:
             return print_plan(jobs_in(out), args.jobs)
         lock = hold(out)  # a second sweep or reproduction into it would report this one's runs as its own
+        io.remove_leftovers(out)
         jobs = jobs_in(out)
         for job in () if args.force else jobs:  # before any run starts: what is skipped or continued is its own
             why = job.stale()
             if why:
                 raise UserError(f"{job.folder} holds a run that is not {job.name}'s to skip or continue ({why}): "
                                 f"pass --force to redo it, or delete the folder")
+        write(out)  # a damaged result file, or a README without its markers, is named now, not after the runs
         outcomes = run_jobs(jobs, args.jobs, deadline, args.force, lambda: write(out))
         sys.stdout.write(write(out))
         lock.release()

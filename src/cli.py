@@ -16,17 +16,17 @@ from .io import UserError
 
 @contextmanager
 def command(interrupted=lambda: "interrupted"):
-    """Run a command's work: its failures one line and exit 1; Ctrl-C or SIGTERM the line interrupted()
-    returns, and exit 128 + the signal."""
-    came = []
+    """Run a command's work: its failures one line and exit 1; Ctrl-C, SIGTERM or a closed terminal (SIGHUP)
+    the line interrupted() returns, and exit 128 + the signal."""
+    came, signals = [], (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 
     def stop(signum, frame):
         came.append(signum)
-        for other in (signal.SIGINT, signal.SIGTERM):  # a second one must not cut the stopping short
+        for other in signals:  # a second one must not cut the stopping short
             signal.signal(other, signal.SIG_IGN)
         raise KeyboardInterrupt
 
-    before = signal.signal(signal.SIGINT, stop), signal.signal(signal.SIGTERM, stop)
+    before = [signal.signal(signum, stop) for signum in signals]
     try:
         yield
     except KeyboardInterrupt:
@@ -42,7 +42,7 @@ def command(interrupted=lambda: "interrupted"):
         sys.exit("error: out of memory: the model or batch does not fit on this device; use a smaller "
                  "--batch-size, --dim or --depth")
     finally:  # the caller's handlers come back; src/__init__'s start-up one would say nothing was done: ignored
-        for signum, handler in zip((signal.SIGINT, signal.SIGTERM), before):
+        for signum, handler in zip(signals, before):
             starting = getattr(handler, "__name__", "") == "_interrupted_while_starting"
             signal.signal(signum, signal.SIG_IGN if starting else handler)
 

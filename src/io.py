@@ -65,9 +65,9 @@ def read_json(path):
     try:
         value = json.loads(Path(path).read_text())
     except (OSError, ValueError) as err:
-        raise UserError(f"{path} is not readable JSON ({err})") from None
+        raise UserError(f"{path} is not readable JSON ({err}): delete it, or rerun what writes it") from None
     if not isinstance(value, dict):
-        raise UserError(f"{path} holds no JSON object")
+        raise UserError(f"{path} holds no JSON object: delete it, or rerun what writes it")
     return value
 
 

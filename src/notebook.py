@@ -12,10 +12,10 @@ import torch
 
 from . import data
 from .cli import command, command_line
-from .config import DEFAULT_DATA, Config, model_overrides, resolve
+from .config import DEFAULT_DATA, Config, device_of, model_overrides, resolve
 from .io import UserError, read_json, write_text
 from .models import create_model, hyper_parameters, label
-from .run import RunFolder, held_run, hold, image_counts
+from .run import RUN_FILES, RunFolder, held_run, hold, image_counts
 from .trainers import KNOTS, TRAINERS
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -154,8 +154,30 @@ def main(argv=None):
     mode = args.mode or ("full" if torch.cuda.is_available() else "cpu")
     folder = Path(args.out).resolve() / args.name if args.out else \
         Path(tempfile.mkdtemp(prefix="notebook-")) / args.name if mode == "quick" else ROOT / args.name
-    with command(lambda: f"interrupted: {args.name} was not saved; its run stands as the line above says"):
-        held_run(folder / f"run-{mode}", args.resume, args.overwrite)
+    run = folder / f"run-{mode}"
+    before = {name: (run / name).stat().st_mtime_ns for name in RUN_FILES if (run / name).exists()}
+
+    def interrupted():
+        """Where the notebook's run stands, read from its folder (the kernel's own line is not relayed)."""
+        now = {name: (run / name).stat().st_mtime_ns for name in RUN_FILES if (run / name).exists()}
+        if now.get("checkpoint.pt", before.get("checkpoint.pt")) != before.get("checkpoint.pt"):
+            return f"interrupted: {args.name} was not saved; its run in {run} saved an epoch: --resume continues it"
+        kept = "" if not before else ", and the run it held is as it was" if now == before else \
+            ", and the run it held was removed (--overwrite)"
+        return f"interrupted: nothing of {args.name}'s run was saved{kept}; rerun the same command"
+
+    with command(interrupted):
+        held_run(run, args.resume, args.overwrite)
+        device_of(args.device)
+        if args.data:  # checked before the kernel starts, as the notebook would find it
+            if not any((Path(args.data) / name).is_dir() for name in ("train", "cifar-10-batches-py")):
+                raise UserError(f"--data {args.data}: no CIFAR-10 there (class folders train/<class>/, or "
+                                f"torchvision's cifar-10-batches-py); give a copy, or leave --data out to download it")
+            for split in ("train", "test"):
+                have, need = data.split_listing(args.data, split == "train")[0], MODES[mode].get(f"{split}_subset", 0)
+                if need > have:
+                    raise UserError(f"--data {args.data} holds {have:,} {split} images, fewer than --mode {mode} uses "
+                                    f"({need:,}): give a fuller copy, or another --mode")
         lock = hold(folder)  # one notebook at a time writes there
         try:
             nb = papermill.execute_notebook(
@@ -163,19 +185,20 @@ def main(argv=None):
                 kernel_name="python3", extra_arguments=["--IPKernelApp.log_level=CRITICAL"], parameters=dict(
                     mode=mode, out=str(folder), resume=args.resume, device=args.device,  # data as the notebook sees it
                     data_dir=os.path.relpath(Path(args.data).resolve(), ROOT) if args.data else None))
+            for cell in (c for c in nb.cells if c.cell_type == "code"):  # a progress bar leaves only blanks behind
+                cell.outputs = [o for o in cell.outputs if o.output_type != "stream" or o.text.strip()]
+            printed = "".join(o.get("text", "") for cell in nb.cells for o in cell.get("outputs", []))
+            paragraph = describe(read_json(run / "metrics.json"), mode, re.search(r"^command line: (.*)$", printed,
+                                                                                  re.M)[1],
+                                 shared=os.environ.get("SHARED_DEVICE") == "1")
+            nb.cells[0].source = INTRO_RUN.sub(lambda m: m[1] + paragraph + m[2], nb.cells[0].source)
+            write_text(folder / f"{args.name}.ipynb", nbformat.writes(nb))
         except papermill.PapermillExecutionError as err:
             raise UserError(f"{args.name} stopped in code cell {err.exec_count}: {err.ename}: "
                             f"{err.evalue.removeprefix('error: ')}") from None
-        for cell in (c for c in nb.cells if c.cell_type == "code"):  # a progress bar leaves only blanks behind
-            cell.outputs = [o for o in cell.outputs if o.output_type != "stream" or o.text.strip()]
-        printed = "".join(o.get("text", "") for cell in nb.cells for o in cell.get("outputs", []))
-        paragraph = describe(read_json(folder / f"run-{mode}" / "metrics.json"), mode,
-                             re.search(r"^command line: (.*)$", printed, re.M)[1],
-                             shared=os.environ.get("SHARED_DEVICE") == "1")
-        nb.cells[0].source = INTRO_RUN.sub(lambda m: m[1] + paragraph + m[2], nb.cells[0].source)
-        write_text(folder / f"{args.name}.ipynb", nbformat.writes(nb))
+        finally:
+            lock.release()
         print(folder / f"{args.name}.ipynb")
-        lock.release()
 
 
 if __name__ == "__main__":

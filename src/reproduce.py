@@ -3,12 +3,12 @@ the bench alone on the GPU (ConvMixer_experimentation_2/bench/), the three noteb
 (NAME/run-full/) and the recipe runs (NAME/recipes/RUN/, seed s > 0: RUN-seed-s), as concurrent runs
 within --budget; the same command again skips what finished and continues the rest."""
 import argparse
-import sys
 
 from . import io
 from .batch import IMPROVED, NOTEBOOK_OF, QUICK, QUICK_MODEL, add_arguments, device, portable, run_all, seeded, \
     train_flags, train_job
 from .cli import command
+from .io import UserError
 from .notebook import NOTEBOOKS
 from .pool import ROOT, Job, read
 from .report import check_readme, report, write_readme
@@ -31,9 +31,18 @@ def made_on(path, data):
 def bench_job(args, out):
     folder = out / "ConvMixer_experimentation_2" / "bench"
     flags = (*QUICK_MODEL["convmixer_256_8"], *QUICK[:6]) if args.quick else ("--repeats", "3")  # QUICK less workers
+    # the sizes those flags time (the full bench: ConvMixer-256/8's own), which a bench.json must have to be this one's
+    sizes = dict(dim=32, depth=2, batch_size=16, train_subset=256, test_subset=64) if args.quick else \
+        dict(dim=256, depth=8, batch_size=512, train_subset=None, test_subset=None)
+
+    def other():
+        made = (read(folder / "bench.json") or {}).get("config", {})
+        return made and (made.get("data") != args.data or any(made.get(k) != v for k, v in sizes.items()))
+
     return Job("ConvMixer_experimentation_2/bench", ("--data", args.data, *device(args), *flags, "--json",
-               portable(folder / "bench.json")), folder, done=lambda: made_on(folder / "bench.json", args.data),
-               stale=lambda: None, module="src.bench", alone=True)
+               portable(folder / "bench.json")), folder, done=lambda: made_on(folder / "bench.json", args.data)
+               and not other(), stale=lambda: other() and "other flags or data made it", module="src.bench",
+               alone=True)
 
 
 def notebook_job(name, args, out, mode):
@@ -53,32 +62,41 @@ def notebook_job(name, args, out, mode):
                *(("--out", portable(out)) if out != ROOT else ())), run, done, stale, module="src.notebook")
 
 
-def plan(args, out, mode):
-    """{step: [Job]}: every run of the reproduction, writing under out, the longest first."""
+def plan(args, out, mode, steps):
+    """The runs of `steps`, writing under out: the recipes, the notebooks (the ViT's first: the longest), then
+    the bench, alone on the GPU once the trainings are done."""
     recipes = [train_job(f"{NOTEBOOK_OF[model]}/recipes/{folder.name}", folder,
-                         (*train_flags(model, flags, args), "--seed", str(seed)))
-               for model, name, flags, zero in RECIPE_RUNS
+                         (*train_flags(model, flags, args), "--seed", str(seed)), args.plan)
+               for model, name, flags, zero in RECIPE_RUNS if "recipes" in steps
                for seed, folder in seeded(out / NOTEBOOK_OF[model] / "recipes" / name, args.seeds) if seed or zero]
-    return {"recipes": recipes, "notebooks": [notebook_job(name, args, out, mode) for name in reversed(NOTEBOOKS)],
-            "bench": [bench_job(args, out)]}  # alone on the GPU, once the trainings are done
+    notebooks = [notebook_job(name, args, out, mode) for name in reversed(NOTEBOOKS) if "notebooks" in steps]
+    return recipes + notebooks + ([bench_job(args, out)] if "bench" in steps else [])
 
 
 def main(argv=None):
     p = argparse.ArgumentParser(prog="python -m src.reproduce", description=__doc__)
     add_arguments(p)
     p.add_argument("--only", default=",".join(STEPS), help=f"comma-separated steps of {', '.join(STEPS)}")
-    p.add_argument("--write-readme", action="store_true", help="only regenerate the README's results block")
-    p.add_argument("--check-readme", action="store_true", help="only check the README's results block against the "
-                   "result files (exit 1 if it differs)")
+    readme = p.add_mutually_exclusive_group()
+    readme.add_argument("--write-readme", action="store_true", help="only regenerate the README's results block")
+    readme.add_argument("--check-readme", action="store_true", help="only check the README's results block against "
+                        "the result files (exit 1 if it differs)")
     args = p.parse_args(argv)
     only, mode = args.only.split(","), "quick" if args.quick else "full"
     if set(only) - set(STEPS):
         p.error(f"--only {args.only}: expected steps among {', '.join(STEPS)}")
     if args.write_readme or args.check_readme:
+        ignored = ("help", "write_readme", "check_readme", "data")  # --data: $CIFAR10_DIR may set it
+        given = [a.option_strings[0] for a in p._actions if a.dest not in ignored and getattr(args, a.dest) != a.default]
+        if given:
+            p.error(f"{' '.join(given)}: --write-readme and --check-readme run nothing")
         with command():
             if args.write_readme:
                 return write_readme(ROOT / "README.md", ROOT)
-            sys.exit(0 if check_readme(ROOT / "README.md", ROOT) else 1)
+            if not check_readme(ROOT / "README.md", ROOT):
+                raise UserError("README.md: its results block differs from the result files (the difference is "
+                                "above): run python -m src.reproduce --write-readme")
+        return
 
     def write(out):
         if out == ROOT:
@@ -87,8 +105,7 @@ def main(argv=None):
             io.write_text(out / "report.md", report(out, mode))
         return f"results: {ROOT / 'README.md' if out == ROOT else out / 'report.md'}\n"
 
-    run_all(args, p, ROOT, lambda out: [job for step, jobs in plan(args, out, mode).items() if step in only
-                                        for job in jobs], write)
+    run_all(args, p, ROOT, lambda out: plan(args, out, mode, only), write)
 
 
 if __name__ == "__main__":

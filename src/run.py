@@ -209,6 +209,8 @@ class RunFolder:
 def hold(folder):
     """folder, created if need be and locked by this process alone; the lock goes with the process."""
     folder = Path(folder)
+    if folder.exists() and not folder.is_dir():
+        raise UserError(f"{folder} is a file, where a folder goes: give --out a folder, or move the file")
     folder.mkdir(parents=True, exist_ok=True)
     lock = FileLock(folder / ".lock")
     try:

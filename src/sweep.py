@@ -82,12 +82,15 @@ def main(argv=None):
 
     def write(out):
         io.write_text(out / "table.md", sweep_table(args.sweep, variants, out))
-        return (out / "table.md").read_text()
+        return (out / "table.md").read_text() + f"table: {out / 'table.md'}\n"
 
-    run_all(args, p, ROOT / NOTEBOOK_OF[model] / "sweeps" / args.sweep, lambda out: [
-        train_job(f"{args.sweep}/{folder.name}", folder, (*train_flags(model, flags, args), "--seed", seed))
-        for variant, flags in variants if not args.only or variant in args.only.split(",")
-        for seed, folder in seeded(out / variant, args.seeds)], write)
+    def jobs_in(out):
+        return [train_job(f"{args.sweep}/{folder.name}", folder, (*train_flags(model, flags, args), "--seed", seed),
+                          args.plan)
+                for variant, flags in variants if not args.only or variant in args.only.split(",")
+                for seed, folder in seeded(out / variant, args.seeds)]
+
+    run_all(args, p, ROOT / NOTEBOOK_OF[model] / "sweeps" / args.sweep, jobs_in, write)
 
 
 if __name__ == "__main__":

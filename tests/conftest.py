@@ -33,3 +33,9 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="session")
+def quick_cifar(tmp_path_factory):
+    """A class-folder copy just large enough for --quick and the notebooks' quick mode (256 / 64 images)."""
+    return write_class_folders(tmp_path_factory.mktemp("quick_cifar"), {"train": 26, "test": 7})

@@ -39,7 +39,7 @@ def test_a_bug_is_not_dressed_up_as_a_users_error():
             1 / 0
 
 
-@pytest.mark.parametrize("signum, code", [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
+@pytest.mark.parametrize("signum, code", [(signal.SIGINT, 130), (signal.SIGTERM, 143), (signal.SIGHUP, 129)])
 def test_a_stop_signal_exits_128_plus_it_with_the_line_saying_where_things_stand(signum, code, capsys):
     before = signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)
     with pytest.raises(SystemExit) as exc:
@@ -60,13 +60,13 @@ def held(tmp_path):
     lock.release()
 
 
-def _wiring(module, tmp, data, held):
+def _wiring(module, tmp, data, held, quick_data):
     """argv of a failure the user can mend, and the start of its line, for each command."""
     return {
         "src.train": (tiny_args(tmp / "nowhere", tmp / "run"), f"error: no CIFAR-10 in {tmp / 'nowhere'}"),
         "src.evaluate": ([tmp / "none.pt", "--data", data], f"error: no weights at {tmp / 'none.pt'}"),
         "src.bench": ([*TINY, "--data", data, "--json", tmp / "no" / "b.json"], "error: --json"),
-        "src.notebook": (["ConvMixer_experimentation_2", "--mode", "quick", "--data", data, "--out", tmp / "held"],
+        "src.notebook": (["ConvMixer_experimentation_2", "--mode", "quick", "--data", quick_data, "--out", tmp / "held"],
                          f"error: {held} is being written by another process"),
         "src.sweep": (["--sweep", "vit-steps", "--data", data, "--out", held], f"error: {held} is being written "
                       f"by another process"),
@@ -76,8 +76,8 @@ def _wiring(module, tmp, data, held):
 
 
 @pytest.mark.parametrize("module", COMMANDS)
-def test_each_command_ends_a_mendable_failure_in_one_line(module, tmp_path, tiny_cifar, held):
-    argv, start = _wiring(module, tmp_path, tiny_cifar, held)
+def test_each_command_ends_a_mendable_failure_in_one_line(module, tmp_path, tiny_cifar, quick_cifar, held):
+    argv, start = _wiring(module, tmp_path, tiny_cifar, held, quick_cifar)
     assert cli_error(argv, module).startswith(start)
 
 
@@ -87,6 +87,32 @@ def test_each_command_exits_2_on_bad_usage(module, capsys):
         importlib.import_module(module).main(["--no-such-flag"])
     assert exc.value.code == 2
     assert capsys.readouterr().err.strip().splitlines()[-1].startswith(f"python -m {module}: error: ")
+
+
+@pytest.mark.parametrize("module, argv, said", [
+    ("src.sweep", ["--sweep", "vit-steps", "--jobs", "0"], "--jobs: give at least 1"),
+    ("src.sweep", ["--sweep", "vit-steps", "--budget", "nan"], "--budget nan: give more than"),
+    ("src.reproduce", ["--check-readme", "--write-readme"], "not allowed with argument"),
+    ("src.reproduce", ["--check-readme", "--plan"], "--plan: --write-readme and --check-readme run nothing"),
+])
+def test_values_that_could_do_nothing_are_usage_errors(module, argv, said, tiny_cifar, capsys):
+    with pytest.raises(SystemExit) as exc:
+        importlib.import_module(module).main([*argv, "--data", str(tiny_cifar)])
+    assert exc.value.code == 2 and said in capsys.readouterr().err
+
+
+def test_the_notebook_checks_its_data_before_a_kernel_starts(tiny_cifar, tmp_path):
+    line = cli_error(["ConvMixer_experimentation_2", "--mode", "quick", "--data", tiny_cifar, "--out", tmp_path],
+                     "src.notebook")
+    assert line == (f"error: --data {tiny_cifar} holds 160 train images, fewer than --mode quick uses (256): give a "
+                    f"fuller copy, or another --mode") and not any(tmp_path.iterdir())
+
+
+def test_a_file_where_the_run_folder_goes_is_named(tiny_cifar, tmp_path):
+    (tmp_path / "run").write_text("a user's file")
+    line = cli_error(tiny_args(tiny_cifar, tmp_path / "run"))
+    assert line == f"error: {tmp_path / 'run'} is a file, where a folder goes: give --out a folder, or move the file"
+    assert (tmp_path / "run").read_text() == "a user's file"
 
 
 def test_a_word_that_is_no_number_is_a_usage_error_naming_it(capsys):

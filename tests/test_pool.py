@@ -117,6 +117,12 @@ def _other_data(out, data):
     return lambda: (data / "train/cat/extra.png").unlink()
 
 
+def _metrics_damaged(out, data):
+    kept = (out / "a" / "metrics.json").read_text()
+    (out / "a" / "metrics.json").write_text(kept[:100])
+    return lambda: (out / "a" / "metrics.json").write_text(kept)
+
+
 def _weights_gone(out, data):
     (out / "a" / "model.pt").rename(out / "a" / "kept.pt")
     return lambda: (out / "a" / "kept.pt").rename(out / "a" / "model.pt")
@@ -126,7 +132,8 @@ def _weights_gone(out, data):
     (("--lr-max", "0.02"), None, "other flags made it"),
     ((), _other_data, "other data made it"),
     ((), _weights_gone, "its model.pt is gone or damaged"),
-], ids=["other-flags", "other-data", "weights-gone"])
+    ((), _metrics_damaged, "its metrics.json is damaged"),
+], ids=["other-flags", "other-data", "weights-gone", "metrics-damaged"])
 def test_a_result_that_is_not_the_runs_own_is_refused_before_any_run(tiny_sweep, flags, change, why):
     call, out, data, *_ = tiny_sweep
     undo = change(out, data) if change else None
@@ -139,10 +146,21 @@ def test_a_result_that_is_not_the_runs_own_is_refused_before_any_run(tiny_sweep,
     assert "started" not in printed
 
 
-def test_the_runs_flags_are_checked_before_any_run(tiny_sweep):
+def test_the_runs_flags_and_the_datas_size_are_checked_before_any_run(tiny_sweep):
     call, *_ = tiny_sweep
     code, printed = call(flags=("--hole-p", "2"))
     assert code.startswith("error: tiny/a: --hole-p 2.0: expected") and "started" not in printed
+    code, printed = call(flags=("--train-subset", "161"))
+    assert code.startswith("error: --data") and "160 training and 40 test images, too few for tiny/a" in code
+    assert "started" not in printed
+
+
+def test_a_seed_given_twice_runs_once_and_a_killed_writes_leftovers_go(tiny_sweep):
+    call, out, *_ = tiny_sweep
+    (out / "table.mdab12cd34.tmp").write_text("a killed write's")
+    code, printed = call(seeds=("0", "0", "1"))
+    assert code == 0 and printed.count("already finished: skipped") == 2, printed
+    assert not (out / "table.mdab12cd34.tmp").exists()
 
 
 def test_force_redoes_it(tiny_sweep):

@@ -4,7 +4,6 @@ import json
 import math
 import re
 
-import pytest
 
 from helpers import cli_error
 from src.reproduce import main
@@ -40,7 +39,19 @@ def test_a_notebook_run_made_on_other_data_is_refused_before_any_run(tiny_cifar,
     assert sorted(p.name for p in run.iterdir()) == ["metrics.json"]
 
 
-def test_the_readme_results_are_what_the_committed_files_give(capsys):
-    with pytest.raises(SystemExit) as exc:
-        main(["--check-readme"])
-    assert exc.value.code == 0, capsys.readouterr().out[-3000:]
+def test_the_readme_results_are_what_the_committed_files_give(capsys, monkeypatch):
+    assert main(["--check-readme"]) is None, capsys.readouterr().out[-3000:]  # exit 0
+    monkeypatch.setattr("src.reproduce.check_readme", lambda readme, base: False)  # a block that differs
+    assert cli_error(["--check-readme"], "src.reproduce").startswith(
+        "error: README.md: its results block differs from the result files")
+
+
+def test_a_bench_of_other_sizes_is_refused_not_reported(tiny_cifar, tmp_path):
+    from src.batch import portable
+    bench = tmp_path / "ConvMixer_experimentation_2" / "bench"
+    bench.mkdir(parents=True)
+    quick = dict(data=portable(tiny_cifar), dim=32, depth=2, batch_size=16, train_subset=256, test_subset=64)
+    (bench / "bench.json").write_text(json.dumps({"config": quick}))  # what --quick's bench writes
+    line = cli_error(["--only", "bench", "--data", tiny_cifar, "--device", "cpu", "--out", tmp_path], "src.reproduce")
+    assert line.startswith(f"error: {bench} holds a run that is not ConvMixer_experimentation_2/bench's to skip or "
+                           f"continue (other flags or data made it)")
