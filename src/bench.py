@@ -76,8 +76,9 @@ def bench(cfg, repeats=1, profile=False):
             f"steps alone {seconds['floor']:.2f} s; physical floor: {floor['flops'] / 1e12:.1f} TFLOP and "
             f"{floor['bytes'] / 1e9:.0f} GB per epoch, {at_peak}")
     return {"line": line, **({"profile": profile} if profile else {}), "seconds": seconds,
-            "compile_seconds": compile_s, "speedup": speedup, "floor": floor, "workers_all_cores": cores, "repeats": repeats, "hardware": hardware(cfg.device),
-            "torch": torch.__version__, "commit": commit(), "config": asdict(cfg)}
+            "compile_seconds": compile_s, "speedup": speedup, "floor": floor, "workers_all_cores": cores,
+            "repeats": repeats, "hardware": hardware(cfg.device), "torch": torch.__version__, "commit": commit(),
+            "config": asdict(cfg)}
 
 
 def physical_floor(engine, batch, train_images, test_images):

@@ -87,7 +87,8 @@ def main(argv=None):
         p.error(f"--only {args.only}: expected steps among {', '.join(STEPS)}")
     if args.write_readme or args.check_readme:
         ignored = ("help", "write_readme", "check_readme", "data")  # --data: $CIFAR10_DIR may set it
-        given = [a.option_strings[0] for a in p._actions if a.dest not in ignored and getattr(args, a.dest) != a.default]
+        given = [a.option_strings[0] for a in p._actions
+                 if a.dest not in ignored and getattr(args, a.dest) != a.default]
         if given:
             p.error(f"{' '.join(given)}: --write-readme and --check-readme run nothing")
         with command():

@@ -66,7 +66,8 @@ def _wiring(module, tmp, data, held, quick_data):
         "src.train": (tiny_args(tmp / "nowhere", tmp / "run"), f"error: no CIFAR-10 in {tmp / 'nowhere'}"),
         "src.evaluate": ([tmp / "none.pt", "--data", data], f"error: no weights at {tmp / 'none.pt'}"),
         "src.bench": ([*TINY, "--data", data, "--json", tmp / "no" / "b.json"], "error: --json"),
-        "src.notebook": (["ConvMixer_experimentation_2", "--mode", "quick", "--data", quick_data, "--out", tmp / "held"],
+        "src.notebook": (["ConvMixer_experimentation_2", "--mode", "quick", "--data", quick_data, "--out",
+                          tmp / "held"],
                          f"error: {held} is being written by another process"),
         "src.sweep": (["--sweep", "vit-steps", "--data", data, "--out", held], f"error: {held} is being written "
                       f"by another process"),
