@@ -11,7 +11,7 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 from . import io
-from .cli import command, config_from_args, parser
+from .cli import command, config_from_args, parser, result_file
 from .config import resolve
 from .conv_cost import conv_vs_linear, cost_table
 from .io import UserError
@@ -115,8 +115,8 @@ def main(argv=None):
         p.error(f"--repeats {args.repeats}: give at least 1")
     with command(lambda: "interrupted before every path was timed: nothing written"):
         cfg = resolve(config_from_args(argv, p))
-        if args.json and not os.path.isdir(os.path.dirname(os.path.abspath(args.json))):
-            raise UserError(f"--json {args.json}: its folder does not exist; create it or give another path")
+        if args.json:
+            result_file("--json", args.json, [cfg.data])
         if args.conv_vs_linear:
             seed_everything(cfg.seed)
             model = build_model(cfg)

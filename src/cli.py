@@ -7,6 +7,7 @@ import signal
 import sys
 from contextlib import contextmanager
 from dataclasses import fields
+from pathlib import Path
 
 import torch
 
@@ -45,6 +46,19 @@ def command(interrupted=lambda: "interrupted"):
         for signum, handler in zip(signals, before):
             starting = getattr(handler, "__name__", "") == "_interrupted_while_starting"
             signal.signal(signum, signal.SIG_IGN if starting else handler)
+
+
+def result_file(flag, path, inputs=()):
+    """A file a command writes its result to, checked before any work: not a folder, its folder there, and
+    neither a run's own file nor one of the command's inputs."""
+    path, run_files = Path(path), ("metrics.json", "checkpoint.pt", "model.pt")
+    if path.is_dir():
+        raise UserError(f"{flag} {path}: a folder; give a file name")
+    if not path.resolve().parent.is_dir():
+        raise UserError(f"{flag} {path}: its folder does not exist; create it or give another path")
+    if path.name in run_files or path.resolve() in [Path(p).resolve() for p in inputs]:
+        raise UserError(f"{flag} {path}: would replace a run's file or this command's input; give another name")
+    return path
 
 
 def parser(prog="python -m src.train", description=None, skip=()):

@@ -182,7 +182,8 @@ def resolve(cfg):
     v.update({k: value for k, value in own.items() if k in BY_NAME and v[k] is None})
     for o in OPTIONS:
         check(o, v[o.name])
-    v["out"] = v["out"] or f"runs/{v['model']}-{v['trainer']}-{v['recipe']}"
+    given_out = v["out"]
+    v["out"] = f"runs/{v['model']}-{v['trainer']}-{v['recipe']}" if given_out is None else given_out
     data, out, folders = Path(v["data"]).resolve(), Path(v["out"]).resolve(), (Path(v["data"]) / "train").is_dir()
     for wrong, said in (
             (not str(v["data"]).strip(), f"--data {v['data']!r}: give a folder"),

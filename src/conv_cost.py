@@ -5,7 +5,6 @@ import copy
 
 import torch
 import torch.nn.functional as F
-from torch.utils import benchmark
 
 from .models.conv_vit import linear_twin
 
@@ -37,6 +36,9 @@ def _memory(model, batch, autocast):
 def conv_vs_linear(model, batch_size, device, repeats=5, warmup=2, autocast=None):
     """Mean seconds of one training step of a ConvViT (a copy: `model` is left as it was) and of its nn.Linear
     twin on the same random batch, and the memory each needs, in IEEE fp32 unless `autocast` says otherwise."""
+    import logging
+    logging.getLogger("torch.utils.cpp_extension").setLevel(logging.ERROR)  # "No CUDA runtime is found": we know
+    from torch.utils import benchmark
     device = torch.device(device)
     conv = copy.deepcopy(model).to(device)
     linear, cuda = linear_twin(conv), device.type == "cuda"

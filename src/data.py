@@ -21,6 +21,7 @@ MEAN = (0.4914, 0.4822, 0.4465)
 STD = (0.2470, 0.2435, 0.2616)
 # The original augmentation: pad 4 and crop back to 32, flip, one 16x16 hole half the time.
 PAD, FLIP_P, HOLE, HOLE_P = 4, 0.5, 16, 0.5
+STOP_SIGNALS = {signal.SIGINT, signal.SIGTERM, signal.SIGHUP}
 
 
 def mean_pixel(mean=MEAN):
@@ -150,7 +151,14 @@ class SeededLoader(DataLoader):
     def __iter__(self):
         if self.num_workers == 0:
             _seed_transform(self.dataset, int(torch.randint(2**31, ())))
-        return super().__iter__()
+            return super().__iter__()
+        # A stop signal waits until the workers are forked: raised inside a fork hook, Python would print and drop
+        # it, and the run could no longer be stopped. The workers start with it blocked, and ignore it.
+        blocked = signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
+        try:
+            return super().__iter__()
+        finally:
+            signal.pthread_sigmask(signal.SIG_SETMASK, blocked)
 
 
 def _seed_transform(dataset, seed):
@@ -160,9 +168,10 @@ def _seed_transform(dataset, seed):
 
 
 def _seed_worker(worker_id):
-    """Ctrl-C and SIGTERM are the main process's to handle: it stops its workers itself."""
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    """Ctrl-C, SIGTERM and SIGHUP are the main process's to handle: it stops its workers itself."""
+    for signum in STOP_SIGNALS:
+        signal.signal(signum, signal.SIG_IGN)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)
     info = torch.utils.data.get_worker_info()
     _seed_transform(info.dataset, info.seed % 2**31)
 

@@ -7,7 +7,7 @@ from pathlib import Path
 import torch
 
 from . import analysis, data, io
-from .cli import command
+from .cli import command, result_file
 from .config import device_of
 from .io import UserError
 from .models import create_model
@@ -61,12 +61,10 @@ def main(argv=None):
     p.add_argument("--json", help="also write the result to this file")
     p.add_argument("--figures", help="also draw what the model learned as PNGs into this folder")
     args = p.parse_args(argv)
-    with command():
-        device, weights, out = device_of(args.device), Path(args.weights).resolve(), args.json and Path(args.json)
-        if out and out.resolve() in (weights, weights.parent / "metrics.json"):
-            raise UserError(f"--json {args.json}: would replace the run's own file; give another name")
-        if out and not out.resolve().parent.is_dir():
-            raise UserError(f"--json {args.json}: its folder does not exist; create it or give another path")
+    with command(lambda: "interrupted before the evaluation ended: nothing written"):
+        device, out = device_of(args.device), args.json and result_file("--json", args.json, [args.weights])
+        if args.figures and Path(args.figures).exists() and not Path(args.figures).is_dir():
+            raise UserError(f"--figures {args.figures}: a file; give a folder")
         model, metrics = load_model(args.weights)
         result, recorded = evaluate(model, args.data, device), metrics.get("final_test_acc")
         if out:
@@ -84,6 +82,7 @@ def main(argv=None):
             Path(args.figures).mkdir(parents=True, exist_ok=True)
             paths = analysis.save_figures(model.eval(), analysis.test_images(args.data), args.figures)
             print("figures:", *paths, sep="\n  ")
+
 
 if __name__ == "__main__":
     main()

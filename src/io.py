@@ -81,9 +81,9 @@ def load(path, map_location="cpu"):
         raise UserError(f"{path} is cut short or damaged: rerun what writes it")
     try:
         return torch.load(path, map_location=map_location, weights_only=True)
-    except Exception as err:  # torch's refusal is a page of advice, including one that must never be followed
-        first = (str(err).strip() or type(err).__name__).splitlines()[0]
-        raise UserError(f"{path} is not a file of tensors this project loads ({first[:200]})") from None
+    except Exception:  # torch's refusal is a page of advice, including one that must never be followed
+        raise UserError(f"{path} holds more than tensors and plain values (loading it could run code, so it is "
+                        f"refused): give a file this project wrote") from None
 
 
 def whole(path):

@@ -148,7 +148,10 @@ class RunFolder:
         cfg, out = self.cfg, self.out
         held = held_run(out, cfg.resume, cfg.overwrite)
         if cfg.resume:
-            self.state = io.load(out / "checkpoint.pt", cfg.device)
+            try:
+                self.state = io.load(out / "checkpoint.pt", cfg.device)
+            except UserError as err:
+                raise UserError(f"{err}; or pass --overwrite to train the run again") from None
             then = self.state.get("config", {}) if isinstance(self.state, dict) else {}  # another's: all differ
             changed = sorted(k for k in {*then, *self.identity} if then.get(k) != self.identity.get(k))
             if changed:
@@ -198,7 +201,7 @@ class RunFolder:
         """The line a stopped command ends with: where the run stands and how to go on."""
         if self.saved is not None:
             return f"interrupted after epoch {self.saved} of {self.cfg.epochs} (saved): continue with --resume"
-        if self.state is not None:
+        if self.cfg.resume:
             return (f"interrupted before another epoch was saved: the run in {self.out} is as it was; --resume "
                     f"continues it")
         removed = ", and the run it held was removed (--overwrite)" if self.replaced and self.about else ""

@@ -109,6 +109,10 @@ def test_the_notebook_checks_its_data_before_a_kernel_starts(tiny_cifar, tmp_pat
                     f"fuller copy, or another --mode") and not any(tmp_path.iterdir())
 
 
+def test_an_empty_out_is_refused_not_replaced_by_the_default(tiny_cifar, tmp_path):
+    assert cli_error(tiny_args(tiny_cifar, "")) == "error: --out '': give a folder"
+
+
 def test_a_file_where_the_run_folder_goes_is_named(tiny_cifar, tmp_path):
     (tmp_path / "run").write_text("a user's file")
     line = cli_error(tiny_args(tiny_cifar, tmp_path / "run"))

@@ -2,15 +2,18 @@
 --hole-p 0, RandAugment in front), on small generated images; the reference loaders and the cheap look-ups
 (listings, subsets, source) on a tiny class-folder copy."""
 import shutil
+import signal
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
 import torch
 import torchvision.transforms as T
+from torch.utils.data import DataLoader
 
 from src import class_folders
-from src.data import (MEAN, STD, CIFAR10Array, RandAugment, cifar10, loaders, source, split_listing, subset_indices,
-                      train_transforms)
+from src.data import (MEAN, STD, STOP_SIGNALS, CIFAR10Array, RandAugment, SeededLoader, _seed_worker, cifar10, loaders,
+                      source, split_listing, subset_indices, train_transforms)
 from src.io import UserError
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -133,3 +136,24 @@ def test_split_listing_counts_without_decoding_and_sees_renamed_or_moved_images(
         split_listing(tmp_path / "nothing", True)
     assert source(root) == "CIFAR-10 class folders"  # what a run read: PNGs (the JPEG copy: test_real_data)
     assert source(tmp_path / "nothing") == "CIFAR-10 (torchvision)"
+
+
+def test_workers_are_forked_with_the_stop_signals_held_back(monkeypatch):
+    """Raised inside a fork hook, a Ctrl-C or SIGTERM would be printed and dropped, and the run unstoppable."""
+    held = []
+    monkeypatch.setattr(DataLoader, "__iter__", lambda self: held.append(signal.pthread_sigmask(signal.SIG_BLOCK, []))
+                        or iter(()))
+    images = CIFAR10Array(np.zeros((4, 32, 32, 3), np.uint8), np.zeros(4), train_transforms())
+    iter(SeededLoader(images, num_workers=2, batch_size=2))
+    assert STOP_SIGNALS <= held[0] and not STOP_SIGNALS & signal.pthread_sigmask(signal.SIG_BLOCK, [])
+    monkeypatch.setattr(torch.utils.data, "get_worker_info", lambda: SimpleNamespace(dataset=images, seed=1))
+    signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
+    before = {signum: signal.getsignal(signum) for signum in STOP_SIGNALS}
+    try:
+        _seed_worker(0)  # as a worker starts: the signals ignored, then let through
+        assert all(signal.getsignal(signum) == signal.SIG_IGN for signum in STOP_SIGNALS)
+        assert not STOP_SIGNALS & signal.pthread_sigmask(signal.SIG_BLOCK, [])
+    finally:
+        for signum, handler in before.items():
+            signal.signal(signum, handler)
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)

@@ -47,11 +47,26 @@ def _a_checkpoint(folder):
 
 
 def _json_over_the_runs_metrics(folder):
-    return [folder / "model.pt", "--json", folder / "metrics.json"], "would replace the run's own file"
+    return [folder / "model.pt", "--json", folder / "metrics.json"], "would replace a run's file"
 
 
-@pytest.mark.parametrize("case", [_other_models_weights, _a_checkpoint, _json_over_the_runs_metrics])
+def _json_over_the_runs_checkpoint(folder):
+    return [folder / "model.pt", "--json", folder / "checkpoint.pt"], "would replace a run's file"
+
+
+def _json_a_folder(folder):
+    return [folder / "model.pt", "--json", folder], f"--json {folder}: a folder; give a file name"
+
+
+def _figures_a_file(folder):
+    return [folder / "model.pt", "--figures", folder / "metrics.json"], "metrics.json: a file; give a folder"
+
+
+@pytest.mark.parametrize("case", [_other_models_weights, _a_checkpoint, _json_over_the_runs_metrics,
+                                  _json_over_the_runs_checkpoint, _json_a_folder, _figures_a_file])
 def test_what_is_not_this_runs_model_is_refused_in_one_line(run, tiny_cifar, tmp_path, case):
     folder = shutil.copytree(run, tmp_path / "run")
     argv, said = case(folder)
+    before = {p.name: p.read_bytes() for p in folder.iterdir()}
     assert said in cli_error([*argv, "--data", tiny_cifar, "--device", "cpu"], "src.evaluate")
+    assert {p.name: p.read_bytes() for p in folder.iterdir()} == before or case is _other_models_weights
