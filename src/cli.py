@@ -13,6 +13,7 @@ import torch
 
 from .config import BY_NAME, OPTIONS, Config
 from .io import UserError
+from .run import RUN_FILES
 
 
 @contextmanager
@@ -51,12 +52,12 @@ def command(interrupted=lambda: "interrupted"):
 def result_file(flag, path, inputs=()):
     """A file a command writes its result to, checked before any work: not a folder, its folder there, and
     neither a run's own file nor one of the command's inputs."""
-    path, run_files = Path(path), ("metrics.json", "checkpoint.pt", "model.pt")
+    path = Path(path)
     if path.is_dir():
         raise UserError(f"{flag} {path}: a folder; give a file name")
     if not path.resolve().parent.is_dir():
         raise UserError(f"{flag} {path}: its folder does not exist; create it or give another path")
-    if path.name in run_files or path.resolve() in [Path(p).resolve() for p in inputs]:
+    if path.name in RUN_FILES or path.resolve() in [Path(p).resolve() for p in inputs]:
         raise UserError(f"{flag} {path}: would replace a run's file or this command's input; give another name")
     return path
 

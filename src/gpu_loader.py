@@ -29,8 +29,9 @@ def augment(images, crop_yx, flip, hole_yx, hole_on, mean_pixel, pad=PAD, hole=H
 
 
 def normalize(x, mean=MEAN, std=STD):
-    """uint8 -> float32 (x/255 - mean)/std per channel, as albumentations' Normalize."""
-    mean, std = (255 * torch.tensor(v, device=x.device).view(1, -1, 1, 1) for v in (mean, std))
+    """uint8 -> float32 (x/255 - mean)/std per channel, as albumentations' Normalize (mean, std: tuples, or
+    tensors already on x's device, which spare every batch a copy from the host)."""
+    mean, std = (255 * torch.as_tensor(v, device=x.device).view(1, -1, 1, 1) for v in (mean, std))
     return (x.float() - mean) / std
 
 
@@ -50,6 +51,9 @@ class GPULoader:
         self.rank, self.world_size = rank, world_size
         self.shard = len(self.labels) // world_size  # images per rank, the rest dropped: ranks stay in step
         self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
+        # the constants every batch needs, on the device once rather than copied from the host per batch
+        self.mean, self.std = (torch.tensor(v, device=self.device) for v in (MEAN, STD))
+        self.fill = torch.tensor(mean_pixel(), dtype=torch.uint8, device=self.device)
 
     def __len__(self):
         return self.shard // self.batch_size if self.drop_last else math.ceil(self.shard / self.batch_size)
@@ -75,5 +79,6 @@ class GPULoader:
             if self.train and self.randaugment:
                 x = rand_augment(x, *self.randaugment, gen)
             if self.train:
-                x = augment(x, *self.sample_choices(len(idx), gen), mean_pixel(), self.pad)
-            yield normalize(x).to(self.dtype).contiguous(memory_format=self.memory_format), self.labels[idx]
+                x = augment(x, *self.sample_choices(len(idx), gen), self.fill, self.pad)
+            x = normalize(x, self.mean, self.std).to(self.dtype)
+            yield x.contiguous(memory_format=self.memory_format), self.labels[idx]
