@@ -10,7 +10,6 @@ import albumentations as A  # noqa: E402
 import cv2  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
-import torch.distributed as dist  # noqa: E402
 from albumentations.pytorch import ToTensorV2  # noqa: E402
 from torch.utils.data import DataLoader, Dataset  # noqa: E402
 
@@ -150,7 +149,7 @@ class SeededLoader(DataLoader):
 
     def __iter__(self):
         if self.num_workers == 0:
-            _seed_transform(self.dataset, int(torch.randint(2**31, ())))
+            self.dataset.transform.set_random_seed(int(torch.randint(2**31, ())))
             return super().__iter__()
         # A stop signal waits until the workers are forked: raised inside a fork hook, Python would print and drop
         # it, and the run could no longer be stopped. The workers start with it blocked, and ignore it.
@@ -161,19 +160,13 @@ class SeededLoader(DataLoader):
             signal.pthread_sigmask(signal.SIG_SETMASK, blocked)
 
 
-def _seed_transform(dataset, seed):
-    """DDP ranks start from the same torch seed; the rank keeps their augmentations apart."""
-    rank = dist.get_rank() if dist.is_initialized() else 0
-    dataset.transform.set_random_seed((seed + 1_000_003 * rank) % 2**31)
-
-
 def _seed_worker(worker_id):
     """Ctrl-C, SIGTERM and SIGHUP are the main process's to handle: it stops its workers itself."""
     for signum in STOP_SIGNALS:
         signal.signal(signum, signal.SIG_IGN)
     signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)
     info = torch.utils.data.get_worker_info()
-    _seed_transform(info.dataset, info.seed % 2**31)
+    info.dataset.transform.set_random_seed(info.seed % 2**31)
 
 
 def loaders(train, test, batch_size=512, workers=2, pad=PAD, hole_p=HOLE_P, randaugment=None, pin_memory=False,
@@ -181,12 +174,6 @@ def loaders(train, test, batch_size=512, workers=2, pad=PAD, hole_p=HOLE_P, rand
     """Train and test DataLoaders over two CIFAR10Arrays: the reference (CPU, albumentations) data path."""
     train = CIFAR10Array(train.images, train.labels, train_transforms(pad, hole_p, randaugment))
     test = CIFAR10Array(test.images, test.labels, test_transforms())
-    if dist.is_initialized():
-        from torch.utils.data.distributed import DistributedSampler
-        order = (dict(sampler=DistributedSampler(train, seed=torch.initial_seed())),
-                 dict(sampler=DistributedSampler(test, shuffle=False)))
-    else:
-        order = dict(shuffle=True), dict(shuffle=False)
     common = dict(num_workers=workers, pin_memory=pin_memory)
-    return (SeededLoader(train, batch_size=batch_size, drop_last=True, **order[0], **common),
-            SeededLoader(test, batch_size=test_batch_size or batch_size, **order[1], **common))
+    return (SeededLoader(train, batch_size=batch_size, shuffle=True, drop_last=True, **common),
+            SeededLoader(test, batch_size=test_batch_size or batch_size, **common))

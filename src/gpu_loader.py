@@ -37,26 +37,25 @@ def normalize(x, mean=MEAN, std=STD):
 
 class GPULoader:
     """(x, y) batches on `device` as the reference DataLoader gives them (count, sizes, shuffled and augmented for
-    train). Each epoch seeds its generator from torch's global CPU RNG: `torch.manual_seed` repeats runs, a checkpoint
-    resumes exactly, and DDP ranks (same seed) share one permutation and keep the disjoint perm[rank::world_size]."""
+    train). Each epoch seeds its generator from torch's global CPU RNG: `torch.manual_seed` repeats runs, and a
+    checkpoint resumes exactly."""
 
     def __init__(self, dataset, batch_size, train, device="cpu", pad=PAD, flip_p=FLIP_P, hole_p=HOLE_P,
-                 randaugment=None, drop_last=None, rank=0, world_size=1, channels_last=False, dtype=torch.float32):
+                 randaugment=None, drop_last=None, channels_last=False, dtype=torch.float32):
         self.device = torch.device(device)
         self.images = torch.as_tensor(dataset.images).to(self.device).permute(0, 3, 1, 2).contiguous()
         self.labels = torch.as_tensor(dataset.labels, dtype=torch.int64).to(self.device)
         self.batch_size, self.train, self.dtype = batch_size, train, dtype
         self.pad, self.flip_p, self.hole_p, self.randaugment = pad, flip_p, hole_p, randaugment
         self.drop_last = train if drop_last is None else drop_last
-        self.rank, self.world_size = rank, world_size
-        self.shard = len(self.labels) // world_size  # images per rank, the rest dropped: ranks stay in step
         self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
         # the constants every batch needs, on the device once rather than copied from the host per batch
         self.mean, self.std = (torch.tensor(v, device=self.device) for v in (MEAN, STD))
         self.fill = torch.tensor(mean_pixel(), dtype=torch.uint8, device=self.device)
 
     def __len__(self):
-        return self.shard // self.batch_size if self.drop_last else math.ceil(self.shard / self.batch_size)
+        n = len(self.labels)
+        return n // self.batch_size if self.drop_last else math.ceil(n / self.batch_size)
 
     def sample_choices(self, n, generator):
         """(crop_yx, flip, hole_yx, hole_on) for n images, as `augment` takes them, drawn as albumentations 2
@@ -72,7 +71,6 @@ class GPULoader:
         gen = torch.Generator(device=self.device).manual_seed(int(torch.randint(2**62, ())))
         n, dev = len(self.labels), self.device
         order = torch.randperm(n, generator=gen, device=dev) if self.train else torch.arange(n, device=dev)
-        order = order[:self.shard * self.world_size][self.rank::self.world_size]
         for i in range(len(self)):
             idx = order[i * self.batch_size:(i + 1) * self.batch_size]
             x = self.images[idx]

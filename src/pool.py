@@ -124,7 +124,6 @@ def start(job, force, limit):
     cores = len(os.sched_getaffinity(0))
     env = {"OMP_NUM_THREADS": str(cores if job.alone else max(1, cores // limit)), **os.environ,
            "PYTHONPATH": str(ROOT), "MPLBACKEND": "Agg", "SHARED_DEVICE": "0" if job.alone or limit == 1 else "1"}
-    env.pop("WORLD_SIZE", None)  # one process per run, never DistributedDataParallel
     with open(job.log, "a") as log:  # --force too: the run it replaces keeps its log
         log.write(f"$ {shown}\n")
         log.flush()

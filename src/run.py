@@ -1,17 +1,15 @@
 """One training run as the command line and the notebooks start it, and the folder it writes: checkpoint.pt
 and metrics.json every epoch (`"finished": false` until the last), model.pt at the end. A folder is held by
 one process at a time, its run never replaced silently; a resume is exact and refuses other settings or data."""
-import os
 import platform
 import random
 import shutil
 import subprocess
-from dataclasses import asdict, replace
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
 import torch
-import torch.distributed as dist
 from filelock import FileLock, Timeout
 
 from . import data, io
@@ -20,7 +18,6 @@ from .gpu_loader import GPULoader
 from .io import UserError
 from .models import create_model, hyper_parameters, label, variant
 from .trainers import TRAINERS, Step
-from .trainers.engine import is_main_process
 
 RUN_FILES = ("metrics.json", "checkpoint.pt", "model.pt")
 TEST_BATCH_FACTOR = 4  # the test pass keeps no activations for backward: bigger batches, fewer steps
@@ -66,25 +63,22 @@ def make_loaders(cfg, train=None, test=None):
     if cfg.loader == "reference":
         return data.loaders(train, test, cfg.batch_size, cfg.workers, **augment, test_batch_size=test_batch,
                             pin_memory=cfg.device.startswith("cuda"))
-    rank, world = (dist.get_rank(), dist.get_world_size()) if dist.is_initialized() else (0, 1)
-    common = dict(device=cfg.device, rank=rank, world_size=world, channels_last=cfg.channels_last)
+    common = dict(device=cfg.device, channels_last=cfg.channels_last)
     return GPULoader(train, cfg.batch_size, True, **augment, **common), GPULoader(test, test_batch, False, **common)
 
 
 def run(cfg, folder=None):
     """Train as configured into cfg.out (or `folder`, a RunFolder of it); returns (model, history)."""
     cfg = resolve(cfg)
-    if dist.is_initialized() and cfg.device.startswith("cuda"):  # under torchrun: this rank's GPU
-        cfg = replace(cfg, device=f"cuda:{int(os.environ.get('LOCAL_RANK', 0))}")
     with folder or RunFolder(cfg) as folder:
         seed_everything(cfg.seed)
         model = build_model(cfg)
         images = folder.identity["images"]
-        if folder.main:  # said before the data is read: decoding 60,000 JPEGs takes a while on a CPU
-            print(f"training {label(cfg.model, **model_overrides(cfg))} ({sum(p.numel() for p in model.parameters()):,}"
-                  f" parameters), {cfg.trainer} trainer, {cfg.recipe} recipe, seed {cfg.seed}: {cfg.epochs} epochs on "
-                  f"{images['train_images']:,} training images, tested on {images['test_images']:,} ({cfg.data}); "
-                  f"{cfg.device}, {cfg.precision}, {cfg.loader} loader; writing {cfg.out}", flush=True)
+        # said before the data is read: decoding 60,000 JPEGs takes a while on a CPU
+        print(f"training {label(cfg.model, **model_overrides(cfg))} ({sum(p.numel() for p in model.parameters()):,} "
+              f"parameters), {cfg.trainer} trainer, {cfg.recipe} recipe, seed {cfg.seed}: {cfg.epochs} epochs on "
+              f"{images['train_images']:,} training images, tested on {images['test_images']:,} ({cfg.data}); "
+              f"{cfg.device}, {cfg.precision}, {cfg.loader} loader; writing {cfg.out}", flush=True)
         train_loader, test_loader = make_loaders(cfg)
         name = {"name": variant(cfg.model).title} if cfg.trainer == "onecycle" else {}  # its epoch line's prefix
         history = TRAINERS[cfg.trainer](model, train_loader, test_loader, cfg.epochs, lr_max=cfg.lr_max,
@@ -110,27 +104,18 @@ def held_run(out, resume, overwrite):
 class RunFolder:
     """cfg.out (of a resolved config) while a run writes it. `saved` is the last epoch this process saved and
     `replaced` whether it removes the run the folder held (--overwrite), for the line a stopped command ends
-    with. Only rank 0 touches the folder; the other ranks do as it found."""
+    with."""
 
     def __init__(self, cfg):
-        self.cfg, self.out, self.main = cfg, Path(cfg.out), is_main_process()
+        self.cfg, self.out = cfg, Path(cfg.out)
         self.saved = self.replaced = self.state = self.about = self._lock = self._made = None
 
     def __enter__(self):
         self.identity = {**fingerprint(self.cfg), "images": image_counts(self.cfg)}
+        self._made = next((p for p in reversed((self.out, *self.out.parents)) if not p.exists()), None)
         try:
-            verdict = [None]
-            if self.main:
-                self._made = next((p for p in reversed((self.out, *self.out.parents)) if not p.exists()), None)
-                self._lock = hold(self.out)
-                try:
-                    self._claim()
-                except UserError as err:
-                    verdict = [str(err)]
-            if dist.is_initialized():  # every rank refuses what rank 0 found, before any work
-                dist.broadcast_object_list(verdict, src=0)
-            if verdict[0]:
-                raise UserError(verdict[0])
+            self._lock = hold(self.out)
+            self._claim()
         except BaseException:
             self.__exit__()
             raise
@@ -166,7 +151,7 @@ class RunFolder:
     def files(self, model):
         """The trainer's keywords that write the run, once it has its data and model: with --overwrite,
         the old run goes now."""
-        if self.main and self.replaced:
+        if self.replaced:
             print(f"replacing the run in {self.out}", flush=True)
             for name in ("model.pt", "checkpoint.pt", "metrics.json"):  # the one that says "a run" last
                 (self.out / name).unlink(missing_ok=True)
@@ -175,8 +160,8 @@ class RunFolder:
                                 "hyper_parameters": hyper_parameters(cfg.model, **sizes),
                                 "parameters": sum(p.numel() for p in model.parameters())},
                       "data": {"path": cfg.data, "source": data.source(cfg.data), **self.identity["images"]},
-                      "hardware": hardware(cfg.device), "world_size": dist.get_world_size() if dist.is_initialized()
-                      else 1, "torch": torch.__version__, "commit": commit(), "config": asdict(cfg)}
+                      "hardware": hardware(cfg.device), "torch": torch.__version__, "commit": commit(),
+                      "config": asdict(cfg)}
         return dict(resume=self.state, on_epoch=self._save)
 
     def _save(self, epoch, history, state):
@@ -193,9 +178,8 @@ class RunFolder:
 
     def finish(self, model, history):
         """model.pt, then metrics.json saying "finished": a run is finished only with its weights whole."""
-        if self.main:
-            io.save(self.out / "model.pt", model.state_dict())
-            self.write_metrics(history, finished=True)
+        io.save(self.out / "model.pt", model.state_dict())
+        self.write_metrics(history, finished=True)
 
     def interrupted(self):
         """The line a stopped command ends with: where the run stands and how to go on."""

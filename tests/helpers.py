@@ -39,9 +39,7 @@ def tiny_args(data, out, *extra, epochs=2):
 
 
 def env():
-    values = {**os.environ, "PYTHONPATH": str(REPO_ROOT), "OMP_NUM_THREADS": "1", "MPLBACKEND": "Agg"}
-    values.pop("WORLD_SIZE", None)  # never DistributedDataParallel by accident
-    return values
+    return {**os.environ, "PYTHONPATH": str(REPO_ROOT), "OMP_NUM_THREADS": "1", "MPLBACKEND": "Agg"}
 
 
 def run_cli(*args, module="src.train", timeout=PATIENCE):

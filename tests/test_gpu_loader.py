@@ -2,7 +2,7 @@
 Equality: with every random choice fixed, `augment` + `normalize` reproduce the user's own albumentations
 steps to 1e-5. Distribution: crop offsets, flips and holes drawn as albumentations draws them; --pad 0
 --hole-p 0 leaves flips only; RandAugment runs on the batch before the crop. Bookkeeping: labels,
-permutations, batch counts, seeding and DDP shards as the reference DataLoader path gives them."""
+permutations, batch counts and seeding as the reference DataLoader path gives them."""
 import albumentations as A
 import numpy as np
 import pytest
@@ -194,22 +194,6 @@ def test_every_epoch_is_another_permutation():
     first, second = (torch.cat([y for _, y in loader]) for _ in range(2))
     assert all(len(ys) == 7 * 128 == len(torch.unique(ys)) and ys.dtype == torch.int64 for ys in (first, second))
     assert not torch.equal(first, second)
-
-
-@pytest.mark.parametrize("train", [True, False])
-def test_ranks_get_disjoint_shards_covering_the_trimmed_dataset(train):
-    ds = random_dataset(1001)
-    shards = []
-    for rank in range(2):
-        torch.manual_seed(3)  # every rank has the same global seed
-        loader = GPULoader(ds, 100, train, rank=rank, world_size=2, drop_last=False)
-        ys = torch.cat([y for _, y in loader])
-        assert len(loader) == 5 and len(ys) == 500
-        shards.append(ys)
-    a, b = shards
-    assert not set(a.tolist()) & set(b.tolist()) and len(set(a.tolist()) | set(b.tolist())) == 1000
-    if not train:
-        assert torch.equal(a, torch.arange(0, 1000, 2)) and torch.equal(b, torch.arange(1, 1000, 2))
 
 
 def test_dtype_and_channels_last():

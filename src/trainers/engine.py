@@ -1,4 +1,4 @@
-"""The one epoch loop both trainers drive (precision, EMA, clipping, DDP, the divergence guard): its state goes to
+"""The one epoch loop both trainers drive (precision, EMA, clipping, the divergence guard): its state goes to
 `on_epoch` and comes back to resume; on CUDA the host reads the device only every SYNC_EVERY batches."""
 import math
 import random
@@ -6,7 +6,6 @@ import time
 
 import numpy as np
 import torch
-import torch.distributed as dist
 from torch import nn
 
 from ..io import UserError
@@ -24,10 +23,6 @@ class Diverged(UserError):
     """Training blew up: the message says when (epoch, batch, learning rate) and what."""
 
 
-def is_main_process():
-    return not dist.is_initialized() or dist.get_rank() == 0
-
-
 class Engine:
     """Holds a model, its optimizer, schedule and Step; `fit` runs epochs and returns a History."""
     PARTS = ("model", "optimizer", "scaler", "scheduler", "ema")  # what a state_dict holds besides the generators
@@ -42,8 +37,6 @@ class Engine:
         self.scaler = torch.amp.GradScaler("cuda", enabled=step.amp_dtype(self.device) == torch.float16)
         self.ema = EMA(model, step.ema) if step.ema else None
         self.net, self.eval_net = model, self.ema.module if self.ema else model  # test the EMA if any
-        if dist.is_initialized():
-            self.net = nn.parallel.DistributedDataParallel(model, device_ids=[self.device.index] if cuda else None)
         if step.compile:
             self.net = torch.compile(self.net, mode=step.compile_mode)
             self.eval_net = torch.compile(self.eval_net, mode=step.compile_mode)
@@ -55,11 +48,9 @@ class Engine:
                 y.to(self.device, non_blocking=True))
 
     def train_epoch(self, loader, epoch, history, on_batch=None, wrap=None):
-        """One pass over loader: (mean loss, accuracy, images) over every rank's images; on_batch(i, loss,
-        accuracy %) at every host read, wrap(loader) (a progress bar) iterated if given."""
+        """One pass over loader: (mean loss, accuracy, images); on_batch(i, loss, accuracy %) at every host read,
+        wrap(loader) (a progress bar) iterated if given."""
         self.net.train()
-        if hasattr(getattr(loader, "sampler", None), "set_epoch"):  # DistributedSampler reshuffles only when told
-            loader.sampler.set_epoch(epoch)
         loss_sum, correct, seen = torch.zeros((), device=self.device), torch.zeros((), device=self.device), 0
         first_bad, bad_loss = torch.full((), -1, device=self.device), torch.zeros((), device=self.device)
         batches, offset = len(loader), len(history.batch_lr)
@@ -77,10 +68,8 @@ class Engine:
             seen += len(y)
             due = (i + 1) % self.sync_every == 0 or i + 1 == batches
             if due:  # one host read, before the step: on CPU no step ever follows a bad loss
-                bad = torch.stack([first_bad.float(), bad_loss])
-                if dist.is_initialized():  # every rank stops at the same batch, or the others wait forever
-                    dist.all_reduce(bad, op=dist.ReduceOp.MAX)
-                batch, bad_value, loss_now, correct_now = torch.cat([bad, value[None], correct[None].float()]).tolist()
+                batch, bad_value, loss_now, correct_now = torch.stack(
+                    [first_bad.float(), bad_loss, value, correct.float()]).tolist()
                 if batch >= 0:
                     raise Diverged(f"loss became {bad_value:.4g} at epoch {epoch}, batch {int(batch)}, learning rate "
                                    f"{history.batch_lr[offset + int(batch)]:.6g} (above {MAX_LOSS_FACTOR}x a uniform "
@@ -98,12 +87,7 @@ class Engine:
                 self.ema.update()
             if due and on_batch:
                 on_batch(i, loss_now, 100 * correct_now / seen)
-        if dist.is_initialized():  # BatchNorm statistics differ per rank: averaged, as timm's distribute_bn does
-            models = [self.model] + ([self.ema.module] if self.ema is not None else [])
-            for buffer in [b for model in models for b in model.buffers() if b.is_floating_point()]:
-                dist.all_reduce(buffer)
-                buffer /= dist.get_world_size()
-        return _reduced_means(loss_sum, correct, seen)
+        return _means(loss_sum, correct, seen)
 
     @torch.no_grad()
     def evaluate(self, loader, into=None, keep=20):
@@ -128,11 +112,11 @@ class Engine:
         if into is not None:
             into.predictions = torch.cat(targets).cpu(), torch.cat(predicted).cpu()
             into.misclassified = tuple(torch.cat(parts)[:keep] for parts in zip(*wrong))
-        return _reduced_means(loss_sum, correct, seen)
+        return _means(loss_sum, correct, seen)
 
     def fit(self, train_loader, test_loader, epochs, *, resume=None, wrap=None, on_batch=None, on_epoch=None):
         """Run epochs, continuing from `resume` (a state that on_epoch was given) if any; after each epoch
-        call on_epoch(epoch, history, state) on the main process, where state() is what resumes it."""
+        call on_epoch(epoch, history, state), where state() is what resumes it."""
         history, start = History(), 0
         if resume is not None:
             history, start = self.load_state_dict(resume)
@@ -153,7 +137,7 @@ class Engine:
                 torch.cuda.synchronize(self.device)
             history.append(train_loss=train_loss, train_acc=train_acc, test_loss=test_loss, test_acc=test_acc,
                            epoch_time=time.perf_counter() - t0, lr=history.batch_lr[-1])
-            if on_epoch and is_main_process():
+            if on_epoch:
                 on_epoch(epoch, history, lambda: self.state_dict(epoch, history))
         if self.ema is not None:
             self.model.load_state_dict(self.ema.module.state_dict())  # keep the weights that were tested
@@ -186,10 +170,7 @@ class Engine:
         return History.from_dict(state["history"]), state["epoch"] + 1
 
 
-def _reduced_means(loss_sum, correct, seen):
-    """Sums over every rank's images, turned into (mean loss, accuracy, images); one sync."""
-    totals = torch.stack([loss_sum, correct.float(), torch.tensor(float(seen), device=loss_sum.device)])
-    if dist.is_initialized():
-        dist.all_reduce(totals)
-    loss_sum, correct, seen = totals.tolist()
-    return loss_sum / seen, correct / seen, int(seen)
+def _means(loss_sum, correct, seen):
+    """(mean loss, accuracy, images), read from the device in one sync."""
+    loss_sum, correct = torch.stack([loss_sum, correct.float()]).tolist()
+    return loss_sum / seen, correct / seen, seen

@@ -11,7 +11,7 @@ class History:
     epoch_time: list = field(default_factory=list)  # seconds, train + test pass
     lr: list = field(default_factory=list)          # learning rate at the end of each epoch
     batch_lr: list = field(default_factory=list)    # learning rate of every optimizer step
-    train_images: int = 0                           # images per epoch, summed over DDP ranks
+    train_images: int = 0                           # images per epoch
     test_images: int = 0
     # For the plots, not saved: (images, targets, predictions) of some test mistakes; (targets, predictions) of all
     misclassified: tuple = field(default=None, repr=False, compare=False)
