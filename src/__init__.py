@@ -1,13 +1,11 @@
-"""CIFAR-10 experiments with ConvMixer and a convolution-only ViT. The study: models, trainers, data, class_folders,
-gpu_loader, gpu_augment, recipes, plots, analysis, conv_cost, io; running it: config, run, cli, pool, batch, report."""
+"""CIFAR-10 experiments with ConvMixer and a convolution-only ViT: the study, and the code that runs it."""
 import os as _os
 import signal as _signal
 import sys as _sys
 
 if _sys.argv[:1] == ["-m"]:  # `python -m src.COMMAND` is starting (Python sets "-m" while it imports)
     def _interrupted_while_starting(signum, frame):
-        """Ctrl-C before the command takes over: nothing was done, so end at once (an exception raised here
-        could land inside a half-imported library)."""
+        """Nothing was done yet; exit at once, since an exception could land inside a half-imported library."""
         print("\ninterrupted while starting: nothing was done", file=_sys.stderr, flush=True)
         _os._exit(128 + signum)
 

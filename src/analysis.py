@@ -1,5 +1,4 @@
-"""What a trained model learned. ConvMixer: each block's depth-wise kernels and the patch-embedding filters
-(the ConvMixer paper's kernel figures). ConvViT: attention recorded with forward hooks, attention rollout (Abnar &
+"""What a trained model learned: the ConvMixer paper's kernel figures; for ConvViT, attention rollout (Abnar &
 Zuidema 2020), mean attention distance and position-embedding similarity (the ViT paper's Figure 7)."""
 import copy
 import math
@@ -36,15 +35,9 @@ def confusion_matrix(targets, preds, num_classes=10):
     return np.bincount(targets * num_classes + preds, minlength=num_classes ** 2).reshape(num_classes, num_classes)
 
 
-def depthwise_kernels(model):
-    """(depth, dim, k, k): each block's k x k spatial filters, one per channel."""
-    return torch.stack([rearrange(block[0].fn[0].weight.detach().cpu(), "d 1 k l -> d k l")
-                        for block in model.blocks])
-
-
 def plot_depthwise_kernels(model, channels=64, path=None):
     """Blocks as rows, the first `channels` kernels of each, each scaled to [-1, 1] so that its shape shows."""
-    kernels = depthwise_kernels(model)[:, :channels]
+    kernels = torch.stack([block[0].fn[0].weight.detach().cpu()[:channels, 0] for block in model.blocks])
     depth, shown, k = kernels.shape[:3]
     kernels = kernels / kernels.abs().amax((-2, -1), keepdim=True).clamp_min(1e-12)
     grid = _mosaic(rearrange(kernels, "b c k l -> (b c) k l").numpy(), shown, np.nan)
@@ -80,8 +73,7 @@ def record_attention(model, images):
 
 
 def attention_rollout(attentions):
-    """(B, N, N): how much each token draws on each input token through all blocks, the residual path counted
-    as attention to itself: heads averaged, identity added, rows renormalised, later blocks multiplied on the left."""
+    """(B, N, N): what each token draws from each input token over all blocks, the residual path as self-attention."""
     def mix(attention):
         mixed = attention.mean(1) + torch.eye(attention.shape[-1], device=attention.device)
         return mixed / mixed.sum(-1, keepdim=True)
@@ -95,27 +87,16 @@ def _patch_distances(grid, patch_size):
 
 
 def mean_attention_distance(attention, grid, patch_size):
-    """(heads,): how far, in pixels, a head looks from each query patch, key patches weighted by attention,
-    averaged over queries and the batch (the ViT paper's Figure 7, right); the class token left out."""
+    """(heads,): pixels from query to key patch, attention-weighted, mean over queries and images (ViT paper Fig. 7)."""
     patches = attention[..., 1:, 1:].double()
     patches = patches / patches.sum(-1, keepdim=True)
     return (patches * _patch_distances(grid, patch_size).to(patches.device)).sum(-1).mean((0, 2)).float()
 
 
-def uniform_attention_distance(grid, patch_size):
-    """mean_attention_distance of uniform attention (the mean distance between two patch centres)."""
-    return _patch_distances(grid, patch_size).mean().item()
-
-
-def position_similarity(model):
-    """(P, P) cosine similarity of the patch tokens' learned position embeddings."""
-    positions = F.normalize(model.pos_embedding.detach()[0, 1:].cpu(), dim=-1)
-    return positions @ positions.T
-
-
 def plot_position_similarity(model, path=None):
     """Tile (r, c): patch (r, c)'s similarity to every patch; a learned 2-D layout shows a spot moving with (r, c)."""
-    similarity = position_similarity(model)
+    positions = F.normalize(model.pos_embedding.detach()[0, 1:].cpu(), dim=-1)
+    similarity = positions @ positions.T  # cosine
     grid = math.isqrt(len(similarity))
     fig, ax = plt.subplots(figsize=(7, 6))
     tiles = _mosaic(rearrange(similarity, "q (h w) -> q h w", h=grid).numpy(), grid, np.nan)
@@ -130,8 +111,7 @@ def plot_position_similarity(model, path=None):
 def _upsampled(maps, size):
     """(B, P) attention over the patches -> (B, H, W), scaled to [0, 1] per image for display."""
     grid = math.isqrt(maps.shape[-1])
-    maps = F.interpolate(rearrange(maps.float().cpu(), "b (h w) -> b 1 h w", h=grid), size=tuple(size),
-                         mode="bilinear", align_corners=False)[:, 0]
+    maps = F.interpolate(rearrange(maps.float().cpu(), "b (h w) -> b 1 h w", h=grid), size, mode="bilinear")[:, 0]
     return (maps / maps.amax((-2, -1), keepdim=True).clamp_min(1e-12)).numpy()
 
 
@@ -140,7 +120,6 @@ def plot_class_attention(images, attentions, mean, std, heads=None, path=None):
     last = attentions[-1]
     heads = range(last.shape[1]) if heads is None else heads
     maps = [last[:, head, 0, 1:] for head in heads] + [attention_rollout(attentions)[:, 0, 1:]]
-    titles = [f"head {head}" for head in heads] + ["rollout"]
     maps = [_upsampled(m, images.shape[-2:]) for m in maps]
     fig, axes = plt.subplots(len(images), len(maps) + 1, figsize=(1.6 * (len(maps) + 1), 1.7 * len(images)),
                              squeeze=False)
@@ -150,14 +129,13 @@ def plot_class_attention(images, attentions, mean, std, heads=None, path=None):
             if col:
                 ax.imshow(maps[col - 1][row], cmap="inferno", alpha=0.6)
             ax.axis("off")
-    for ax, title in zip(axes[0], ["image"] + titles):
+    for ax, title in zip(axes[0], ["image", *(f"head {head}" for head in heads), "rollout"]):
         ax.set_title(title, fontsize=8)
     return _finish(fig, path)
 
 
 def plot_attention_distance(distances, uniform=None, path=None):
-    """Every head's mean attention distance (dots) per block: in the ViT paper early heads look near and far,
-    late heads far. `uniform` (uniform_attention_distance) draws a line where heads that learned no locality sit."""
+    """A dot per head and block (ViT paper: early heads look near and far, late ones far); `uniform`: a dashed line."""
     distances = np.stack([np.asarray(torch.as_tensor(d).cpu()) for d in distances])
     blocks = np.arange(1, len(distances) + 1)
     fig, ax = plt.subplots(figsize=(5, 4))
@@ -172,13 +150,12 @@ def plot_attention_distance(distances, uniform=None, path=None):
 
 
 def attention_distances(model, attentions):
-    """Every block's mean attention distance per head, in pixels, on the model's patch grid."""
     return [mean_attention_distance(a, model.image_size // model.patch_size, model.patch_size) for a in attentions]
 
 
 def uniform_distance(model):
-    """uniform_attention_distance on the model's patch grid: the reference line of the distance figure."""
-    return uniform_attention_distance(model.image_size // model.patch_size, model.patch_size)
+    """The mean attention distance of uniform attention: where heads that learned no locality sit."""
+    return _patch_distances(model.image_size // model.patch_size, model.patch_size).mean().item()
 
 
 def test_images(data_root, n=4):

@@ -1,22 +1,20 @@
-"""What src.sweep and src.reproduce share: their options, the training runs they start (flags checked
-before any run starts; a result other flags or data made is refused, not skipped or continued), how
-they run them and how they end: one line for what did not finish."""
+"""What src.sweep and src.reproduce share: their options, their runs (each checked before any starts), how they
+end: a result other flags or data made is refused, not skipped or continued."""
 import math
 import os
 import sys
 import tempfile
 import time
-from functools import cache
 from pathlib import Path
 
 import torch
 
-from . import data, io
+from . import io
 from .cli import command, config_from_args
 from .config import device_of, fingerprint, resolve
 from .io import UserError
 from .pool import ROOT, STOP_GRACE, Job, read, run_jobs
-from .run import hold
+from .run import hold, image_counts
 
 CALL = 570  # seconds of one call on a lent GPU (10 minutes, less its start and the packing of results)
 NOTEBOOK_OF = {"convmixer_256_8": "ConvMixer_experimentation_2", "vit_seed": "ViT_with_convolution"}
@@ -40,20 +38,9 @@ def train_flags(model, flags, args):
 
 
 def portable(path):
-    """A path as commands and logs show it: relative to the repository where it is near, so that
-    committed logs name no home folder."""
+    """A path relative to the repository where it is near: committed logs name no home folder."""
     relative = os.path.relpath(Path(path).resolve(), ROOT)
     return relative if not relative.startswith(os.path.join("..", "..")) else str(Path(path).resolve())
-
-
-@cache
-def listing(root):
-    """A data folder's splits as a run records them ({"train_split_images": n, "train_listing": digest, ...}),
-    read once per call: to see another copy, and a copy too small for the runs, before any starts."""
-    found = {}
-    for split in ("train", "test"):
-        found[f"{split}_split_images"], found[f"{split}_listing"] = data.split_listing(root, split == "train", True)
-    return found
 
 
 def train_job(name, folder, flags, planned=False):
@@ -61,16 +48,10 @@ def train_job(name, folder, flags, planned=False):
     args = (*map(str, flags), "--out", portable(folder))
     try:
         cfg = resolve(config_from_args(args))
+        have = None if planned else image_counts(cfg)  # a copy too small for the run, refused before any starts
     except (UserError, SystemExit) as err:
         raise UserError(f"{name}: {err}") from None
-    folder, wanted, have = Path(folder), fingerprint(cfg), listing(cfg.data)
-    need = cfg.train_subset or 0, cfg.test_subset or 0, cfg.batch_size
-    short = need[0] > have["train_split_images"] or need[1] > have["test_split_images"] or \
-        need[2] > min(cfg.train_subset or math.inf, have["train_split_images"])
-    if short and not planned:
-        raise UserError(f"--data {cfg.data} holds {have['train_split_images']:,} training and "
-                        f"{have['test_split_images']:,} test images, too few for {name} (it trains on batches of "
-                        f"{need[2]}{f', uses {need[0]:,} and {need[1]:,}' if need[0] else ''}): give a fuller copy")
+    folder, wanted = Path(folder), fingerprint(cfg)
 
     def stale():
         metrics = read(folder / "metrics.json")
@@ -113,8 +94,7 @@ def add_arguments(p):
 
 
 def run_all(args, p, default_out, jobs_in, write):
-    """Check the shared options, plan the jobs (jobs_in(out)) and print the plan (--plan) or run them,
-    write(out) after each ends and once more, print what it returns, and end as the runs ended."""
+    """Plan the jobs (jobs_in(out)) and print them (--plan) or run them, write(out) after each ends and once more."""
     if not args.data or not Path(args.data).is_dir():
         p.error(f"--data {args.data}: give the folder of a CIFAR-10 copy (or set CIFAR10_DIR)")
     if not args.budget > STOP_GRACE:
@@ -154,8 +134,7 @@ def run_all(args, p, default_out, jobs_in, write):
 
 
 def estimate(job):
-    """Seconds the job takes beside the others, from the committed run most like it (same model, loader,
-    batch), or the bench's own; None where nothing like it was run."""
+    """Seconds the job takes beside the others, from the committed run most like it (model, loader, batch)."""
     if job.module == "src.bench":  # an untimed and three timed epochs of each path, three of the steps alone
         s = (read(ROOT / "ConvMixer_experimentation_2/bench/bench.json") or {}).get("seconds")
         return s and s["fast_first_epoch"] + 3 * s["fast"] + 4 * (s["reference_2_workers"] + s["reference_all_cores"]) \

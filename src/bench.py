@@ -1,7 +1,6 @@
-"""One epoch (train + test pass) timed on each data path, e.g. `python -m src.bench --repeats 3 --json bench.json`:
-the fast path (src/gpu_loader.py), the albumentations DataLoader with 2 workers and with every core, the training
-steps alone, each the median of --repeats after an untimed epoch, and the physical floor (docs/command-line.md).
-`--conv-vs-linear --model vit_seed` times the conv-only ViT against its nn.Linear twin (src/conv_cost.py)."""
+"""One epoch (train + test pass) timed on the fast path (src/gpu_loader.py), on the albumentations DataLoader with
+2 workers and with every core, and its training steps alone, each the median of --repeats after an untimed epoch;
+and the physical floor (docs/command-line.md). --conv-vs-linear: the ConvViT against its nn.Linear twin."""
 import os
 import statistics
 import time
@@ -13,7 +12,7 @@ from torch.utils.flop_counter import FlopCounterMode
 from . import io
 from .cli import command, config_from_args, parser, result_file
 from .config import resolve
-from .conv_cost import conv_vs_linear, cost_table
+from .conv_cost import conv_vs_linear, cost_table, saved_bytes
 from .io import UserError
 from .models import ConvViT, label
 from .run import build_model, commit, datasets, hardware, image_counts, make_loaders, seed_everything
@@ -37,8 +36,7 @@ def _timed(device, work):
 
 
 def bench(cfg, repeats=1, profile=False):
-    """What src.bench writes: an epoch's seconds on the fast path (its first, and the median of `repeats`), on the
-    reference path with 2 workers and with every core, and of the training steps alone; the physical floor."""
+    """What src.bench writes: each path's epoch seconds (the median of `repeats`), the speed-ups, the physical floor."""
     seed_everything(cfg.seed)
     model = build_model(cfg)
     engine = Engine(model, adamw(model, cfg.lr_max, cfg.wd, cfg.decay_norms, cfg.beta2, cfg.device),
@@ -60,11 +58,9 @@ def bench(cfg, repeats=1, profile=False):
                                          for _ in range(repeats))
     floor = physical_floor(engine, resident[0], len(fast[0]) * cfg.batch_size, len(images[1]))
     if profile:  # where a training step's time goes, op by op: what a faster step must attack
-        cuda = engine.device.type == "cuda"
-        activities = [torch.profiler.ProfilerActivity.CPU] + [torch.profiler.ProfilerActivity.CUDA] * cuda
-        with torch.profiler.profile(activities=activities) as steps:
+        with torch.profiler.profile() as steps:
             _timed(engine.device, lambda: engine.train_epoch(resident[:4], 0, History()))
-        profile = steps.key_averages().table(sort_by=f"self_{'cuda' if cuda else 'cpu'}_time_total", row_limit=15)
+        profile = steps.key_averages().table(sort_by=f"self_{engine.device.type}_time_total", row_limit=15)
     speedup = {"vs_2_workers": seconds["reference_2_workers"] / seconds["fast"],
                "vs_all_cores": seconds["reference_all_cores"] / seconds["fast"]}
     compile_s = max(seconds["fast_first_epoch"] - seconds["fast"], 0.0)
@@ -82,21 +78,14 @@ def bench(cfg, repeats=1, profile=False):
 
 
 def physical_floor(engine, batch, train_images, test_images):
-    """The FLOPs an epoch computes (a training step as three forwards per training image: torch's counter
-    overcounts a depth-wise convolution's backward; a forward per test view), the bytes it moves (what autograd
-    keeps for backward, written and read once) and their seconds at the GPU's peak: no implementation beats it."""
+    """An epoch's FLOPs (a training image as three forwards: torch's counter overcounts a depth-wise convolution's
+    backward), bytes (what autograd saves, written and read once) and their seconds at the GPU's peak."""
     x, y = engine._batch(*batch)
-    saved = {}
-
-    def keep(tensor):
-        saved[tensor.untyped_storage().data_ptr()] = tensor.untyped_storage().nbytes()
-        return tensor
-    with FlopCounterMode(display=False) as counted, engine.step.autocast(engine.device), \
-            torch.autograd.graph.saved_tensors_hooks(keep, lambda tensor: tensor):
-        engine.model(x)
+    with FlopCounterMode(display=False) as counted, engine.step.autocast(engine.device):
+        saved = saved_bytes(lambda: engine.model(x))
     views = len(engine.step.views(x[:1]))
     floor = {"flops": (3 * train_images + views * test_images) * counted.get_total_flops() / len(y),
-             "bytes": 2 * train_images * sum(saved.values()) / len(y)}
+             "bytes": 2 * train_images * saved / len(y)}
     peak = next((p for p in PEAKS if p[0] in hardware(engine.device)), None)
     if peak and engine.step.precision != "fp32":
         floor["seconds"] = max(floor["flops"] / peak[1], floor["bytes"] / peak[2])

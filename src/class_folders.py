@@ -1,5 +1,4 @@
-"""A class-folder copy of CIFAR-10 (`train/<class>/*.jpg`, as the JPEG copy): its files listed and
-checked, and its images decoded, so that a damaged file is an error that names it."""
+"""A class-folder copy of CIFAR-10 (`train/<class>/*.jpg`) listed, checked and decoded: a damaged file is named."""
 import os
 import sys
 import tempfile
@@ -16,8 +15,7 @@ OTHER_IMAGES = {".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".jp2", ".heic
 
 
 def image_files(split_dir):
-    """[(label, path)] of a class-folder split in class order, checked: the ten classes, none empty, every
-    image one this project reads. Other files (notes) and hidden ones (.ipynb_checkpoints, ._0001.jpg) are not data."""
+    """[(label, path)] in class order; notes and hidden files (.ipynb_checkpoints, ._0001.jpg) are not data."""
     found = sorted(p.name for p in split_dir.iterdir() if p.is_dir() and not p.name.startswith("."))
     if found != sorted(CLASSES):
         raise UserError(f"{split_dir} must hold exactly the 10 CIFAR-10 class folders {list(CLASSES)}; found "
@@ -36,8 +34,7 @@ def image_files(split_dir):
 
 
 def read_images(paths):
-    """One (N, 32, 32, 3) uint8 array. libjpeg and libpng warn on file descriptor 2, out of Python's reach: it goes
-    to a temporary file, and a warning is an error naming the image, not a grey patch trained on in silence."""
+    """Decoder warnings go to fd 2, out of Python's reach: caught in a file, each is an error naming its image."""
     sys.stderr.flush()
     saved = os.dup(2)
     with tempfile.TemporaryFile() as sink:
@@ -57,8 +54,7 @@ def read_images(paths):
 
 
 def read_image(path):
-    """OpenCV decodes these small JPEGs about 4x faster than PIL. A file cut short is refused before
-    decoding: libjpeg would fill the rest with grey."""
+    """OpenCV decodes these JPEGs 4x faster than PIL. A file cut short is refused: libjpeg would fill it with grey."""
     raw = Path(path).read_bytes()
     end = {b"\xff\xd8": b"\xff\xd9", b"\x89P": b"IEND\xaeB`\x82"}.get(raw[:2])  # JPEG's EOI, PNG's IEND chunk
     if end is None or not raw.rstrip(b"\x00").endswith(end):

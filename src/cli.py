@@ -1,12 +1,9 @@
-"""What every command shares: its flags, built from the options' declarations, and how it ends: a failure the
-user can mend in one line `error: ...` naming the flag or file and what to do, exit 1; bad usage exits 2
-(argparse); Ctrl-C 130 and SIGTERM 143, each with one line saying where things stand."""
+"""What every command shares, so each ends the same way: flags from the declarations, one line per failure."""
 import argparse
 import shlex
 import signal
 import sys
 from contextlib import contextmanager
-from dataclasses import fields
 from pathlib import Path
 
 import torch
@@ -18,8 +15,7 @@ from .run import RUN_FILES
 
 @contextmanager
 def command(interrupted=lambda: "interrupted"):
-    """Run a command's work: its failures one line and exit 1; Ctrl-C, SIGTERM or a closed terminal (SIGHUP)
-    the line interrupted() returns, and exit 128 + the signal."""
+    """A mendable failure: `error: ...`, exit 1; Ctrl-C, SIGTERM, SIGHUP: interrupted()'s line, exit 128 + signal."""
     came, signals = [], (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 
     def stop(signum, frame):
@@ -50,8 +46,7 @@ def command(interrupted=lambda: "interrupted"):
 
 
 def result_file(flag, path, inputs=()):
-    """A file a command writes its result to, checked before any work: not a folder, its folder there, and
-    neither a run's own file nor one of the command's inputs."""
+    """A command's result file, checked before any work: never a run's own file or one of the command's inputs."""
     path = Path(path)
     if path.is_dir():
         raise UserError(f"{flag} {path}: a folder; give a file name")
@@ -85,9 +80,8 @@ def _word(kind):
         try:
             return kind(text)
         except ValueError:
-            raise argparse.ArgumentTypeError(f"expected {'an integer' if kind is int else 'a number'}, "
-                                             f"got {text!r}") from None
-    parse.__name__ = kind.__name__
+            said = "an integer" if kind is int else "a number"
+            raise argparse.ArgumentTypeError(f"expected {said}, got {text!r}") from None
     return parse
 
 
@@ -99,12 +93,12 @@ def config_from_args(argv=None, p=None):
 def command_line(cfg, always=("model", "trainer", "recipe", "epochs")):
     """`python -m src.train ...` that config_from_args turns into cfg: the values given, and `always`."""
     words = []
-    for f in fields(Config):
-        value, flag = getattr(cfg, f.name), BY_NAME[f.name].flag
-        if value == f.default and f.name not in always:
+    for o in OPTIONS:
+        value = getattr(cfg, o.name)
+        if value == o.unset and o.name not in always:
             continue
         if isinstance(value, bool):
-            words.append(flag if value else "--no-" + flag[2:])
+            words.append(o.flag if value else "--no-" + o.flag[2:])
         else:
-            words += [flag, *map(str, value if isinstance(value, (tuple, list)) else (value,))]
+            words += [o.flag, *map(str, value if isinstance(value, (tuple, list)) else (value,))]
     return shlex.join(["python", "-m", "src.train", *words])

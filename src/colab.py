@@ -1,20 +1,16 @@
-"""What a notebook's set-up cell runs in Colab: install what requirements.txt asks for and the runtime lacks,
-before anything imports it, never touching Colab's own torch and torchvision. Standard library and
-`packaging` only: it runs before the requirements are there."""
+"""Installs in Colab what requirements.txt asks for, before anything imports it: standard library and packaging only."""
 import importlib
 import importlib.metadata as metadata
 import re
 import subprocess
 import sys
-import tempfile
 from pathlib import Path
 
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
 REQUIREMENTS = Path(__file__).resolve().parent.parent / "requirements.txt"
-# Colab's torch and torchvision are built for its CUDA; its Jupyter runs the notebook; tests run elsewhere.
-COLAB_HAS = {"torch", "torchvision", "ipykernel", "papermill", "pytest"}
+COLAB_HAS = {"torch", "torchvision", "ipykernel", "papermill", "pytest"}  # its CUDA builds; its Jupyter; no tests
 
 
 class RestartRuntime(Exception):
@@ -23,8 +19,7 @@ class RestartRuntime(Exception):
 
 
 def missing(requirements=REQUIREMENTS):
-    """The requirements this Python does not satisfy (comments, blank lines and markers read as pip
-    reads them), less what Colab brings."""
+    """The requirements this Python does not satisfy, read as pip reads them, less what Colab brings."""
     wanted = []
     for line in Path(requirements).read_text().splitlines():
         line = re.sub(r"(^|\s)#.*", "", line).strip()  # pip's comments: # at the start or after a blank
@@ -47,16 +42,13 @@ def versions():
 
 
 def install_missing():
-    """In Colab: pip-install what is missing, torch and torchvision held at their versions. A package the
-    kernel has already imported keeps its old code until the runtime restarts: then one line says so."""
+    """Torch and torchvision held; an imported package keeps its old code until a restart, so one line says so."""
     wanted = "google.colab" in sys.modules and missing()
     if not wanted:
         return
     before = versions()
-    with tempfile.NamedTemporaryFile("w", suffix=".txt") as pins:
-        pins.write("".join(f"{name}=={before[name]}\n" for name in ("torch", "torchvision") if name in before))
-        pins.flush()
-        done = subprocess.run([sys.executable, "-m", "pip", "install", "-q", "-c", pins.name, *map(str, wanted)])
+    held = [f"{name}=={before[name]}" for name in ("torch", "torchvision") if name in before]  # satisfied: kept
+    done = subprocess.run([sys.executable, "-m", "pip", "install", "-q", *held, *map(str, wanted)])
     if done.returncode:
         raise RestartRuntime(f"pip could not install {', '.join(map(str, wanted))} (its message is above)")
     importlib.invalidate_caches()

@@ -1,8 +1,7 @@
-"""Every option of a run, declared once in OPTIONS: the command line, the recipes' reach, the resume
-check and the notebooks' echo of the command line all derive from it. `resolve()` decides every
-"auto" value and checks them all before any data is read."""
+"""Every option declared once (OPTIONS), so the flags, recipes, resume check and echoed command line agree."""
 import json
 import math
+import re
 import warnings
 from dataclasses import asdict, dataclass, field, make_dataclass
 from pathlib import Path
@@ -147,22 +146,17 @@ def check(option, value):
 
 
 def device_of(name):
-    """The device `name` names ("auto": a GPU if any), checked."""
     if name == "auto":
         return "cuda" if torch.cuda.is_available() else "cpu"
-    try:
-        device = torch.device(name)
-    except (RuntimeError, TypeError):
-        raise UserError(f"--device {name!r}: expected cpu, cuda, cuda:N or auto") from None
-    if device.type == "cpu" and not device.index:
-        return "cpu"  # cpu:0 too: torch.load cannot map a checkpoint onto "cpu:0"
-    if device.type != "cuda":
+    if name in ("cpu", "cpu:0"):
+        return "cpu"  # torch.load cannot map a checkpoint onto "cpu:0"
+    if not re.fullmatch(r"cuda(:\d+)?", str(name)):
         raise UserError(f"--device {name!r}: expected cpu, cuda, cuda:N or auto")
     if not torch.cuda.is_available():
         raise UserError(f"--device {name}: no CUDA GPU is available here; use --device cpu")
-    if (device.index or 0) >= torch.cuda.device_count():
+    if int(name.partition(":")[2] or 0) >= torch.cuda.device_count():
         raise UserError(f"--device {name}: there are only {torch.cuda.device_count()} CUDA devices")
-    return str(device)
+    return name
 
 
 def resolve(cfg):
@@ -172,18 +166,15 @@ def resolve(cfg):
         check(BY_NAME[name], v[name])
     v["device"] = device_of(v["device"])
     cuda, model = v["device"].startswith("cuda"), variant(v["model"])
-    own = model.hyper_parameters
-    given = [o for o in OPTIONS if o.group == "model" and v[o.name] is not None and o.name not in own]
-    if given:
-        raise UserError(f"{given[0].flag}: --model {v['model']} has no {given[0].name} (its sizes: "
-                        f"{', '.join(own)}); drop {given[0].flag}")
-    v.update({k: value for k, value in recipe(v["recipe"], model.family).items() if v[k] is None})
-    v.update({o.name: o.default for o in OPTIONS if o.group != "model" and v[o.name] is None})
-    v.update({k: value for k, value in own.items() if k in BY_NAME and v[k] is None})
+    own, preset = model.hyper_parameters, recipe(v["recipe"], model.family)
     for o in OPTIONS:
+        if o.group == "model" and v[o.name] is not None and o.name not in own:
+            raise UserError(f"{o.flag}: --model {v['model']} has no {o.name} (its sizes: {', '.join(own)}); "
+                            f"drop {o.flag}")
+        if v[o.name] is None:  # the recipe's value, else the variant's size or the option's default
+            v[o.name] = preset.get(o.name, own.get(o.name) if o.group == "model" else o.default)
         check(o, v[o.name])
-    given_out = v["out"]
-    v["out"] = f"runs/{v['model']}-{v['trainer']}-{v['recipe']}" if given_out is None else given_out
+    v["out"] = f"runs/{v['model']}-{v['trainer']}-{v['recipe']}" if v["out"] is None else v["out"]
     data, out, folders = Path(v["data"]).resolve(), Path(v["out"]).resolve(), (Path(v["data"]) / "train").is_dir()
     for wrong, said in (
             (not str(v["data"]).strip(), f"--data {v['data']!r}: give a folder"),
@@ -203,7 +194,7 @@ def resolve(cfg):
              f"--download: --data {v['data']} holds class folders, read as they are; drop --download")):
         if wrong:
             raise UserError(said)
-    _check_sizes(v)
+    _check_sizes(Config(**v))
     if v["precision"] == "auto":
         v["precision"] = "fp32" if not cuda else \
             "bf16" if torch.cuda.get_device_capability(torch.device(v["device"]))[0] >= 8 else "fp16"
@@ -212,37 +203,32 @@ def resolve(cfg):
     if v["loader"] == "reference" and v["workers"] is None:
         v["workers"] = WORKERS
     v.update({name: cuda if v[name] is None else v[name] for name in ("channels_last", "compile")})
-    if v["randaugment"] is not None:
-        v["randaugment"] = tuple(v["randaugment"])
+    v["randaugment"] = v["randaugment"] and tuple(v["randaugment"])
     if v["download"] is None:
         v["download"] = Path(v["data"]) == Path(DEFAULT_DATA) and not folders
     return Config(**v)
 
 
-def _check_sizes(values):
-    """The model builds from these sizes and takes a CIFAR image, checked on the meta device (nothing is
-    allocated, so a model too large for the device is found by torch's out-of-memory error, one line too)."""
+def _check_sizes(cfg):
+    """Sizes that cannot take a 32x32 image, refused on the meta device: nothing is allocated, however large."""
     try:
         with torch.device("meta"), warnings.catch_warnings():
             warnings.simplefilter("ignore")
             # two images: BatchNorm of a 1x1 map needs more than one value
-            create_model(values["model"], **model_overrides(values))(torch.empty(2, 3, 32, 32))
+            create_model(cfg.model, **model_overrides(cfg))(torch.empty(2, 3, 32, 32))
     except ValueError as err:
-        raise UserError(f"--model {values['model']}: {err}") from None
+        raise UserError(f"--model {cfg.model}: {err}") from None
     except RuntimeError as err:
-        raise UserError(f"--model {values['model']}: these sizes cannot take a 32x32 image "
+        raise UserError(f"--model {cfg.model}: these sizes cannot take a 32x32 image "
                         f"({str(err).strip().splitlines()[-1]})") from None
 
 
 def model_overrides(cfg):
-    """The model hyper-parameters cfg (a Config or a dict) sets."""
-    values = cfg if isinstance(cfg, dict) else asdict(cfg)
-    return {o.name: values[o.name] for o in OPTIONS if o.group == "model" and values.get(o.name) is not None}
+    return {o.name: getattr(cfg, o.name) for o in OPTIONS if o.group == "model" and getattr(cfg, o.name) is not None}
 
 
 def fingerprint(cfg):
-    """What a run is (the values --resume must keep), of a Config or a metrics.json's config dict, as
-    JSON holds them; the data as an absolute path. A run recorded before an option existed has its default."""
+    """What --resume must keep, as JSON holds it; a run recorded before an option existed ran with its default."""
     values = cfg if isinstance(cfg, dict) else asdict(cfg)
     values = json.loads(json.dumps({o.name: values.get(o.name, o.default) for o in OPTIONS if o.resume}))
     return {**values, "data": str(Path(values["data"]).resolve())}

@@ -16,26 +16,30 @@ def _step(model, images, targets, autocast):
     loss.backward()
 
 
-def _memory(model, batch, autocast):
-    """Peak CUDA memory of a step; on a CPU, which keeps no peak, the bytes autograd saves for backward."""
-    model.zero_grad(set_to_none=True)
-    if batch[0].is_cuda:
-        torch.cuda.reset_peak_memory_stats(batch[0].device)
-        _step(model, *batch, autocast)
-        return torch.cuda.max_memory_allocated(batch[0].device)
+def saved_bytes(work):
+    """The bytes autograd saves for backward while work() runs: the memory a step needs where no peak is kept."""
     storages = {}
 
     def pack(tensor):  # one storage may back several saved tensors: count it once
         storages[tensor.untyped_storage().data_ptr()] = tensor.untyped_storage().nbytes()
         return tensor
     with torch.autograd.graph.saved_tensors_hooks(pack, lambda tensor: tensor):
-        _step(model, *batch, autocast)
+        work()
     return sum(storages.values())
 
 
+def _memory(model, batch, autocast):
+    """Peak CUDA memory of a step; on a CPU, which keeps no peak, the bytes autograd saves for backward."""
+    model.zero_grad(set_to_none=True)
+    if not batch[0].is_cuda:
+        return saved_bytes(lambda: _step(model, *batch, autocast))
+    torch.cuda.reset_peak_memory_stats(batch[0].device)
+    _step(model, *batch, autocast)
+    return torch.cuda.max_memory_allocated(batch[0].device)
+
+
 def conv_vs_linear(model, batch_size, device, repeats=5, warmup=2, autocast=None):
-    """Mean seconds of one training step of a ConvViT (a copy: `model` is left as it was) and of its nn.Linear
-    twin on the same random batch, and the memory each needs, in IEEE fp32 unless `autocast` says otherwise."""
+    """Mean seconds and memory of a training step of a copy of the ConvViT and of its nn.Linear twin, on one batch."""
     import logging
     logging.getLogger("torch.utils.cpp_extension").setLevel(logging.ERROR)  # "No CUDA runtime is found": we know
     from torch.utils import benchmark
@@ -48,8 +52,7 @@ def conv_vs_linear(model, batch_size, device, repeats=5, warmup=2, autocast=None
     result = {"device": torch.cuda.get_device_name(device) if cuda else "CPU", "batch_size": batch_size,
               "repeats": repeats, "memory_measure": "peak CUDA memory allocated (both networks resident)" if cuda
               else "bytes saved for backward"}
-    # cuDNN runs fp32 convolutions in TF32 by default, cuBLAS matmuls in full fp32: without IEEE for both, the conv
-    # model would be timed at a lower precision than its twin.
+    # cuDNN runs fp32 convolutions in TF32 by default, cuBLAS matmuls in fp32: IEEE for both, or the twins differ.
     backends = torch.backends.cudnn.conv, torch.backends.cuda.matmul
     before = [backend.fp32_precision for backend in backends]
     for backend in backends:

@@ -1,5 +1,4 @@
-"""CIFAR-10 as uint8 arrays in memory, the original albumentations pipeline, and the reference DataLoaders.
-Both sources (torchvision's download and a `train/<class>/*.jpg` folder copy) become the same `CIFAR10Array`."""
+"""CIFAR-10 (torchvision's or a class-folder copy) as uint8 arrays, the original augmentation, the reference loaders."""
 import hashlib
 import os
 import signal
@@ -18,26 +17,21 @@ from .io import UserError  # noqa: E402
 
 MEAN = (0.4914, 0.4822, 0.4465)
 STD = (0.2470, 0.2435, 0.2616)
+MEAN_PIXEL = tuple(round(255 * m) for m in MEAN)
 # The original augmentation: pad 4 and crop back to 32, flip, one 16x16 hole half the time.
 PAD, FLIP_P, HOLE, HOLE_P = 4, 0.5, 16, 0.5
 STOP_SIGNALS = {signal.SIGINT, signal.SIGTERM, signal.SIGHUP}
 
 
-def mean_pixel(mean=MEAN):
-    return tuple(round(255 * m) for m in mean)
-
-
 def train_transforms(pad=PAD, hole_p=HOLE_P, randaugment=None):
-    """The original augmentation; padding and hole are the mean pixel, so both are 0 after Normalize.
-    `randaugment=(n_ops, magnitude)` puts torchvision's RandAugment in front (the authors' recipe)."""
-    fill = mean_pixel()
+    """Padding and hole are the mean pixel, 0 after Normalize; `randaugment=(n_ops, magnitude)` goes first."""
     steps = [RandAugment(*randaugment)] if randaugment else []
     if pad:
-        steps += [A.PadIfNeeded(32 + 2 * pad, 32 + 2 * pad, border_mode=cv2.BORDER_CONSTANT, fill=fill),
+        steps += [A.PadIfNeeded(32 + 2 * pad, 32 + 2 * pad, border_mode=cv2.BORDER_CONSTANT, fill=MEAN_PIXEL),
                   A.RandomCrop(32, 32)]
     steps += [A.HorizontalFlip(p=FLIP_P),
               A.CoarseDropout(num_holes_range=(1, 1), hole_height_range=(HOLE, HOLE), hole_width_range=(HOLE, HOLE),
-                              fill=fill, p=hole_p),
+                              fill=MEAN_PIXEL, p=hole_p),
               A.Normalize(mean=MEAN, std=STD), ToTensorV2()]
     return A.Compose(steps)
 
@@ -84,8 +78,7 @@ def subset_indices(total, n, seed=0):
 
 
 def cifar10(root, train=True, transform=None, download=False, subset=None):
-    """CIFAR-10 from root: a class-folder copy (root/train/<class>/*.jpg) if there is one, else torchvision's
-    (fetched when download=True). With `subset`, only that many images are decoded (previews do not read 60,000)."""
+    """A class-folder copy if root has one, else torchvision's; `subset` decodes only that many (for previews)."""
     root, split = Path(root), "train" if train else "test"
     if (root / split).is_dir():
         files = image_files(root / split)
@@ -121,8 +114,7 @@ def check_torchvision_copy(root, train=True, download=False):
 
 
 def split_listing(root, train=True, download=False):
-    """(images, digest of their class/name list) of a split, without decoding any: a resumed run
-    sees an image renamed, moved to another class, added or removed. torchvision's files: no digest."""
+    """(count, digest of the class/name list; torchvision's: None), decoding nothing: a resume sees images moved."""
     root, split = Path(root), "train" if train else "test"
     if (root / split).is_dir():
         files = image_files(root / split)
@@ -141,8 +133,7 @@ def source(root):
 
 
 class SeededLoader(DataLoader):
-    """A DataLoader whose albumentations randomness follows torch's RNG (which --seed and checkpoints control):
-    albumentations 2 seeds each pipeline from the OS, and forked workers would share one state."""
+    """Albumentations 2 seeds itself from the OS (one state in all forked workers); here torch's RNG, --seed's, does."""
 
     def __init__(self, dataset, **kwargs):
         super().__init__(dataset, worker_init_fn=_seed_worker, **kwargs)
@@ -151,8 +142,7 @@ class SeededLoader(DataLoader):
         if self.num_workers == 0:
             self.dataset.transform.set_random_seed(int(torch.randint(2**31, ())))
             return super().__iter__()
-        # A stop signal waits until the workers are forked: raised inside a fork hook, Python would print and drop
-        # it, and the run could no longer be stopped. The workers start with it blocked, and ignore it.
+        # Raised in a fork hook, a stop signal would be printed and dropped: it waits until the workers are forked.
         blocked = signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
         try:
             return super().__iter__()

@@ -1,6 +1,5 @@
-"""Check a saved model without training (as timm's validate.py), e.g. `python -m src.evaluate RUN/model.pt --data
-PATH`: test accuracy alone, with flip averaging and with six views, per class, the confusion matrix; the model is
-rebuilt from the metrics.json beside the weights. `--figures DIR` also draws what it learned (src/analysis.py)."""
+"""Check a saved model, e.g. `python -m src.evaluate RUN/model.pt --data PATH`: test accuracy alone, with flip
+averaging and with six views, per class, the confusion matrix (the model rebuilt from its run's metrics.json)."""
 import argparse
 from pathlib import Path
 
@@ -36,8 +35,7 @@ def load_model(weights):
 
 
 def evaluate(model, data_root, device="cpu", batch_size=1000):
-    """Accuracy alone, with flip averaging and with six views (Step.views), per class, and the confusion
-    matrix, each from one test pass computed as a run's last epoch computes it."""
+    """Each number from one test pass computed as a run's last epoch computes it, so the two can be compared."""
     test = data.cifar10(data_root, train=False, transform=data.test_transforms())
     loader = torch.utils.data.DataLoader(test, batch_size=batch_size)
     accuracy = {}
@@ -69,14 +67,13 @@ def main(argv=None):
         result, recorded = evaluate(model, args.data, device), metrics.get("final_test_acc")
         if out:
             io.write_json(out, {"weights": args.weights, **result, "recorded_test_acc": recorded})
-        width = max(map(len, data.CLASSES))
         print(f"{args.weights} on {result['test_images']:,} test images ({result['data']}): accuracy "
               f"{100 * result['accuracy']:.2f}%, with flip averaging {100 * result['accuracy_flip']:.2f}%, with flips "
               f"and one-pixel shifts (6 views) {100 * result['accuracy_six_views']:.2f}%",
               *([f"the run recorded {100 * recorded:.2f}% (with its own test-time settings)"] if recorded else []),
               "per class: " + ", ".join(f"{name} {100 * acc:.1f}%" for name, acc in result["per_class"].items()),
               "confusion matrix (rows: true class, columns: predicted):",
-              *(f"{name:>{width}} " + " ".join(f"{n:5d}" for n in row)
+              *(f"{name:>{max(map(len, data.CLASSES))}} " + " ".join(f"{n:5d}" for n in row)
                 for name, row in zip(data.CLASSES, result["confusion_matrix"])), sep="\n")
         if args.figures:
             Path(args.figures).mkdir(parents=True, exist_ok=True)

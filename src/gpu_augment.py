@@ -1,6 +1,6 @@
-"""torchvision's RandAugment (NEAREST, fill 0) batched for the on-device loader: each image draws its own op and
-sign; each stage is an exact identity for the images that did not draw it (no host syncs, no data-dependent shapes)
-and repeats torchvision's float arithmetic step by step: bit for bit the same, no matmul or conv for TF32 to change."""
+"""torchvision's RandAugment (NEAREST, fill 0) batched on the device, bit for bit: every stage is an exact identity
+for the images that did not draw it (no host syncs or data-dependent shapes) and repeats torchvision's float
+arithmetic step by step, with no matmul or conv for TF32 to change."""
 import functools
 import math
 
@@ -9,14 +9,12 @@ import torch.nn.functional as F
 from torchvision.transforms import RandAugment
 
 OPS = RandAugment()._augmentation_space(31, (32, 32))  # name -> (magnitudes at 32x32, signed), in op-index order
-NAMES = list(OPS)
-IDX = {name: i for i, name in enumerate(NAMES)}
+IDX = {name: i for i, name in enumerate(OPS)}
 
 
 @functools.lru_cache(maxsize=None)
 def op_values(magnitude, size, device="cpu"):
-    """(values (14,) float32 at bin `magnitude` of 31, signed (14,) bool) for (H, W) images; cached: a training
-    step copies nothing from the host (a blocking copy on a GPU)."""
+    """(values, signed) of the 14 ops; cached, so that a training step copies nothing from the host (it blocks)."""
     space = RandAugment()._augmentation_space(31, size)
     values = [float(magnitudes[magnitude]) if magnitudes.ndim else 0.0 for magnitudes, _ in space.values()]
     return (torch.tensor(values, dtype=torch.float32, device=device),
@@ -24,10 +22,8 @@ def op_values(magnitude, size, device="cpu"):
 
 
 def sample(n, num_ops, generator, device="cpu"):
-    """Random op indices (num_ops, n), uniform over the 14 ops, and negate (num_ops, n) bool, True with p 1/2."""
-    ops = torch.randint(len(NAMES), (num_ops, n), generator=generator, device=device)
-    negate = torch.randint(2, (num_ops, n), generator=generator, device=device).bool()
-    return ops, negate
+    ops = torch.randint(len(OPS), (num_ops, n), generator=generator, device=device)
+    return ops, torch.randint(2, (num_ops, n), generator=generator, device=device).bool()  # and the signs to flip
 
 
 def _inverse_affine(cx, cy, angle, tx, ty, shear_x, shear_y):
@@ -44,9 +40,7 @@ def _inverse_affine(cx, cy, angle, tx, ty, shear_x, shear_y):
 
 
 def _affine(x, op, v):
-    """Shear/Translate/Rotate per image (identity for the other ops), as torchvision's tensor F.affine/F.rotate:
-    inverse matrix about the image centre (shears about the top-left corner: RandAugment passes center=[0, 0]),
-    grid of pixel centres, nearest, zeros outside."""
+    """As torchvision's F.affine/F.rotate; shears turn about the top-left corner (RandAugment passes center=[0, 0])."""
     H, W = x.shape[-2:]
     v, zero = v.double(), torch.zeros((), dtype=torch.float64, device=x.device)
     at = lambda name: op == IDX[name]
@@ -58,8 +52,7 @@ def _affine(x, op, v):
         torch.where(at("Rotate"), -v, zero),  # F.rotate turns by -angle in the affine convention
         torch.where(at("TranslateX"), v.trunc(), zero), torch.where(at("TranslateY"), v.trunc(), zero),
         torch.where(at("ShearX"), shear, zero), torch.where(at("ShearY"), shear, zero)).float()
-    # torchvision's _gen_affine_grid: pixel centres about the image centre times theta^T / (W/2, H/2), written
-    # out in the CPU bmm's order (x * t0 + y * t1 + t2) so that TF32 matmuls on a GPU cannot round the positions.
+    # torchvision's _gen_affine_grid written out in the CPU bmm's order (x * t0 + y * t1 + t2): no TF32 rounding
     t = torch.stack([theta[:, 0] / (0.5 * W), theta[:, 1] / (0.5 * H)], -1)[:, None, None]  # (B,1,1,3,2)
     xs = torch.linspace(-W * 0.5 + 0.5, W * 0.5 - 0.5, steps=W, device=x.device).view(1, 1, W, 1)
     ys = torch.linspace(-H * 0.5 + 0.5, H * 0.5 - 0.5, steps=H, device=x.device).view(1, H, 1, 1)
@@ -68,8 +61,7 @@ def _affine(x, op, v):
 
 
 def _blend(x, op, v):
-    """Brightness/Color/Contrast/Sharpness: torchvision's _blend(img, degenerate, 1 + v), (r * img + (1 - r) *
-    degenerate).clamp(0, 255) truncated; r = 1 (identity) for other ops."""
+    """Brightness/Color/Contrast/Sharpness: torchvision's _blend(img, degenerate, 1 + v); ratio 1 for other ops."""
     B, H, W = x.shape[0], *x.shape[-2:]
     r64 = torch.where((op >= IDX["Brightness"]) & (op <= IDX["Sharpness"]), 1.0 + v.double(), 1.0)
     r, q = r64.float().view(B, 1, 1, 1), (1.0 - r64).float().view(B, 1, 1, 1)
@@ -77,10 +69,7 @@ def _blend(x, op, v):
     gray = (0.2989 * red + 0.587 * green + 0.114 * blue).trunc().unsqueeze(1)  # rgb_to_grayscale on uint8
     # _blurred_degenerate_image: conv with [[1, 1, 1], [1, 5, 1], [1, 1, 1]] / 13, rounded, border kept. Here the
     # integer sum / 13, never within 1/26 of a .5 tie: it rounds as the float conv does, and no TF32 conv can shift it.
-    total = 4 * x[..., 1:-1, 1:-1]
-    for i in range(3):
-        for j in range(3):
-            total = total + x[..., i:i + H - 2, j:j + W - 2]
+    total = 4 * x[..., 1:-1, 1:-1] + sum(x[..., i:i + H - 2, j:j + W - 2] for i in range(3) for j in range(3))
     blurred = x.clone()
     blurred[..., 1:-1, 1:-1] = (total / 13).round()
     at = lambda name: (op == IDX[name]).view(B, 1, 1, 1)
@@ -90,9 +79,7 @@ def _blend(x, op, v):
 
 
 def _equalize(x):
-    """torchvision's equalize per channel: lut[p] = (#pixels < p + step // 2) // step with step = (#pixels below
-    the channel's max) // 255, identity where step is 0. The histogram is an integer scatter_add (exact, allowed in
-    deterministic mode, no host sync, unlike bincount)."""
+    """torchvision's equalize; the histogram is a scatter_add: exact, deterministic, no host sync (unlike bincount)."""
     B, C, H, W = x.shape
     flat = x.reshape(B * C, H * W).long()
     hist = torch.zeros(B * C, 256, dtype=torch.long, device=x.device)
@@ -105,13 +92,12 @@ def _equalize(x):
 
 def _apply(x, op, v):
     """One op per image on a float32 batch of integer values; op (B,) long, v (B,) float."""
-    B = x.shape[0]
-    at = lambda name: (op == IDX[name]).view(B, 1, 1, 1)
+    at = lambda name: (op == IDX[name]).view(-1, 1, 1, 1)
     x = _affine(x, op, v)
     x = _blend(x, op, v)
-    step = torch.where(op == IDX["Posterize"], 2.0 ** (8 - v.trunc()), 1.0).view(B, 1, 1, 1)
+    step = torch.where(op == IDX["Posterize"], 2.0 ** (8 - v.trunc()), 1.0).view(-1, 1, 1, 1)
     x = torch.floor(x / step) * step  # img & -(2 ** (8 - bits))
-    threshold = torch.where(op == IDX["Solarize"], v.float(), math.inf).view(B, 1, 1, 1)
+    threshold = torch.where(op == IDX["Solarize"], v.float(), math.inf).view(-1, 1, 1, 1)
     x = torch.where(x >= threshold, 255 - x, x)
     lo, hi = x.amin(dim=(2, 3), keepdim=True), x.amax(dim=(2, 3), keepdim=True)
     scale = 255 / (hi - lo)  # autocontrast: flat channels (inf scale) are left unchanged
@@ -121,19 +107,8 @@ def _apply(x, op, v):
     return torch.where(at("Equalize"), _equalize(x), x)
 
 
-def apply_ops(images, op, values):
-    """uint8 (B, 3, H, W) -> uint8: image i gets op index op[i] with value values[i] (signed)."""
-    return _apply(images.float(), op, values).to(torch.uint8)
-
-
-def apply_op(images, op, values):
-    """uint8 (B, 3, H, W) -> uint8: the op named `op` on every image, with per-image values (B,)."""
-    return apply_ops(images, torch.full((len(images),), IDX[op], device=images.device), values)
-
-
 def rand_augment(images, num_ops, magnitude, generator, choices=None):
-    """RandAugment(num_ops, magnitude) with a fresh op and sign per image and round; every random number comes
-    from `generator` (on images.device). `choices` = sample(...) fixes them."""
+    """A fresh op and sign per image and round, drawn from `generator` (on images.device); `choices` fixes them."""
     B, _, H, W = images.shape
     ops, negate = choices if choices is not None else sample(B, num_ops, generator, images.device)
     table, signed = op_values(magnitude, (H, W), images.device)

@@ -1,17 +1,15 @@
-"""The whole dataset as one uint8 tensor on the device, augmented there per batch (airbench's idea): on a fast
-GPU the reference path's Python workers, not the model, are the bottleneck. Each batch gets the augmentation of
-`data.train_transforms()` from a few vectorised tensor ops; only the random numbers come from torch, not numpy."""
+"""The whole dataset as one uint8 tensor on the device, given `data.train_transforms()`'s augmentation there per
+batch (airbench's idea): on a fast GPU the reference path's Python workers, not the model, are the bottleneck."""
 import math
 
 import torch
 
-from .data import FLIP_P, HOLE, HOLE_P, MEAN, PAD, STD, mean_pixel
+from .data import FLIP_P, HOLE, HOLE_P, MEAN, MEAN_PIXEL, PAD, STD
 from .gpu_augment import rand_augment
 
 
 def augment(images, crop_yx, flip, hole_yx, hole_on, mean_pixel, pad=PAD, hole=HOLE):
-    """A (B, C, H, W) batch padded with the mean pixel, cropped at crop_yx (B, 2), flipped where flip (B,), and a
-    hole x hole mean-pixel square at hole_yx (B, 2) where hole_on (B,): explicit choices, so tests can fix each."""
+    """Pad, crop at crop_yx, flip, and a mean-pixel hole at hole_yx: choices given, so that tests can fix each."""
     B, C, H, W = images.shape
     dev = images.device
     fill = torch.as_tensor(mean_pixel, dtype=images.dtype, device=dev).view(1, C, 1, 1)
@@ -29,37 +27,30 @@ def augment(images, crop_yx, flip, hole_yx, hole_on, mean_pixel, pad=PAD, hole=H
 
 
 def normalize(x, mean=MEAN, std=STD):
-    """uint8 -> float32 (x/255 - mean)/std per channel, as albumentations' Normalize (mean, std: tuples, or
-    tensors already on x's device, which spare every batch a copy from the host)."""
+    """As albumentations' Normalize; mean and std already on x's device spare every batch a copy from the host."""
     mean, std = (255 * torch.as_tensor(v, device=x.device).view(1, -1, 1, 1) for v in (mean, std))
     return (x.float() - mean) / std
 
 
 class GPULoader:
-    """(x, y) batches on `device` as the reference DataLoader gives them (count, sizes, shuffled and augmented for
-    train). Each epoch seeds its generator from torch's global CPU RNG: `torch.manual_seed` repeats runs, and a
-    checkpoint resumes exactly."""
+    """Batches as the reference DataLoader's, each epoch seeded from torch's RNG: runs repeat and resume exactly."""
 
     def __init__(self, dataset, batch_size, train, device="cpu", pad=PAD, flip_p=FLIP_P, hole_p=HOLE_P,
-                 randaugment=None, drop_last=None, channels_last=False, dtype=torch.float32):
+                 randaugment=None, channels_last=False, dtype=torch.float32):
         self.device = torch.device(device)
         self.images = torch.as_tensor(dataset.images).to(self.device).permute(0, 3, 1, 2).contiguous()
         self.labels = torch.as_tensor(dataset.labels, dtype=torch.int64).to(self.device)
         self.batch_size, self.train, self.dtype = batch_size, train, dtype
         self.pad, self.flip_p, self.hole_p, self.randaugment = pad, flip_p, hole_p, randaugment
-        self.drop_last = train if drop_last is None else drop_last
         self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
-        # the constants every batch needs, on the device once rather than copied from the host per batch
         self.mean, self.std = (torch.tensor(v, device=self.device) for v in (MEAN, STD))
-        self.fill = torch.tensor(mean_pixel(), dtype=torch.uint8, device=self.device)
+        self.fill = torch.tensor(MEAN_PIXEL, dtype=torch.uint8, device=self.device)
 
     def __len__(self):
-        n = len(self.labels)
-        return n // self.batch_size if self.drop_last else math.ceil(n / self.batch_size)
+        return len(self.labels) // self.batch_size if self.train else math.ceil(len(self.labels) / self.batch_size)
 
     def sample_choices(self, n, generator):
-        """(crop_yx, flip, hole_yx, hole_on) for n images, as `augment` takes them, drawn as albumentations 2
-        draws them: crops uniform over (2*pad+1)^2 offsets, holes over the (H-hole+1)^2 corners inside the image."""
+        """`augment`'s choices for n images, drawn as albumentations 2 draws them (holes inside the image)."""
         H, W = self.images.shape[2:]
         kw = dict(generator=generator, device=self.device)
         crop_yx = torch.randint(2 * self.pad + 1, (n, 2), **kw)

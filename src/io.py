@@ -1,5 +1,4 @@
-"""Files that survive a kill mid-write and load without running pickled code, and the one error a
-user can mend, which every command prints as one line (and a notebook shows as one line too)."""
+"""Files that survive a kill mid-write and load without running pickled code, and the error a user can mend."""
 import json
 import os
 import re
@@ -8,8 +7,6 @@ import zipfile
 from pathlib import Path
 
 import torch
-
-TMP = ".tmp"
 
 
 class UserError(ValueError):
@@ -21,11 +18,10 @@ class UserError(ValueError):
 
 
 def atomic_write(path, write):
-    """write(f) into a temporary file beside path, then rename it over path: a reader sees the old file or the
-    new one, never half of one. A full disk is one line naming the file, the old file kept."""
+    """A reader sees the old file or the new one, never half of one; a full disk is one line, the old file kept."""
     path, tmp = Path(path), None
     try:
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=TMP)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
         with os.fdopen(fd, "wb") as f:
             write(f)
             f.flush()
@@ -44,7 +40,7 @@ def atomic_write(path, write):
 
 def remove_leftovers(folder):
     """The temporary files of writes that a kill interrupted (mkstemp's 8 random characters, then .tmp)."""
-    for leftover in Path(folder).glob(f"*{'[a-z0-9_]' * 8}{TMP}"):
+    for leftover in Path(folder).glob(f"*{'[a-z0-9_]' * 8}.tmp"):
         leftover.unlink(missing_ok=True)
 
 
@@ -64,20 +60,16 @@ def read_json(path):
     """The JSON object in path; one line naming the file when it is not one."""
     try:
         value = json.loads(Path(path).read_text())
+        if not isinstance(value, dict):
+            raise ValueError(f"a {type(value).__name__}, where an object goes")
     except (OSError, ValueError) as err:
         raise UserError(f"{path} is not readable JSON ({err}): delete it, or rerun what writes it") from None
-    if not isinstance(value, dict):
-        raise UserError(f"{path} holds no JSON object: delete it, or rerun what writes it")
     return value
 
 
 def load(path, map_location="cpu"):
-    """torch.load with weights only (no pickled code runs), its zip's checksums checked first: torch reads
-    tensors without them, so a byte changed on the disk would load as a different weight."""
-    path = Path(path)
-    if not path.is_file():
-        raise UserError(f"{path}: no such file")
-    if not whole(path):
+    """Weights only, so no pickled code runs; checksums first, or a changed byte would load as another weight."""
+    if not whole(path):  # callers check that the file is there, to say what to give instead
         raise UserError(f"{path} is cut short or damaged: rerun what writes it")
     try:
         return torch.load(path, map_location=map_location, weights_only=True)

@@ -1,6 +1,5 @@
-"""What the notebooks call, so that every cell stays a few lines, and `python -m src.notebook NAME`, which
-executes one with papermill (docs/command-line.md). A mode's run and figures go to NAME/run-MODE/: "full" is
-the experiment (the default on a GPU), "cpu" the pipeline checked without a GPU, "quick" CI."""
+"""What the notebooks call, so that every cell stays a few lines, and `python -m src.notebook NAME`, which executes
+one with papermill (docs/command-line.md); a mode's run and figures go to NAME/run-MODE/."""
 import argparse
 import os
 import re
@@ -12,19 +11,20 @@ import torch
 
 from . import data
 from .cli import command, command_line
-from .config import DEFAULT_DATA, Config, device_of, model_overrides, resolve
+from .config import DEFAULT_DATA, Config, model_overrides, resolve
 from .io import UserError, read_json, write_text
 from .models import create_model, hyper_parameters, label
 from .run import RUN_FILES, RunFolder, held_run, hold, image_counts
 from .trainers import KNOTS, TRAINERS
 
 ROOT = Path(__file__).resolve().parent.parent
-NOTEBOOKS = ("ConvMixer_experimentation_1", "ConvMixer_experimentation_2", "ViT_with_convolution")
-MODES = {  # what each mode changes from the defaults and the recipe
-    "full": {},
-    "cpu": dict(epochs=2, batch_size=64, train_subset=2000, test_subset=1000),
-    "quick": dict(epochs=1, batch_size=16, train_subset=256, test_subset=64, workers=0),
-}
+# Each notebook's experiment, as its cell passes it to experiment(): main() checks that run before a kernel starts.
+NOTEBOOKS = {"ConvMixer_experimentation_1": dict(model="convmixer_256_8", trainer="wrapper", recipe="baseline"),
+             "ConvMixer_experimentation_2": dict(model="convmixer_256_8", trainer="onecycle", recipe="baseline"),
+             "ViT_with_convolution": dict(model="vit_seed", trainer="onecycle", recipe="baseline")}
+MODES = {"full": {},  # what each mode changes from the defaults and the recipe
+         "cpu": dict(epochs=2, batch_size=64, train_subset=2000, test_subset=1000),
+         "quick": dict(epochs=1, batch_size=16, train_subset=256, test_subset=64, workers=0)}
 MODE_WHY = {"full": "the experiment: every image, the recipe's epochs and batch",
             "cpu": "a check without a GPU: the same model on 2,000 images for 2 epochs; its accuracy says nothing "
                    "about the experiment",
@@ -50,19 +50,23 @@ class Experiment:
         return data.cifar10(self.settings.data, True, download=self.settings.download, subset=n)
 
 
-def experiment(name, model, trainer, recipe, mode=None, data=None, out=None, resume=False, device="auto"):
-    """The notebook's run for a mode (the settings cell's values), checked; shows every value it uses as
-    a table, and the command line that trains the same run."""
-    from IPython.display import Markdown, display
-
-    mode = mode or ("full" if torch.cuda.is_available() else "cpu")
+def run_config(name, mode, data=None, out=None, resume=False, device="auto", **experiment):
+    """The notebook's run in mode (unresolved), as its kernel makes it and `python -m src.notebook` checks it first."""
     if mode not in MODES:
         raise UserError(f"mode {mode!r}: expected one of {', '.join(MODES)}")
     out = Path(out or (tempfile.mkdtemp(prefix="notebook-") if mode == "quick" else ROOT / name))
     run = out.resolve() / f"run-{mode}"
     run = os.path.relpath(run) if Path.cwd() in run.parents else str(run)  # as the command line shows it
-    cfg = Config(model=model, trainer=trainer, recipe=recipe, data=data or DEFAULT_DATA, out=run, resume=resume,
-                 overwrite=not resume, device=device, **MODES[mode])
+    return Config(**(experiment or NOTEBOOKS[name]), data=data or DEFAULT_DATA, out=run, resume=resume,
+                  overwrite=not resume, device=device, **MODES[mode])
+
+
+def experiment(name, model, trainer, recipe, mode=None, data=None, out=None, resume=False, device="auto"):
+    """The notebook's run, checked, its every value shown as a table and as the command line that trains it."""
+    from IPython.display import Markdown, display
+
+    mode = mode or ("full" if torch.cuda.is_available() else "cpu")
+    cfg = run_config(name, mode, data, out, resume, device, model=model, trainer=trainer, recipe=recipe)
     settings = resolve(cfg)
     with RunFolder(settings):  # not another process's, nor (resume) made with other settings or data
         pass
@@ -74,7 +78,7 @@ def experiment(name, model, trainer, recipe, mode=None, data=None, out=None, res
 
 
 def settings_table(s):
-    """Every value a resolved config gives the run, in words, as a markdown table."""
+    """Every value a resolved config gives the run, in words: a reader need not open src/ to know what ran."""
     sizes, images = hyper_parameters(s.model, **model_overrides(s)), image_counts(s)
     with torch.device("meta"):
         parameters = sum(p.numel() for p in create_model(s.model, **sizes).parameters())
@@ -82,31 +86,28 @@ def settings_table(s):
     knots = " → ".join(f"{lr:.3g} at epoch {epoch:g}" for epoch, lr in KNOTS[s.trainer](s.lr_max, s.epochs, s.warmup))
     views = [*(["the mirror image's"] if s.tta_flip else []),
              *(["those of each view shifted a pixel up-left and down-right"] if s.tta_translate else [])]
-    tested = (f"an EMA of the weights (decay {s.ema:g})" if s.ema else "the weights") + (
-        f", logits averaged with {' and '.join(views)}" if views else ", on the image alone")
     augment = [f"RandAugment ({s.randaugment[0]} ops, magnitude {s.randaugment[1]})"] if s.randaugment else []
     augment += [f"pad {s.pad} with the mean pixel and random 32x32 crop"] if s.pad else []
     augment += [f"horizontal flip (p {data.FLIP_P:g})"]
     augment += [f"one {data.HOLE}x{data.HOLE} hole of the mean pixel (p {s.hole_p:g})"] if s.hole_p else []
-    rows = [
-        ("model", f"`{s.model}`: {label(s.model, **sizes)}, {', '.join(f'{k} {v}' for k, v in sizes.items())}; "
-                  f"{parameters:,} parameters"),
-        ("trainer", f"`{s.trainer}` ({TRAINERS[s.trainer].__name__}), recipe `{s.recipe}`"),
-        ("optimizer", f"AdamW, betas (0.9, {s.beta2:g}), weight decay {s.wd:g} on {decay}"),
-        ("learning rate", f"per batch, linear: {knots}"),
-        ("epochs, batch", f"{plural(s.epochs, 'epoch')} of {images['train_images'] // s.batch_size} steps, "
-                          f"{s.batch_size} images per step"),
-        ("loss", f"cross-entropy, label smoothing {s.label_smoothing:g}" +
-                 (f"; gradient norm clipped at {s.grad_clip:g}" if s.grad_clip else "")),
-        ("tested", tested),
-        ("augmentation", ", ".join(augment) + ", normalize"),
-        ("data", f"`{s.data}` ({data.source(s.data)}): {images['train_images']:,} training and "
-                 f"{images['test_images']:,} test images"),
-        ("running", f"{s.device}, {s.precision}, {s.loader} loader" + (f" ({s.workers} workers)" if s.loader ==
-                    "reference" else "") + f", channels-last {'on' if s.channels_last else 'off'}, "
-                    f"{'compiled' if s.compile else 'eager'}, seed {s.seed}"),
-    ]
-    return "\n".join(["| setting | value |", "|---|---|", *(f"| {k} | {v} |" for k, v in rows)])
+    rows = {"model": f"`{s.model}`: {label(s.model, **sizes)}, {', '.join(f'{k} {v}' for k, v in sizes.items())}; "
+                     f"{parameters:,} parameters",
+            "trainer": f"`{s.trainer}` ({TRAINERS[s.trainer].__name__}), recipe `{s.recipe}`",
+            "optimizer": f"AdamW, betas (0.9, {s.beta2:g}), weight decay {s.wd:g} on {decay}",
+            "learning rate": f"per batch, linear: {knots}",
+            "epochs, batch": f"{plural(s.epochs, 'epoch')} of {images['train_images'] // s.batch_size} steps, "
+                             f"{s.batch_size} images per step",
+            "loss": f"cross-entropy, label smoothing {s.label_smoothing:g}" +
+                    (f"; gradient norm clipped at {s.grad_clip:g}" if s.grad_clip else ""),
+            "tested": (f"an EMA of the weights (decay {s.ema:g})" if s.ema else "the weights") +
+                      (f", logits averaged with {' and '.join(views)}" if views else ", on the image alone"),
+            "augmentation": ", ".join(augment) + ", normalize",
+            "data": f"`{s.data}` ({data.source(s.data)}): {images['train_images']:,} training and "
+                    f"{images['test_images']:,} test images",
+            "running": f"{s.device}, {s.precision}, {s.loader} loader" + (f" ({s.workers} workers)" if s.loader ==
+                       "reference" else "") + f", channels-last {'on' if s.channels_last else 'off'}, "
+                       f"{'compiled' if s.compile else 'eager'}, seed {s.seed}"}
+    return "\n".join(["| setting | value |", "|---|---|", *(f"| {k} | {v} |" for k, v in rows.items())])
 
 
 def results_line(exp):
@@ -155,29 +156,25 @@ def main(argv=None):
     folder = Path(args.out).resolve() / args.name if args.out else \
         Path(tempfile.mkdtemp(prefix="notebook-")) / args.name if mode == "quick" else ROOT / args.name
     run = folder / f"run-{mode}"
-    before = {name: (run / name).stat().st_mtime_ns for name in RUN_FILES if (run / name).exists()}
 
-    def interrupted():
-        """Where the notebook's run stands, read from its folder (the kernel's own line is not relayed)."""
-        now = {name: (run / name).stat().st_mtime_ns for name in RUN_FILES if (run / name).exists()}
-        if now.get("checkpoint.pt", before.get("checkpoint.pt")) != before.get("checkpoint.pt"):
+    def written():
+        return {name: (run / name).stat().st_mtime_ns for name in RUN_FILES if (run / name).exists()}
+
+    def interrupted():  # read from the run folder: the kernel's own line is not relayed
+        now = written()
+        if now.get("checkpoint.pt") not in (None, before.get("checkpoint.pt")):
             return f"interrupted: {args.name} was not saved; its run in {run} saved an epoch: --resume continues it"
-        kept = "" if not before else ", and the run it held is as it was" if now == before else \
-            ", and the run it held was removed (--overwrite)"
-        return f"interrupted: nothing of {args.name}'s run was saved{kept}; rerun the same command"
+        held = ", and the run it held " + ("is as it was" if now == before else "was removed (--overwrite)")
+        return f"interrupted: nothing of {args.name}'s run was saved{held if before else ''}; rerun the same command"
 
+    before = written()
     with command(interrupted):
+        settings = resolve(run_config(args.name, mode, args.data, folder, args.resume, args.device))
+        try:  # what the kernel would refuse, refused before it starts
+            image_counts(settings)
+        except UserError as err:
+            raise UserError(f"--mode {mode} uses {err}") from None
         held_run(run, args.resume, args.overwrite)
-        device_of(args.device)
-        if args.data:  # checked before the kernel starts, as the notebook would find it
-            if not any((Path(args.data) / name).is_dir() for name in ("train", "cifar-10-batches-py")):
-                raise UserError(f"--data {args.data}: no CIFAR-10 there (class folders train/<class>/, or "
-                                f"torchvision's cifar-10-batches-py); give a copy, or leave --data out to download it")
-            for split in ("train", "test"):
-                have, need = data.split_listing(args.data, split == "train")[0], MODES[mode].get(f"{split}_subset", 0)
-                if need > have:
-                    raise UserError(f"--data {args.data} holds {have:,} {split} images, fewer than --mode {mode} uses "
-                                    f"({need:,}): give a fuller copy, or another --mode")
         lock = hold(folder)  # one notebook at a time writes there
         try:
             nb = papermill.execute_notebook(
@@ -188,9 +185,8 @@ def main(argv=None):
             for cell in (c for c in nb.cells if c.cell_type == "code"):  # a progress bar leaves only blanks behind
                 cell.outputs = [o for o in cell.outputs if o.output_type != "stream" or o.text.strip()]
             printed = "".join(o.get("text", "") for cell in nb.cells for o in cell.get("outputs", []))
-            paragraph = describe(read_json(run / "metrics.json"), mode, re.search(r"^command line: (.*)$", printed,
-                                                                                  re.M)[1],
-                                 shared=os.environ.get("SHARED_DEVICE") == "1")
+            shown = re.search(r"^command line: (.*)$", printed, re.M)[1]
+            paragraph = describe(read_json(run / "metrics.json"), mode, shown, os.environ.get("SHARED_DEVICE") == "1")
             nb.cells[0].source = INTRO_RUN.sub(lambda m: m[1] + paragraph + m[2], nb.cells[0].source)
             write_text(folder / f"{args.name}.ipynb", nbformat.writes(nb))
         except papermill.PapermillExecutionError as err:

@@ -1,5 +1,4 @@
-"""Figures for the notebooks and the run folder. Every plot returns its Figure (the caller closes it) and saves
-a PNG when given `path`; nothing calls plt.show(), so the module works under Agg on a headless machine."""
+"""Figures for the notebooks and the run folder; none calls plt.show(), so they draw on a headless machine."""
 import contextlib
 import copy
 import io
@@ -81,8 +80,7 @@ def misclassified_grid(images, targets, preds, n=20, path=None):
         ax.text(0.5, 0.5, "no misclassified images", ha="center", va="center")
         ax.axis("off")
         return _finish(fig, path)
-    cols = min(len(images), 10)
-    rows = math.ceil(len(images) / cols)
+    cols, rows = min(len(images), 10), math.ceil(len(images) / 10)
     fig, axes = plt.subplots(rows, cols, figsize=(1.6 * cols, 1.8 * rows), squeeze=False)
     for ax in axes.flat:
         ax.axis("off")
@@ -107,8 +105,7 @@ def plot_confusion_matrix(matrix, path=None):
 
 
 def model_summary(model, input_size=(3, 32, 32), device="cpu"):
-    """Print torchsummary's table and return its total parameter count. It runs a copy of the model on random
-    input (the model is left as it was) on forked generators (a run trained after it draws what it would have)."""
+    """torchsummary's table and total, on a copy and forked generators: the model and a later run stay as they were."""
     kind = "cuda" if torch.device(device).type == "cuda" else "cpu"  # the two torchsummary knows
     text = io.StringIO()
     with torch.no_grad(), torch.random.fork_rng(), contextlib.redirect_stdout(text):

@@ -1,6 +1,5 @@
-"""Independent runs as concurrent subprocesses on one GPU (or a few CPU cores) within a wall-clock
-budget. A run rewrites its metrics.json and checkpoint every epoch, so the pool shows a line per epoch
-from that file, stops runs when the budget ends (the next call resumes them) and skips finished ones."""
+"""Independent runs as concurrent subprocesses on one GPU (or a few CPU cores) within a wall-clock budget,
+followed through the metrics.json each rewrites every epoch: the next call resumes what the budget stopped."""
 import contextlib
 import os
 import shlex
@@ -23,10 +22,8 @@ STOP_GRACE = 10  # seconds a stopped run gets to save and say where it stopped, 
 
 def read(path):
     """The JSON object in path, or None (no file, or not one: damaged results are refused up front)."""
-    try:
+    with contextlib.suppress(UserError):
         return io.read_json(path)
-    except UserError:
-        return None
 
 
 @dataclass(eq=False)
@@ -44,22 +41,14 @@ class Job:
     def log(self):
         return self.folder / f"{self.module.rpartition('.')[2]}.log"
 
-    def args_now(self, force):
-        """Its args, and --overwrite (force) or --resume where its folder holds a run."""
-        held = (self.folder / "metrics.json").exists() or (self.folder / "checkpoint.pt").exists()
-        return (*self.args, "--overwrite" if force else "--resume") if held and not self.alone else self.args
 
-
-def run_jobs(jobs, limit, deadline, force=False, on_finish=None):
-    """Run the jobs that are not done, at most `limit` at once, until time.monotonic() reaches deadline;
-    then stop those still running. Returns {job name: outcome}, the outcome a phrase."""
-    outcomes, pending, running = {}, [], {}
-    for job in jobs:
-        if not force and job.done():
-            say(job, "already finished: skipped (--force redoes it)")
-            outcomes[job.name] = "finished before"
-        else:
-            pending.append(job)
+def run_jobs(jobs, limit, deadline, force, on_finish):
+    """{job name: outcome in words} of the jobs not done, run `limit` at once until the deadline (time.monotonic)."""
+    finished = [] if force else [job for job in jobs if job.done()]
+    for job in finished:
+        say(job, "already finished: skipped (--force redoes it)")
+    outcomes, running = {job.name: "finished before" for job in finished}, {}
+    pending = [job for job in jobs if job not in finished]
     try:
         while (pending or running) and time.monotonic() < deadline:
             for job in startable(pending, running, limit):
@@ -76,8 +65,7 @@ def run_jobs(jobs, limit, deadline, force=False, on_finish=None):
                     outcomes[job.name] = "finished" if proc.returncode == 0 and job.done() else \
                         f"failed (exit {proc.returncode}): {lines[-1] if lines else 'no output'} (log: {job.log})"
                     say(job, outcomes[job.name])
-                    if on_finish:
-                        on_finish()
+                    on_finish()
             time.sleep(0.5)
     finally:
         stop([proc for proc, _ in running.values()])
@@ -94,10 +82,8 @@ def say(job, text):
 def epochs(job):
     """(epochs done, epochs wanted, test accuracy) from its metrics.json; None before the first."""
     m = read(job.folder / "metrics.json") or {}
-    try:
+    with contextlib.suppress(KeyError, TypeError):
         return m["epochs_done"], m["config"]["epochs"], m["final_test_acc"]
-    except (KeyError, TypeError):
-        return None
 
 
 def startable(pending, running, limit):
@@ -118,15 +104,15 @@ def startable(pending, running, limit):
 
 def start(job, force, limit):
     """The job in a session of its own (a notebook's kernel too), so that stopping it stops all it started."""
-    args = job.args_now(force)
+    held = (job.folder / "metrics.json").exists() or (job.folder / "checkpoint.pt").exists()
+    args = (*job.args, "--overwrite" if force else "--resume") if held and not job.alone else job.args
     shown = shlex.join(["python", "-m", job.module, *args])
     job.folder.mkdir(parents=True, exist_ok=True)
     cores = len(os.sched_getaffinity(0))
     env = {"OMP_NUM_THREADS": str(cores if job.alone else max(1, cores // limit)), **os.environ,
            "PYTHONPATH": str(ROOT), "MPLBACKEND": "Agg", "SHARED_DEVICE": "0" if job.alone or limit == 1 else "1"}
     with open(job.log, "a") as log:  # --force too: the run it replaces keeps its log
-        log.write(f"$ {shown}\n")
-        log.flush()
+        print(f"$ {shown}", file=log, flush=True)
         proc = subprocess.Popen([sys.executable, "-m", job.module, *args], cwd=ROOT, env=env, stdout=log,
                                 stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)
     say(job, f"started: {shown}")
@@ -134,8 +120,7 @@ def start(job, force, limit):
 
 
 def stop(procs):
-    """Ctrl-C to each run's session, which saves and says where it stopped; whatever it started (a kernel
-    runs in a session of its own) is killed with it after STOP_GRACE seconds."""
+    """Ctrl-C to each run's session, to save and say where it stopped; all it started (a kernel too) killed later."""
     family = []
     for proc in procs:
         with contextlib.suppress(psutil.NoSuchProcess, ProcessLookupError):
@@ -143,11 +128,10 @@ def stop(procs):
             os.killpg(proc.pid, signal.SIGINT)
     end = time.monotonic() + STOP_GRACE
     for proc in procs:
-        try:
+        with contextlib.suppress(subprocess.TimeoutExpired):
             proc.wait(max(0.0, end - time.monotonic()))
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        proc.kill()  # nothing if it has ended
+        proc.wait()
     for member in family:
         with contextlib.suppress(psutil.NoSuchProcess):
             member.kill()

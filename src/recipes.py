@@ -1,5 +1,4 @@
-"""Named training recipes per model family: values of the options src/config.py marks `recipe=True` (an option
-given explicitly wins). What each scored is in the README's results."""
+"""Defaults per model family for the options src/config.py marks `recipe=True`; the README gives what each scored."""
 from .io import UserError
 
 RECIPES = {

@@ -1,7 +1,5 @@
-"""The results tables, generated from the files the runs wrote (metrics.json, bench.json): the README's
-block between the markers, OUT/report.md of a reproduction and each sweep's table. Runs that differ
-only in their seed are one row, the mean ± the standard deviation over n seeds; a difference within
-the seeds' spread is none."""
+"""The results tables, generated from the files the runs wrote: the README's block, OUT/report.md, each sweep's
+table. Runs that differ only in their seed are one row, mean ± sd; a difference within the seeds' spread is none."""
 import difflib
 import json
 import statistics
@@ -27,8 +25,7 @@ SPEED_TARGETS = (("one ConvMixer-256/8 epoch, fast path", "fast", 1.0, " s"),  #
 
 
 def setting(m):
-    """What a run's metrics.json says was run, but its seed and where: runs alike in this are one row. A run
-    recorded before an option existed ran with its default."""
+    """What a run's metrics.json says was run, but its seed and where (an option it predates: its default)."""
     values = {o.name: m["config"].get(o.name, o.default) for o in OPTIONS
               if o.name not in NOT_THE_SETTING and o.group != "model"}
     values.update(m["model"]["hyper_parameters"], data=str(Path(m["config"]["data"]).resolve()))
@@ -80,8 +77,7 @@ def accuracy(group, key="test"):
 
 
 def compare(a, b):
-    """a's mean against b's, in words, and the verdict: "above", "below", or "no difference" where the
-    difference is within the sum of the seeds' standard deviations; single runs decide nothing."""
+    """a's mean against b's, in words, and the verdict: within the sum of the seeds' sds it is no difference."""
     diff = mean(a) - mean(b)
     said = f"{100 * diff:+.2f} points ({accuracy(a)} against {accuracy(b)})"
     if len(a) < 2 or len(b) < 2:
@@ -131,19 +127,14 @@ def targets(runs, speed):
     full = groups([r for r in runs if r["finished"] and r["epochs"] == 25 and r["images"] == (50_000, 10_000)
                    and not r["hardware"].startswith("CPU")])
     rows = []
-
-    def find(model, recipe, loader):
-        found = [g for g in full if (g[0]["label"], g[0]["recipe"], g[0]["loader"], g[0]["trainer"]) ==
-                 (model, recipe, loader, "onecycle")]
-        return max(found, key=len, default=None)
-
     for model, goal in ACCURACY_TARGETS.items():
         best = max((g for g in full if g[0]["label"] == model), key=mean, default=None)
         said = best and f"{accuracy(best)}, {best[0]['recipe']} recipe, {best[0]['loader']} loader"
         rows.append((f"{model}: test accuracy", f"≥ {100 * goal:.2f}%", said,
                      best and ("yes" if mean(best) >= goal else "no")))
     for model, a, b, wanted in COMPARISONS:
-        pair = find(model, *a), find(model, *b)
+        pair = [max((g for g in full if (g[0]["label"], g[0]["recipe"], g[0]["loader"], g[0]["trainer"]) ==
+                     (model, *side, "onecycle")), key=len, default=None) for side in (a, b)]  # the most seeds
         said, verdict = compare(*pair) if all(pair) else (None, None)
         what = f"{a[0]} recipe against {b[0]}" if a[1] == b[1] else "fast loader against the reference loader"
         rows.append((f"{model}: {what}", "above, beyond the seeds' spread" if wanted == "above" else wanted, said,
@@ -159,8 +150,7 @@ def targets(runs, speed):
 
 
 def report(base, mode="full"):
-    """The results in markdown: the runs of a reproduction (mode full: the notebooks on a GPU, the recipes,
-    the bench, the sweeps and the targets; quick: their tiny versions), then the checks on CPU."""
+    """The results of a reproduction in markdown (mode quick: of its tiny runs, without targets or CPU checks)."""
     base, speed = Path(base), None
     runs = [load_run(p) for pattern in (f"*/run-{mode}/metrics.json", "*/recipes/*/metrics.json")
             for p in sorted(base.glob(pattern))]

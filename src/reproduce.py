@@ -1,7 +1,6 @@
-"""Everything the README's results and the three notebooks show, run on one GPU (docs/reproducing.md):
-the bench alone on the GPU (ConvMixer_experimentation_2/bench/), the three notebooks in full mode in place
-(NAME/run-full/) and the recipe runs (NAME/recipes/RUN/, seed s > 0: RUN-seed-s), as concurrent runs
-within --budget; the same command again skips what finished and continues the rest."""
+"""Everything the README's results and the notebooks show, run on one GPU within --budget (docs/reproducing.md):
+the recipe runs (NAME/recipes/RUN/, seed s > 0: RUN-seed-s), the notebooks in full mode in place (NAME/run-full/),
+then the bench alone (ConvMixer_experimentation_2/bench/); the same command again continues what did not finish."""
 import argparse
 
 from . import io
@@ -55,16 +54,14 @@ def notebook_job(name, args, out, mode):
         return metrics.get("finished") is True and made_on(run / "metrics.json", args.data) and shown
 
     def stale():
-        return "other data made it" if read(run / "metrics.json") and not made_on(run / "metrics.json", args.data) \
-            else None
+        return read(run / "metrics.json") and not made_on(run / "metrics.json", args.data) and "other data made it"
 
     return Job(f"{name}/run-{mode}", (name, "--mode", mode, "--data", args.data, *device(args),
                *(("--out", portable(out)) if out != ROOT else ())), run, done, stale, module="src.notebook")
 
 
 def plan(args, out, mode, steps):
-    """The runs of `steps`, writing under out: the recipes, the notebooks (the ViT's first: the longest), then
-    the bench, alone on the GPU once the trainings are done."""
+    """The recipes, the notebooks (the ViT's first: the longest), then the bench, alone once the trainings are done."""
     recipes = [train_job(f"{NOTEBOOK_OF[model]}/recipes/{folder.name}", folder,
                          (*train_flags(model, flags, args), "--seed", str(seed)), args.plan)
                for model, name, flags, zero in RECIPE_RUNS if "recipes" in steps
@@ -86,11 +83,6 @@ def main(argv=None):
     if set(only) - set(STEPS):
         p.error(f"--only {args.only}: expected steps among {', '.join(STEPS)}")
     if args.write_readme or args.check_readme:
-        ignored = ("help", "write_readme", "check_readme", "data")  # --data: $CIFAR10_DIR may set it
-        given = [a.option_strings[0] for a in p._actions
-                 if a.dest not in ignored and getattr(args, a.dest) != a.default]
-        if given:
-            p.error(f"{' '.join(given)}: --write-readme and --check-readme run nothing")
         with command():
             if args.write_readme:
                 return write_readme(ROOT / "README.md", ROOT)

@@ -1,8 +1,7 @@
-"""One training run as the command line and the notebooks start it, and the folder it writes: checkpoint.pt
-and metrics.json every epoch (`"finished": false` until the last), model.pt at the end. A folder is held by
-one process at a time, its run never replaced silently; a resume is exact and refuses other settings or data."""
+"""A run and its folder, shared by the command line and the notebooks, so both get the same guarantees."""
 import platform
 import random
+import re
 import shutil
 import subprocess
 from dataclasses import asdict
@@ -20,7 +19,6 @@ from .models import create_model, hyper_parameters, label, variant
 from .trainers import TRAINERS, Step
 
 RUN_FILES = ("metrics.json", "checkpoint.pt", "model.pt")
-TEST_BATCH_FACTOR = 4  # the test pass keeps no activations for backward: bigger batches, fewer steps
 
 
 def seed_everything(seed):
@@ -34,8 +32,7 @@ def build_model(cfg):
 
 
 def image_counts(cfg):
-    """The images the run uses and its splits' counts and listings, counted without decoding an image;
-    a subset larger than its split, or a batch larger than the training images, is refused."""
+    """The splits' counts and listings (part of what a resume must keep), read without decoding an image."""
     counts = {}
     for split, subset in (("train", cfg.train_subset), ("test", cfg.test_subset)):
         total, listing = data.split_listing(cfg.data, split == "train", cfg.download)
@@ -59,7 +56,7 @@ def make_loaders(cfg, train=None, test=None):
     if train is None:
         train, test = datasets(cfg)
     augment = dict(pad=cfg.pad, hole_p=cfg.hole_p, randaugment=cfg.randaugment)
-    test_batch = cfg.test_batch_size or TEST_BATCH_FACTOR * cfg.batch_size
+    test_batch = cfg.test_batch_size or 4 * cfg.batch_size  # no activations kept for backward: fewer, larger steps
     if cfg.loader == "reference":
         return data.loaders(train, test, cfg.batch_size, cfg.workers, **augment, test_batch_size=test_batch,
                             pin_memory=cfg.device.startswith("cuda"))
@@ -102,20 +99,34 @@ def held_run(out, resume, overwrite):
 
 
 class RunFolder:
-    """cfg.out (of a resolved config) while a run writes it. `saved` is the last epoch this process saved and
-    `replaced` whether it removes the run the folder held (--overwrite), for the line a stopped command ends
-    with."""
+    """cfg.out (resolved) while a run writes it: metrics.json and checkpoint.pt every epoch, model.pt last."""
 
     def __init__(self, cfg):
         self.cfg, self.out = cfg, Path(cfg.out)
         self.saved = self.replaced = self.state = self.about = self._lock = self._made = None
 
     def __enter__(self):
-        self.identity = {**fingerprint(self.cfg), "images": image_counts(self.cfg)}
-        self._made = next((p for p in reversed((self.out, *self.out.parents)) if not p.exists()), None)
+        cfg, out = self.cfg, self.out
+        self.identity = {**fingerprint(cfg), "images": image_counts(cfg)}
+        self._made = next((p for p in reversed((out, *out.parents)) if not p.exists()), None)
         try:
-            self._lock = hold(self.out)
-            self._claim()
+            self._lock = hold(out)
+            held = held_run(out, cfg.resume, cfg.overwrite)
+            if cfg.resume:
+                try:
+                    self.state = io.load(out / "checkpoint.pt", cfg.device)
+                except UserError as err:
+                    raise UserError(f"{err}; or pass --overwrite to train the run again") from None
+                then = self.state.get("config", {}) if isinstance(self.state, dict) else {}  # another's: all differ
+                changed = sorted(k for k in {*then, *self.identity} if then.get(k) != self.identity.get(k))
+                if changed:
+                    said = "; ".join(f"{k}: {then.get(k)!r} then, {self.identity.get(k)!r} now" for k in changed)
+                    raise UserError(f"the run in {out} was made with other settings or data ({said}): resume it "
+                                    f"as it was made, or pass --overwrite to train it again")
+                if self.state["epoch"] + 1 == cfg.epochs:
+                    print(f"the run in {out} is already finished: one test pass, nothing to train", flush=True)
+            self.replaced = cfg.overwrite and bool(held)  # for the line a stopped command ends with
+            io.remove_leftovers(out)
         except BaseException:
             self.__exit__()
             raise
@@ -124,33 +135,12 @@ class RunFolder:
     def __exit__(self, *exc):
         if self._lock is not None:
             self._lock.release()
-            self._lock = None
             made = self._made  # a run refused or stopped before writing anything leaves no folder it made
             if made and made.is_dir() and not any(p.is_file() and p.name != ".lock" for p in made.rglob("*")):
                 shutil.rmtree(made)
 
-    def _claim(self):
-        cfg, out = self.cfg, self.out
-        held = held_run(out, cfg.resume, cfg.overwrite)
-        if cfg.resume:
-            try:
-                self.state = io.load(out / "checkpoint.pt", cfg.device)
-            except UserError as err:
-                raise UserError(f"{err}; or pass --overwrite to train the run again") from None
-            then = self.state.get("config", {}) if isinstance(self.state, dict) else {}  # another's: all differ
-            changed = sorted(k for k in {*then, *self.identity} if then.get(k) != self.identity.get(k))
-            if changed:
-                said = "; ".join(f"{k}: {then.get(k)!r} then, {self.identity.get(k)!r} now" for k in changed)
-                raise UserError(f"the run in {out} was made with other settings or data ({said}): resume it as it "
-                                f"was made, or pass --overwrite to train it again")
-            if self.state["epoch"] + 1 == cfg.epochs:
-                print(f"the run in {out} is already finished: one test pass, nothing to train", flush=True)
-        self.replaced = cfg.overwrite and bool(held)
-        io.remove_leftovers(out)
-
     def files(self, model):
-        """The trainer's keywords that write the run, once it has its data and model: with --overwrite,
-        the old run goes now."""
+        """The trainer's keywords that write the run; --overwrite removes the old run only now, with data and model."""
         if self.replaced:
             print(f"replacing the run in {self.out}", flush=True)
             for name in ("model.pt", "checkpoint.pt", "metrics.json"):  # the one that says "a run" last
@@ -165,21 +155,20 @@ class RunFolder:
         return dict(resume=self.state, on_epoch=self._save)
 
     def _save(self, epoch, history, state):
-        io.save(self.out / "checkpoint.pt", {**state(), "config": self.identity})
-        self.write_metrics(history)
+        self._write("checkpoint.pt", {**state(), "config": self.identity}, history)
         self.saved = epoch + 1  # epochs done, as "after epoch 1 of 3" says once the first is saved
 
-    def write_metrics(self, history, finished=False):
+    def finish(self, model, history):
+        """model.pt, then metrics.json saying "finished": a run is finished only with its weights whole."""
+        self._write("model.pt", model.state_dict(), history, finished=True)
+
+    def _write(self, name, saved, history, finished=False):
+        io.save(self.out / name, saved)
         steady = history.epoch_time[1:] or history.epoch_time  # the first epoch carries compilation and warm-up
         io.write_json(self.out / "metrics.json", {
             "finished": finished, "epochs_done": len(history.test_acc), "final_test_acc": history.test_acc[-1],
             "final_train_acc": history.train_acc[-1], "seconds_per_epoch": sum(steady) / len(steady),
             "first_epoch_seconds": history.epoch_time[0], **self.about, "history": history.to_dict()})
-
-    def finish(self, model, history):
-        """model.pt, then metrics.json saying "finished": a run is finished only with its weights whole."""
-        io.save(self.out / "model.pt", model.state_dict())
-        self.write_metrics(history, finished=True)
 
     def interrupted(self):
         """The line a stopped command ends with: where the run stands and how to go on."""
@@ -211,11 +200,9 @@ def hold(folder):
 def hardware(device):
     if torch.device(device).type == "cuda":
         return torch.cuda.get_device_name(torch.device(device))
-    cpuinfo = Path("/proc/cpuinfo")
-    names = [line.split(":", 1)[1].strip() for line in cpuinfo.read_text().splitlines()
-             if line.startswith("model name")] if cpuinfo.exists() else []
-    name = names[0] if names else platform.processor() or platform.machine()
-    return f"CPU ({name}, {torch.get_num_threads()} threads)"
+    cpuinfo = Path("/proc/cpuinfo").read_text() if Path("/proc/cpuinfo").exists() else ""
+    name = re.search(r"^model name\s*:\s*(.+?)\s*$", cpuinfo, re.M)
+    return f"CPU ({name[1] if name else platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)"
 
 
 def commit():

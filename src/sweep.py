@@ -1,8 +1,5 @@
-"""Recipe variants of one model run side by side on one GPU within a wall-clock budget (src.reproduce's
-pool), then one table, best mean test accuracy first, in OUT/table.md (docs/reproducing.md). Each variant
-runs in OUT/VARIANT (seed s > 0: OUT/VARIANT-seed-s); the same command again skips the finished variants
-and continues the stopped ones. Sized from one H200 (25 epochs): a ConvMixer run 4-5 minutes beside five
-others, a ViT run 6-7 minutes beside three."""
+"""Recipe variants of one model run side by side on one GPU within a budget, into OUT/VARIANT (seed s > 0:
+OUT/VARIANT-seed-s), then OUT/table.md, best mean test accuracy first (docs/reproducing.md)."""
 import argparse
 import shlex
 
@@ -15,9 +12,9 @@ AUTHORS_AUGMENTATION = ("--randaugment", "2", "12", "--pad", "0", "--hole-p", "0
 LESS_REGULARISATION = (*IMPROVED, "--dropout", "0", "--emb-dropout", "0", "--no-decay-norms")
 
 SWEEPS = {  # model, then (variant, flags on top of `--trainer onecycle --epochs 25`), the likeliest gain first
-    # The authors' recipe scores 89.89% on the JPEG copy with their own script (../shared/REFERENCE.md),
-    # above every run of the improved recipe: their augmentation, here on the fast path, and the improved
-    # recipe's test-time views, EMA and smoothing on top of it.
+    # The authors' recipe scores 89.89% on the JPEG copy with their script (../shared/REFERENCE.md), above every run
+    # of the improved recipe: their augmentation on the fast path, then with the improved recipe's views, EMA and
+    # smoothing.
     "convmixer-authors": ("convmixer_256_8", (
         ("authors", ("--recipe", "authors")),
         ("improved-authors-augmentation", (*IMPROVED, *AUTHORS_AUGMENTATION)),

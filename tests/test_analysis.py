@@ -1,6 +1,7 @@
 """What the model learned (kernels, patch filters, attention, position embeddings): the measures are
 checked against hand-computed values, the figures against the weights they draw."""
 import math
+from types import SimpleNamespace
 
 import matplotlib.pyplot as plt
 import numpy as np
@@ -35,6 +36,17 @@ def drawn(fig):
         return np.ma.filled(fig.axes[0].images[0].get_array().astype(float), np.nan)
     finally:
         plt.close(fig)
+
+
+def depthwise_kernels(model):
+    """(depth, dim, k, k): each block's k x k spatial filters, one per channel."""
+    return torch.stack([rearrange(block[0].fn[0].weight.detach(), "d 1 k l -> d k l") for block in model.blocks])
+
+
+def position_similarity(model):
+    """(P, P) cosine similarity of the patch tokens' learned position embeddings."""
+    positions = torch.nn.functional.normalize(model.pos_embedding.detach()[0, 1:], dim=-1)
+    return positions @ positions.T
 
 
 def tile(mosaic, index, cols, size):
@@ -83,7 +95,8 @@ def brute_force_mean_distance(grid, patch_size):
 def test_mean_distance_of_uniform_attention_is_the_mean_distance_between_patches(grid, patch_size):
     uniform = torch.full((2, 3, grid * grid + 1, grid * grid + 1), 1 / (grid * grid + 1))
     expected = brute_force_mean_distance(grid, patch_size)
-    assert analysis.uniform_attention_distance(grid, patch_size) == pytest.approx(expected)
+    assert analysis.uniform_distance(SimpleNamespace(image_size=grid * patch_size, patch_size=patch_size)) == \
+        pytest.approx(expected)
     assert torch.allclose(analysis.mean_attention_distance(uniform, grid, patch_size), torch.full((3,), expected))
 
 
@@ -103,7 +116,7 @@ def test_position_similarity_is_one_on_the_diagonal_symmetric_and_drawn_per_patc
     with torch.no_grad():
         vit.pos_embedding[0, 2] = 3 * vit.pos_embedding[0, 1]
         vit.pos_embedding[0, 3] = -vit.pos_embedding[0, 1]
-    similarity = analysis.position_similarity(vit)
+    similarity = position_similarity(vit)
     assert similarity.shape == (64, 64) and torch.allclose(similarity, similarity.T)
     assert torch.allclose(similarity.diagonal(), torch.ones(64), atol=1e-6)
     assert similarity[0, 1:3].tolist() == pytest.approx([1, -1], abs=1e-6)
@@ -114,7 +127,7 @@ def test_position_similarity_is_one_on_the_diagonal_symmetric_and_drawn_per_patc
 
 
 def test_kernel_grid_holds_depth_times_channels_kernels_each_scaled_to_one(mixer):
-    kernels = analysis.depthwise_kernels(mixer)
+    kernels = depthwise_kernels(mixer)
     assert kernels.shape == (2, 16, 5, 5)
     assert torch.equal(kernels[1, 3], mixer.blocks[1][0].fn[0].weight[3, 0].detach())
     mosaic = drawn(analysis.plot_depthwise_kernels(mixer, channels=8))

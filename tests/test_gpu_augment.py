@@ -60,6 +60,16 @@ def images():
     return torch.cat([noise, smooth.to(torch.uint8), rest.to(torch.uint8)])
 
 
+def apply_ops(images, op, values):
+    """uint8 (B, 3, H, W) -> uint8: image i gets op index op[i] with value values[i] (signed)."""
+    return G._apply(images.float(), op, values).to(torch.uint8)
+
+
+def apply_op(images, op, values):
+    """The op named `op` on every image, with per-image values (B,)."""
+    return apply_ops(images, torch.full((len(images),), G.IDX[op], device=images.device), values)
+
+
 def reference(images, names, values):
     return torch.stack([tv_op(im, n, float(v)) for im, n, v in zip(images, names, values)])
 
@@ -67,7 +77,7 @@ def reference(images, names, values):
 def test_op_table_matches_torchvision():
     for size in [(32, 32), (24, 40)]:
         space = T.RandAugment()._augmentation_space(31, size)
-        assert list(space) == G.NAMES
+        assert list(space) == list(G.OPS)
         for m in [0, 1, 12, 30]:
             vals, signed = G.op_values(m, size)
             for i, (mags, s) in enumerate(space.values()):
@@ -83,7 +93,7 @@ CASES = ([(n, m, s) for n in SIGNED for m in (0, 12, 20, 30) for s in (1, -1)]
 def test_op_matches_torchvision(images, name, mag, sign):
     """Bin 20 puts ShearX/ShearY sampling points exactly on pixel-rounding ties (0.2 * 2.5 = 0.5)."""
     v = sign * G.op_values(mag, (32, 32))[0][G.IDX[name]].item()
-    out = G.apply_op(images, name, torch.full((len(images),), v))
+    out = apply_op(images, name, torch.full((len(images),), v))
     assert out.dtype == torch.uint8
     assert torch.equal(out, reference(images, [name] * len(images), [v] * len(images)))
 
@@ -93,15 +103,15 @@ def test_op_matches_torchvision(images, name, mag, sign):
 def test_geometric_per_image_values(images, name, high):
     """A different, off-grid value per image in one batch: per-image matrices, still exact."""
     v = torch.empty(len(images)).uniform_(-high, high, generator=torch.Generator().manual_seed(1))
-    assert torch.equal(G.apply_op(images, name, v), reference(images, [name] * len(images), v))
+    assert torch.equal(apply_op(images, name, v), reference(images, [name] * len(images), v))
 
 
 def test_mixed_ops_in_one_batch(images):
     ops = torch.arange(len(images)) % 14
     vals, signed = G.op_values(30, (32, 32))
     v = torch.where(signed[ops] & (torch.arange(len(images)) % 3 == 0), -vals[ops], vals[ops])
-    out = G.apply_ops(images, ops, v)
-    assert torch.equal(out, reference(images, [G.NAMES[i] for i in ops], v))
+    out = apply_ops(images, ops, v)
+    assert torch.equal(out, reference(images, [list(G.OPS)[i] for i in ops], v))
 
 
 @pytest.mark.parametrize("num_ops,magnitude", [(2, 12), (3, 30)])
@@ -113,7 +123,7 @@ def test_matches_torchvision_randaugment(images, monkeypatch, num_ops, magnitude
 
     def fake_randint(high, size, **kw):  # RandAugment draws an op (high 14), then a sign if signed
         i, k = state["i"], state["k"]
-        if high == len(G.NAMES):
+        if high == len(G.OPS):
             state["k"] = k = k + 1
             return torch.tensor([int(ops[k, i])])
         return torch.tensor([int(negate[k, i])])
@@ -169,14 +179,14 @@ def test_magnitude_zero(images):
     AutoContrast and Equalize (no magnitude) -- as torchvision does."""
     changes = {"Solarize", "AutoContrast", "Equalize"}
     vals = G.op_values(0, (32, 32))[0]
-    for i, name in enumerate(G.NAMES):
+    for i, name in enumerate(G.OPS):
         for sign in ((1, -1) if name in SIGNED else (1,)):
-            out = G.apply_op(images, name, torch.full((len(images),), sign * vals[i].item()))
+            out = apply_op(images, name, torch.full((len(images),), sign * vals[i].item()))
             tv_same = all(torch.equal(tv_op(im, name, sign * vals[i].item()), im) for im in images)
             assert torch.equal(out, images) == tv_same == (name not in changes), name
-    solarized = G.apply_op(images, "Solarize", torch.full((len(images),), 255.0))
+    solarized = apply_op(images, "Solarize", torch.full((len(images),), 255.0))
     assert torch.equal(solarized, torch.where(images == 255, 0, images).to(torch.uint8))
-    keep = torch.tensor([i for i, n in enumerate(G.NAMES) if n not in changes])
+    keep = torch.tensor([i for i, n in enumerate(G.OPS) if n not in changes])
     choices = G.sample(len(images), 2, torch.Generator().manual_seed(0))
     choices = (keep[choices[0] % len(keep)], choices[1])
     assert torch.equal(G.rand_augment(images, 2, 0, None, choices=choices), images)

@@ -9,13 +9,13 @@ import pytest
 import torch
 from torch.utils.data import DataLoader
 
-from src.data import MEAN, STD, CIFAR10Array, mean_pixel, train_transforms
+from src.data import MEAN, STD, CIFAR10Array, train_transforms
 from src.data import test_transforms as eval_transforms
 from src.gpu_augment import rand_augment
 from src.gpu_loader import GPULoader, augment, normalize
 
 pytestmark = pytest.mark.usefixtures("one_thread")
-MEAN_PIXEL = mean_pixel(MEAN)  # (125, 123, 114)
+MEAN_PIXEL = tuple(round(255 * m) for m in MEAN)  # (125, 123, 114)
 
 
 def random_dataset(n, seed=0, labels=None):

@@ -71,6 +71,13 @@ def test_one_parameters_cell_and_a_set_up_cell_that_installs_before_it_imports_t
 
 
 @pytest.mark.parametrize("name", NOTEBOOKS)
+def test_the_run_src_notebook_checks_before_the_kernel_starts_is_the_one_the_notebook_makes(name):
+    source = "".join(cell.source for cell in code(read(REPO_ROOT / name / f"{name}.ipynb")))
+    called = re.search(r'notebook\.experiment\("(\w+)", model="(\w+)", trainer="(\w+)", recipe="(\w+)"', source)
+    assert called and called.groups() == (name, *NOTEBOOKS[name].values())
+
+
+@pytest.mark.parametrize("name", NOTEBOOKS)
 def test_the_committed_notebook_carries_the_outputs_of_its_run_and_figures(name):
     nb = read(REPO_ROOT / name / f"{name}.ipynb")
     assert figures(nb) >= {"curves.png", "misclassified.png", "confusion.png"}

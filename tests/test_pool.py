@@ -16,7 +16,7 @@ import psutil
 import pytest
 
 from helpers import TINY
-from src import batch, sweep
+from src import sweep
 from src.pool import STOP_GRACE, read
 
 FLAGS = (*TINY[2:-2], "--workers", "0")  # TINY less --model and --device, which the sweep gives
@@ -62,7 +62,6 @@ def tiny_sweep(tiny_cifar, tmp_path_factory):
 
     def call(*argv, flags=(), budget=600, seeds=("0", "1")):
         patch.setitem(sweep.SWEEPS, "tiny", ("convmixer_256_8", (("a", (*FLAGS, "--epochs", str(EPOCHS), *flags)),)))
-        batch.listing.cache_clear()  # each command is a process of its own, which reads the data afresh
         printed = io.StringIO()
         with contextlib.redirect_stdout(printed):
             try:
@@ -151,7 +150,7 @@ def test_the_runs_flags_and_the_datas_size_are_checked_before_any_run(tiny_sweep
     code, printed = call(flags=("--hole-p", "2"))
     assert code.startswith("error: tiny/a: --hole-p 2.0: expected") and "started" not in printed
     code, printed = call(flags=("--train-subset", "161"))
-    assert code.startswith("error: --data") and "160 training and 40 test images, too few for tiny/a" in code
+    assert code.startswith("error: tiny/a: --train-subset 161: more than the 160 images of the train split")
     assert "started" not in printed
 
 

@@ -1,15 +1,11 @@
-"""The model registry: named sizes, as timm names its variants. `create_model(name, **overrides)` builds one;
-the command line's `--model` takes the same names, and `--dim`, `--depth`, ... override a variant's sizes."""
+"""The model registry, named sizes as timm names its variants: `--model` picks one, `--dim`, `--depth` ... resize it."""
 from collections import namedtuple
 
 from .conv_vit import ConvViT
-from .convmixer import MixerModel, convmixer
+from .convmixer import MixerModel as MixerModel, convmixer
 
-
-# family: which recipes apply (src/recipes.py); title: how printed lines name it ("[ConvMixer] Epoch: ...");
-# build: the constructor, called with hyper_parameters and num_classes
+# family: which recipes apply; title: how printed lines name it ("[ConvMixer] Epoch: ..."); build(**sizes, num_classes)
 Variant = namedtuple("Variant", "family title build hyper_parameters")
-
 
 MODELS = {
     # the experiments' ConvMixer-256/8 with 5x5 depth-wise kernels and 2x2 patches (594,186 parameters)
@@ -44,7 +40,3 @@ def label(name, **overrides):
     """'ConvMixer-256/8', 'ConvViT-512/6': the family's title, its width and depth."""
     hp = hyper_parameters(name, **overrides)
     return f"{variant(name).title}-{hp['dim']}/{hp['depth']}"
-
-
-__all__ = ["ConvViT", "MixerModel", "convmixer", "MODELS", "Variant", "variant", "create_model", "hyper_parameters",
-           "label"]

@@ -1,5 +1,4 @@
-"""A Vision Transformer whose token projections are all 1x1 convolutions (no nn.Linear but the classifier head),
-in lucidrains' vit-pytorch `ViT` layout: pre-norm blocks, class token, learned position embedding.
+"""lucidrains' vit-pytorch `ViT` with every token projection a 1x1 convolution (nn.Linear only in the head):
     patches: b c (h p1) (w p2) -> b (h w) (p1 p2 c), Conv1x1    tokens: [cls; patches] + pos_embedding, dropout
     depth x: x + Attention(LN(x)), x + FeedForward(LN(x))     head: LN, Linear(dim -> num_classes) on the class token"""
 import copy
@@ -67,15 +66,8 @@ class ConvViT(nn.Module):
     def __init__(self, *, image_size, patch_size, dim, depth, heads, dim_head, mlp_dim, num_classes=10,
                  channels=3, dropout=0.0, emb_dropout=0.0, emb_init_std=1.0):
         super().__init__()
-        for name, value in dict(image_size=image_size, patch_size=patch_size, num_classes=num_classes,
-                                dim=dim, depth=depth, heads=heads, dim_head=dim_head, mlp_dim=mlp_dim,
-                                channels=channels).items():
-            if not isinstance(value, int) or value < 1:
-                raise ValueError(f"ConvViT: {name} must be a positive integer, got {value!r}")
-        if image_size % patch_size:
+        if image_size % patch_size:  # --patch-size 5 gets this line, not einops' error
             raise ValueError(f"ConvViT: image_size {image_size} is not divisible by patch_size {patch_size}")
-        if not 0 <= dropout < 1 or not 0 <= emb_dropout < 1:
-            raise ValueError(f"ConvViT: dropout rates must be in [0, 1), got {dropout}, {emb_dropout}")
         self.image_size, self.patch_size, self.channels = image_size, patch_size, channels
         num_patches = (image_size // patch_size) ** 2
         self.to_patch_embedding = nn.Sequential(
@@ -104,15 +96,13 @@ class ConvViT(nn.Module):
 
 
 def linear_twin(model):
-    """The same network written the usual way, nn.Linear where `model` has Conv1x1, holding a copy of its
-    weights: what the convolutions cost is measured against it (src/conv_cost.py, --conv-vs-linear)."""
+    """`model` with nn.Linear for each Conv1x1, the same weights: what the convolutions cost is measured against."""
     twin = copy.deepcopy(model)
     for parent in list(twin.modules()):
         for name, conv in list(parent.named_children()):
             if isinstance(conv, Conv1x1):
                 linear = nn.Linear(conv.in_channels, conv.out_channels, bias=False, device=conv.weight.device,
                                    dtype=conv.weight.dtype)
-                with torch.no_grad():
-                    linear.weight.copy_(rearrange(conv.weight, "o i 1 -> o i"))
+                linear.weight = nn.Parameter(rearrange(conv.weight.detach(), "o i 1 -> o i").clone())
                 setattr(parent, name, linear.train(conv.training))
     return twin

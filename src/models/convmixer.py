@@ -1,7 +1,6 @@
-"""ConvMixer ("Patches Are All You Need?", Trockman & Kolter 2022), built the user's way:
+"""ConvMixer ("Patches Are All You Need?", Trockman & Kolter 2022) as the user's `MixerModel` builds it:
     stem: Conv(3 -> dim, kernel = stride = patch_size), GELU, BN    head: average pool, Linear(dim -> n_classes)
-    blocks: depth x [Residual(depth-wise Conv k x k, GELU, BN), point-wise Conv 1x1, GELU, BN]
-`MixerModel(...).get_model()` keeps the user's signature, `convmixer(..., num_classes)` the registry's."""
+    blocks: depth x [Residual(depth-wise Conv k x k, GELU, BN), point-wise Conv 1x1, GELU, BN]"""
 from collections import OrderedDict
 
 from torch import nn
@@ -22,10 +21,6 @@ class MixerModel:
     residual = Residual
 
     def __init__(self, dim, depth, kernel_size=5, patch_size=2, n_classes=10):
-        for name, value in dict(dim=dim, depth=depth, kernel_size=kernel_size, patch_size=patch_size,
-                                n_classes=n_classes).items():
-            if not isinstance(value, int) or value < 1:
-                raise ValueError(f"MixerModel: {name} must be a positive integer, got {value!r}")
         self.dim, self.depth, self.kernel_size = dim, depth, kernel_size
         self.patch_size, self.n_classes = patch_size, n_classes
 

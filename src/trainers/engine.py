@@ -1,5 +1,4 @@
-"""The one epoch loop both trainers drive (precision, EMA, clipping, the divergence guard): its state goes to
-`on_epoch` and comes back to resume; on CUDA the host reads the device only every SYNC_EVERY batches."""
+"""The one epoch loop both trainers drive: its state goes to `on_epoch` and comes back to resume it exactly."""
 import math
 import random
 import time
@@ -14,9 +13,7 @@ from .history import History
 from .step import Step
 
 SYNC_EVERY = 32  # CUDA batches between host reads; on CPU a read costs nothing and happens every batch
-# A batch loss above this many times a uniform guess's (ln 10 for CIFAR-10) is confidently wrong on average:
-# the run has blown up, even while the loss is still finite.
-MAX_LOSS_FACTOR = 10
+MAX_LOSS_FACTOR = 10  # times a uniform guess's loss (ln 10): confidently wrong on average, blown up though finite
 
 
 class Diverged(UserError):
@@ -38,8 +35,7 @@ class Engine:
         self.ema = EMA(model, step.ema) if step.ema else None
         self.net, self.eval_net = model, self.ema.module if self.ema else model  # test the EMA if any
         if step.compile:
-            self.net = torch.compile(self.net, mode=step.compile_mode)
-            self.eval_net = torch.compile(self.eval_net, mode=step.compile_mode)
+            self.net, self.eval_net = (torch.compile(net, mode=step.compile_mode) for net in (self.net, self.eval_net))
         self.criterion = nn.CrossEntropyLoss(label_smoothing=step.label_smoothing)
         self.sync_every = SYNC_EVERY if cuda else 1
 
@@ -48,8 +44,7 @@ class Engine:
                 y.to(self.device, non_blocking=True))
 
     def train_epoch(self, loader, epoch, history, on_batch=None, wrap=None):
-        """One pass over loader: (mean loss, accuracy, images); on_batch(i, loss, accuracy %) at every host read,
-        wrap(loader) (a progress bar) iterated if given."""
+        """(mean loss, accuracy, images); on_batch(i, loss, accuracy %) at every host read; wrap: a progress bar."""
         self.net.train()
         loss_sum, correct, seen = torch.zeros((), device=self.device), torch.zeros((), device=self.device), 0
         first_bad, bad_loss = torch.full((), -1, device=self.device), torch.zeros((), device=self.device)
@@ -91,8 +86,7 @@ class Engine:
 
     @torch.no_grad()
     def evaluate(self, loader, into=None, keep=20):
-        """(mean loss, accuracy, images) on loader, with the EMA weights if any. Given a History `into`, also its
-        predictions and `keep` mistakes, a few from every batch (a test set stored by class would show one class)."""
+        """A History `into` gets the predictions and `keep` mistakes, a few per batch (splits may be in class order)."""
         self.eval_net.eval()
         loss_sum, correct, seen = torch.zeros((), device=self.device), torch.zeros((), device=self.device), 0
         per_batch, targets, predicted, wrong = -(-keep // max(len(loader), 1)), [], [], []
@@ -115,11 +109,8 @@ class Engine:
         return _means(loss_sum, correct, seen)
 
     def fit(self, train_loader, test_loader, epochs, *, resume=None, wrap=None, on_batch=None, on_epoch=None):
-        """Run epochs, continuing from `resume` (a state that on_epoch was given) if any; after each epoch
-        call on_epoch(epoch, history, state), where state() is what resumes it."""
-        history, start = History(), 0
-        if resume is not None:
-            history, start = self.load_state_dict(resume)
+        """After each epoch on_epoch(epoch, history, state): `resume=state()` continues from there."""
+        history, start = self.load_state_dict(resume) if resume is not None else (History(), 0)
         if start == epochs:  # a finished run resumed: its predictions come from one test pass
             self.evaluate(test_loader, into=history)
         for epoch in range(start, epochs):
@@ -133,8 +124,6 @@ class Engine:
                 what = "the weights are no longer finite" if not finite else f"the test loss became {test_loss}"
                 raise Diverged(f"{what} after epoch {epoch} (learning rate {history.batch_lr[-1]:.6g}): training "
                                f"stopped; lower --lr-max")
-            if self.device.type == "cuda":
-                torch.cuda.synchronize(self.device)
             history.append(train_loss=train_loss, train_acc=train_acc, test_loss=test_loss, test_acc=test_acc,
                            epoch_time=time.perf_counter() - t0, lr=history.batch_lr[-1])
             if on_epoch:
@@ -144,7 +133,7 @@ class Engine:
         return history
 
     def state_dict(self, epoch, history):
-        """Everything an epoch changed, so that a resumed run continues exactly where this one stands."""
+        """Everything an epoch changed, so that a resumed run continues exactly."""
         np_state = np.random.get_state()
         parts = {name: getattr(self, name) for name in self.PARTS}  # no scheduler or no EMA: None
         return {"epoch": epoch, "history": history.to_dict(),

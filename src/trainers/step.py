@@ -1,5 +1,4 @@
-"""How every training and test batch is computed besides forward and backward: precision, memory format,
-compilation and the options a recipe adds (decided here once, for the engine and src.evaluate), and AdamW."""
+"""What a batch needs besides forward and backward, decided once for the engine and src.evaluate; and AdamW."""
 from dataclasses import dataclass, fields
 
 import torch

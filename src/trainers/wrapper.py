@@ -1,7 +1,4 @@
-"""The custom training wrapper: AdamW and torch's linear OneCycleLR peaking at `warmup`, stepped every batch,
-a tqdm bar per batch (its numbers read from the device every Engine.sync_every batches), a test summary per epoch:
-    Loss=0.5845 Batch_id=97 Accuracy=79.38: 100%|██████████| 98/98
-    Epoch 3 | Test set: Average loss: 0.3012, Accuracy: 9095/10000 (90.95%)"""
+"""The custom training wrapper: AdamW, torch's linear OneCycleLR, a tqdm bar per batch, a test line per epoch."""
 from torch.optim.lr_scheduler import OneCycleLR
 from tqdm import tqdm
 
@@ -13,7 +10,6 @@ START_DIV, END_DIV = 25, 1e4  # OneCycleLR's defaults, written out: start at lr_
 
 
 def knots(lr_max, epochs, warmup=WARMUP):
-    """The (epoch, learning rate) points OneCycleLR runs through, linearly, batch by batch."""
     return [(0, lr_max / START_DIV), (warmup * epochs, lr_max), (epochs, lr_max / START_DIV / END_DIV)]
 
 
@@ -23,15 +19,14 @@ def train_wrapper(model, train_loader, test_loader, epochs, lr_max=0.01, weight_
     optimizer = adamw(model, lr_max, weight_decay, decay_norms, beta2, device)
     scheduler = OneCycleLR(optimizer, max_lr=lr_max, epochs=epochs, steps_per_epoch=len(train_loader),
                            pct_start=warmup, anneal_strategy="linear", div_factor=START_DIV, final_div_factor=END_DIV)
-    bar = None
+    bars = []  # one per epoch
 
     def progress(batches):
-        nonlocal bar
-        bar = tqdm(batches, ncols=100)
-        return bar
+        bars.append(tqdm(batches, ncols=100))
+        return bars[-1]
 
     def describe(batch_id, loss, accuracy):
-        bar.set_description(f"Loss={loss:.4f} Batch_id={batch_id} Accuracy={accuracy:.2f}")
+        bars[-1].set_description(f"Loss={loss:.4f} Batch_id={batch_id} Accuracy={accuracy:.2f}")
 
     def report(epoch, history, state):
         n, accuracy = history.test_images, history.test_acc[-1]
