@@ -1,6 +1,5 @@
 """What src.sweep and src.reproduce share: their options, their runs (each checked before any starts), how they
 end: a result other flags or data made is refused, not skipped or continued."""
-import math
 import os
 import sys
 import tempfile
@@ -43,12 +42,12 @@ def portable(path):
     return relative if not relative.startswith(os.path.join("..", "..")) else str(Path(path).resolve())
 
 
-def train_job(name, folder, flags, planned=False):
-    """`python -m src.train FLAGS --out FOLDER`, its flags (and, unless only planned, the data) checked now."""
+def train_job(name, folder, flags):
+    """`python -m src.train FLAGS --out FOLDER`, its flags and data checked now, before any run starts."""
     args = (*map(str, flags), "--out", portable(folder))
     try:
         cfg = resolve(config_from_args(args))
-        have = None if planned else image_counts(cfg)  # a copy too small for the run, refused before any starts
+        have = image_counts(cfg)  # a copy too small for the run, refused before any starts
     except (UserError, SystemExit) as err:
         raise UserError(f"{name}: {err}") from None
     folder, wanted = Path(folder), fingerprint(cfg)
@@ -89,12 +88,10 @@ def add_arguments(p):
     p.add_argument("--force", action="store_true", help="redo runs whose finished results exist")
     p.add_argument("--quick", action="store_true", help="tiny settings, every step in seconds (CI, a CPU)")
     p.add_argument("--out", help="the folder the runs go to (with --quick: a new temporary folder)")
-    p.add_argument("--plan", action="store_true", help="print the runs and the GPU minutes they take, estimated "
-                   "from the committed runs; run nothing")
 
 
 def run_all(args, p, default_out, jobs_in, write):
-    """Plan the jobs (jobs_in(out)) and print them (--plan) or run them, write(out) after each ends and once more."""
+    """Run the jobs (jobs_in(out)), write(out) after each ends and once more; end as the runs ended."""
     if not args.data or not Path(args.data).is_dir():
         p.error(f"--data {args.data}: give the folder of a CIFAR-10 copy (or set CIFAR10_DIR)")
     if not args.budget > STOP_GRACE:
@@ -106,10 +103,8 @@ def run_all(args, p, default_out, jobs_in, write):
                          "from their checkpoints)"):
         args.data, deadline = portable(args.data), time.monotonic() + args.budget - STOP_GRACE
         args.device = args.device and device_of(args.device)
-        args.jobs = args.jobs or (6 if args.plan or args.device != "cpu" and torch.cuda.is_available() else 2)
+        args.jobs = args.jobs or (6 if args.device != "cpu" and torch.cuda.is_available() else 2)
         out = Path(args.out) if args.out else Path(tempfile.mkdtemp(prefix="quick-")) if args.quick else default_out
-        if args.plan:
-            return print_plan(jobs_in(out), args.jobs)
         lock = hold(out)  # a second sweep or reproduction into it would report this one's runs as its own
         io.remove_leftovers(out)
         jobs = jobs_in(out)
@@ -132,34 +127,3 @@ def run_all(args, p, default_out, jobs_in, write):
         sys.exit(f"error: {len(left)} of {len(outcomes)} runs did not finish within --budget ({', '.join(left)}): "
                  f"{again} to continue them (stopped runs resume from their checkpoints)")
 
-
-def estimate(job):
-    """Seconds the job takes beside the others, from the committed run most like it (model, loader, batch)."""
-    if job.module == "src.bench":  # an untimed and three timed epochs of each path, three of the steps alone
-        s = (read(ROOT / "ConvMixer_experimentation_2/bench/bench.json") or {}).get("seconds")
-        return s and s["fast_first_epoch"] + 3 * s["fast"] + 4 * (s["reference_2_workers"] + s["reference_all_cores"]) \
-            + 3 * s["floor"]
-    given = dict(zip(job.args, job.args[1:]))
-    model = given.get("--model", "vit_seed" if "ViT" in job.name else "convmixer_256_8")
-    like = [m for pattern in ("*/run-full/metrics.json", "*/recipes/*/metrics.json", "*/sweeps/*/*/metrics.json")
-            for m in map(read, ROOT.glob(pattern)) if m and m.get("finished") and m["config"]["model"] == model
-            and m["config"]["loader"] == given.get("--loader", "gpu") and m["data"]["train_images"] == 50_000]
-    like.sort(key=lambda m: m["config"]["batch_size"] != int(given.get("--batch-size", 512)))
-    return like and like[0]["first_epoch_seconds"] + (like[0]["config"]["epochs"] - 1) * like[0]["seconds_per_epoch"]
-
-
-def print_plan(jobs, limit):
-    """Each run with its estimate, and the calls of at most CALL seconds they fill, `limit` at a time."""
-    slots, cpu_free = [0.0] * limit, 0.0  # when each place, and the CPU a reference loader needs, is free
-    for job in jobs:
-        seconds = estimate(job) or 0
-        print(f"{job.name}: {f'{seconds / 60:.1f} min' if seconds else 'no committed run like it'}")
-        if job.alone:
-            slots = [max(slots) + seconds] * limit
-            continue
-        place = slots.index(min(slots))
-        slots[place] = max(slots[place], cpu_free if job.cpu_bound else 0) + seconds
-        cpu_free = slots[place] if job.cpu_bound else cpu_free
-    total = max(slots)
-    print(f"{len(jobs)} runs, {limit} at a time: about {total / 60:.0f} GPU minutes, {math.ceil(total / CALL)} call(s) "
-          f"of {CALL} s (each continues what the last left, from checkpoints)")

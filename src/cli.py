@@ -69,20 +69,10 @@ def parser(prog="python -m src.train", description=None, skip=()):
         if kind is bool:
             kw["action"] = argparse.BooleanOptionalAction
         else:
-            kw.update(type=_word(kind), nargs=o.nargs, metavar=o.name.upper() if o.nargs else None,
+            kw.update(type=kind, nargs=o.nargs, metavar=o.name.upper() if o.nargs else None,
                       choices=o.allowed if isinstance(o.allowed, tuple) and not o.nargs else None)
         groups[o.group].add_argument(o.flag, **kw)
     return p
-
-
-def _word(kind):
-    def parse(text):
-        try:
-            return kind(text)
-        except ValueError:
-            said = "an integer" if kind is int else "a number"
-            raise argparse.ArgumentTypeError(f"expected {said}, got {text!r}") from None
-    return parse
 
 
 def config_from_args(argv=None, p=None):

@@ -48,8 +48,6 @@ def load_run(path):
     except (KeyError, TypeError, ValueError) as err:
         raise UserError(f"{path} is not a run's metrics.json ({type(err).__name__}: {err}): delete it, or rerun "
                         f"what writes it") from None
-    if not (0 <= run["test"] <= 1 and 0 <= run["train"] <= 1):
-        raise UserError(f"{path} is not a run's metrics.json (accuracies outside 0..1): delete it")
     return run
 
 
@@ -162,12 +160,9 @@ def report(base, mode="full"):
     bench = next(iter(sorted(base.glob("*/bench/bench.json"))), None)
     if bench:
         b = io.read_json(bench)
-        try:
-            speed, said = {"fast": b["seconds"]["fast"], **b["speedup"]}, f"{b['hardware']}, commit {b.get('commit')}"
-        except (KeyError, TypeError) as err:
-            raise UserError(f"{bench} is not a bench.json of src.bench ({err}): delete it") from None
-        lines += [f"One epoch (train and test pass) on each data path, `python -m src.bench` on {said} "
-                  f"({link(bench, base)} · {logs([{'path': bench}], base)}): {b['line']}.", ""]
+        speed = {"fast": b["seconds"]["fast"], **b["speedup"]}
+        lines += [f"One epoch (train and test pass) on each data path, `python -m src.bench` on {b['hardware']}, "
+                  f"commit {b.get('commit')} ({link(bench, base)} · {logs([{'path': bench}], base)}): {b['line']}.", ""]
     sweeps = sorted(base.glob("*/sweeps/*/table.md"))
     if sweeps:
         lines += ["Sweeps (`python -m src.sweep`), each a table sorted by test accuracy: " +
@@ -180,25 +175,17 @@ def report(base, mode="full"):
     return "\n".join(lines).rstrip() + "\n"
 
 
-def _block(readme):
+def readme_block(readme, base, check=False):
+    """Write the README's block from the files; with check, only compare, and print the difference if any."""
     text = Path(readme).read_text()
     start, end = text.find(BEGIN), text.find(END)
     if start < 0 or end < start:
         raise UserError(f"{readme} has no results block: put the lines {BEGIN} and {END} where it goes")
-    return text, start + len(BEGIN), end
-
-
-def write_readme(readme, base):
-    text, start, end = _block(readme)
-    io.write_text(readme, text[:start] + "\n" + report(base) + text[end:])
-
-
-def check_readme(readme, base):
-    """True when the README's block is what the files give; else print the difference."""
-    text, start, end = _block(readme)
-    have, want = text[start:end].lstrip("\n"), report(base)
+    start, want = start + len(BEGIN), report(base)
+    if not check:
+        return io.write_text(readme, text[:start] + "\n" + want + text[end:])
+    have = text[start:end].lstrip("\n")
     if have != want:
-        print(f"{readme}: the results block differs from what the result files give (python -m src.reproduce "
-              f"--write-readme regenerates it):\n" + "".join(difflib.unified_diff(
-                  have.splitlines(True), want.splitlines(True), "README", "files")))
-    return have == want
+        print("".join(difflib.unified_diff(have.splitlines(True), want.splitlines(True), "README", "files")))
+        raise UserError(f"{readme}: its results block differs from the result files (the difference is above): run "
+                        f"python -m src.reproduce --write-readme")

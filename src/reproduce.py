@@ -7,10 +7,9 @@ from . import io
 from .batch import IMPROVED, NOTEBOOK_OF, QUICK, QUICK_MODEL, add_arguments, device, portable, run_all, seeded, \
     train_flags, train_job
 from .cli import command
-from .io import UserError
 from .notebook import NOTEBOOKS
 from .pool import ROOT, Job, read
-from .report import check_readme, report, write_readme
+from .report import readme_block, report
 
 STEPS = ("bench", "notebooks", "recipes")
 RECIPE_RUNS = (  # (model, run, flags, whether seed 0 runs here: the notebooks run the baselines' seed 0)
@@ -63,7 +62,7 @@ def notebook_job(name, args, out, mode):
 def plan(args, out, mode, steps):
     """The recipes, the notebooks (the ViT's first: the longest), then the bench, alone once the trainings are done."""
     recipes = [train_job(f"{NOTEBOOK_OF[model]}/recipes/{folder.name}", folder,
-                         (*train_flags(model, flags, args), "--seed", str(seed)), args.plan)
+                         (*train_flags(model, flags, args), "--seed", str(seed)))
                for model, name, flags, zero in RECIPE_RUNS if "recipes" in steps
                for seed, folder in seeded(out / NOTEBOOK_OF[model] / "recipes" / name, args.seeds) if seed or zero]
     notebooks = [notebook_job(name, args, out, mode) for name in reversed(NOTEBOOKS) if "notebooks" in steps]
@@ -84,16 +83,11 @@ def main(argv=None):
         p.error(f"--only {args.only}: expected steps among {', '.join(STEPS)}")
     if args.write_readme or args.check_readme:
         with command():
-            if args.write_readme:
-                return write_readme(ROOT / "README.md", ROOT)
-            if not check_readme(ROOT / "README.md", ROOT):
-                raise UserError("README.md: its results block differs from the result files (the difference is "
-                                "above): run python -m src.reproduce --write-readme")
-        return
+            return readme_block(ROOT / "README.md", ROOT, check=args.check_readme)
 
     def write(out):
         if out == ROOT:
-            write_readme(ROOT / "README.md", ROOT)
+            readme_block(ROOT / "README.md", ROOT)
         else:
             io.write_text(out / "report.md", report(out, mode))
         return f"results: {ROOT / 'README.md' if out == ROOT else out / 'report.md'}\n"

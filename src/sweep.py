@@ -9,7 +9,6 @@ from .pool import ROOT
 from .report import groups, load_run, mean, runs_table
 
 AUTHORS_AUGMENTATION = ("--randaugment", "2", "12", "--pad", "0", "--hole-p", "0")
-LESS_REGULARISATION = (*IMPROVED, "--dropout", "0", "--emb-dropout", "0", "--no-decay-norms")
 
 SWEEPS = {  # model, then (variant, flags on top of `--trainer onecycle --epochs 25`), the likeliest gain first
     # The authors' recipe scores 89.89% on the JPEG copy with their script (../shared/REFERENCE.md), above every run
@@ -29,23 +28,6 @@ SWEEPS = {  # model, then (variant, flags on top of `--trainer onecycle --epochs
         ("improved-warmup-0.2", (*IMPROVED, "--warmup", "0.2")),
         ("improved-all-four", (*IMPROVED, "--emb-init-std", "0.02", "--hole-p", "0", "--batch-size", "256",
                                "--warmup", "0.2")),
-    )),
-    # Run before: their tables are committed.
-    "convmixer-recipes": ("convmixer_256_8", (
-        ("authors", ("--lr-max", "0.05", "--wd", "0.005", "--randaugment", "2", "12", "--loader", "reference")),
-        ("improved-no-ema", (*IMPROVED, "--ema", "0")),
-        ("improved-batch-256", (*IMPROVED, "--batch-size", "256")),
-    )),
-    "vit-steps": ("vit_seed", (
-        ("improved-lr-0.002", (*IMPROVED, "--lr-max", "0.002")),
-        ("improved-batch-256", (*IMPROVED, "--batch-size", "256")),
-    )),
-    "vit-underfit": ("vit_seed", (
-        ("less-regularisation", LESS_REGULARISATION),
-        ("less-regularisation-batch-256", (*LESS_REGULARISATION, "--batch-size", "256")),
-        ("less-regularisation-batch-128", (*LESS_REGULARISATION, "--batch-size", "128")),
-        ("less-regularisation-batch-128-lr-0.0005", (*LESS_REGULARISATION, "--batch-size", "128",
-                                                     "--lr-max", "0.0005")),
     )),
 }
 
@@ -82,8 +64,7 @@ def main(argv=None):
         return (out / "table.md").read_text() + f"table: {out / 'table.md'}\n"
 
     def jobs_in(out):
-        return [train_job(f"{args.sweep}/{folder.name}", folder, (*train_flags(model, flags, args), "--seed", seed),
-                          args.plan)
+        return [train_job(f"{args.sweep}/{folder.name}", folder, (*train_flags(model, flags, args), "--seed", seed))
                 for variant, flags in variants if not args.only or variant in args.only.split(",")
                 for seed, folder in seeded(out / variant, args.seeds)]
 

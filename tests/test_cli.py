@@ -69,7 +69,7 @@ def _wiring(module, tmp, data, held, quick_data):
         "src.notebook": (["ConvMixer_experimentation_2", "--mode", "quick", "--data", quick_data, "--out",
                           tmp / "held"],
                          f"error: {held} is being written by another process"),
-        "src.sweep": (["--sweep", "vit-steps", "--data", data, "--out", held], f"error: {held} is being written "
+        "src.sweep": (["--sweep", "vit-candidates", "--data", data, "--out", held], f"error: {held} is being written "
                       f"by another process"),
         "src.reproduce": (["--quick", "--data", data, "--out", held], f"error: {held} is being written by another "
                           f"process"),
@@ -91,8 +91,8 @@ def test_each_command_exits_2_on_bad_usage(module, capsys):
 
 
 @pytest.mark.parametrize("module, argv, said", [
-    ("src.sweep", ["--sweep", "vit-steps", "--jobs", "0"], "--jobs: give at least 1"),
-    ("src.sweep", ["--sweep", "vit-steps", "--budget", "nan"], "--budget nan: give more than"),
+    ("src.sweep", ["--sweep", "vit-candidates", "--jobs", "0"], "--jobs: give at least 1"),
+    ("src.sweep", ["--sweep", "vit-candidates", "--budget", "nan"], "--budget nan: give more than"),
     ("src.reproduce", ["--check-readme", "--write-readme"], "not allowed with argument"),
 ])
 def test_values_that_could_do_nothing_are_usage_errors(module, argv, said, tiny_cifar, capsys):
@@ -122,7 +122,7 @@ def test_a_file_where_the_run_folder_goes_is_named(tiny_cifar, tmp_path):
 def test_a_word_that_is_no_number_is_a_usage_error_naming_it(capsys):
     with pytest.raises(SystemExit) as exc:
         config_from_args(["--epochs", "two"])
-    assert exc.value.code == 2 and "--epochs: expected an integer, got 'two'" in capsys.readouterr().err
+    assert exc.value.code == 2 and "argument --epochs: invalid int value: 'two'" in capsys.readouterr().err
 
 
 def test_every_value_is_checked_before_any_work(tmp_path):
