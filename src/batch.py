@@ -54,8 +54,8 @@ def train_job(name, folder, flags):
 
     def stale():
         metrics = read(folder / "metrics.json")
-        if metrics is None:
-            return "its metrics.json is damaged" if (folder / "metrics.json").exists() else None
+        if metrics is None:  # none, or a damaged one, which the tables name (src.report) before any run starts
+            return None
         if fingerprint(metrics.get("config", {})) != wanted:
             return "other flags made it"
         if any(metrics.get("data", {}).get(k, v) != v for k, v in have.items() if k.endswith("listing")):
@@ -92,8 +92,9 @@ def add_arguments(p):
 
 def run_all(args, p, default_out, jobs_in, write):
     """Run the jobs (jobs_in(out)), write(out) after each ends and once more; end as the runs ended."""
-    if not args.data or not Path(args.data).is_dir():
-        p.error(f"--data {args.data}: give the folder of a CIFAR-10 copy (or set CIFAR10_DIR)")
+    if not args.data or not any((Path(args.data) / name).is_dir() for name in ("train", "cifar-10-batches-py")):
+        p.error(f"--data {args.data}: give the folder of a CIFAR-10 copy, class folders or torchvision's (or set "
+                f"CIFAR10_DIR)")
     if not args.budget > STOP_GRACE:
         p.error(f"--budget {args.budget:g}: give more than the {STOP_GRACE} s that stopping the runs takes")
     if args.jobs is not None and args.jobs < 1 or min(args.seeds) < 0:

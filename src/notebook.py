@@ -1,10 +1,11 @@
 """What the notebooks call, so that every cell stays a few lines, and `python -m src.notebook NAME`, which executes
 one with papermill (docs/command-line.md); a mode's run and figures go to NAME/run-MODE/."""
 import argparse
+import logging
 import os
 import re
 import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import torch
@@ -14,7 +15,7 @@ from .cli import command, command_line
 from .config import DEFAULT_DATA, Config, model_overrides, resolve
 from .io import UserError, read_json, write_text
 from .models import create_model, hyper_parameters, label
-from .run import RUN_FILES, RunFolder, held_run, hold, image_counts
+from .run import RUN_FILES, RunFolder, hold, image_counts
 from .trainers import KNOTS, TRAINERS
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -68,8 +69,11 @@ def experiment(name, model, trainer, recipe, mode=None, data=None, out=None, res
     mode = mode or ("full" if torch.cuda.is_available() else "cpu")
     cfg = run_config(name, mode, data, out, resume, device, model=model, trainer=trainer, recipe=recipe)
     settings = resolve(cfg)
-    with RunFolder(settings):  # not another process's, nor (resume) made with other settings or data
-        pass
+    try:  # not another process's, nor (resume) made with other settings or data
+        with RunFolder(settings):
+            pass
+    except UserError as err:  # a notebook replaces its run with resume = False
+        raise UserError(str(err).replace("pass --overwrite", "set resume = False")) from None
     Path(settings.out).mkdir(parents=True, exist_ok=True)
     print(f"mode: {mode} ({MODE_WHY[mode]})")
     display(Markdown(settings_table(settings)))
@@ -139,6 +143,7 @@ def main(argv=None):
     import nbformat
     import papermill
 
+    logging.disable(logging.CRITICAL)  # papermill's, nbclient's and asyncio's lines when a kernel is stopped
     p = argparse.ArgumentParser(prog="python -m src.notebook", description=__doc__)
     p.add_argument("name", choices=NOTEBOOKS)
     p.add_argument("--mode", choices=tuple(MODES), help="default: full on a GPU, else cpu")
@@ -169,12 +174,12 @@ def main(argv=None):
 
     before = written()
     with command(interrupted):
-        settings = resolve(run_config(args.name, mode, args.data, folder, args.resume, args.device))
-        try:  # what the kernel would refuse, refused before it starts
-            image_counts(settings)
-        except UserError as err:
-            raise UserError(f"--mode {mode} uses {err}") from None
-        held_run(run, args.resume, args.overwrite)
+        if args.data and not any((Path(args.data) / name).is_dir() for name in ("train", "cifar-10-batches-py")):
+            raise UserError(f"--data {args.data}: no CIFAR-10 there (class folders train/<class>/, or torchvision's "
+                            f"cifar-10-batches-py); give a copy, or leave --data out to download it")
+        cfg = run_config(args.name, mode, args.data, folder, args.resume, args.device)
+        with RunFolder(resolve(replace(cfg, overwrite=args.overwrite))):  # what the kernel refuses, refused first
+            pass
         lock = hold(folder)  # one notebook at a time writes there
         try:
             nb = papermill.execute_notebook(

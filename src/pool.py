@@ -69,9 +69,10 @@ def run_jobs(jobs, limit, deadline, force, on_finish):
             time.sleep(0.5)
     finally:
         stop([proc for proc, _ in running.values()])
-    for job in running:
+    for job in running:  # a run may have ended as the budget did
         now = epochs(job)
-        outcomes[job.name] = "stopped" + (f" after {now[0]} of {now[1]} epochs" if now else "")
+        stopped = "stopped" + (f" after {now[0]} of {now[1]} epochs" if now else "")
+        outcomes[job.name] = "finished" if job.done() else stopped
     return {**outcomes, **{job.name: "not started" for job in pending}}
 
 

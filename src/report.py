@@ -52,11 +52,15 @@ def load_run(path):
 
 
 def groups(runs):
-    """Runs that differ only in their seed, together, seeds in order; groups in the order of their first run."""
+    """Runs that differ only in their seed, together, seeds in order; a seed run twice alike starts another group."""
     found = {}
     for run in runs:
-        found.setdefault(run["setting"], []).append(run)
-    return [sorted(group, key=lambda r: r["seed"]) for group in found.values()]
+        alike = found.setdefault(run["setting"], [])
+        group = next((g for g in alike if run["seed"] not in [r["seed"] for r in g]), [])
+        if not group:
+            alike.append(group)
+        group.append(run)
+    return [sorted(group, key=lambda r: r["seed"]) for alike in found.values() for group in alike]
 
 
 def mean(group, key="test"):

@@ -23,7 +23,9 @@ RECIPE_RUNS = (  # (model, run, flags, whether seed 0 runs here: the notebooks r
 
 
 def made_on(path, data):
-    return (read(path) or {}).get("config", {}).get("data") == data
+    """Whether path's run read data: paths as the runs, started in the repository, resolve them."""
+    made = (read(path) or {}).get("config", {}).get("data")
+    return made is not None and (ROOT / made).resolve() == (ROOT / data).resolve()
 
 
 def bench_job(args, out):
@@ -50,10 +52,14 @@ def notebook_job(name, args, out, mode):
     def done():
         metrics, notebook = read(run / "metrics.json") or {}, out / name / f"{name}.ipynb"
         shown = notebook.is_file() and f"**{100 * metrics.get('final_test_acc', -1):.2f}%**" in notebook.read_text()
-        return metrics.get("finished") is True and made_on(run / "metrics.json", args.data) and shown
+        return metrics.get("finished") is True and stale() is None and shown
 
     def stale():
-        return read(run / "metrics.json") and not made_on(run / "metrics.json", args.data) and "other data made it"
+        metrics = read(run / "metrics.json")
+        if metrics and not made_on(run / "metrics.json", args.data):
+            return "other data made it"
+        weights_gone = metrics and metrics.get("finished") and not io.whole(run / "model.pt")
+        return "its model.pt is gone or damaged" if weights_gone else None
 
     return Job(f"{name}/run-{mode}", (name, "--mode", mode, "--data", args.data, *device(args),
                *(("--out", portable(out)) if out != ROOT else ())), run, done, stale, module="src.notebook")

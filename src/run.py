@@ -37,8 +37,8 @@ def image_counts(cfg):
     for split, subset in (("train", cfg.train_subset), ("test", cfg.test_subset)):
         total, listing = data.split_listing(cfg.data, split == "train", cfg.download)
         if subset is not None and subset > total:
-            raise UserError(f"--{split}-subset {subset}: more than the {total} images of the {split} split in "
-                            f"{cfg.data}; give at most {total}")
+            raise UserError(f"{cfg.data} holds {total} {split} images, fewer than the {subset} this run uses "
+                            f"(--{split}-subset): give a fuller copy, or at most {total}")
         counts.update({f"{split}_images": subset or total, f"{split}_split_images": total, f"{split}_listing": listing})
     if cfg.batch_size > counts["train_images"]:
         raise UserError(f"--batch-size {cfg.batch_size}: larger than the {counts['train_images']} training images")

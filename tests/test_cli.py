@@ -104,8 +104,8 @@ def test_values_that_could_do_nothing_are_usage_errors(module, argv, said, tiny_
 def test_the_notebook_checks_its_data_before_a_kernel_starts(tiny_cifar, tmp_path):
     line = cli_error(["ConvMixer_experimentation_2", "--mode", "quick", "--data", tiny_cifar, "--out", tmp_path],
                      "src.notebook")
-    assert line == (f"error: --mode quick uses --train-subset 256: more than the 160 images of the train split in "
-                    f"{tiny_cifar}; give at most 160") and not any(tmp_path.iterdir())
+    assert line == (f"error: {tiny_cifar} holds 160 train images, fewer than the 256 this run uses (--train-subset): "
+                    f"give a fuller copy, or at most 160") and not any(tmp_path.iterdir())
 
 
 def test_an_empty_out_is_refused_not_replaced_by_the_default(tiny_cifar, tmp_path):

@@ -11,6 +11,7 @@ import nbformat
 import pytest
 
 from helpers import PATIENCE, REPO_ROOT, cli_error, env
+from src.io import UserError
 from src.notebook import MODES, NOTEBOOKS
 
 PARAMETERS = {"REPO_URL", "mode", "data_dir", "out", "resume", "device"}
@@ -108,6 +109,18 @@ def test_a_notebook_runs_top_to_bottom_in_quick_mode_into_its_out_folder(execute
     assert (folder / "run-quick" / "model.pt").is_file() and metrics["data"]["source"] == "CIFAR-10, JPEG copy"
     after = files(REPO_ROOT / EXECUTED)  # the checkout untouched
     assert after == before, sorted(p for p in {*before, *after} if before.get(p) != after.get(p))
+
+
+def test_a_resume_on_other_data_is_refused_before_the_kernel_and_in_the_notebooks_words(executed, quick_cifar):
+    _, folder, _ = executed
+    said = f"the run in {folder / 'run-quick'} was made with other settings or data"
+    line = cli_error([EXECUTED, "--mode", "quick", "--data", quick_cifar, "--out", folder.parent, "--resume"],
+                     "src.notebook")
+    assert line.startswith(f"error: {said}") and "code cell" not in line and "--overwrite" in line
+    from src.notebook import experiment
+    with pytest.raises(UserError, match="set resume = False to train it again"):
+        experiment(EXECUTED, **NOTEBOOKS[EXECUTED], mode="quick", data=str(quick_cifar), out=folder,
+                   resume=True)
 
 
 @pytest.mark.parametrize("extra, ending", [((), "error: {run} already holds a run"), (("--resume", "--overwrite"), 2)])

@@ -131,8 +131,7 @@ def _weights_gone(out, data):
     (("--lr-max", "0.02"), None, "other flags made it"),
     ((), _other_data, "other data made it"),
     ((), _weights_gone, "its model.pt is gone or damaged"),
-    ((), _metrics_damaged, "its metrics.json is damaged"),
-], ids=["other-flags", "other-data", "weights-gone", "metrics-damaged"])
+], ids=["other-flags", "other-data", "weights-gone"])
 def test_a_result_that_is_not_the_runs_own_is_refused_before_any_run(tiny_sweep, flags, change, why):
     call, out, data, *_ = tiny_sweep
     undo = change(out, data) if change else None
@@ -145,12 +144,25 @@ def test_a_result_that_is_not_the_runs_own_is_refused_before_any_run(tiny_sweep,
     assert "started" not in printed
 
 
+@pytest.mark.parametrize("force", [(), ("--force",)])
+def test_a_damaged_result_is_named_before_any_run_with_advice_that_works_with_force_too(tiny_sweep, force):
+    call, out, data, *_ = tiny_sweep
+    undo = _metrics_damaged(out, data)
+    try:
+        code, printed = call(*force)
+    finally:
+        undo()
+    assert code.startswith(f"error: {out / 'a' / 'metrics.json'} is not readable JSON (") and code.endswith(
+        "): delete it, or rerun what writes it") and "started" not in printed
+
+
 def test_the_runs_flags_and_the_datas_size_are_checked_before_any_run(tiny_sweep):
-    call, *_ = tiny_sweep
+    call, _, data, *_ = tiny_sweep
     code, printed = call(flags=("--hole-p", "2"))
     assert code.startswith("error: tiny/a: --hole-p 2.0: expected") and "started" not in printed
     code, printed = call(flags=("--train-subset", "161"))
-    assert code.startswith("error: tiny/a: --train-subset 161: more than the 160 images of the train split")
+    assert code == (f"error: tiny/a: {data} holds 160 train images, fewer than the 161 this run uses (--train-subset): "
+                    f"give a fuller copy, or at most 160")
     assert "started" not in printed
 
 

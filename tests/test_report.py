@@ -42,6 +42,13 @@ def test_runs_that_differ_only_in_their_seed_are_one_group(tmp_path):
     assert "| [b](b) · [seed 1](b-seed-1) |" in table and "| 80.50 ± 0.71% (n=2) |" in table
 
 
+def test_a_seed_run_twice_alike_is_not_counted_twice(tmp_path):
+    paths = [write_run(tmp_path / "b", 0.80, 0), write_run(tmp_path / "b-seed-1", 0.81, 1),
+             write_run(tmp_path / "d-seed-1", 0.50, 1)]  # on a CPU, baseline and baseline-reference-loader are alike
+    found = groups([load_run(p) for p in paths])
+    assert [[r["path"].parent.name for r in g] for g in found] == [["b", "b-seed-1"], ["d-seed-1"]]
+
+
 @pytest.mark.parametrize("a, b, verdict", [
     ([0.80], [0.70], "undecided: single runs have no spread"),
     ([0.80, 0.70], [0.70], "undecided: single runs have no spread"),

@@ -2,6 +2,9 @@
 other data is refused before any run, and the README's results block is what the committed files give."""
 import argparse
 import json
+import os
+
+import pytest
 
 from helpers import cli_error
 from src.pool import ROOT
@@ -19,14 +22,18 @@ def test_three_seeds_plan_every_seed_of_each_setting_once(tiny_cifar, monkeypatc
     assert "ViT_with_convolution/recipes/baseline" not in names
 
 
-def test_a_notebook_run_made_on_other_data_is_refused_before_any_run(tiny_cifar, tmp_path):
+@pytest.mark.parametrize("made_on, why", [("/elsewhere", "other data made it"),
+                                           ("relative", "its model.pt is gone or damaged")])
+def test_a_notebook_run_made_on_other_data_or_without_weights_is_refused_before_any_run(tiny_cifar, tmp_path,
+                                                                                       made_on, why):
     run = tmp_path / "ConvMixer_experimentation_1" / "run-quick"
     run.mkdir(parents=True)
-    (run / "metrics.json").write_text(json.dumps({"finished": True, "config": {"data": "/elsewhere"}}))
+    data = os.path.relpath(tiny_cifar, ROOT) if made_on == "relative" else made_on  # as the notebook records it
+    (run / "metrics.json").write_text(json.dumps({"finished": True, "config": {"data": data}}))
     line = cli_error(["--quick", "--only", "notebooks", "--data", tiny_cifar, "--device", "cpu", "--out", tmp_path],
                      "src.reproduce")
     assert line.startswith(f"error: {run} holds a run that is not ConvMixer_experimentation_1/run-quick's to skip or "
-                           f"continue (other data made it)")
+                           f"continue ({why})")
     assert sorted(p.name for p in run.iterdir()) == ["metrics.json"]
 
 
