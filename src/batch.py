@@ -66,8 +66,7 @@ def train_job(name, folder, flags):
     def done():
         return (read(folder / "metrics.json") or {}).get("finished") is True and stale() is None
 
-    # on a GPU, auto is the gpu loader: only an explicit reference loader keeps the CPU busy
-    return Job(name, args, folder, done, stale, cpu_bound=dict(zip(args, args[1:])).get("--loader") == "reference")
+    return Job(name, args, folder, done, stale)
 
 
 def seeded(folder, seeds):

@@ -58,7 +58,8 @@ def bench(cfg, repeats=1, profile=False):
                                          for _ in range(repeats))
     floor = physical_floor(engine, resident[0], len(fast[0]) * cfg.batch_size, len(images[1]))
     if profile:  # where a training step's time goes, op by op: what a faster step must attack
-        with torch.profiler.profile() as steps:
+        cuda = [torch.profiler.ProfilerActivity.CUDA] if engine.device.type == "cuda" else []  # else kineto errs
+        with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU, *cuda]) as steps:
             _timed(engine.device, lambda: engine.train_epoch(resident[:4], 0, History()))
         profile = steps.key_averages().table(sort_by=f"self_{engine.device.type}_time_total", row_limit=15)
     speedup = {"vs_2_workers": seconds["reference_2_workers"] / seconds["fast"],
@@ -104,7 +105,7 @@ def main(argv=None):
         p.error(f"--repeats {args.repeats}: give at least 1")
     with command(lambda: "interrupted before every path was timed: nothing written"):
         cfg = resolve(config_from_args(argv, p))
-        if args.json:
+        if args.json is not None:
             result_file("--json", args.json, [cfg.data])
         if args.conv_vs_linear:
             seed_everything(cfg.seed)
@@ -118,9 +119,9 @@ def main(argv=None):
         else:
             image_counts(cfg)  # a batch larger than the images is refused before any is decoded
             result = bench(cfg, args.repeats, args.profile)
-        if args.json:
-            io.write_json(args.json, result)
         print(result.get("profile", ""), result["line"], sep="\n" if args.profile else "", flush=True)
+        if args.json is not None:
+            io.write_json(args.json, result)
 
 
 if __name__ == "__main__":

@@ -1,5 +1,6 @@
 """What every command shares, so each ends the same way: flags from the declarations, one line per failure."""
 import argparse
+import os
 import shlex
 import signal
 import sys
@@ -33,7 +34,8 @@ def command(interrupted=lambda: "interrupted"):
     except UserError as err:
         sys.exit(f"error: {' '.join(str(err).split())}")
     except OSError as err:  # a folder that cannot be made or read
-        sys.exit(f"error: {err.filename or ''}{': ' if err.filename else ''}{err.strerror or err}")
+        sys.exit(f"error: {err.filename or ''}{': ' if err.filename else ''}{err.strerror or err}: check that path, "
+                 f"or give another")
     except RuntimeError as err:  # torch.OutOfMemoryError is one, and a CPU's allocation failure says so
         if not isinstance(err, torch.OutOfMemoryError) and "can't allocate memory" not in str(err):
             raise
@@ -46,13 +48,13 @@ def command(interrupted=lambda: "interrupted"):
 
 
 def result_file(flag, path, inputs=()):
-    """A command's result file, checked before any work: never a run's own file or one of the command's inputs."""
-    path = Path(path)
+    """A command's result file, checked before any work: never a run's own file, nor an input or inside one."""
+    path, where = Path(path), Path(path).resolve()
     if path.is_dir():
         raise UserError(f"{flag} {path}: a folder; give a file name")
-    if not path.resolve().parent.is_dir():
-        raise UserError(f"{flag} {path}: its folder does not exist; create it or give another path")
-    if path.name in RUN_FILES or path.resolve() in [Path(p).resolve() for p in inputs]:
+    if not where.parent.is_dir() or not os.access(where.parent, os.W_OK):
+        raise UserError(f"{flag} {path}: its folder does not exist or cannot be written; give another path")
+    if path.name in RUN_FILES or any(p == where or p in where.parents for p in (Path(i).resolve() for i in inputs)):
         raise UserError(f"{flag} {path}: would replace a run's file or this command's input; give another name")
     return path
 

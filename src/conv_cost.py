@@ -1,5 +1,5 @@
 """What writing the conv-only ViT's projections as 1x1 convolutions costs against the same network written with
-nn.Linear (`linear_twin`: the same weights, checked to compute the same logits first): a step's time and memory."""
+nn.Linear (`linear_twin`: the same weights; tests check that it gives the same logits): a step's time and memory."""
 import contextlib
 import copy
 
@@ -58,10 +58,6 @@ def conv_vs_linear(model, batch_size, device, repeats=5, warmup=2, autocast=None
     for backend in backends:
         backend.fp32_precision = "ieee"
     try:
-        with torch.no_grad():  # the same logits, or the comparison would time two different networks
-            gap = (conv.eval()(images) - linear.eval()(images)).abs().max().item()
-        if gap > 1e-4:
-            raise AssertionError(f"the conv model and its nn.Linear twin disagree by {gap:.3g} (atol 1e-4)")
         for name, network in (("conv", conv.train()), ("linear", linear.train())):
             timer = benchmark.Timer("step(network, *batch, autocast)", globals={
                 "step": _step, "network": network, "batch": batch, "autocast": autocast})  # it waits for the GPU

@@ -52,9 +52,6 @@ class RandAugment(A.ImageOnlyTransform):
     def apply(self, img, **params):
         return self.op(torch.from_numpy(np.ascontiguousarray(img)).permute(2, 0, 1)).permute(1, 2, 0).numpy()
 
-    def get_transform_init_args_names(self):  # what albumentations' repr and serialization read
-        return ("num_ops", "magnitude")
-
 
 class CIFAR10Array(Dataset):
     """Images as one (N, 32, 32, 3) uint8 array: decoded once, cheap to index, subset or move to the GPU whole."""
@@ -104,13 +101,13 @@ def check_torchvision_copy(root, train=True, download=False):
     from torchvision.datasets.utils import check_integrity
     root, batches = Path(root), Path(root) / CIFAR10.base_folder
     if not batches.is_dir():
-        raise UserError(f"no CIFAR-10 in {root} (expected class folders {root / ('train' if train else 'test')}"
-                        f"/<class>/ or torchvision's {batches}): point --data at a copy, or pass --download")
+        raise UserError(f"no CIFAR-10 in {root} (class folders {root / ('train' if train else 'test')}/<class>/ or "
+                        f"torchvision's {batches}): point --data at a copy (src.train --download fetches one)")
     meta = CIFAR10.meta["filename"], CIFAR10.meta["md5"]
     for name, md5 in (*(CIFAR10.train_list if train else CIFAR10.test_list), meta):
         if not check_integrity(str(batches / name), md5):  # False for a missing file too
             raise UserError(f"{batches / name} is missing or not CIFAR-10's (its MD5 differs): delete {batches} and "
-                            f"pass --download, or point --data at a good copy")
+                            f"fetch it again (src.train --download), or point --data at a good copy")
 
 
 def split_listing(root, train=True, download=False):

@@ -18,6 +18,8 @@ def load_model(weights):
     weights = Path(weights)
     if not weights.is_file():
         raise UserError(f"no weights at {weights}: give the model.pt of a finished run")
+    if not (weights.parent / "metrics.json").is_file():
+        raise UserError(f"no metrics.json beside {weights}: the model is rebuilt from its run's; give a run's model.pt")
     metrics = io.read_json(weights.parent / "metrics.json")
     try:
         model = create_model(metrics["model"]["name"], **metrics["model"]["hyper_parameters"])
@@ -30,7 +32,7 @@ def load_model(weights):
         model.load_state_dict(state)
     except (RuntimeError, TypeError, AttributeError) as err:
         raise UserError(f"{weights} does not fit the model its metrics.json names (another run's weights?): "
-                        f"{str(err).splitlines()[0]}") from None
+                        f"{(str(err).splitlines()[1:] or [str(err)])[0].strip()}") from None
     return model, metrics
 
 
@@ -60,13 +62,15 @@ def main(argv=None):
     p.add_argument("--figures", help="also draw what the model learned as PNGs into this folder")
     args = p.parse_args(argv)
     with command(lambda: "interrupted before the evaluation ended: nothing written"):
-        device, out = device_of(args.device), args.json and result_file("--json", args.json, [args.weights])
-        if args.figures and Path(args.figures).exists() and not Path(args.figures).is_dir():
-            raise UserError(f"--figures {args.figures}: a file; give a folder")
+        device = device_of(args.device)
+        out = args.json is not None and result_file("--json", args.json, [args.weights, args.data])
+        figures = args.figures is not None and Path(args.figures)
+        if figures:  # made now, so that a path that can be no folder is refused before the evaluation
+            if Path(args.data).resolve() in (figures.resolve(), *figures.resolve().parents):
+                raise UserError(f"--figures {figures}: inside --data {args.data}; give a folder outside the data")
+            figures.mkdir(parents=True, exist_ok=True)
         model, metrics = load_model(args.weights)
         result, recorded = evaluate(model, args.data, device), metrics.get("final_test_acc")
-        if out:
-            io.write_json(out, {"weights": args.weights, **result, "recorded_test_acc": recorded})
         print(f"{args.weights} on {result['test_images']:,} test images ({result['data']}): accuracy "
               f"{100 * result['accuracy']:.2f}%, with flip averaging {100 * result['accuracy_flip']:.2f}%, with flips "
               f"and one-pixel shifts (6 views) {100 * result['accuracy_six_views']:.2f}%",
@@ -75,9 +79,10 @@ def main(argv=None):
               "confusion matrix (rows: true class, columns: predicted):",
               *(f"{name:>{max(map(len, data.CLASSES))}} " + " ".join(f"{n:5d}" for n in row)
                 for name, row in zip(data.CLASSES, result["confusion_matrix"])), sep="\n")
-        if args.figures:
-            Path(args.figures).mkdir(parents=True, exist_ok=True)
-            paths = analysis.save_figures(model.eval(), analysis.test_images(args.data), args.figures)
+        if out:
+            io.write_json(out, {"weights": args.weights, **result, "recorded_test_acc": recorded})
+        if figures:
+            paths = analysis.save_figures(model.eval(), analysis.test_images(args.data), figures)
             print("figures:", *paths, sep="\n  ")
 
 

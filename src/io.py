@@ -39,8 +39,8 @@ def atomic_write(path, write):
 
 
 def remove_leftovers(folder):
-    """The temporary files of writes that a kill interrupted (mkstemp's 8 random characters, then .tmp)."""
-    for leftover in Path(folder).glob(f"*{'[a-z0-9_]' * 8}.tmp"):
+    """Writes a kill interrupted: NAME.EXT, mkstemp's 8 random characters, .tmp (a user's notes.tmp is kept)."""
+    for leftover in Path(folder).glob(f"*.*{'[a-z0-9_]' * 8}.tmp"):
         leftover.unlink(missing_ok=True)
 
 

@@ -155,8 +155,6 @@ def main(argv=None):
     p.add_argument("--resume", action="store_true", help="continue the notebook's unfinished run")
     p.add_argument("--overwrite", action="store_true", help="replace the run the notebook's folder holds")
     args = p.parse_args(argv)
-    if args.resume and args.overwrite:
-        p.error("--resume and --overwrite contradict each other: continue the run or replace it")
     mode = args.mode or ("full" if torch.cuda.is_available() else "cpu")
     folder = Path(args.out).resolve() / args.name if args.out else \
         Path(tempfile.mkdtemp(prefix="notebook-")) / args.name if mode == "quick" else ROOT / args.name

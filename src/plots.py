@@ -75,11 +75,6 @@ def training_curves(history, path=None):
 def misclassified_grid(images, targets, preds, n=20, path=None):
     """The first n mistakes as the model saw them (after Normalize), titled true/pred."""
     images, targets, preds = images[:n], _numpy(targets)[:n], _numpy(preds)[:n]
-    if len(images) == 0:
-        fig, ax = plt.subplots(figsize=(4, 1))
-        ax.text(0.5, 0.5, "no misclassified images", ha="center", va="center")
-        ax.axis("off")
-        return _finish(fig, path)
     cols, rows = min(len(images), 10), math.ceil(len(images) / 10)
     fig, axes = plt.subplots(rows, cols, figsize=(1.6 * cols, 1.8 * rows), squeeze=False)
     for ax in axes.flat:

@@ -34,7 +34,6 @@ class Job:
     done: Callable          # () -> its finished result is there, made as this job would make it
     stale: Callable         # () -> why the result in its folder is not its own to skip or continue, or None
     module: str = "src.train"
-    cpu_bound: bool = False  # feeds the GPU from DataLoader workers: one such job at a time
     alone: bool = False      # a timing: starts when nothing runs, nothing starts beside it, never resumed
 
     @property
@@ -88,18 +87,14 @@ def epochs(job):
 
 
 def startable(pending, running, limit):
-    """The next jobs in order, within the limits."""
+    """The next jobs in order, at most `limit` running; a job `alone` waits for the others and holds the GPU alone."""
     if any(job.alone for job in running):
         return []
-    chosen, cpu_busy = [], any(job.cpu_bound for job in running)
-    for job in pending:
-        if len(running) + len(chosen) >= limit:
-            break
+    chosen = []
+    for job in pending[:max(0, limit - len(running))]:
         if job.alone:
             return chosen or ([] if running else [job])
-        if not (job.cpu_bound and cpu_busy):
-            cpu_busy = cpu_busy or job.cpu_bound
-            chosen.append(job)
+        chosen.append(job)
     return chosen
 
 

@@ -12,8 +12,7 @@ AUTHORS_AUGMENTATION = ("--randaugment", "2", "12", "--pad", "0", "--hole-p", "0
 
 SWEEPS = {  # model, then (variant, flags on top of `--trainer onecycle --epochs 25`), the likeliest gain first
     # The authors' recipe scores 89.89% on the JPEG copy with their script (../shared/REFERENCE.md), above every run
-    # of the improved recipe: their augmentation on the fast path, then with the improved recipe's views, EMA and
-    # smoothing.
+    # of the improved recipe: their augmentation on the fast path, then with the improved recipe's tricks on top.
     "convmixer-authors": ("convmixer_256_8", (
         ("authors", ("--recipe", "authors")),
         ("improved-authors-augmentation", (*IMPROVED, *AUTHORS_AUGMENTATION)),

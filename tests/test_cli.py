@@ -22,7 +22,8 @@ COMMANDS = ("src.train", "src.evaluate", "src.bench", "src.notebook", "src.sweep
 
 @pytest.mark.parametrize("raised, line", [
     (UserError("--x 3: expected\n   a number"), "error: --x 3: expected a number"),
-    (OSError(errno.EACCES, "Permission denied", "/some/file"), "error: /some/file: Permission denied"),
+    (OSError(errno.EACCES, "Permission denied", "/some/file"),
+     "error: /some/file: Permission denied: check that path, or give another"),
     (torch.OutOfMemoryError("CUDA out of memory. Tried to allocate"), "error: out of memory: the model or batch "
      "does not fit on this device; use a smaller --batch-size, --dim or --depth"),
 ])

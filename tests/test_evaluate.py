@@ -58,15 +58,35 @@ def _json_a_folder(folder):
     return [folder / "model.pt", "--json", folder], f"--json {folder}: a folder; give a file name"
 
 
+def _json_empty(folder):
+    return [folder / "model.pt", "--json", ""], "--json .: a folder; give a file name"
+
+
 def _figures_a_file(folder):
-    return [folder / "model.pt", "--figures", folder / "metrics.json"], "metrics.json: a file; give a folder"
+    return [folder / "model.pt", "--figures", folder / "metrics.json"], "metrics.json: File exists: check that path"
+
+
+def _no_metrics(folder):
+    (folder / "metrics.json").unlink()
+    return [folder / "model.pt"], f"no metrics.json beside {folder / 'model.pt'}: the model is rebuilt from its run's"
 
 
 @pytest.mark.parametrize("case", [_other_models_weights, _a_checkpoint, _json_over_the_runs_metrics,
-                                  _json_over_the_runs_checkpoint, _json_a_folder, _figures_a_file])
+                                  _json_over_the_runs_checkpoint, _json_a_folder, _json_empty, _figures_a_file,
+                                  _no_metrics])
 def test_what_is_not_this_runs_model_is_refused_in_one_line(run, tiny_cifar, tmp_path, case):
     folder = shutil.copytree(run, tmp_path / "run")
     argv, said = case(folder)
     before = {p.name: p.read_bytes() for p in folder.iterdir()}
     assert said in cli_error([*argv, "--data", tiny_cifar, "--device", "cpu"], "src.evaluate")
     assert {p.name: p.read_bytes() for p in folder.iterdir()} == before or case is _other_models_weights
+
+
+@pytest.mark.parametrize("flag, inside", [("--json", "test/cat/0000.png"), ("--figures", "test/cat")])
+def test_no_result_goes_into_the_data(run, tiny_cifar, flag, inside):
+    before = sorted(p.name for p in (tiny_cifar / "test" / "cat").iterdir())
+    line = cli_error([run / "model.pt", "--data", tiny_cifar, "--device", "cpu", flag, tiny_cifar / inside],
+                     "src.evaluate")
+    assert line.startswith(f"error: {flag} {tiny_cifar / inside}: ") and ("this command's input" in line or
+                                                                          "outside the data" in line)
+    assert sorted(p.name for p in (tiny_cifar / "test" / "cat").iterdir()) == before

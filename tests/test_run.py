@@ -93,7 +93,7 @@ def test_a_stopped_or_killed_run_resumes_exactly_and_its_leftovers_go(stopped, r
     """kill -9 too: the lock went with the process. Resumed, the run ends as the run never stopped ends."""
     run = stopped[name]
     assert run.rc == STOPS[name][1] and not metrics(run.folder)["finished"]
-    for leftover in (*LEFTOVERS, "notes.tmp"):
+    for leftover in (*LEFTOVERS, "notes.tmp", "my_notes.tmp"):  # the last two a user's, my_notes 8 characters too
         (run.folder / leftover).write_text("half a file")
     assert ended(tiny_args(tiny_cifar, run.folder, *SLOW, "--resume", epochs=EPOCHS)) is None
     resumed, whole = metrics(run.folder), metrics(reference)
@@ -102,7 +102,7 @@ def test_a_stopped_or_killed_run_resumes_exactly_and_its_leftovers_go(stopped, r
     assert resumed["history"] == whole["history"]
     mine, theirs = (torch.load(f / "model.pt", weights_only=True) for f in (run.folder, reference))
     assert mine.keys() == theirs.keys() and all(torch.equal(mine[k], theirs[k]) for k in mine)
-    assert sorted(p.name for p in run.folder.glob("*.tmp")) == ["notes.tmp"]  # not a leftover of ours: kept
+    assert sorted(p.name for p in run.folder.glob("*.tmp")) == ["my_notes.tmp", "notes.tmp"]  # a user's: kept
 
 
 @pytest.fixture
