@@ -56,8 +56,9 @@ def train_job(name, folder, flags):
         metrics = read(folder / "metrics.json")
         if metrics is None:  # none, or a damaged one, which the tables name (src.report) before any run starts
             return None
-        if fingerprint(metrics.get("config", {})) != wanted:
-            return "other flags made it"
+        made = fingerprint(metrics.get("config", {}))
+        if made != wanted:
+            return "other data made it" if {**made, "data": wanted["data"]} == wanted else "other flags made it"
         if any(metrics.get("data", {}).get(k, v) != v for k, v in have.items() if k.endswith("listing")):
             return "other data made it"
         weights = folder / ("model.pt" if metrics.get("finished") else "checkpoint.pt")
@@ -99,12 +100,13 @@ def run_all(args, p, default_out, jobs_in, write):
     if args.jobs is not None and args.jobs < 1 or min(args.seeds) < 0:
         p.error("--jobs: give at least 1; --seeds: give seeds of 0 or more")
     args.seeds = sorted(set(args.seeds))
-    with command(lambda: "interrupted: the same command continues (finished runs are skipped, stopped ones resume "
-                         "from their checkpoints)"):
+    out = Path(args.out) if args.out else Path(tempfile.mkdtemp(prefix="quick-")) if args.quick else default_out
+    again = "rerun the same command" + (f" with --out {out}" if args.quick and not args.out else "")
+    with command(lambda: f"interrupted: {again} to continue (finished runs are skipped, stopped ones resume "
+                         f"from their checkpoints)"):
         args.data, deadline = portable(args.data), time.monotonic() + args.budget - STOP_GRACE
         args.device = args.device and device_of(args.device)
         args.jobs = args.jobs or (6 if args.device != "cpu" and torch.cuda.is_available() else 2)
-        out = Path(args.out) if args.out else Path(tempfile.mkdtemp(prefix="quick-")) if args.quick else default_out
         lock = hold(out)  # a second sweep or reproduction into it would report this one's runs as its own
         io.remove_leftovers(out)
         jobs = jobs_in(out)
@@ -117,7 +119,7 @@ def run_all(args, p, default_out, jobs_in, write):
         outcomes = run_jobs(jobs, args.jobs, deadline, args.force, lambda: write(out))
         sys.stdout.write(write(out))
         lock.release()
-    again = "rerun the same command" + (" without --force" if args.force else "")
+    again += " without --force" if args.force else ""
     failed = [name for name, what in outcomes.items() if what.startswith("failed")]
     left = [name for name, what in outcomes.items() if not what.startswith(("finished", "failed"))]
     if failed:

@@ -14,7 +14,8 @@ class UserError(ValueError):
 
     def _render_traceback_(self):
         """What IPython shows instead of a traceback; a notebook's settings have no dashes."""
-        return ["error: " + re.sub(r"(?<![\w/.-])--([a-z][a-z-]*)", lambda m: m[1].replace("-", "_"), str(self))]
+        said = re.sub(r"(?<![\w/.-])--data\b", "data_dir", str(self))  # the settings cell's name for it
+        return ["error: " + re.sub(r"(?<![\w/.-])--([a-z][a-z-]*)", lambda m: m[1].replace("-", "_"), said)]
 
 
 def atomic_write(path, write):

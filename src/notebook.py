@@ -166,13 +166,14 @@ def main(argv=None):
     def interrupted():  # read from the run folder: the kernel's own line is not relayed
         now = written()
         if now.get("checkpoint.pt") not in (None, before.get("checkpoint.pt")):
-            return f"interrupted: {args.name} was not saved; its run in {run} saved an epoch: --resume continues it"
+            out = f" --out {folder.parent}" if mode == "quick" and not args.out else ""  # a new temporary one else
+            return f"interrupted: {args.name} was not written; its run in {run} saved epochs: add --resume{out}"
         held = ", and the run it held " + ("is as it was" if now == before else "was removed (--overwrite)")
         return f"interrupted: nothing of {args.name}'s run was saved{held if before else ''}; rerun the same command"
 
     before = written()
     with command(interrupted):
-        if args.data and not any((Path(args.data) / name).is_dir() for name in ("train", "cifar-10-batches-py")):
+        if args.data is not None and not any((Path(args.data) / n).is_dir() for n in ("train", "cifar-10-batches-py")):
             raise UserError(f"--data {args.data}: no CIFAR-10 there (class folders train/<class>/, or torchvision's "
                             f"cifar-10-batches-py); give a copy, or leave --data out to download it")
         cfg = run_config(args.name, mode, args.data, folder, args.resume, args.device)

@@ -30,19 +30,19 @@ def made_on(path, data):
 
 def bench_job(args, out):
     folder = out / "ConvMixer_experimentation_2" / "bench"
+    result = folder / "bench.json"
     flags = (*QUICK_MODEL["convmixer_256_8"], *QUICK[:6]) if args.quick else ("--repeats", "3")  # QUICK less workers
     # the sizes those flags time (the full bench: ConvMixer-256/8's own), which a bench.json must have to be this one's
     sizes = dict(dim=32, depth=2, batch_size=16, train_subset=256, test_subset=64) if args.quick else \
         dict(dim=256, depth=8, batch_size=512, train_subset=None, test_subset=None)
 
     def other():
-        made = (read(folder / "bench.json") or {}).get("config", {})
-        return made and (made.get("data") != args.data or any(made.get(k) != v for k, v in sizes.items()))
+        made = (read(result) or {}).get("config", {})
+        return made and (not made_on(result, args.data) or any(made.get(k) != v for k, v in sizes.items()))
 
     return Job("ConvMixer_experimentation_2/bench", ("--data", args.data, *device(args), *flags, "--json",
-               portable(folder / "bench.json")), folder, done=lambda: made_on(folder / "bench.json", args.data)
-               and not other(), stale=lambda: other() and "other flags or data made it", module="src.bench",
-               alone=True)
+               portable(result)), folder, done=lambda: made_on(result, args.data) and not other(),
+               stale=lambda: other() and "other flags or data made it", module="src.bench", alone=True)
 
 
 def notebook_job(name, args, out, mode):

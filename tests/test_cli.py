@@ -4,9 +4,11 @@ tested once; then one wiring row per command."""
 import errno
 import importlib
 import os
+import re
 import shlex
 import signal
 import time
+from pathlib import Path
 
 import pytest
 import torch
@@ -107,6 +109,25 @@ def test_the_notebook_checks_its_data_before_a_kernel_starts(tiny_cifar, tmp_pat
                      "src.notebook")
     assert line == (f"error: {tiny_cifar} holds 160 train images, fewer than the 256 this run uses (--train-subset): "
                     f"give a fuller copy, or at most 160") and not any(tmp_path.iterdir())
+
+
+def test_an_empty_data_is_refused_before_the_kernel_not_read_as_none(tmp_path):
+    line = cli_error(["ConvMixer_experimentation_1", "--mode", "quick", "--data", "", "--out", tmp_path],
+                     "src.notebook")
+    assert line.startswith("error: --data : no CIFAR-10 there") and not any(tmp_path.iterdir())
+
+
+def test_a_quick_call_without_out_names_the_folder_that_continues_it(quick_cifar):
+    line = cli_error(["--sweep", "convmixer-authors", "--quick", "--only", "authors", "--data", quick_cifar, "--device",
+                      "cpu", "--budget", "10.1"], "src.sweep")  # ends before any run starts: the folder is new
+    found = re.search(r"did not finish within --budget \(convmixer-authors/authors\): rerun the same command with "
+                      r"--out (\S+) to continue them", line)
+    assert found and Path(found[1]).is_dir(), line
+
+
+def test_a_notebook_names_its_settings_not_the_flags():  # IPython shows _render_traceback_ instead of a traceback
+    line = UserError("no CIFAR-10 in x: point --data at a copy, or lower --lr-max")._render_traceback_()
+    assert line == ["error: no CIFAR-10 in x: point data_dir at a copy, or lower lr_max"]
 
 
 def test_an_empty_out_is_refused_not_replaced_by_the_default(tiny_cifar, tmp_path):

@@ -116,6 +116,11 @@ def _other_data(out, data):
     return lambda: (data / "train/cat/extra.png").unlink()
 
 
+def _data_elsewhere(out, data):
+    shutil.copytree(data, data.with_name("elsewhere"))
+    return lambda: shutil.rmtree(data.with_name("elsewhere"))
+
+
 def _metrics_damaged(out, data):
     kept = (out / "a" / "metrics.json").read_text()
     (out / "a" / "metrics.json").write_text(kept[:100])
@@ -130,13 +135,15 @@ def _weights_gone(out, data):
 @pytest.mark.parametrize("flags, change, why", [
     (("--lr-max", "0.02"), None, "other flags made it"),
     ((), _other_data, "other data made it"),
+    ((), _data_elsewhere, "other data made it"),
     ((), _weights_gone, "its model.pt is gone or damaged"),
-], ids=["other-flags", "other-data", "weights-gone"])
+], ids=["other-flags", "other-data", "data-elsewhere", "weights-gone"])
 def test_a_result_that_is_not_the_runs_own_is_refused_before_any_run(tiny_sweep, flags, change, why):
     call, out, data, *_ = tiny_sweep
     undo = change(out, data) if change else None
+    elsewhere = ("--data", str(data.with_name("elsewhere"))) if change is _data_elsewhere else ()
     try:
-        code, printed = call(flags=flags)
+        code, printed = call(*elsewhere, flags=flags)
     finally:
         undo and undo()
     assert code == (f"error: {out / 'a'} holds a run that is not tiny/a's to skip or continue ({why}): pass --force "
