@@ -63,5 +63,5 @@ def read_image(path):
     if image is None:
         raise UserError(f"cannot read image {path}: not a readable JPEG/PNG file; replace or remove it")
     if image.shape != (32, 32, 3):
-        raise UserError(f"image {path} is {image.shape[1]}x{image.shape[0]}, expected 32x32")
+        raise UserError(f"image {path} is {image.shape[1]}x{image.shape[0]}, not 32x32: replace or remove it")
     return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)

@@ -220,7 +220,7 @@ def _check_sizes(cfg):
         raise UserError(f"--model {cfg.model}: {err}") from None
     except RuntimeError as err:
         raise UserError(f"--model {cfg.model}: these sizes cannot take a 32x32 image "
-                        f"({str(err).strip().splitlines()[-1]})") from None
+                        f"({str(err).strip().splitlines()[-1]}): give smaller ones") from None
 
 
 def model_overrides(cfg):

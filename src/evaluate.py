@@ -20,7 +20,7 @@ def load_model(weights):
         raise UserError(f"no weights at {weights}: give the model.pt of a finished run")
     if not (weights.parent / "metrics.json").is_file():
         raise UserError(f"no metrics.json beside {weights}: the model is rebuilt from its run's; give a run's model.pt")
-    metrics = io.read_json(weights.parent / "metrics.json")
+    metrics = io.read_json(weights.parent / "metrics.json", "the run's command with --resume writes it again")
     try:
         model = create_model(metrics["model"]["name"], **metrics["model"]["hyper_parameters"])
     except (KeyError, TypeError, ValueError) as err:
@@ -66,8 +66,8 @@ def main(argv=None):
         out = args.json is not None and result_file("--json", args.json, [args.weights, args.data])
         figures = args.figures is not None and Path(args.figures)
         if figures:  # made now, so that a path that can be no folder is refused before the evaluation
-            if Path(args.data).resolve() in (figures.resolve(), *figures.resolve().parents):
-                raise UserError(f"--figures {figures}: inside --data {args.data}; give a folder outside the data")
+            if figures.is_file() or Path(args.data).resolve() in (figures.resolve(), *figures.resolve().parents):
+                raise UserError(f"--figures {figures}: a file, or inside --data {args.data}; give another folder")
             figures.mkdir(parents=True, exist_ok=True)
         model, metrics = load_model(args.weights)
         result, recorded = evaluate(model, args.data, device), metrics.get("final_test_acc")

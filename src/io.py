@@ -57,26 +57,26 @@ def write_json(path, value):
     write_text(path, json.dumps(value, indent=1, allow_nan=False))  # strict JSON: a NaN is a bug, not a value
 
 
-def read_json(path):
-    """The JSON object in path; one line naming the file when it is not one."""
+def read_json(path, mend="delete it, or rerun what writes it"):
+    """The JSON object in path; one line naming the file, and `mend`, when it is not one."""
     try:
         value = json.loads(Path(path).read_text())
         if not isinstance(value, dict):
             raise ValueError(f"a {type(value).__name__}, where an object goes")
     except (OSError, ValueError) as err:
-        raise UserError(f"{path} is not readable JSON ({err}): delete it, or rerun what writes it") from None
+        raise UserError(f"{path} is not readable JSON ({err}): {mend}") from None
     return value
 
 
-def load(path, map_location="cpu"):
+def load(path, map_location="cpu", mend="rerun what writes it"):
     """Weights only, so no pickled code runs; checksums first, or a changed byte would load as another weight."""
     if not whole(path):  # callers check that the file is there, to say what to give instead
-        raise UserError(f"{path} is cut short or damaged: rerun what writes it")
+        raise UserError(f"{path} is cut short or damaged: {mend}")
     try:
         return torch.load(path, map_location=map_location, weights_only=True)
     except Exception:  # torch's refusal is a page of advice, including one that must never be followed
         raise UserError(f"{path} holds more than tensors and plain values (loading it could run code, so it is "
-                        f"refused): give a file this project wrote") from None
+                        f"refused): {mend}") from None
 
 
 def whole(path):

@@ -41,7 +41,8 @@ def image_counts(cfg):
                             f"(--{split}-subset): give a fuller copy, or at most {total}")
         counts.update({f"{split}_images": subset or total, f"{split}_split_images": total, f"{split}_listing": listing})
     if cfg.batch_size > counts["train_images"]:
-        raise UserError(f"--batch-size {cfg.batch_size}: larger than the {counts['train_images']} training images")
+        raise UserError(f"--batch-size {cfg.batch_size}: larger than the {counts['train_images']} training images; "
+                        f"give a smaller one")
     return counts
 
 
@@ -113,18 +114,16 @@ class RunFolder:
             self._lock = hold(out)
             held = held_run(out, cfg.resume, cfg.overwrite)
             if cfg.resume:
-                try:
-                    self.state = io.load(out / "checkpoint.pt", cfg.device)
-                except UserError as err:
-                    raise UserError(f"{err}; or pass --overwrite to train the run again") from None
+                self.state = io.load(out / "checkpoint.pt", cfg.device, "pass --overwrite to train the run again")
                 then = self.state.get("config", {}) if isinstance(self.state, dict) else {}  # another's: all differ
                 changed = sorted(k for k in {*then, *self.identity} if then.get(k) != self.identity.get(k))
                 if changed:
                     said = "; ".join(f"{k}: {then.get(k)!r} then, {self.identity.get(k)!r} now" for k in changed)
                     raise UserError(f"the run in {out} was made with other settings or data ({said}): resume it "
                                     f"as it was made, or pass --overwrite to train it again")
-                if self.state["epoch"] + 1 == cfg.epochs:
-                    print(f"the run in {out} is already finished: one test pass, nothing to train", flush=True)
+                if self.state["epoch"] + 1 == cfg.epochs:  # its files are written again from one test pass
+                    print(f"the run in {out} is already finished (test accuracy "
+                          f"{100 * self.state['history']['test_acc'][-1]:.2f}%): nothing to train", flush=True)
             self.replaced = cfg.overwrite and bool(held)  # for the line a stopped command ends with
             io.remove_leftovers(out)
         except BaseException:

@@ -63,7 +63,7 @@ def _json_empty(folder):
 
 
 def _figures_a_file(folder):
-    return [folder / "model.pt", "--figures", folder / "metrics.json"], "metrics.json: File exists: check that path"
+    return [folder / "model.pt", "--figures", folder / "metrics.json"], "metrics.json: a file, or inside --data"
 
 
 def _no_metrics(folder):
@@ -88,5 +88,5 @@ def test_no_result_goes_into_the_data(run, tiny_cifar, flag, inside):
     line = cli_error([run / "model.pt", "--data", tiny_cifar, "--device", "cpu", flag, tiny_cifar / inside],
                      "src.evaluate")
     assert line.startswith(f"error: {flag} {tiny_cifar / inside}: ") and ("this command's input" in line or
-                                                                          "outside the data" in line)
+                                                                          "inside --data" in line)
     assert sorted(p.name for p in (tiny_cifar / "test" / "cat").iterdir()) == before

@@ -235,6 +235,8 @@ def test_weights_load_without_running_code_and_a_damaged_file_is_refused(finishe
                     ([path, "--data", tiny_cifar, "--device", "cpu"], "src.evaluate"))
     line = cli_error(argv, module)
     assert line.startswith(f"error: {path} {said}") and "weights_only" not in line  # torch's advice is not passed on
+    assert line.endswith(": pass --overwrite to train the run again" if name == "checkpoint.pt" else
+                         ": rerun what writes it")  # advice the command at hand can take
     assert not marker.exists()
 
 
