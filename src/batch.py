@@ -101,7 +101,8 @@ def run_all(args, p, default_out, jobs_in, write):
         p.error("--jobs: give at least 1; --seeds: give seeds of 0 or more")
     args.seeds = sorted(set(args.seeds))
     out = Path(args.out) if args.out else Path(tempfile.mkdtemp(prefix="quick-")) if args.quick else default_out
-    again = "rerun the same command" + (f" with --out {out}" if args.quick and not args.out else "")
+    again = "rerun the same command" + (f" with --out {out}" if args.quick and not args.out else "") + \
+        (" without --force" if args.force else "")
     with command(lambda: f"interrupted: {again} to continue (finished runs are skipped, stopped ones resume "
                          f"from their checkpoints)"):
         args.data, deadline = portable(args.data), time.monotonic() + args.budget - STOP_GRACE
@@ -119,7 +120,6 @@ def run_all(args, p, default_out, jobs_in, write):
         outcomes = run_jobs(jobs, args.jobs, deadline, args.force, lambda: write(out))
         sys.stdout.write(write(out))
         lock.release()
-    again += " without --force" if args.force else ""
     failed = [name for name, what in outcomes.items() if what.startswith("failed")]
     left = [name for name, what in outcomes.items() if not what.startswith(("finished", "failed"))]
     if failed:

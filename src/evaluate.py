@@ -69,7 +69,8 @@ def main(argv=None):
             if figures.is_file() or Path(args.data).resolve() in (figures.resolve(), *figures.resolve().parents):
                 raise UserError(f"--figures {figures}: a file, or inside --data {args.data}; give another folder")
             figures.mkdir(parents=True, exist_ok=True)
-        model, metrics = load_model(args.weights)
+        model, metrics = load_model(args.weights)  # said first: three test passes take minutes on a CPU
+        print(f"evaluating {args.weights} ({metrics['model']['label']}) on the test images of {args.data}, {device}")
         result, recorded = evaluate(model, args.data, device), metrics.get("final_test_acc")
         print(f"{args.weights} on {result['test_images']:,} test images ({result['data']}): accuracy "
               f"{100 * result['accuracy']:.2f}%, with flip averaging {100 * result['accuracy_flip']:.2f}%, with flips "

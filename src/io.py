@@ -40,9 +40,10 @@ def atomic_write(path, write):
 
 
 def remove_leftovers(folder):
-    """Writes a kill interrupted: NAME.EXT, mkstemp's 8 random characters, .tmp (a user's notes.tmp is kept)."""
-    for leftover in Path(folder).glob(f"*.*{'[a-z0-9_]' * 8}.tmp"):
-        leftover.unlink(missing_ok=True)
+    """Writes a kill interrupted: a file this project writes, mkstemp's 8 characters, .tmp (a user's x.tmp is kept)."""
+    for leftover in Path(folder).glob("*.tmp"):
+        if re.fullmatch(r".+\.(json|pt|md|png|ipynb)[a-z0-9_]{8}\.tmp", leftover.name):
+            leftover.unlink(missing_ok=True)
 
 
 def save(path, obj):

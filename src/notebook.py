@@ -27,8 +27,7 @@ MODES = {"full": {},  # what each mode changes from the defaults and the recipe
          "cpu": dict(epochs=2, batch_size=64, train_subset=2000, test_subset=1000),
          "quick": dict(epochs=1, batch_size=16, train_subset=256, test_subset=64, workers=0)}
 MODE_WHY = {"full": "the experiment: every image, the recipe's epochs and batch",
-            "cpu": "a check without a GPU: the same model on 2,000 images for 2 epochs; its accuracy says nothing "
-                   "about the experiment",
+            "cpu": "a check without a GPU (2,000 images, 2 epochs): its accuracy says nothing about the experiment",
             "quick": "CI: a few batches, to show every cell runs"}
 INTRO_RUN = re.compile(r"(<!-- rendered run -->\n).*?(\n<!-- /rendered run -->)", re.S)
 
@@ -77,7 +76,7 @@ def experiment(name, model, trainer, recipe, mode=None, data=None, out=None, res
     Path(settings.out).mkdir(parents=True, exist_ok=True)
     print(f"mode: {mode} ({MODE_WHY[mode]})")
     display(Markdown(settings_table(settings)))
-    print("command line:", command_line(cfg))
+    print("command line:", command_line(replace(cfg, resume=False, overwrite=True)))  # works in any folder
     return Experiment(settings, mode)
 
 

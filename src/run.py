@@ -135,7 +135,7 @@ class RunFolder:
         if self._lock is not None:
             self._lock.release()
             made = self._made  # a run refused or stopped before writing anything leaves no folder it made
-            if made and made.is_dir() and not any(p.is_file() and p.name != ".lock" for p in made.rglob("*")):
+            if made and made.is_dir() and not any(p.is_file() and p != self.out / ".lock" for p in made.rglob("*")):
                 shutil.rmtree(made)
 
     def files(self, model):

@@ -16,7 +16,10 @@ import torch
 
 from helpers import PATIENCE, cli_error, start_cli, tiny_args
 from src import io
+from src.cli import config_from_args
+from src.config import resolve
 from src.pool import read
+from src.run import RunFolder, hold
 from src.train import main as train
 from src.trainers import TRAINERS
 
@@ -25,6 +28,7 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 SLOW, EPOCHS = ("--dim", "32", "--depth", "2", "--patch-size", "2"), 4
 STOPS = {"SIGINT": (signal.SIGINT, 130), "SIGTERM": (signal.SIGTERM, 143), "SIGKILL": (signal.SIGKILL, -9)}
 LEFTOVERS = ("metrics.jsona1b2c3d4.tmp", "checkpoint.ptzz_9y8x7.tmp")  # NAME + mkstemp's 8 characters + .tmp
+USERS_TMP = ("notes.tmp", "my_notes.tmp", "notes.2024_01_07.tmp", "run.v2_final.tmp")  # shaped like them, a user's
 
 
 def metrics(folder):
@@ -93,7 +97,7 @@ def test_a_stopped_or_killed_run_resumes_exactly_and_its_leftovers_go(stopped, r
     """kill -9 too: the lock went with the process. Resumed, the run ends as the run never stopped ends."""
     run = stopped[name]
     assert run.rc == STOPS[name][1] and not metrics(run.folder)["finished"]
-    for leftover in (*LEFTOVERS, "notes.tmp", "my_notes.tmp"):  # the last two a user's, my_notes 8 characters too
+    for leftover in (*LEFTOVERS, *USERS_TMP):
         (run.folder / leftover).write_text("half a file")
     assert ended(tiny_args(tiny_cifar, run.folder, *SLOW, "--resume", epochs=EPOCHS)) is None
     resumed, whole = metrics(run.folder), metrics(reference)
@@ -102,7 +106,7 @@ def test_a_stopped_or_killed_run_resumes_exactly_and_its_leftovers_go(stopped, r
     assert resumed["history"] == whole["history"]
     mine, theirs = (torch.load(f / "model.pt", weights_only=True) for f in (run.folder, reference))
     assert mine.keys() == theirs.keys() and all(torch.equal(mine[k], theirs[k]) for k in mine)
-    assert sorted(p.name for p in run.folder.glob("*.tmp")) == ["my_notes.tmp", "notes.tmp"]  # a user's: kept
+    assert sorted(p.name for p in run.folder.glob("*.tmp")) == sorted(USERS_TMP)  # a user's: kept
 
 
 @pytest.fixture
@@ -264,3 +268,11 @@ def test_a_torchvision_copy_with_another_md5_is_refused_before_any_run(tmp_path)
         (batches / name).write_bytes(b"not CIFAR-10")
     line = cli_error(tiny_args(tmp_path / "tv", tmp_path / "run", epochs=1))
     assert line.startswith(f"error: {batches}/") and "MD5" in line and not (tmp_path / "run").exists()
+
+
+def test_a_refused_or_stopped_run_removes_only_the_folders_it_made_not_a_run_beside_it(tiny_cifar, tmp_path):
+    cfg = resolve(config_from_args(tiny_args(tiny_cifar, tmp_path / "new" / "b")))
+    with RunFolder(cfg):  # it made new/ and new/b/, and stops before writing anything
+        other = hold(tmp_path / "new" / "a")  # a second terminal's run, started beside it
+    assert (tmp_path / "new" / "a" / ".lock").exists()  # that run's folder and lock stay
+    other.release()
