@@ -4,11 +4,12 @@ import os
 import sys
 import tempfile
 import time
+from functools import cache
 from pathlib import Path
 
 import torch
 
-from . import io
+from . import data, io
 from .cli import command, config_from_args
 from .config import device_of, fingerprint, resolve
 from .io import UserError
@@ -18,6 +19,7 @@ from .run import hold, image_counts
 CALL = 570  # seconds of one call on a lent GPU (10 minutes, less its start and the packing of results)
 NOTEBOOK_OF = {"convmixer_256_8": "ConvMixer_experimentation_2", "vit_seed": "ViT_with_convolution"}
 IMPROVED = ("--recipe", "improved")
+LISTED = cache(data.split_listing)  # each data folder listed once per call, not once per run (60,000 files: ~1 s)
 # --quick: every run tiny (the notebooks' quick images, two epochs, small models): seconds on a CPU.
 QUICK = ("--batch-size", "16", "--train-subset", "256", "--test-subset", "64", "--workers", "0")
 QUICK_MODEL = {"convmixer_256_8": ("--dim", "32", "--depth", "2"),
@@ -47,7 +49,7 @@ def train_job(name, folder, flags):
     args = (*map(str, flags), "--out", portable(folder))
     try:
         cfg = resolve(config_from_args(args))
-        have = image_counts(cfg)  # a copy too small for the run, refused before any starts
+        have = image_counts(cfg, LISTED)  # a copy too small for the run, refused before any starts
     except (UserError, SystemExit) as err:
         raise UserError(f"{name}: {err}") from None
     folder, wanted = Path(folder), fingerprint(cfg)
@@ -100,6 +102,7 @@ def run_all(args, p, default_out, jobs_in, write):
     if args.jobs is not None and args.jobs < 1 or min(args.seeds) < 0:
         p.error("--jobs: give at least 1; --seeds: give seeds of 0 or more")
     args.seeds = sorted(set(args.seeds))
+    LISTED.cache_clear()  # the data as it is at this call
     out = Path(args.out) if args.out else Path(tempfile.mkdtemp(prefix="quick-")) if args.quick else default_out
     again = "rerun the same command" + (f" with --out {out}" if args.quick and not args.out else "") + \
         (" without --force" if args.force else "")

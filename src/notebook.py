@@ -15,7 +15,7 @@ from .cli import command, command_line
 from .config import DEFAULT_DATA, Config, model_overrides, resolve
 from .io import UserError, read_json, write_text
 from .models import create_model, hyper_parameters, label
-from .run import RUN_FILES, RunFolder, hold, image_counts
+from .run import RUN_FILES, RunFolder, hold
 from .trainers import KNOTS, TRAINERS
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -69,20 +69,20 @@ def experiment(name, model, trainer, recipe, mode=None, data=None, out=None, res
     cfg = run_config(name, mode, data, out, resume, device, model=model, trainer=trainer, recipe=recipe)
     settings = resolve(cfg)
     try:  # not another process's, nor (resume) made with other settings or data
-        with RunFolder(settings):
-            pass
+        with RunFolder(settings) as folder:
+            images = folder.identity["images"]
     except UserError as err:  # a notebook replaces its run with resume = False
         raise UserError(str(err).replace("pass --overwrite", "set resume = False")) from None
     Path(settings.out).mkdir(parents=True, exist_ok=True)
     print(f"mode: {mode} ({MODE_WHY[mode]})")
-    display(Markdown(settings_table(settings)))
+    display(Markdown(settings_table(settings, images)))
     print("command line:", command_line(replace(cfg, resume=False, overwrite=True)))  # works in any folder
     return Experiment(settings, mode)
 
 
-def settings_table(s):
+def settings_table(s, images):
     """Every value a resolved config gives the run, in words: a reader need not open src/ to know what ran."""
-    sizes, images = hyper_parameters(s.model, **model_overrides(s)), image_counts(s)
+    sizes = hyper_parameters(s.model, **model_overrides(s))
     with torch.device("meta"):
         parameters = sum(p.numel() for p in create_model(s.model, **sizes).parameters())
     decay = "every parameter" if s.decay_norms else "weights only (not norms, biases, position embedding, class token)"

@@ -31,11 +31,11 @@ def build_model(cfg):
     return create_model(cfg.model, **model_overrides(cfg))
 
 
-def image_counts(cfg):
+def image_counts(cfg, lister=data.split_listing):
     """The splits' counts and listings (part of what a resume must keep), read without decoding an image."""
     counts = {}
     for split, subset in (("train", cfg.train_subset), ("test", cfg.test_subset)):
-        total, listing = data.split_listing(cfg.data, split == "train", cfg.download)
+        total, listing = lister(cfg.data, split == "train", cfg.download)
         if subset is not None and subset > total:
             raise UserError(f"{cfg.data} holds {total} {split} images, fewer than the {subset} this run uses "
                             f"(--{split}-subset): give a fuller copy, or at most {total}")

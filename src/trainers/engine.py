@@ -124,8 +124,9 @@ class Engine:
                 what = "the weights are no longer finite" if not finite else f"the test loss became {test_loss}"
                 raise Diverged(f"{what} after epoch {epoch} (learning rate {history.batch_lr[-1]:.6g}): training "
                                f"stopped; lower --lr-max (with --overwrite)")
-            history.append(train_loss=train_loss, train_acc=train_acc, test_loss=test_loss, test_acc=test_acc,
-                           epoch_time=time.perf_counter() - t0, lr=history.batch_lr[-1])
+            for key, value in dict(train_loss=train_loss, train_acc=train_acc, test_loss=test_loss, test_acc=test_acc,
+                                   epoch_time=time.perf_counter() - t0, lr=history.batch_lr[-1]).items():
+                getattr(history, key).append(value)
             if on_epoch:
                 on_epoch(epoch, history, lambda: self.state_dict(epoch, history))
         if self.ema is not None:

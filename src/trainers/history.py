@@ -17,10 +17,6 @@ class History:
     misclassified: tuple = field(default=None, repr=False, compare=False)
     predictions: tuple = field(default=None, repr=False, compare=False)
 
-    def append(self, **epoch):
-        for key, value in epoch.items():
-            getattr(self, key).append(value)
-
     def to_dict(self):
         """The saved fields (those compared), lists copied."""
         values = {f.name: getattr(self, f.name) for f in fields(self) if f.compare}
