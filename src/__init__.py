@@ -4,8 +4,7 @@ import signal as _signal
 import sys as _sys
 
 if _sys.argv[:1] == ["-m"]:  # `python -m src.COMMAND` is starting (Python sets "-m" while it imports)
-    def _interrupted_while_starting(signum, frame):
-        """Nothing was done yet; exit at once, since an exception could land inside a half-imported library."""
+    def _interrupted_while_starting(signum, frame):  # at once: an exception could land in a half-imported library
         print("\ninterrupted while starting: nothing was done", file=_sys.stderr, flush=True)
         _os._exit(128 + signum)
 

@@ -24,8 +24,7 @@ def _mosaic(tiles, cols, fill):
     return rearrange(tiles, "(r c) h w ... -> (r h) (c w) ...", c=cols)[:-1, :-1]
 
 
-def _tile_ticks(count, size):
-    """The centres of count tiles of a mosaic, in pixels."""
+def _tile_ticks(count, size):  # the centres of a mosaic's tiles, in pixels
     return np.arange(count) * (size + 1) + (size - 1) / 2
 
 

@@ -63,13 +63,15 @@ def train_job(name, folder, flags):
             return "other data made it" if {**made, "data": wanted["data"]} == wanted else "other flags made it"
         if any(metrics.get("data", {}).get(k, v) != v for k, v in have.items() if k.endswith("listing")):
             return "other data made it"
-        weights = folder / ("model.pt" if metrics.get("finished") else "checkpoint.pt")
-        return None if io.whole(weights) else f"its {weights.name} is gone or damaged"
+        return weights_gone(folder, metrics)
 
-    def done():
-        return (read(folder / "metrics.json") or {}).get("finished") is True and stale() is None
+    return Job(name, args, folder, done=lambda: (read(folder / "metrics.json") or {}).get("finished") is True and
+               stale() is None, stale=stale)
 
-    return Job(name, args, folder, done, stale)
+
+def weights_gone(folder, metrics):  # why a run cannot be skipped (model.pt) or continued (checkpoint.pt), or None
+    weights = folder / ("model.pt" if metrics.get("finished") else "checkpoint.pt")
+    return None if io.whole(weights) else f"its {weights.name} is gone or damaged"
 
 
 def seeded(folder, seeds):
@@ -78,7 +80,6 @@ def seeded(folder, seeds):
 
 
 def add_arguments(p):
-    """The options src.reproduce and src.sweep share."""
     p.add_argument("--data", default=os.environ.get("CIFAR10_DIR"), help="CIFAR-10: class folders or "
                    "torchvision's folder (default: $CIFAR10_DIR)")
     p.add_argument("--seeds", type=int, nargs="+", default=[0], help="run each setting with each of these seeds")
@@ -104,16 +105,20 @@ def run_all(args, p, default_out, jobs_in, write):
     args.seeds = sorted(set(args.seeds))
     LISTED.cache_clear()  # the data as it is at this call
     out = Path(args.out) if args.out else Path(tempfile.mkdtemp(prefix="quick-")) if args.quick else default_out
-    again = "rerun the same command" + (f" with --out {out}" if args.quick and not args.out else "") + \
-        (" without --force" if args.force else "")
-    with command(lambda: f"interrupted: {again} to continue (finished runs are skipped, stopped ones resume "
+    jobs = []
+
+    def again():  # after --force, the runs it did not get to replace still hold results not their own
+        held = [str(job.folder) for job in jobs if args.force and job.stale()]
+        return (f"delete {', '.join(held)}, then " if held else "") + "rerun the same command" + \
+            (f" with --out {out}" if args.quick and not args.out else "") + (" without --force" if args.force else "")
+    with command(lambda: f"interrupted: {again()} to continue (finished runs are skipped, stopped ones resume "
                          f"from their checkpoints)"):
         args.data, deadline = portable(args.data), time.monotonic() + args.budget - STOP_GRACE
         args.device = args.device and device_of(args.device)
         args.jobs = args.jobs or (6 if args.device != "cpu" and torch.cuda.is_available() else 2)
         lock = hold(out)  # a second sweep or reproduction into it would report this one's runs as its own
         io.remove_leftovers(out)
-        jobs = jobs_in(out)
+        jobs += jobs_in(out)
         for job in () if args.force else jobs:  # before any run starts: what is skipped or continued is its own
             why = job.stale()
             if why:
@@ -127,8 +132,8 @@ def run_all(args, p, default_out, jobs_in, write):
     left = [name for name, what in outcomes.items() if not what.startswith(("finished", "failed"))]
     if failed:
         sys.exit(f"error: {len(failed)} of {len(outcomes)} runs failed: {', '.join(failed)}; the first "
-                 f"{outcomes[failed[0]]}: mend what its log says, then {again} (finished runs are skipped)")
+                 f"{outcomes[failed[0]]}: mend what its log says, then {again()} (finished runs are skipped)")
     if left:
         sys.exit(f"error: {len(left)} of {len(outcomes)} runs did not finish within --budget ({', '.join(left)}): "
-                 f"{again} to continue them (stopped runs resume from their checkpoints)")
+                 f"{again()} to continue them (stopped runs resume from their checkpoints)")
 

@@ -25,8 +25,7 @@ PEAKS = (("H100 PCIe", 756e12, 2.0e12), ("H100", 989e12, 3.35e12), ("H200", 989e
          ("A100", 312e12, 2.0e12), ("L4", 121e12, 0.3e12), ("T4", 65e12, 0.32e12))
 
 
-def _timed(device, work):
-    """Seconds work() takes on device, the GPU's queue included."""
+def _timed(device, work):  # seconds work() takes, the GPU's queue included
     sync = torch.cuda.synchronize if device.type == "cuda" else lambda device: None
     sync(device)
     start = time.perf_counter()
@@ -117,8 +116,8 @@ def main(argv=None):
                                     autocast=Step.of(cfg).autocast(cfg.device))
             result["line"] = cost_table(result)
         else:
-            image_counts(cfg)  # a batch larger than the images is refused before any is decoded
-            result = bench(cfg, args.repeats, args.profile)
+            # a batch larger than the images refused before any is decoded; the listing tells src.reproduce the data
+            result = {"data": image_counts(cfg), **bench(cfg, args.repeats, args.profile)}
         print(result.get("profile", ""), result["line"], sep="\n" if args.profile else "", flush=True)
         if args.json is not None:
             io.write_json(args.json, result)

@@ -71,7 +71,6 @@ def conv_vs_linear(model, batch_size, device, repeats=5, warmup=2, autocast=None
 
 
 def cost_table(result):
-    """The comparison as a markdown table, with the device and batch it was measured on."""
     lines = [f"Forward + backward of one batch of {result['batch_size']} on {result['device']} (mean of "
              f"{result['repeats']}); memory: {result['memory_measure']}.", "",
              "| model | ms per batch (fwd+bwd) | memory (MiB) | time / linear's |", "|---|---:|---:|---:|"]

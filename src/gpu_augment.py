@@ -47,8 +47,7 @@ def _affine(x, op, v):
     shear = v.atan() * (180.0 / math.pi)  # math.degrees(math.atan(v)), as RandAugment passes it
     corner = at("ShearX") | at("ShearY")  # center=[0, 0]: (-W/2, -H/2) from the image centre
     # all-zero parameters give exactly the identity matrix, hence an exact copy
-    theta = _inverse_affine(
-        torch.where(corner, -W * 0.5, zero), torch.where(corner, -H * 0.5, zero),
+    theta = _inverse_affine(torch.where(corner, -W * 0.5, zero), torch.where(corner, -H * 0.5, zero),
         torch.where(at("Rotate"), -v, zero),  # F.rotate turns by -angle in the affine convention
         torch.where(at("TranslateX"), v.trunc(), zero), torch.where(at("TranslateY"), v.trunc(), zero),
         torch.where(at("ShearX"), shear, zero), torch.where(at("ShearY"), shear, zero)).float()

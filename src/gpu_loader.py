@@ -36,11 +36,11 @@ class GPULoader:
     """Batches as the reference DataLoader's, each epoch seeded from torch's RNG: runs repeat and resume exactly."""
 
     def __init__(self, dataset, batch_size, train, device="cpu", pad=PAD, flip_p=FLIP_P, hole_p=HOLE_P,
-                 randaugment=None, channels_last=False, dtype=torch.float32):
+                 randaugment=None, channels_last=False):
         self.device = torch.device(device)
         self.images = torch.as_tensor(dataset.images).to(self.device).permute(0, 3, 1, 2).contiguous()
         self.labels = torch.as_tensor(dataset.labels, dtype=torch.int64).to(self.device)
-        self.batch_size, self.train, self.dtype = batch_size, train, dtype
+        self.batch_size, self.train = batch_size, train
         self.pad, self.flip_p, self.hole_p, self.randaugment = pad, flip_p, hole_p, randaugment
         self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
         self.mean, self.std = (torch.tensor(v, device=self.device) for v in (MEAN, STD))
@@ -69,5 +69,4 @@ class GPULoader:
                 x = rand_augment(x, *self.randaugment, gen)
             if self.train:
                 x = augment(x, *self.sample_choices(len(idx), gen), self.fill, self.pad)
-            x = normalize(x, self.mean, self.std).to(self.dtype)
-            yield x.contiguous(memory_format=self.memory_format), self.labels[idx]
+            yield normalize(x, self.mean, self.std).contiguous(memory_format=self.memory_format), self.labels[idx]

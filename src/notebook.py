@@ -158,9 +158,7 @@ def main(argv=None):
     folder = Path(args.out).resolve() / args.name if args.out else \
         Path(tempfile.mkdtemp(prefix="notebook-")) / args.name if mode == "quick" else ROOT / args.name
     run = folder / f"run-{mode}"
-
-    def written():
-        return {name: (run / name).stat().st_mtime_ns for name in RUN_FILES if (run / name).exists()}
+    written = lambda: {name: (run / name).stat().st_mtime_ns for name in RUN_FILES if (run / name).exists()}
 
     def interrupted():  # read from the run folder: the kernel's own line is not relayed
         now = written()

@@ -4,8 +4,8 @@ then the bench alone (ConvMixer_experimentation_2/bench/); the same command agai
 import argparse
 
 from . import io
-from .batch import IMPROVED, NOTEBOOK_OF, QUICK, QUICK_MODEL, add_arguments, device, portable, run_all, seeded, \
-    train_flags, train_job
+from .batch import IMPROVED, LISTED, NOTEBOOK_OF, QUICK, QUICK_MODEL, add_arguments, device, portable, run_all, \
+    seeded, train_flags, train_job, weights_gone
 from .cli import command
 from .notebook import NOTEBOOKS
 from .pool import ROOT, Job, read
@@ -23,9 +23,13 @@ RECIPE_RUNS = (  # (model, run, flags, whether seed 0 runs here: the notebooks r
 
 
 def made_on(path, data):
-    """Whether path's run read data: paths as the runs, started in the repository, resolve them."""
-    made = (read(path) or {}).get("config", {}).get("data")
-    return made is not None and (ROOT / made).resolve() == (ROOT / data).resolve()
+    """Whether path's run read data as it is now: the folder (paths as the runs, started in the repository, resolve
+    them) and, where recorded, the images listed."""
+    made = read(path) or {}
+    listed, where = made.get("data", {}), made.get("config", {}).get("data")
+    return where is not None and (ROOT / where).resolve() == (ROOT / data).resolve() and all(
+        listed.get(f"{split}_listing", now) == now for split in ("train", "test")
+        for now in [LISTED(data, split == "train", False)[1]])
 
 
 def bench_job(args, out):
@@ -58,8 +62,7 @@ def notebook_job(name, args, out, mode):
         metrics = read(run / "metrics.json")
         if metrics and not made_on(run / "metrics.json", args.data):
             return "other data made it"
-        weights_gone = metrics and metrics.get("finished") and not io.whole(run / "model.pt")
-        return "its model.pt is gone or damaged" if weights_gone else None
+        return weights_gone(run, metrics) if metrics else None
 
     return Job(f"{name}/run-{mode}", (name, "--mode", mode, "--data", args.data, *device(args),
                *(("--out", portable(out)) if out != ROOT else ())), run, done, stale, module="src.notebook")

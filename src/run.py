@@ -37,8 +37,8 @@ def image_counts(cfg, lister=data.split_listing):
     for split, subset in (("train", cfg.train_subset), ("test", cfg.test_subset)):
         total, listing = lister(cfg.data, split == "train", cfg.download)
         if subset is not None and subset > total:
-            raise UserError(f"{cfg.data} holds {total} {split} images, fewer than the {subset} this run uses "
-                            f"(--{split}-subset): give a fuller copy, or at most {total}")
+            raise UserError(f"{cfg.data} holds {total} {split} images, fewer than the {subset} this run uses: give "
+                            f"a fuller copy, or at most {total} with --{split}-subset (a notebook: a smaller --mode)")
         counts.update({f"{split}_images": subset or total, f"{split}_split_images": total, f"{split}_listing": listing})
     if cfg.batch_size > counts["train_images"]:
         raise UserError(f"--batch-size {cfg.batch_size}: larger than the {counts['train_images']} training images; "

@@ -168,8 +168,8 @@ def test_the_runs_flags_and_the_datas_size_are_checked_before_any_run(tiny_sweep
     code, printed = call(flags=("--hole-p", "2"))
     assert code.startswith("error: tiny/a: --hole-p 2.0: expected") and "started" not in printed
     code, printed = call(flags=("--train-subset", "161"))
-    assert code == (f"error: tiny/a: {data} holds 160 train images, fewer than the 161 this run uses (--train-subset): "
-                    f"give a fuller copy, or at most 160")
+    assert code == (f"error: tiny/a: {data} holds 160 train images, fewer than the 161 this run uses: give a fuller "
+                    f"copy, or at most 160 with --train-subset (a notebook: a smaller --mode)")
     assert "started" not in printed
 
 
@@ -179,6 +179,21 @@ def test_a_seed_given_twice_runs_once_and_a_killed_writes_leftovers_go(tiny_swee
     code, printed = call(seeds=("0", "0", "1"))
     assert code == 0 and printed.count("already finished: skipped") == 2, printed
     assert not (out / "table.mdab12cd34.tmp").exists()
+
+
+def test_after_a_force_call_whose_run_failed_the_advice_works(tiny_sweep, tmp_path):
+    call, out, data, *_ = tiny_sweep
+    shutil.copytree(out / "a", tmp_path / "out" / "a", ignore=shutil.ignore_patterns(".lock"))  # a finished run
+    damaged = shutil.copytree(data, tmp_path / "data") / "train" / "cat" / "0000.png"
+    kept = damaged.read_bytes()
+    damaged.write_bytes(b"not an image")  # the new run fails before replacing the old, which other data made
+    again = ("--out", str(tmp_path / "out"), "--data", str(tmp_path / "data"))
+    code, printed = call("--force", *again, flags=("--epochs", "1"), seeds=("0",))
+    assert code.endswith(f"mend what its log says, then delete {tmp_path / 'out' / 'a'}, then rerun the same command "
+                         f"without --force (finished runs are skipped)"), code
+    damaged.write_bytes(kept)
+    shutil.rmtree(tmp_path / "out" / "a")
+    assert call(*again, flags=("--epochs", "1"), seeds=("0",))[0] == 0
 
 
 def test_force_redoes_it(tiny_sweep):
