@@ -1,6 +1,7 @@
 """What src.sweep and src.reproduce share: their options, their runs (each checked before any starts), how they
 end: a result other flags or data made is refused, not skipped or continued."""
 import os
+import re
 import sys
 import tempfile
 import time
@@ -14,7 +15,7 @@ from .cli import command, config_from_args
 from .config import device_of, fingerprint, resolve
 from .io import UserError
 from .pool import ROOT, STOP_GRACE, Job, read, run_jobs
-from .run import hold, image_counts
+from .run import FEWER, hold, image_counts
 
 CALL = 570  # seconds of one call on a lent GPU (10 minutes, less its start and the packing of results)
 NOTEBOOK_OF = {"convmixer_256_8": "ConvMixer_experimentation_2", "vit_seed": "ViT_with_convolution"}
@@ -45,33 +46,37 @@ def portable(path):
 
 
 def train_job(name, folder, flags):
-    """`python -m src.train FLAGS --out FOLDER`, its flags and data checked now, before any run starts."""
+    """`python -m src.train FLAGS --out FOLDER`."""
     args = (*map(str, flags), "--out", portable(folder))
+    return job(name, folder, lambda: config_from_args(args), args)
+
+
+def job(name, folder, settings, args, module="src.train", result="metrics.json", alone=False):
+    """settings() checked with its data before any run starts: a result is its own if made alike on the same images."""
     try:
-        cfg = resolve(config_from_args(args))
+        cfg = resolve(settings())
         have = image_counts(cfg, LISTED)  # a copy too small for the run, refused before any starts
-    except (UserError, SystemExit) as err:
-        raise UserError(f"{name}: {err}") from None
+    except (UserError, SystemExit) as err:  # its runs' sizes are fixed: a fuller copy is the remedy
+        raise UserError(f"{name}: {re.sub(FEWER, '', str(err))}") from None
     folder, wanted = Path(folder), fingerprint(cfg)
 
     def stale():
-        metrics = read(folder / "metrics.json")
-        if metrics is None:  # none, or a damaged one, which the tables name (src.report) before any run starts
+        made = read(folder / result)
+        if made is None:  # none, or a damaged one, which the tables name (src.report) before any run starts
             return None
-        made = fingerprint(metrics.get("config", {}))
-        if made != wanted:
-            return "other data made it" if {**made, "data": wanted["data"]} == wanted else "other flags made it"
-        if any(metrics.get("data", {}).get(k, v) != v for k, v in have.items() if k.endswith("listing")):
+        then = fingerprint(made.get("config", {}))
+        if then != wanted:
+            return "other data made it" if {**then, "data": wanted["data"]} == wanted else "other flags made it"
+        if any(made.get("data", {}).get(k, v) != v for k, v in have.items() if k.endswith("listing")):
             return "other data made it"
-        return weights_gone(folder, metrics)
+        weights = folder / ("model.pt" if made.get("finished") else "checkpoint.pt")
+        return None if result != "metrics.json" or io.whole(weights) else f"its {weights.name} is gone or damaged"
 
-    return Job(name, args, folder, done=lambda: (read(folder / "metrics.json") or {}).get("finished") is True and
-               stale() is None, stale=stale)
+    def done():
+        made = read(folder / result)
+        return made is not None and made.get("finished", True) is True and stale() is None  # bench.json: no "finished"
 
-
-def weights_gone(folder, metrics):  # why a run cannot be skipped (model.pt) or continued (checkpoint.pt), or None
-    weights = folder / ("model.pt" if metrics.get("finished") else "checkpoint.pt")
-    return None if io.whole(weights) else f"its {weights.name} is gone or damaged"
+    return Job(name, tuple(map(str, args)), folder, done, stale, module, alone)
 
 
 def seeded(folder, seeds):

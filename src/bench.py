@@ -116,8 +116,11 @@ def main(argv=None):
                                     autocast=Step.of(cfg).autocast(cfg.device))
             result["line"] = cost_table(result)
         else:
-            # a batch larger than the images refused before any is decoded; the listing tells src.reproduce the data
-            result = {"data": image_counts(cfg), **bench(cfg, args.repeats, args.profile)}
+            counts = image_counts(cfg)  # a batch larger than the images refused before any is decoded
+            print(f"timing {label(cfg.model, dim=cfg.dim, depth=cfg.depth)} epochs on {counts['train_images']:,} "
+                  f"training and {counts['test_images']:,} test images ({cfg.data}), {cfg.device}, {cfg.precision}: "
+                  f"the fast path and the reference loader, median of {args.repeats} after an untimed one", flush=True)
+            result = {"data": counts, **bench(cfg, args.repeats, args.profile)}  # the listing: src.reproduce's
         print(result.get("profile", ""), result["line"], sep="\n" if args.profile else "", flush=True)
         if args.json is not None:
             io.write_json(args.json, result)

@@ -25,14 +25,15 @@ def load_model(weights):
         model = create_model(metrics["model"]["name"], **metrics["model"]["hyper_parameters"])
     except (KeyError, TypeError, ValueError) as err:
         raise UserError(f"{weights.parent / 'metrics.json'} names no model of this project ({err})") from None
-    state = io.load(weights)
+    state = io.load(weights, mend="the run's command with --resume writes it again from its checkpoint.pt")
     if isinstance(state, dict) and "optimizer" in state:
         raise UserError(f"{weights} is a training checkpoint, not weights: give the run's model.pt")
     try:
         model.load_state_dict(state)
     except (RuntimeError, TypeError, AttributeError) as err:
-        raise UserError(f"{weights} does not fit the model its metrics.json names (another run's weights?): "
-                        f"{(str(err).splitlines()[1:] or [str(err)])[0].strip()}") from None
+        raise UserError(f"{weights} does not fit the model its metrics.json names ("
+                        f"{(str(err).splitlines()[1:] or [str(err)])[0].strip()}): give a model.pt beside its own "
+                        f"run's metrics.json") from None
     return model, metrics
 
 
@@ -75,7 +76,8 @@ def main(argv=None):
         print(f"{args.weights} on {result['test_images']:,} test images ({result['data']}): accuracy "
               f"{100 * result['accuracy']:.2f}%, with flip averaging {100 * result['accuracy_flip']:.2f}%, with flips "
               f"and one-pixel shifts (6 views) {100 * result['accuracy_six_views']:.2f}%",
-              *([f"the run recorded {100 * recorded:.2f}% (with its own test-time settings)"] if recorded else []),
+              *([f"the run recorded {100 * recorded:.2f}% on its {metrics['data']['test_images']:,} test images (with "
+                 f"its own test-time settings)"] if recorded else []),
               "per class: " + ", ".join(f"{name} {100 * acc:.1f}%" for name, acc in result["per_class"].items()),
               "confusion matrix (rows: true class, columns: predicted):",
               *(f"{name:>{max(map(len, data.CLASSES))}} " + " ".join(f"{n:5d}" for n in row)

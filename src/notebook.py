@@ -15,7 +15,7 @@ from .cli import command, command_line
 from .config import DEFAULT_DATA, Config, model_overrides, resolve
 from .io import UserError, read_json, write_text
 from .models import create_model, hyper_parameters, label
-from .run import RUN_FILES, RunFolder, hold
+from .run import FEWER, RUN_FILES, RunFolder, hold
 from .trainers import KNOTS, TRAINERS
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -174,8 +174,11 @@ def main(argv=None):
             raise UserError(f"--data {args.data}: no CIFAR-10 there (class folders train/<class>/, or torchvision's "
                             f"cifar-10-batches-py); give a copy, or leave --data out to download it")
         cfg = run_config(args.name, mode, args.data, folder, args.resume, args.device)
-        with RunFolder(resolve(replace(cfg, overwrite=args.overwrite))):  # what the kernel refuses, refused first
-            pass
+        try:
+            with RunFolder(resolve(replace(cfg, overwrite=args.overwrite))):  # what the kernel refuses, refused first
+                pass
+        except UserError as err:  # a mode's sizes are fixed
+            raise UserError(re.sub(FEWER, ", or another --mode", str(err))) from None
         lock = hold(folder)  # one notebook at a time writes there
         try:
             nb = papermill.execute_notebook(

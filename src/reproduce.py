@@ -4,11 +4,11 @@ then the bench alone (ConvMixer_experimentation_2/bench/); the same command agai
 import argparse
 
 from . import io
-from .batch import IMPROVED, LISTED, NOTEBOOK_OF, QUICK, QUICK_MODEL, add_arguments, device, portable, run_all, \
-    seeded, train_flags, train_job, weights_gone
-from .cli import command
-from .notebook import NOTEBOOKS
-from .pool import ROOT, Job, read
+from .batch import IMPROVED, NOTEBOOK_OF, QUICK, QUICK_MODEL, add_arguments, device, job, portable, run_all, seeded, \
+    train_flags, train_job
+from .cli import command, config_from_args
+from .notebook import NOTEBOOKS, run_config
+from .pool import ROOT, read
 from .report import readme_block, report
 
 STEPS = ("bench", "notebooks", "recipes")
@@ -22,50 +22,25 @@ RECIPE_RUNS = (  # (model, run, flags, whether seed 0 runs here: the notebooks r
 )
 
 
-def made_on(path, data):
-    """Whether path's run read data as it is now: the folder (paths as the runs, started in the repository, resolve
-    them) and, where recorded, the images listed."""
-    made = read(path) or {}
-    listed, where = made.get("data", {}), made.get("config", {}).get("data")
-    return where is not None and (ROOT / where).resolve() == (ROOT / data).resolve() and all(
-        listed.get(f"{split}_listing", now) == now for split in ("train", "test")
-        for now in [LISTED(data, split == "train", False)[1]])
-
-
 def bench_job(args, out):
-    folder = out / "ConvMixer_experimentation_2" / "bench"
-    result = folder / "bench.json"
-    flags = (*QUICK_MODEL["convmixer_256_8"], *QUICK[:6]) if args.quick else ("--repeats", "3")  # QUICK less workers
-    # the sizes those flags time (the full bench: ConvMixer-256/8's own), which a bench.json must have to be this one's
-    sizes = dict(dim=32, depth=2, batch_size=16, train_subset=256, test_subset=64) if args.quick else \
-        dict(dim=256, depth=8, batch_size=512, train_subset=None, test_subset=None)
-
-    def other():
-        made = (read(result) or {}).get("config", {})
-        return made and (not made_on(result, args.data) or any(made.get(k) != v for k, v in sizes.items()))
-
-    return Job("ConvMixer_experimentation_2/bench", ("--data", args.data, *device(args), *flags, "--json",
-               portable(result)), folder, done=lambda: made_on(result, args.data) and not other(),
-               stale=lambda: other() and "other flags or data made it", module="src.bench", alone=True)
+    """The bench of ConvMixer-256/8 (--quick: of its tiny version), alone on the device."""
+    folder, flags = out / "ConvMixer_experimentation_2" / "bench", ("--data", args.data, *device(args))
+    sizes = (*QUICK_MODEL["convmixer_256_8"], *QUICK[:6]) if args.quick else ()  # QUICK less its workers
+    return job("ConvMixer_experimentation_2/bench", folder, lambda: config_from_args([*flags, *sizes]), (
+        *flags, *sizes, *(() if args.quick else ("--repeats", "3")), "--json", portable(folder / "bench.json")),
+        "src.bench", "bench.json", alone=True)
 
 
 def notebook_job(name, args, out, mode):
-    """`python -m src.notebook NAME`: in place into the repository, else under out."""
-    run = out / name / f"run-{mode}"
-
-    def done():
-        metrics, notebook = read(run / "metrics.json") or {}, out / name / f"{name}.ipynb"
-        shown = notebook.is_file() and f"**{100 * metrics.get('final_test_acc', -1):.2f}%**" in notebook.read_text()
-        return metrics.get("finished") is True and stale() is None and shown
-
-    def stale():
-        metrics = read(run / "metrics.json")
-        if metrics and not made_on(run / "metrics.json", args.data):
-            return "other data made it"
-        return weights_gone(run, metrics) if metrics else None
-
-    return Job(f"{name}/run-{mode}", (name, "--mode", mode, "--data", args.data, *device(args),
-               *(("--out", portable(out)) if out != ROOT else ())), run, done, stale, module="src.notebook")
+    """`python -m src.notebook NAME`: in place into the repository, else under out; done once the notebook shows it."""
+    where = ("--out", portable(out)) if out != ROOT else ()
+    run = job(f"{name}/run-{mode}", out / name / f"run-{mode}",
+              lambda: run_config(name, mode, args.data, out / name, device=args.device or "auto"),
+              (name, "--mode", mode, "--data", args.data, *device(args), *where), "src.notebook")
+    finished = run.done
+    run.done = lambda: finished() and f"**{100 * read(run.folder / 'metrics.json')['final_test_acc']:.2f}%**" in str(
+        read(out / name / f"{name}.ipynb"))  # a damaged notebook is written again
+    return run
 
 
 def plan(args, out, mode, steps):
@@ -91,6 +66,9 @@ def main(argv=None):
     if set(only) - set(STEPS):
         p.error(f"--only {args.only}: expected steps among {', '.join(STEPS)}")
     if args.write_readme or args.check_readme:
+        given = [k for k, v in vars(args).items() if v != p.get_default(k) and not k.endswith("_readme")]
+        if given:  # not silently ignored: these read the checkout's README and result files only
+            p.error(f"--{given[0].replace('_', '-')}: --check-readme and --write-readme take no other flag; drop it")
         with command():
             return readme_block(ROOT / "README.md", ROOT, check=args.check_readme)
 

@@ -19,6 +19,7 @@ from .models import create_model, hyper_parameters, label, variant
 from .trainers import TRAINERS, Step
 
 RUN_FILES = ("metrics.json", "checkpoint.pt", "model.pt")
+FEWER = r", or at most \d+ with --\w+-subset"  # image_counts' other remedy, for commands that can take it
 
 
 def seed_everything(seed):
@@ -38,7 +39,7 @@ def image_counts(cfg, lister=data.split_listing):
         total, listing = lister(cfg.data, split == "train", cfg.download)
         if subset is not None and subset > total:
             raise UserError(f"{cfg.data} holds {total} {split} images, fewer than the {subset} this run uses: give "
-                            f"a fuller copy, or at most {total} with --{split}-subset (a notebook: a smaller --mode)")
+                            f"a fuller copy, or at most {total} with --{split}-subset")
         counts.update({f"{split}_images": subset or total, f"{split}_split_images": total, f"{split}_listing": listing})
     if cfg.batch_size > counts["train_images"]:
         raise UserError(f"--batch-size {cfg.batch_size}: larger than the {counts['train_images']} training images; "
@@ -71,12 +72,12 @@ def run(cfg, folder=None):
     with folder or RunFolder(cfg) as folder:
         seed_everything(cfg.seed)
         model = build_model(cfg)
-        images = folder.identity["images"]
-        # said before the data is read: decoding 60,000 JPEGs takes a while on a CPU
-        print(f"training {label(cfg.model, **model_overrides(cfg))} ({sum(p.numel() for p in model.parameters()):,} "
-              f"parameters), {cfg.trainer} trainer, {cfg.recipe} recipe, seed {cfg.seed}: {cfg.epochs} epochs on "
-              f"{images['train_images']:,} training images, tested on {images['test_images']:,} ({cfg.data}); "
-              f"{cfg.device}, {cfg.precision}, {cfg.loader} loader; writing {cfg.out}", flush=True)
+        images, state, parameters = folder.identity["images"], folder.state, sum(p.numel() for p in model.parameters())
+        if state is None or state["epoch"] + 1 < cfg.epochs:  # said before the data is read (minutes on a CPU)
+            print(f"training {label(cfg.model, **model_overrides(cfg))} ({parameters:,} parameters), {cfg.trainer} "
+                  f"trainer, {cfg.recipe} recipe, seed {cfg.seed}: {cfg.epochs} epochs on {images['train_images']:,} "
+                  f"training images, tested on {images['test_images']:,} ({cfg.data}); "
+                  f"{cfg.device}, {cfg.precision}, {cfg.loader} loader; writing {cfg.out}", flush=True)
         train_loader, test_loader = make_loaders(cfg)
         name = {"name": variant(cfg.model).title} if cfg.trainer == "onecycle" else {}  # its epoch line's prefix
         history = TRAINERS[cfg.trainer](model, train_loader, test_loader, cfg.epochs, lr_max=cfg.lr_max,
@@ -115,7 +116,10 @@ class RunFolder:
             held = held_run(out, cfg.resume, cfg.overwrite)
             if cfg.resume:
                 self.state = io.load(out / "checkpoint.pt", cfg.device, "pass --overwrite to train the run again")
-                then = self.state.get("config", {}) if isinstance(self.state, dict) else {}  # another's: all differ
+                if not isinstance(self.state, dict) or "config" not in self.state:
+                    raise UserError(f"{out / 'checkpoint.pt'} is not a training checkpoint (a model.pt's weights?): "
+                                    f"pass --overwrite to train the run again")
+                then = self.state["config"]
                 changed = sorted(k for k in {*then, *self.identity} if then.get(k) != self.identity.get(k))
                 if changed:
                     said = "; ".join(f"{k}: {then.get(k)!r} then, {self.identity.get(k)!r} now" for k in changed)
@@ -124,7 +128,7 @@ class RunFolder:
                 if self.state["epoch"] + 1 == cfg.epochs:  # its files are written again from one test pass
                     print(f"the run in {out} is already finished (test accuracy "
                           f"{100 * self.state['history']['test_acc'][-1]:.2f}%): nothing to train", flush=True)
-            self.replaced = cfg.overwrite and bool(held)  # for the line a stopped command ends with
+            self.replaced = held if cfg.overwrite else []  # for the line a stopped command ends with
             io.remove_leftovers(out)
         except BaseException:
             self.__exit__()
@@ -176,7 +180,8 @@ class RunFolder:
         if self.cfg.resume:
             return (f"interrupted before another epoch was saved: the run in {self.out} is as it was; --resume "
                     f"continues it")
-        removed = ", and the run it held was removed (--overwrite)" if self.replaced and self.about else ""
+        gone = any(not (self.out / name).exists() for name in self.replaced or ())  # a stop may land mid-removal
+        removed = ", and the run it held was removed (--overwrite)" if gone else ""
         return (f"interrupted before the first epoch ended: nothing of this run was saved{removed}; rerun the same "
                 "command")
 

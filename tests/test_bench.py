@@ -21,7 +21,15 @@ def test_bench_times_every_path_the_speedups_and_the_floor(tiny_cifar, tmp_path,
     assert result["floor"]["flops"] > 0 and result["floor"]["bytes"] > 0
     assert "seconds" not in result["floor"]  # no peak known for a CPU: no time at the peak claimed
     assert result["hardware"].startswith("CPU") and result["config"]["dim"] == 16
-    assert capsys.readouterr().out.strip().splitlines()[-1] == result["line"]
+    printed = capsys.readouterr().out.strip().splitlines()
+    assert printed[0].startswith("timing ConvMixer-16/1 epochs on 160 training and 40 test images (") and \
+        printed[0].endswith("cpu, fp32: the fast path and the reference loader, median of 1 after an untimed one")
+    assert printed[-1] == result["line"] and result["data"]["train_listing"]  # src.reproduce compares the listing
+
+
+def test_a_diverging_bench_advises_what_the_bench_can_take(tiny_cifar):
+    line = cli_error([*TINY, "--data", str(tiny_cifar), "--lr-max", "1e6"], "src.bench")
+    assert line.endswith("training stopped; lower --lr-max")
 
 
 def test_conv_vs_linear_times_the_vit_both_ways(tmp_path, capsys):

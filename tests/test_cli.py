@@ -97,6 +97,7 @@ def test_each_command_exits_2_on_bad_usage(module, capsys):
     ("src.sweep", ["--sweep", "vit-candidates", "--jobs", "0"], "--jobs: give at least 1"),
     ("src.sweep", ["--sweep", "vit-candidates", "--budget", "nan"], "--budget nan: give more than"),
     ("src.reproduce", ["--check-readme", "--write-readme"], "not allowed with argument"),
+    ("src.reproduce", ["--check-readme", "--out", "elsewhere"], "--check-readme and --write-readme take no other flag"),
 ])
 def test_values_that_could_do_nothing_are_usage_errors(module, argv, said, tiny_cifar, capsys):
     with pytest.raises(SystemExit) as exc:
@@ -108,8 +109,14 @@ def test_the_notebook_checks_its_data_before_a_kernel_starts(tiny_cifar, tmp_pat
     line = cli_error(["ConvMixer_experimentation_2", "--mode", "quick", "--data", tiny_cifar, "--out", tmp_path],
                      "src.notebook")
     assert line == (f"error: {tiny_cifar} holds 160 train images, fewer than the 256 this run uses: give a fuller "
-                    f"copy, or at most 160 with --train-subset (a notebook: a smaller --mode)")
+                    f"copy, or another --mode")
     assert not any(tmp_path.iterdir())
+
+
+def test_a_copy_too_small_for_a_trainings_subset_names_the_flag_that_takes_fewer(tiny_cifar, tmp_path):
+    line = cli_error(tiny_args(tiny_cifar, tmp_path / "run", "--train-subset", "161"), "src.train")
+    assert line == (f"error: {tiny_cifar} holds 160 train images, fewer than the 161 this run uses: give a fuller "
+                    f"copy, or at most 160 with --train-subset") and not (tmp_path / "run").exists()
 
 
 def test_an_empty_data_is_refused_before_the_kernel_not_read_as_none(tmp_path):

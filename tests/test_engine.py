@@ -118,7 +118,7 @@ def test_a_huge_learning_rate_stops_in_one_line_before_any_step_on_the_bad_loss(
     with pytest.raises(Diverged) as err:
         engine.fit(batches, batches[:1], 3)
     found = re.fullmatch(r"loss became (\S+) at epoch 0, batch (\d+), learning rate (\S+) \(above 10x a uniform "
-                         r"guess's, or not finite\): training stopped; lower --lr-max \(with --overwrite\)",
+                         r"guess's, or not finite\): training stopped; lower --lr-max",
                          str(err.value))
     assert found, str(err.value)
     batch = int(found[2])

@@ -168,8 +168,7 @@ def test_the_runs_flags_and_the_datas_size_are_checked_before_any_run(tiny_sweep
     code, printed = call(flags=("--hole-p", "2"))
     assert code.startswith("error: tiny/a: --hole-p 2.0: expected") and "started" not in printed
     code, printed = call(flags=("--train-subset", "161"))
-    assert code == (f"error: tiny/a: {data} holds 160 train images, fewer than the 161 this run uses: give a fuller "
-                    f"copy, or at most 160 with --train-subset (a notebook: a smaller --mode)")
+    assert code == f"error: tiny/a: {data} holds 160 train images, fewer than the 161 this run uses: give a fuller copy"
     assert "started" not in printed
 
 

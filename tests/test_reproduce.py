@@ -2,11 +2,13 @@
 other data is refused before any run, and the README's results block is what the committed files give."""
 import argparse
 import json
-import os
+from dataclasses import asdict
 
 import pytest
 
 from helpers import cli_error
+from src.config import resolve
+from src.notebook import run_config
 from src.pool import ROOT
 from src.reproduce import STEPS, main, plan
 
@@ -22,23 +24,50 @@ def test_three_seeds_plan_every_seed_of_each_setting_once(tiny_cifar, monkeypatc
     assert "ViT_with_convolution/recipes/baseline" not in names
 
 
-@pytest.mark.parametrize("recorded, why", [
-    (dict(finished=True, config={"data": "/elsewhere"}), "other data made it"),
-    (dict(finished=True, data={"train_listing": "0123456789abcdef"}), "other data made it"),  # images added since
-    (dict(finished=True), "its model.pt is gone or damaged"),
-    (dict(finished=False), "its checkpoint.pt is gone or damaged"),  # stopped: src.notebook --resume would fail
-], ids=["data-elsewhere", "other-images", "weights-gone", "checkpoint-gone"])
-def test_a_notebook_run_that_cannot_be_skipped_or_continued_is_refused_before_any_run(tiny_cifar, tmp_path,
-                                                                                       recorded, why):
-    run = tmp_path / "ConvMixer_experimentation_1" / "run-quick"
+def _notebook_run(quick_cifar, out, **recorded):
+    """A finished quick run of ConvMixer_experimentation_1 in out, as src.notebook writes it, `recorded` on top."""
+    from src.batch import portable
+    from src.run import image_counts
+    cfg = resolve(run_config("ConvMixer_experimentation_1", "quick", portable(quick_cifar), out, device="cpu"))
+    run = out / "run-quick"
     run.mkdir(parents=True)
-    recorded = {"config": {"data": os.path.relpath(tiny_cifar, ROOT)}, **recorded}  # as the notebook records it
-    (run / "metrics.json").write_text(json.dumps(recorded))
-    line = cli_error(["--quick", "--only", "notebooks", "--data", tiny_cifar, "--device", "cpu", "--out", tmp_path],
+    made = {"finished": True, "final_test_acc": 0.1234, "config": asdict(cfg), "data": image_counts(cfg)}
+    for key, value in recorded.items():
+        made[key] = {**made[key], **value} if isinstance(value, dict) else value
+    (run / "metrics.json").write_text(json.dumps(made))
+    (out / "ConvMixer_experimentation_1.ipynb").write_text(json.dumps({"cells": ["... **12.34%** ..."]}))
+    return run
+
+
+@pytest.mark.parametrize("recorded, why", [
+    (dict(config={"data": "/elsewhere"}), "other data made it"),
+    (dict(data={"train_listing": "0123456789abcdef"}), "other data made it"),  # images added since
+    (dict(config={"epochs": 3}), "other flags made it"),
+    ({}, "its model.pt is gone or damaged"),
+    (dict(finished=False), "its checkpoint.pt is gone or damaged"),  # stopped: src.notebook --resume would fail
+], ids=["data-elsewhere", "other-images", "other-flags", "weights-gone", "checkpoint-gone"])
+def test_a_notebook_run_that_cannot_be_skipped_or_continued_is_refused_before_any_run(quick_cifar, tmp_path,
+                                                                                       recorded, why):
+    run = _notebook_run(quick_cifar, tmp_path / "ConvMixer_experimentation_1", **recorded)
+    line = cli_error(["--quick", "--only", "notebooks", "--data", quick_cifar, "--device", "cpu", "--out", tmp_path],
                      "src.reproduce")
     assert line.startswith(f"error: {run} holds a run that is not ConvMixer_experimentation_1/run-quick's to skip or "
                            f"continue ({why})")
     assert sorted(p.name for p in run.iterdir()) == ["metrics.json"]
+
+
+def test_a_notebook_run_is_done_with_its_weights_and_its_notebook_whole(quick_cifar, tmp_path):
+    from src.batch import portable
+    from src.io import save
+    from src.reproduce import notebook_job
+    run = _notebook_run(quick_cifar, tmp_path / "ConvMixer_experimentation_1")
+    save(run / "model.pt", {})
+    args = argparse.Namespace(data=portable(quick_cifar), device="cpu")
+    job = notebook_job("ConvMixer_experimentation_1", args, tmp_path, "quick")
+    assert job.stale() is None and job.done()
+    notebook = tmp_path / "ConvMixer_experimentation_1" / "ConvMixer_experimentation_1.ipynb"
+    notebook.write_text(notebook.read_text()[:20])  # cut short: run again, which writes it whole
+    assert job.stale() is None and not job.done()
 
 
 def test_the_readme_results_are_what_the_committed_files_give(capsys, monkeypatch):
@@ -48,25 +77,28 @@ def test_the_readme_results_are_what_the_committed_files_give(capsys, monkeypatc
         f"error: {ROOT / 'README.md'}: its results block differs from the result files")
 
 
-@pytest.mark.parametrize("made", [dict(dim=64), dict(data={"test_listing": "0123456789abcdef"})],
+@pytest.mark.parametrize("made, why", [(dict(config={"dim": 64}), "other flags made it"),
+                                       (dict(data={"test_listing": "0123456789abcdef"}), "other data made it")],
                          ids=["other-sizes", "other-images"])
-def test_a_bench_of_other_sizes_or_images_is_refused_not_reported(tiny_cifar, tmp_path, made):
-    from src.batch import portable
+def test_a_bench_of_other_sizes_or_images_is_refused_not_reported(quick_cifar, tmp_path, made, why):
+    from src.batch import QUICK, QUICK_MODEL, portable
+    from src.cli import config_from_args
+    from src.run import image_counts
     bench = tmp_path / "ConvMixer_experimentation_2" / "bench"
     bench.mkdir(parents=True)
-    quick = dict(data=portable(tiny_cifar), dim=32, depth=2, batch_size=16, train_subset=256, test_subset=64)
-    recorded = {"config": {**quick, **made}} if "dim" in made else {"config": quick, **made}  # what --quick's writes
-    (bench / "bench.json").write_text(json.dumps(recorded))
-    line = cli_error(["--quick", "--only", "bench", "--data", tiny_cifar, "--device", "cpu", "--out", tmp_path],
+    cfg = resolve(config_from_args(["--data", portable(quick_cifar), *QUICK_MODEL["convmixer_256_8"], *QUICK[:6]]))
+    recorded = {"config": asdict(cfg), "data": image_counts(cfg)}  # what --quick's bench writes, then `made`
+    (bench / "bench.json").write_text(json.dumps({k: {**v, **made.get(k, {})} for k, v in recorded.items()}))
+    line = cli_error(["--quick", "--only", "bench", "--data", quick_cifar, "--device", "cpu", "--out", tmp_path],
                      "src.reproduce")
     assert line.startswith(f"error: {bench} holds a run that is not ConvMixer_experimentation_2/bench's to skip or "
-                           f"continue (other flags or data made it)")
+                           f"continue ({why})")
 
 
-def test_a_result_is_made_on_the_data_given_when_its_folder_and_images_are_the_same(tiny_cifar, tmp_path):
-    from src.data import split_listing
-    from src.reproduce import made_on
-    listed = {f"{split}_listing": split_listing(tiny_cifar, split == "train")[1] for split in ("train", "test")}
-    for recorded, made in [({}, True), (listed, True), ({**listed, "test_listing": "0123456789abcdef"}, False)]:
-        (tmp_path / "metrics.json").write_text(json.dumps({"config": {"data": str(tiny_cifar)}, "data": recorded}))
-        assert made_on(tmp_path / "metrics.json", os.path.relpath(tiny_cifar, ROOT)) is made, recorded
+def test_a_copy_too_small_for_the_notebooks_or_the_bench_is_refused_before_any_run(tiny_cifar, tmp_path):
+    from src.batch import portable
+    line = cli_error(["--quick", "--only", "notebooks,bench", "--data", tiny_cifar, "--device", "cpu", "--out",
+                      tmp_path], "src.reproduce")  # their sizes are fixed: a fuller copy is the remedy
+    assert line == (f"error: ViT_with_convolution/run-quick: {portable(tiny_cifar)} holds 160 train images, fewer than "
+                    f"the 256 this run uses: give a fuller copy")
+    assert not any(p.is_dir() for p in tmp_path.iterdir())

@@ -204,6 +204,28 @@ def test_a_run_stopped_before_it_saved_an_epoch_says_what_became_of_its_folder(f
     assert not new.exists()  # a run that wrote nothing leaves no folder it made
 
 
+def test_a_stop_while_the_old_run_is_removed_says_it_was_removed(finished):
+    with RunFolder(resolve(config_from_args([*finished.argv, "--overwrite"]))) as folder:
+        assert "removed" not in folder.interrupted()  # stopped before --overwrite touched the old run
+        (finished.folder / "model.pt").unlink()  # the first file it removes
+        assert folder.interrupted().endswith(", and the run it held was removed (--overwrite); rerun the same command")
+
+
+def test_a_checkpoint_that_holds_only_weights_is_named_as_such(finished):
+    shutil.copy(finished.folder / "model.pt", finished.folder / "checkpoint.pt")
+    assert cli_error([*finished.argv, "--resume"]) == (f"error: {finished.folder / 'checkpoint.pt'} is not a training "
+                                                 f"checkpoint (a model.pt's weights?): pass --overwrite to train the "
+                                                 f"run again")
+
+
+def test_a_finished_run_resumed_says_so_first_and_trains_nothing(finished, capsys):
+    capsys.readouterr()
+    assert train([*finished.argv, "--resume"]) is None
+    printed = capsys.readouterr().out.strip().splitlines()
+    assert printed[0].startswith(f"the run in {finished.folder} is already finished (test accuracy ")
+    assert not any(line.startswith("training ") for line in printed)
+
+
 class Code:
     """Unpickled, it would run a shell command."""
 
@@ -240,13 +262,14 @@ def test_weights_load_without_running_code_and_a_damaged_file_is_refused(finishe
     line = cli_error(argv, module)
     assert line.startswith(f"error: {path} {said}") and "weights_only" not in line  # torch's advice is not passed on
     assert line.endswith(": pass --overwrite to train the run again" if name == "checkpoint.pt" else
-                         ": rerun what writes it")  # advice the command at hand can take
+                         ": the run's command with --resume writes it again from its checkpoint.pt")
     assert not marker.exists()
 
 
 def test_the_divergence_guard_stops_the_run_in_one_line(tiny_cifar, tmp_path):
     line = cli_error(tiny_args(tiny_cifar, tmp_path / "run", "--lr-max", "1e6", epochs=1))
-    assert "training stopped; lower --lr-max" in line and not (tmp_path / "run" / "model.pt").exists()
+    assert line.endswith("training stopped; lower --lr-max (with --overwrite)")
+    assert not (tmp_path / "run" / "model.pt").exists()
 
 
 @pytest.mark.parametrize("kind", ["truncated PNG", "BMP"])

@@ -68,7 +68,7 @@ class Engine:
                 if batch >= 0:
                     raise Diverged(f"loss became {bad_value:.4g} at epoch {epoch}, batch {int(batch)}, learning rate "
                                    f"{history.batch_lr[offset + int(batch)]:.6g} (above {MAX_LOSS_FACTOR}x a uniform "
-                                   f"guess's, or not finite): training stopped; lower --lr-max (with --overwrite)")
+                                   f"guess's, or not finite): training stopped; lower --lr-max")
             self.optimizer.zero_grad(set_to_none=True)
             self.scaler.scale(loss).backward()
             if self.step.grad_clip:
@@ -123,7 +123,7 @@ class Engine:
             if not finite or not math.isfinite(test_loss):
                 what = "the weights are no longer finite" if not finite else f"the test loss became {test_loss}"
                 raise Diverged(f"{what} after epoch {epoch} (learning rate {history.batch_lr[-1]:.6g}): training "
-                               f"stopped; lower --lr-max (with --overwrite)")
+                               f"stopped; lower --lr-max")
             for key, value in dict(train_loss=train_loss, train_acc=train_acc, test_loss=test_loss, test_acc=test_acc,
                                    epoch_time=time.perf_counter() - t0, lr=history.batch_lr[-1]).items():
                 getattr(history, key).append(value)
