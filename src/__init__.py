@@ -8,5 +8,5 @@ if _sys.argv[:1] == ["-m"]:  # `python -m src.COMMAND` is starting (Python sets 
         print("\ninterrupted while starting: nothing was done", file=_sys.stderr, flush=True)
         _os._exit(128 + signum)
 
-    _signal.signal(_signal.SIGINT, _interrupted_while_starting)
-    _signal.signal(_signal.SIGTERM, _interrupted_while_starting)
+    for _signum in (_signal.SIGINT, _signal.SIGTERM, _signal.SIGHUP):
+        _signal.signal(_signum, _interrupted_while_starting)

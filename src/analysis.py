@@ -107,26 +107,21 @@ def plot_position_similarity(model, path=None):
     return _finish(fig, path)
 
 
-def _upsampled(maps, size):
-    """(B, P) attention over the patches -> (B, H, W), scaled to [0, 1] per image for display."""
-    grid = math.isqrt(maps.shape[-1])
-    maps = F.interpolate(rearrange(maps.float().cpu(), "b (h w) -> b 1 h w", h=grid), size, mode="bilinear")[:, 0]
-    return (maps / maps.amax((-2, -1), keepdim=True).clamp_min(1e-12)).numpy()
-
-
 def plot_class_attention(images, attentions, mean, std, heads=None, path=None):
     """Rows: images. Columns: the image, the class token's attention in the last block per head, and rollout's."""
     last = attentions[-1]
     heads = range(last.shape[1]) if heads is None else heads
-    maps = [last[:, head, 0, 1:] for head in heads] + [attention_rollout(attentions)[:, 0, 1:]]
-    maps = [_upsampled(m, images.shape[-2:]) for m in maps]
-    fig, axes = plt.subplots(len(images), len(maps) + 1, figsize=(1.6 * (len(maps) + 1), 1.7 * len(images)),
+    maps = torch.stack([last[:, head, 0, 1:] for head in heads] + [attention_rollout(attentions)[:, 0, 1:]], 1)
+    maps = rearrange(maps.float().cpu(), "b m (h w) -> b m h w", h=math.isqrt(maps.shape[-1]))  # patches as a grid
+    maps = F.interpolate(maps, images.shape[-2:], mode="bilinear")  # each then scaled to [0, 1] for display
+    maps = (maps / maps.amax((-2, -1), keepdim=True).clamp_min(1e-12)).numpy()
+    fig, axes = plt.subplots(len(images), maps.shape[1] + 1, figsize=(1.6 * (maps.shape[1] + 1), 1.7 * len(images)),
                              squeeze=False)
     for row, picture in enumerate(denormalize(images, mean, std)):
         for col, ax in enumerate(axes[row]):
             ax.imshow(picture)
             if col:
-                ax.imshow(maps[col - 1][row], cmap="inferno", alpha=0.6)
+                ax.imshow(maps[row, col - 1], cmap="inferno", alpha=0.6)
             ax.axis("off")
     for ax, title in zip(axes[0], ["image", *(f"head {head}" for head in heads), "rollout"]):
         ax.set_title(title, fontsize=8)

@@ -124,8 +124,10 @@ def run_all(args, p, default_out, jobs_in, write):
         lock = hold(out)  # a second sweep or reproduction into it would report this one's runs as its own
         io.remove_leftovers(out)
         jobs += jobs_in(out)
-        for job in () if args.force else jobs:  # before any run starts: what is skipped or continued is its own
-            why = job.stale()
+        for job in jobs:  # before any run starts: no other process writes it; what is skipped or continued is its own
+            if (job.folder / ".lock").exists():  # a folder a process has held
+                hold(job.folder).release()
+            why = not args.force and job.stale()
             if why:
                 raise UserError(f"{job.folder} holds a run that is not {job.name}'s to skip or continue ({why}): "
                                 f"pass --force to redo it, or delete the folder")

@@ -1,10 +1,10 @@
 """What every command shares, so each ends the same way: flags from the declarations, one line per failure."""
 import argparse
+import contextlib
 import os
 import shlex
 import signal
 import sys
-from contextlib import contextmanager
 from pathlib import Path
 
 import torch
@@ -14,7 +14,7 @@ from .io import UserError
 from .run import RUN_FILES
 
 
-@contextmanager
+@contextlib.contextmanager
 def command(interrupted=lambda: "interrupted"):
     """A mendable failure: `error: ...`, exit 1; Ctrl-C, SIGTERM, SIGHUP: interrupted()'s line, exit 128 + signal."""
     came, signals = [], (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
@@ -28,8 +28,12 @@ def command(interrupted=lambda: "interrupted"):
     before = [signal.signal(signum, stop) for signum in signals]
     try:
         yield
-    except KeyboardInterrupt:
-        print(f"\n{interrupted()}", file=sys.stderr, flush=True)
+    except (KeyboardInterrupt, BrokenPipeError) as err:  # a pipe's reader gone (`| head`) stops it as SIGPIPE would
+        if isinstance(err, BrokenPipeError):
+            came.append(signal.SIGPIPE)
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # else Python's last flush fails again
+        with contextlib.suppress(BrokenPipeError):  # stderr may be that pipe too
+            print(f"\n{interrupted()}", file=sys.stderr, flush=True)
         sys.exit(128 + (came[0] if came else signal.SIGINT))
     except UserError as err:
         sys.exit(f"error: {' '.join(str(err).split())}")

@@ -11,6 +11,7 @@ from pathlib import Path
 import torch
 
 from . import data
+from .batch import portable
 from .cli import command, command_line
 from .config import DEFAULT_DATA, Config, model_overrides, resolve
 from .io import UserError, read_json, write_text
@@ -185,7 +186,7 @@ def main(argv=None):
                 ROOT / args.name / f"{args.name}.ipynb", None, cwd=ROOT / args.name, progress_bar=False,
                 kernel_name="python3", extra_arguments=["--IPKernelApp.log_level=CRITICAL"], parameters=dict(
                     mode=mode, out=str(folder), resume=args.resume, device=args.device,  # data as the notebook sees it
-                    data_dir=os.path.relpath(Path(args.data).resolve(), ROOT) if args.data else None))
+                    data_dir=portable(args.data) if args.data else None))
             for cell in (c for c in nb.cells if c.cell_type == "code"):  # a progress bar leaves only blanks behind
                 cell.outputs = [o for o in cell.outputs if o.output_type != "stream" or o.text.strip()]
             printed = "".join(o.get("text", "") for cell in nb.cells for o in cell.get("outputs", []))

@@ -72,6 +72,7 @@ def run_jobs(jobs, limit, deadline, force, on_finish):
         now = epochs(job)
         stopped = "stopped" + (f" after {now[0]} of {now[1]} epochs" if now else "")
         outcomes[job.name] = "finished" if job.done() else stopped
+        say(job, outcomes[job.name])
     return {**outcomes, **{job.name: "not started" for job in pending}}
 
 

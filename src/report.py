@@ -11,6 +11,7 @@ from .io import UserError
 
 BEGIN, END = "<!-- results:begin -->", "<!-- results:end -->"
 GENERATED = "<!-- generated from the files linked below by src/report.py (python -m src.reproduce): do not edit -->"
+MEND = "delete it: the sweep or reproduction that wrote it writes it again"  # --force redoes only what is whole
 NOT_THE_SETTING = ("seed", "out", "resume", "overwrite", "download", "device", "workers", "test_batch_size")
 # The study's targets on the JPEG copy in 25 epochs (../shared/REFERENCE.md and the GPU issue).
 ACCURACY_TARGETS = {"ConvMixer-256/8": 0.91, "ConvViT-512/6": 0.78}
@@ -34,7 +35,7 @@ def setting(m):
 
 def load_run(path):
     """A run's metrics.json as one flat dict; one line naming the file when it is not one."""
-    m = io.read_json(path)
+    m = io.read_json(path, MEND)
     try:
         c, d = m["config"], m["data"]
         run = {"path": Path(path), "model": f"{m['model']['label']} ({m['model']['parameters']:,} parameters)",
@@ -46,8 +47,7 @@ def load_run(path):
                "data": f"{d['source']}, `{c['data']}`", "hardware": str(m["hardware"]), "commit": str(m.get("commit")),
                "setting": setting(m)}
     except (KeyError, TypeError, ValueError) as err:
-        raise UserError(f"{path} is not a run's metrics.json ({type(err).__name__}: {err}): delete it, or rerun "
-                        f"what writes it") from None
+        raise UserError(f"{path} is not a run's metrics.json ({type(err).__name__}: {err}): {MEND}") from None
     return run
 
 
@@ -163,7 +163,7 @@ def report(base, mode="full"):
         ["Not run yet: `python -m src.reproduce` on one GPU.", ""]
     bench = next(iter(sorted(base.glob("*/bench/bench.json"))), None)
     if bench:
-        b = io.read_json(bench)
+        b = io.read_json(bench, MEND)
         speed = {"fast": b["seconds"]["fast"], **b["speedup"]}
         lines += [f"One epoch (train and test pass) on each data path, `python -m src.bench` on {b['hardware']}, "
                   f"commit {b.get('commit')} ({link(bench, base)} · {logs([{'path': bench}], base)}): {b['line']}.", ""]

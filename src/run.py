@@ -19,6 +19,7 @@ from .models import create_model, hyper_parameters, label, variant
 from .trainers import TRAINERS, Step
 
 RUN_FILES = ("metrics.json", "checkpoint.pt", "model.pt")
+FINISHED = "its run is finished (model.pt), and needs none: nothing to continue"
 FEWER = r", or at most \d+ with --\w+-subset"  # image_counts' other remedy, for commands that can take it
 
 
@@ -88,18 +89,6 @@ def run(cfg, folder=None):
     return model, history
 
 
-def held_run(out, resume, overwrite):
-    """The run files out holds: refused unless --resume (which needs a checkpoint.pt) or --overwrite."""
-    held = [name for name in RUN_FILES if (Path(out) / name).exists()]
-    if held and not (resume or overwrite):
-        raise UserError(f"{out} already holds a run ({', '.join(held)}): pass --resume to continue it, "
-                        f"--overwrite to replace it, or give another --out")
-    if resume and "checkpoint.pt" not in held:
-        raise UserError(f"--resume: {out} holds no checkpoint.pt to continue from"
-                        f"{'; pass --overwrite to train it again' if held else '; drop --resume to start a run'}")
-    return held
-
-
 class RunFolder:
     """cfg.out (resolved) while a run writes it: metrics.json and checkpoint.pt every epoch, model.pt last."""
 
@@ -113,9 +102,17 @@ class RunFolder:
         self._made = next((p for p in reversed((out, *out.parents)) if not p.exists()), None)
         try:
             self._lock = hold(out)
-            held = held_run(out, cfg.resume, cfg.overwrite)
+            held = [name for name in RUN_FILES if (out / name).exists()]  # refused unless --resume or --overwrite
+            if held and not (cfg.resume or cfg.overwrite):
+                raise UserError(f"{out} already holds a run ({', '.join(held)}): pass --resume to continue it, "
+                                f"--overwrite to replace it, or give another --out")
+            if cfg.resume and "checkpoint.pt" not in held:
+                raise UserError(f"--resume: {out} holds no checkpoint.pt to continue from; " + (
+                    FINISHED if "model.pt" in held else "pass --overwrite to train it again" if held else
+                    "drop --resume to start a run"))
             if cfg.resume:
-                self.state = io.load(out / "checkpoint.pt", cfg.device, "pass --overwrite to train the run again")
+                self.state = io.load(out / "checkpoint.pt", cfg.device, FINISHED if "model.pt" in held else
+                                     "pass --overwrite to train the run again")
                 if not isinstance(self.state, dict) or "config" not in self.state:
                     raise UserError(f"{out / 'checkpoint.pt'} is not a training checkpoint (a model.pt's weights?): "
                                     f"pass --overwrite to train the run again")

@@ -41,7 +41,7 @@ def sweep_table(name, variants, out):
     lines = [f"Sweep `{name}` (`python -m src.sweep --sweep {name}`), best mean test accuracy first.", ""]
     if ordered:
         lines += [*runs_table(ordered, out, keep=("runs", "test acc", "train acc", "seeds")), "",
-                  "Flags on top of `--trainer onecycle --epochs 25`: " +
+                  "Flags on top of the sweep's `--trainer onecycle --epochs 25` (tiny with --quick): " +
                   "; ".join(f"{v}: `{shlex.join(flags[v])}`" for v in flags if v in named) + "."]
     missing = [variant for variant in flags if variant not in named]
     return "\n".join(lines + ([f"\nNot run yet: {', '.join(missing)}."] if missing else [])) + "\n"

@@ -7,13 +7,14 @@ import os
 import re
 import shlex
 import signal
+import subprocess
 import time
 from pathlib import Path
 
 import pytest
 import torch
 
-from helpers import TINY, cli_error, tiny_args
+from helpers import PATIENCE, TINY, cli_error, start_cli, tiny_args
 from src.cli import command, command_line, config_from_args
 from src.config import Config
 from src.io import UserError
@@ -83,6 +84,18 @@ def _wiring(module, tmp, data, held, quick_data):
 def test_each_command_ends_a_mendable_failure_in_one_line(module, tmp_path, tiny_cifar, quick_cifar, held):
     argv, start = _wiring(module, tmp_path, tiny_cifar, held, quick_cifar)
     assert cli_error(argv, module).startswith(start)
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM, signal.SIGHUP])
+def test_a_signal_while_a_command_starts_ends_in_one_line(signum, tmp_path):
+    proc = start_cli("--help", stderr=subprocess.PIPE, stdout=subprocess.DEVNULL)
+    status = Path(f"/proc/{proc.pid}/status")
+    caught = lambda: int(re.search(r"SigCgt:\s*(\w+)", status.read_text())[1], 16)  # noqa: E731 (a bit per signal)
+    while proc.poll() is None and not caught() >> signal.SIGHUP - 1 & 1:
+        time.sleep(0.005)  # until src/__init__ catches SIGHUP, its last, seconds before torch and the rest are imported
+    proc.send_signal(signum)
+    assert proc.wait(PATIENCE) == 128 + signum
+    assert proc.stderr.read().decode().strip().splitlines()[-1] == "interrupted while starting: nothing was done"
 
 
 @pytest.mark.parametrize("module", COMMANDS)

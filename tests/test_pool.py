@@ -18,6 +18,7 @@ import pytest
 from helpers import TINY
 from src import sweep
 from src.pool import STOP_GRACE, read
+from src.run import hold
 
 FLAGS = (*TINY[2:-2], "--workers", "0")  # TINY less --model and --device, which the sweep gives
 # The runs start within 4-12 s on two busy cores and take 0.06-0.3 s an epoch: the budget leaves them 13 s.
@@ -160,7 +161,7 @@ def test_a_damaged_result_is_named_before_any_run_with_advice_that_works_with_fo
     finally:
         undo()
     assert code.startswith(f"error: {out / 'a' / 'metrics.json'} is not readable JSON (") and code.endswith(
-        "): delete it, or rerun what writes it") and "started" not in printed
+        "): delete it: the sweep or reproduction that wrote it writes it again") and "started" not in printed
 
 
 def test_the_runs_flags_and_the_datas_size_are_checked_before_any_run(tiny_sweep):
@@ -178,6 +179,17 @@ def test_a_seed_given_twice_runs_once_and_a_killed_writes_leftovers_go(tiny_swee
     code, printed = call(seeds=("0", "0", "1"))
     assert code == 0 and printed.count("already finished: skipped") == 2, printed
     assert not (out / "table.mdab12cd34.tmp").exists()
+
+
+def test_a_run_folder_another_process_writes_is_refused_before_any_run(tiny_sweep):
+    call, out, *_ = tiny_sweep
+    lock = hold(out / "a-seed-1")  # a second terminal's src.train into one of the sweep's folders
+    try:
+        code, printed = call()
+    finally:
+        lock.release()
+    assert code == (f"error: {out / 'a-seed-1'} is being written by another process right now: wait for it to end, "
+                    f"or give another --out") and "started" not in printed
 
 
 def test_after_a_force_call_whose_run_failed_the_advice_works(tiny_sweep, tmp_path):

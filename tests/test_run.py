@@ -218,6 +218,25 @@ def test_a_checkpoint_that_holds_only_weights_is_named_as_such(finished):
                                                  f"run again")
 
 
+@pytest.mark.parametrize("damage", ["gone", "cut short"])
+def test_a_finished_runs_resume_without_its_checkpoint_says_the_run_is_finished(finished, damage):
+    checkpoint = finished.folder / "checkpoint.pt"
+    checkpoint.unlink() if damage == "gone" else checkpoint.write_bytes(checkpoint.read_bytes()[:1000])
+    line = cli_error([*finished.argv, "--resume"])  # not "pass --overwrite", which would train it again
+    assert line.endswith(" its run is finished (model.pt), and needs none: nothing to continue"), line
+    assert (finished.folder / "model.pt").read_bytes() == finished.files["model.pt"]
+
+
+def test_a_reader_gone_from_the_pipe_stops_the_run_as_sigpipe_would_saying_where(tiny_cifar, tmp_path):
+    proc = start_cli(*tiny_args(tiny_cifar, tmp_path / "run", epochs=30), stdout=subprocess.PIPE,
+                     stderr=subprocess.PIPE)
+    proc.stdout.readline()  # its first line, then the reader goes, as `| head -1` does
+    proc.stdout.close()
+    assert proc.wait(PATIENCE) == 128 + signal.SIGPIPE
+    said = proc.stderr.read().decode().strip().splitlines()
+    assert len(said) == 1 and said[0].startswith("interrupted ") and "Traceback" not in said[0], said
+
+
 def test_a_finished_run_resumed_says_so_first_and_trains_nothing(finished, capsys):
     capsys.readouterr()
     assert train([*finished.argv, "--resume"]) is None
@@ -253,6 +272,8 @@ def _flip_a_weight_byte(path):
 @pytest.mark.parametrize("name", ["checkpoint.pt", "model.pt"])
 def test_weights_load_without_running_code_and_a_damaged_file_is_refused(finished, tiny_cifar, name, damage, said):
     path, marker = finished.folder / name, finished.folder.parent / "ran"
+    if name == "checkpoint.pt":  # a stopped run's: one whose model.pt is not written yet
+        (finished.folder / "model.pt").unlink()
     if damage == "code":
         torch.save({"model": Code(marker)}, path)
     else:
