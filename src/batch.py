@@ -46,7 +46,6 @@ def portable(path):
 
 
 def train_job(name, folder, flags):
-    """`python -m src.train FLAGS --out FOLDER`."""
     args = (*map(str, flags), "--out", portable(folder))
     return job(name, folder, lambda: config_from_args(args), args)
 
@@ -130,7 +129,7 @@ def run_all(args, p, default_out, jobs_in, write):
             why = not args.force and job.stale()
             if why:
                 raise UserError(f"{job.folder} holds a run that is not {job.name}'s to skip or continue ({why}): "
-                                f"pass --force to redo it, or delete the folder")
+                                f"delete the folder to redo it (--force redoes every run of this call)")
         write(out)  # a damaged result file, or a README without its markers, is named now, not after the runs
         outcomes = run_jobs(jobs, args.jobs, deadline, args.force, lambda: write(out))
         sys.stdout.write(write(out))
@@ -142,5 +141,5 @@ def run_all(args, p, default_out, jobs_in, write):
                  f"{outcomes[failed[0]]}: mend what its log says, then {again()} (finished runs are skipped)")
     if left:
         sys.exit(f"error: {len(left)} of {len(outcomes)} runs did not finish within --budget ({', '.join(left)}): "
-                 f"{again()} to continue them (stopped runs resume from their checkpoints)")
+                 f"{again()} to continue them (stopped runs resume from their checkpoints; a bench starts over)")
 

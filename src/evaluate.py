@@ -16,7 +16,7 @@ from .trainers import Engine, History, Step
 def load_model(weights):
     """The model a run saved, rebuilt from the metrics.json beside its weights; (model, metrics)."""
     weights = Path(weights)
-    if not weights.is_file():
+    if not weights.is_file() or weights.suffix != ".pt":
         raise UserError(f"no weights at {weights}: give the model.pt of a finished run")
     if not (weights.parent / "metrics.json").is_file():
         raise UserError(f"no metrics.json beside {weights}: the model is rebuilt from its run's; give a run's model.pt")
@@ -62,7 +62,8 @@ def main(argv=None):
     p.add_argument("--json", help="also write the result to this file")
     p.add_argument("--figures", help="also draw what the model learned as PNGs into this folder")
     args = p.parse_args(argv)
-    with command(lambda: "interrupted before the evaluation ended: nothing written"):
+    written = []  # what a stop (Ctrl-C, a pipe's reader gone) leaves behind
+    with command(lambda: f"interrupted before the evaluation ended: {' and '.join(written) or 'nothing'} written"):
         device = device_of(args.device)
         out = args.json is not None and result_file("--json", args.json, [args.weights, args.data])
         figures = args.figures is not None and Path(args.figures)
@@ -84,8 +85,10 @@ def main(argv=None):
                 for name, row in zip(data.CLASSES, result["confusion_matrix"])), sep="\n")
         if out:
             io.write_json(out, {"weights": args.weights, **result, "recorded_test_acc": recorded})
+            written.append(str(out))
         if figures:
             paths = analysis.save_figures(model.eval(), analysis.test_images(args.data), figures)
+            written.append(f"the figures in {figures}")
             print("figures:", *paths, sep="\n  ")
 
 

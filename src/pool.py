@@ -70,7 +70,7 @@ def run_jobs(jobs, limit, deadline, force, on_finish):
         stop([proc for proc, _ in running.values()])
     for job in running:  # a run may have ended as the budget did
         now = epochs(job)
-        stopped = "stopped" + (f" after {now[0]} of {now[1]} epochs" if now else "")
+        stopped = "stopped" + (f" after {now[0]} of {now[1]} epochs" if now and not job.stale() else "")
         outcomes[job.name] = "finished" if job.done() else stopped
         say(job, outcomes[job.name])
     return {**outcomes, **{job.name: "not started" for job in pending}}
@@ -108,12 +108,11 @@ def start(job, force, limit):
     cores = len(os.sched_getaffinity(0))
     env = {"OMP_NUM_THREADS": str(cores if job.alone else max(1, cores // limit)), **os.environ,
            "PYTHONPATH": str(ROOT), "MPLBACKEND": "Agg", "SHARED_DEVICE": "0" if job.alone or limit == 1 else "1"}
+    say(job, f"started: {shown}")  # first: a pipe's reader gone (| head) stops the call before a run it cannot stop
     with open(job.log, "a") as log:  # --force too: the run it replaces keeps its log
         print(f"$ {shown}", file=log, flush=True)
-        proc = subprocess.Popen([sys.executable, "-m", job.module, *args], cwd=ROOT, env=env, stdout=log,
+        return subprocess.Popen([sys.executable, "-m", job.module, *args], cwd=ROOT, env=env, stdout=log,
                                 stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)
-    say(job, f"started: {shown}")
-    return proc
 
 
 def stop(procs):

@@ -23,7 +23,6 @@ RECIPE_RUNS = (  # (model, run, flags, whether seed 0 runs here: the notebooks r
 
 
 def bench_job(args, out):
-    """The bench of ConvMixer-256/8 (--quick: of its tiny version), alone on the device."""
     folder, flags = out / "ConvMixer_experimentation_2" / "bench", ("--data", args.data, *device(args))
     sizes = (*QUICK_MODEL["convmixer_256_8"], *QUICK[:6]) if args.quick else ()  # QUICK less its workers
     return job("ConvMixer_experimentation_2/bench", folder, lambda: config_from_args([*flags, *sizes]), (

@@ -20,7 +20,7 @@ from .trainers import TRAINERS, Step
 
 RUN_FILES = ("metrics.json", "checkpoint.pt", "model.pt")
 FINISHED = "its run is finished (model.pt), and needs none: nothing to continue"
-FEWER = r", or at most \d+ with --\w+-subset"  # image_counts' other remedy, for commands that can take it
+FEWER = r", or at most \d+ with --[\w-]+"  # image_counts' other remedy, for commands that can take it
 
 
 def seed_everything(seed):
@@ -43,8 +43,8 @@ def image_counts(cfg, lister=data.split_listing):
                             f"a fuller copy, or at most {total} with --{split}-subset")
         counts.update({f"{split}_images": subset or total, f"{split}_split_images": total, f"{split}_listing": listing})
     if cfg.batch_size > counts["train_images"]:
-        raise UserError(f"--batch-size {cfg.batch_size}: larger than the {counts['train_images']} training images; "
-                        f"give a smaller one")
+        raise UserError(f"{cfg.data} holds {counts['train_images']} training images, fewer than a batch of "
+                        f"{cfg.batch_size}: give a fuller copy, or at most {counts['train_images']} with --batch-size")
     return counts
 
 

@@ -32,7 +32,6 @@ SWEEPS = {  # model, then (variant, flags on top of `--trainer onecycle --epochs
 
 
 def sweep_table(name, variants, out):
-    """The markdown table of the variants that have a metrics.json, best mean test accuracy first."""
     runs = [load_run(path) for variant, _ in variants for path in sorted(out.glob(f"{variant}*/metrics.json"))
             if path.parent.name == variant or path.parent.name.startswith(f"{variant}-seed-")]
     flags = dict(variants)

@@ -126,10 +126,12 @@ def test_the_notebook_checks_its_data_before_a_kernel_starts(tiny_cifar, tmp_pat
     assert not any(tmp_path.iterdir())
 
 
-def test_a_copy_too_small_for_a_trainings_subset_names_the_flag_that_takes_fewer(tiny_cifar, tmp_path):
-    line = cli_error(tiny_args(tiny_cifar, tmp_path / "run", "--train-subset", "161"), "src.train")
-    assert line == (f"error: {tiny_cifar} holds 160 train images, fewer than the 161 this run uses: give a fuller "
-                    f"copy, or at most 160 with --train-subset") and not (tmp_path / "run").exists()
+@pytest.mark.parametrize("flag, said", [("--train-subset", "160 train images, fewer than the 161 this run uses"),
+                                        ("--batch-size", "160 training images, fewer than a batch of 161")])
+def test_a_copy_too_small_for_a_run_names_the_flag_that_takes_fewer(tiny_cifar, tmp_path, flag, said):
+    line = cli_error(tiny_args(tiny_cifar, tmp_path / "run", flag, "161"), "src.train")
+    assert line == f"error: {tiny_cifar} holds {said}: give a fuller copy, or at most 160 with {flag}"
+    assert not (tmp_path / "run").exists()
 
 
 def test_an_empty_data_is_refused_before_the_kernel_not_read_as_none(tmp_path):

@@ -67,6 +67,10 @@ def _figures_a_file(folder):
     return [folder / "model.pt", "--figures", folder / "metrics.json"], "metrics.json: a file, or inside --data"
 
 
+def _not_weights(folder):
+    return [folder / "metrics.json"], f"no weights at {folder / 'metrics.json'}: give the model.pt of a finished run"
+
+
 def _no_metrics(folder):
     (folder / "metrics.json").unlink()
     return [folder / "model.pt"], f"no metrics.json beside {folder / 'model.pt'}: the model is rebuilt from its run's"
@@ -74,7 +78,7 @@ def _no_metrics(folder):
 
 @pytest.mark.parametrize("case", [_other_models_weights, _a_checkpoint, _json_over_the_runs_metrics,
                                   _json_over_the_runs_checkpoint, _json_a_folder, _json_empty, _figures_a_file,
-                                  _no_metrics])
+                                  _not_weights, _no_metrics])
 def test_what_is_not_this_runs_model_is_refused_in_one_line(run, tiny_cifar, tmp_path, case):
     folder = shutil.copytree(run, tmp_path / "run")
     argv, said = case(folder)
@@ -93,3 +97,15 @@ def test_no_result_goes_into_the_data(run, tiny_cifar, flag, inside):
     assert line.startswith(f"error: {flag} {tiny_cifar / inside}: ") and ("this command's input" in line or
                                                                           "inside --data" in line)
     assert sorted(p.name for p in (tiny_cifar / "test" / "cat").iterdir()) == before
+
+
+def test_a_stop_says_which_results_it_left_written(run, tiny_cifar, tmp_path, monkeypatch, capsys):
+    def ctrl_c(*args):
+        raise KeyboardInterrupt
+    monkeypatch.setattr("src.analysis.save_figures", ctrl_c)  # stopped while drawing, the JSON written
+    with pytest.raises(SystemExit) as exc:
+        evaluate([str(run / "model.pt"), "--data", str(tiny_cifar), "--device", "cpu", "--json",
+                  str(tmp_path / "e.json"), "--figures", str(tmp_path / "figures")])
+    assert exc.value.code == 130 and json.loads((tmp_path / "e.json").read_text())["test_images"] == 40
+    assert capsys.readouterr().err.strip().splitlines()[-1] == (f"interrupted before the evaluation ended: "
+                                                               f"{tmp_path / 'e.json'} written")

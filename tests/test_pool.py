@@ -8,6 +8,8 @@ import io
 import json
 import re
 import shutil
+import signal
+import subprocess
 import threading
 import time
 from pathlib import Path
@@ -15,7 +17,7 @@ from pathlib import Path
 import psutil
 import pytest
 
-from helpers import TINY
+from helpers import PATIENCE, TINY, start_cli
 from src import sweep
 from src.pool import STOP_GRACE, read
 from src.run import hold
@@ -86,8 +88,8 @@ def commands(folder):
 
 def test_the_budget_stops_the_runs_and_the_same_command_continues_them(tiny_sweep):
     _, out, _, (code, printed), (again, printed_again) = tiny_sweep
-    assert code == ("error: 2 of 2 runs did not finish within --budget (tiny/a, tiny/a-seed-1): rerun the same "
-                    "command to continue them (stopped runs resume from their checkpoints)"), printed
+    assert code == ("error: 2 of 2 runs did not finish within --budget (tiny/a, tiny/a-seed-1): rerun the same command "
+                    "to continue them (stopped runs resume from their checkpoints; a bench starts over)"), printed
     assert re.search(rf"\[tiny/a\] epoch \d+/{EPOCHS}: test accuracy", printed), printed
     assert again == 0, printed_again
     for folder in (out / "a", out / "a-seed-1"):
@@ -147,8 +149,8 @@ def test_a_result_that_is_not_the_runs_own_is_refused_before_any_run(tiny_sweep,
         code, printed = call(*elsewhere, flags=flags)
     finally:
         undo and undo()
-    assert code == (f"error: {out / 'a'} holds a run that is not tiny/a's to skip or continue ({why}): pass --force "
-                    f"to redo it, or delete the folder")
+    assert code == (f"error: {out / 'a'} holds a run that is not tiny/a's to skip or continue ({why}): delete the "
+                    f"folder to redo it (--force redoes every run of this call)")
     assert "started" not in printed
 
 
@@ -170,6 +172,8 @@ def test_the_runs_flags_and_the_datas_size_are_checked_before_any_run(tiny_sweep
     assert code.startswith("error: tiny/a: --hole-p 2.0: expected") and "started" not in printed
     code, printed = call(flags=("--train-subset", "161"))
     assert code == f"error: tiny/a: {data} holds 160 train images, fewer than the 161 this run uses: give a fuller copy"
+    code, printed = call(flags=("--batch-size", "161"))  # its runs' sizes are the sweep's: the advice is the copy
+    assert code == f"error: tiny/a: {data} holds 160 training images, fewer than a batch of 161: give a fuller copy"
     assert "started" not in printed
 
 
@@ -205,6 +209,15 @@ def test_after_a_force_call_whose_run_failed_the_advice_works(tiny_sweep, tmp_pa
     damaged.write_bytes(kept)
     shutil.rmtree(tmp_path / "out" / "a")
     assert call(*again, flags=("--epochs", "1"), seeds=("0",))[0] == 0
+
+
+def test_a_reader_gone_from_the_pipe_stops_the_call_before_a_run_it_could_not_stop(quick_cifar, tmp_path):
+    proc = start_cli("--sweep", "convmixer-authors", "--quick", "--device", "cpu", "--data", quick_cifar, "--out",
+                     tmp_path, module="src.sweep", stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    proc.stdout.close()  # the reader gone before the first line, as `| head -0` does
+    assert proc.wait(PATIENCE) == 128 + signal.SIGPIPE
+    assert proc.stderr.read().decode().strip().splitlines()[-1].startswith("interrupted: rerun the same command")
+    assert not [p for p in psutil.process_iter(["cmdline"]) if str(tmp_path) in " ".join(p.info["cmdline"] or [])]
 
 
 def test_force_redoes_it(tiny_sweep):
