@@ -109,10 +109,11 @@ def run_all(args, p, default_out, jobs_in, write):
     args.seeds = sorted(set(args.seeds))
     LISTED.cache_clear()  # the data as it is at this call
     out = Path(args.out) if args.out else Path(tempfile.mkdtemp(prefix="quick-")) if args.quick else default_out
-    jobs = []
+    jobs, began = [], time.time()
 
-    def again():  # after --force, the runs it did not get to replace still hold results not their own
-        held = [str(job.folder) for job in jobs if args.force and job.stale()]
+    def again():  # after --force, the runs it did not get to redo still hold results older than this call
+        held = [str(job.folder) for job in jobs for name in ("metrics.json", "bench.json") if args.force and
+                (job.folder / name).is_file() and (job.folder / name).stat().st_mtime < began]
         return (f"delete {', '.join(held)}, then " if held else "") + "rerun the same command" + \
             (f" with --out {out}" if args.quick and not args.out else "") + (" without --force" if args.force else "")
     with command(lambda: f"interrupted: {again()} to continue (finished runs are skipped, stopped ones resume "
@@ -123,13 +124,13 @@ def run_all(args, p, default_out, jobs_in, write):
         lock = hold(out)  # a second sweep or reproduction into it would report this one's runs as its own
         io.remove_leftovers(out)
         jobs += jobs_in(out)
-        for job in jobs:  # before any run starts: no other process writes it; what is skipped or continued is its own
-            if (job.folder / ".lock").exists():  # a folder a process has held
-                hold(job.folder).release()
-            why = not args.force and job.stale()
-            if why:
-                raise UserError(f"{job.folder} holds a run that is not {job.name}'s to skip or continue ({why}): "
-                                f"delete the folder to redo it (--force redoes every run of this call)")
+        for job in [job for job in jobs if (job.folder / ".lock").exists()]:  # before any run: no other process's
+            hold(job.folder).release()
+        refused = [f"{job.folder} holds a run that is not {job.name}'s to skip or continue ({why})" for job in jobs
+                   if (why := not args.force and job.stale())]  # all of them, in one line
+        if refused:
+            raise UserError(f"{'; '.join(refused)}: delete the folder{'s' * (len(refused) > 1)} to redo "
+                            f"{'them' if len(refused) > 1 else 'it'} (--force redoes every run of this call)")
         write(out)  # a damaged result file, or a README without its markers, is named now, not after the runs
         outcomes = run_jobs(jobs, args.jobs, deadline, args.force, lambda: write(out))
         sys.stdout.write(write(out))
@@ -141,5 +142,5 @@ def run_all(args, p, default_out, jobs_in, write):
                  f"{outcomes[failed[0]]}: mend what its log says, then {again()} (finished runs are skipped)")
     if left:
         sys.exit(f"error: {len(left)} of {len(outcomes)} runs did not finish within --budget ({', '.join(left)}): "
-                 f"{again()} to continue them (stopped runs resume from their checkpoints; a bench starts over)")
+                 f"{again()} to continue them (stopped runs resume from their checkpoints, a bench from its start)")
 

@@ -30,11 +30,10 @@ def command(interrupted=lambda: "interrupted"):
         yield
     except (KeyboardInterrupt, BrokenPipeError) as err:  # a pipe's reader gone (`| head`) stops it as SIGPIPE would
         if isinstance(err, BrokenPipeError):
-            came.append(signal.SIGPIPE)
             os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # else Python's last flush fails again
         with contextlib.suppress(BrokenPipeError):  # stderr may be that pipe too
             print(f"\n{interrupted()}", file=sys.stderr, flush=True)
-        sys.exit(128 + (came[0] if came else signal.SIGINT))
+        sys.exit(128 + (came[0] if came else signal.SIGPIPE if isinstance(err, BrokenPipeError) else signal.SIGINT))
     except UserError as err:
         sys.exit(f"error: {' '.join(str(err).split())}")
     except OSError as err:  # a folder that cannot be made or read

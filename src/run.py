@@ -173,7 +173,8 @@ class RunFolder:
     def interrupted(self):
         """The line a stopped command ends with: where the run stands and how to go on."""
         if self.saved is not None:
-            return f"interrupted after epoch {self.saved} of {self.cfg.epochs} (saved): continue with --resume"
+            return f"interrupted after epoch {self.saved} of {self.cfg.epochs} (saved): continue with --resume" + (
+                " instead of --overwrite" if self.cfg.overwrite else "")
         if self.cfg.resume:
             return (f"interrupted before another epoch was saved: the run in {self.out} is as it was; --resume "
                     f"continues it")

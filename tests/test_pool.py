@@ -89,7 +89,7 @@ def commands(folder):
 def test_the_budget_stops_the_runs_and_the_same_command_continues_them(tiny_sweep):
     _, out, _, (code, printed), (again, printed_again) = tiny_sweep
     assert code == ("error: 2 of 2 runs did not finish within --budget (tiny/a, tiny/a-seed-1): rerun the same command "
-                    "to continue them (stopped runs resume from their checkpoints; a bench starts over)"), printed
+                    "to continue them (stopped runs resume from their checkpoints, a bench from its start)"), printed
     assert re.search(rf"\[tiny/a\] epoch \d+/{EPOCHS}: test accuracy", printed), printed
     assert again == 0, printed_again
     for folder in (out / "a", out / "a-seed-1"):
@@ -149,8 +149,11 @@ def test_a_result_that_is_not_the_runs_own_is_refused_before_any_run(tiny_sweep,
         code, printed = call(*elsewhere, flags=flags)
     finally:
         undo and undo()
-    assert code == (f"error: {out / 'a'} holds a run that is not tiny/a's to skip or continue ({why}): delete the "
-                    f"folder to redo it (--force redoes every run of this call)")
+    named = ["a"] if change is _weights_gone else ["a", "a-seed-1"]  # every folder in the way, in one line
+    assert code == "error: " + "; ".join(f"{out / n} holds a run that is not tiny/{n}'s to skip or continue ({why})"
+                                         for n in named) + (f": delete the folder{'s' * (len(named) > 1)} to redo "
+                                                            f"{'them' if len(named) > 1 else 'it'} (--force redoes "
+                                                            f"every run of this call)")
     assert "started" not in printed
 
 

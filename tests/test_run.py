@@ -211,6 +211,12 @@ def test_a_stop_while_the_old_run_is_removed_says_it_was_removed(finished):
         assert folder.interrupted().endswith(", and the run it held was removed (--overwrite); rerun the same command")
 
 
+def test_a_stopped_overwrite_says_to_continue_without_it(finished):
+    with RunFolder(resolve(config_from_args([*finished.argv, "--overwrite"]))) as folder:
+        folder.saved = 1  # as after its first epoch
+        assert folder.interrupted().endswith("(saved): continue with --resume instead of --overwrite")
+
+
 def test_a_checkpoint_that_holds_only_weights_is_named_as_such(finished):
     shutil.copy(finished.folder / "model.pt", finished.folder / "checkpoint.pt")
     assert cli_error([*finished.argv, "--resume"]) == (f"error: {finished.folder / 'checkpoint.pt'} is not a training "
