@@ -50,7 +50,7 @@ def train_job(name, folder, flags):
     return job(name, folder, lambda: config_from_args(args), args)
 
 
-def job(name, folder, settings, args, module="src.train", result="metrics.json", alone=False):
+def job(name, folder, settings, args, module="src.train", result="metrics.json", alone=False, shown=lambda made: True):
     """settings() checked with its data before any run starts: a result is its own if made alike on the same images."""
     try:
         cfg = resolve(settings())
@@ -73,7 +73,8 @@ def job(name, folder, settings, args, module="src.train", result="metrics.json",
 
     def done():
         made = read(folder / result)
-        return made is not None and made.get("finished", True) is True and stale() is None  # bench.json: no "finished"
+        finished = made is not None and made.get("finished", True) is True  # bench.json: no "finished"
+        return finished and stale() is None and shown(made)
 
     return Job(name, tuple(map(str, args)), folder, done, stale, module, alone)
 

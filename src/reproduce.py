@@ -33,13 +33,10 @@ def bench_job(args, out):
 def notebook_job(name, args, out, mode):
     """`python -m src.notebook NAME`: in place into the repository, else under out; done once the notebook shows it."""
     where = ("--out", portable(out)) if out != ROOT else ()
-    run = job(f"{name}/run-{mode}", out / name / f"run-{mode}",
-              lambda: run_config(name, mode, args.data, out / name, device=args.device or "auto"),
-              (name, "--mode", mode, "--data", args.data, *device(args), *where), "src.notebook")
-    finished = run.done
-    run.done = lambda: finished() and f"**{100 * read(run.folder / 'metrics.json')['final_test_acc']:.2f}%**" in str(
-        read(out / name / f"{name}.ipynb"))  # a damaged notebook is written again
-    return run
+    return job(f"{name}/run-{mode}", out / name / f"run-{mode}",
+               lambda: run_config(name, mode, args.data, out / name, device=args.device or "auto"),
+               (name, "--mode", mode, "--data", args.data, *device(args), *where), "src.notebook",
+               shown=lambda made: f"**{100 * made['final_test_acc']:.2f}%**" in str(read(out / name / f"{name}.ipynb")))
 
 
 def plan(args, out, mode, steps):
