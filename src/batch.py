@@ -8,8 +8,6 @@ import time
 from functools import cache
 from pathlib import Path
 
-import torch
-
 from . import data, io
 from .cli import command, config_from_args
 from .config import device_of, fingerprint, resolve
@@ -27,16 +25,12 @@ QUICK_MODEL = {"convmixer_256_8": ("--dim", "32", "--depth", "2"),
                "vit_seed": ("--dim", "64", "--depth", "1", "--heads", "2", "--dim-head", "32", "--mlp-dim", "64")}
 
 
-def device(args):
-    return ("--device", args.device) if args.device else ()
-
-
 def train_flags(model, flags, args):
     """A 25-epoch one-cycle run of model with flags; with --quick, its tiny version (flags' own values kept)."""
     tiny = (*QUICK, *QUICK_MODEL[model])
     quick = [word for pair in zip(tiny[::2], tiny[1::2]) if pair[0] not in flags for word in pair] if args.quick else []
     return ("--model", model, "--trainer", "onecycle", "--epochs", "2" if args.quick else "25", *flags,
-            "--data", args.data, *device(args), *quick)
+            "--data", args.data, "--device", args.device, *quick)
 
 
 def portable(path):
@@ -88,7 +82,7 @@ def add_arguments(p):
     p.add_argument("--data", default=os.environ.get("CIFAR10_DIR"), help="CIFAR-10: class folders or "
                    "torchvision's folder (default: $CIFAR10_DIR)")
     p.add_argument("--seeds", type=int, nargs="+", default=[0], help="run each setting with each of these seeds")
-    p.add_argument("--device", help="cpu, cuda or cuda:N for every run (default: a GPU if any)")
+    p.add_argument("--device", default="auto", help="cpu, cuda or cuda:N for every run; auto: a GPU if any")
     p.add_argument("--jobs", type=int, help="runs at once (default: 6 on a GPU, 2 on a CPU)")
     p.add_argument("--budget", type=float, default=CALL, help=f"wall-clock seconds for the whole call (default: "
                    f"{CALL}); runs still going {STOP_GRACE} s before its end are stopped, and the same command "
@@ -120,8 +114,8 @@ def run_all(args, p, default_out, jobs_in, write):
     with command(lambda: f"interrupted: {again()} to continue (finished runs are skipped, stopped ones resume "
                          f"from their checkpoints)"):
         args.data, deadline = portable(args.data), time.monotonic() + args.budget - STOP_GRACE
-        args.device = args.device and device_of(args.device)
-        args.jobs = args.jobs or (6 if args.device != "cpu" and torch.cuda.is_available() else 2)
+        args.device = device_of(args.device)
+        args.jobs = args.jobs or (2 if args.device == "cpu" else 6)
         lock = hold(out)  # a second sweep or reproduction into it would report this one's runs as its own
         io.remove_leftovers(out)
         jobs += jobs_in(out)

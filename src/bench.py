@@ -102,7 +102,8 @@ def main(argv=None):
     args = p.parse_args(argv)
     if args.repeats < 1:
         p.error(f"--repeats {args.repeats}: give at least 1")
-    with command(lambda: "interrupted before every path was timed: nothing written"):
+    written = []  # what a stop (Ctrl-C, a pipe's reader gone) leaves behind
+    with command(lambda: f"interrupted before the bench ended: {written[0] if written else 'nothing'} written"):
         cfg = resolve(config_from_args(argv, p))
         if args.json is not None:
             result_file("--json", args.json, [cfg.data])
@@ -121,9 +122,10 @@ def main(argv=None):
                   f"training and {counts['test_images']:,} test images ({cfg.data}), {cfg.device}, {cfg.precision}: "
                   f"the fast path and the reference loader, median of {args.repeats} after an untimed one", flush=True)
             result = {"data": counts, **bench(cfg, args.repeats, args.profile)}  # the listing: src.reproduce's
-        print(result.get("profile", ""), result["line"], sep="\n" if args.profile else "", flush=True)
         if args.json is not None:
             io.write_json(args.json, result)
+            written.append(args.json)
+        print(result.get("profile", ""), result["line"], sep="\n" if args.profile else "", flush=True)
 
 
 if __name__ == "__main__":

@@ -74,6 +74,9 @@ def main(argv=None):
         model, metrics = load_model(args.weights)  # said first: three test passes take minutes on a CPU
         print(f"evaluating {args.weights} ({metrics['model']['label']}) on the test images of {args.data}, {device}")
         result, recorded = evaluate(model, args.data, device), metrics.get("final_test_acc")
+        if out:  # before the printing, which a pipe's reader gone (`| head -1`) stops
+            io.write_json(out, {"weights": args.weights, **result, "recorded_test_acc": recorded})
+            written.append(str(out))
         print(f"{args.weights} on {result['test_images']:,} test images ({result['data']}): accuracy "
               f"{100 * result['accuracy']:.2f}%, with flip averaging {100 * result['accuracy_flip']:.2f}%, with flips "
               f"and one-pixel shifts (6 views) {100 * result['accuracy_six_views']:.2f}%",
@@ -83,9 +86,6 @@ def main(argv=None):
               "confusion matrix (rows: true class, columns: predicted):",
               *(f"{name:>{max(map(len, data.CLASSES))}} " + " ".join(f"{n:5d}" for n in row)
                 for name, row in zip(data.CLASSES, result["confusion_matrix"])), sep="\n")
-        if out:
-            io.write_json(out, {"weights": args.weights, **result, "recorded_test_acc": recorded})
-            written.append(str(out))
         if figures:
             paths = analysis.save_figures(model.eval(), analysis.test_images(args.data), figures)
             written.append(f"the figures in {figures}")

@@ -54,11 +54,11 @@ def run_jobs(jobs, limit, deadline, force, on_finish):
                 pending.remove(job)
                 running[job] = [start(job, force, limit), epochs(job)]
             for job, (proc, seen) in list(running.items()):
-                now = epochs(job)
-                if now and now != seen:
-                    say(job, f"epoch {now[0]}/{now[1]}: test accuracy {100 * now[2]:.2f}%")
+                ended, now = proc.poll() is not None, epochs(job)  # in this order: its last epoch is said
+                for epoch in range(seen[0] if seen[0] <= now[0] else 0, now[0]):  # less: a run redone
+                    say(job, f"epoch {epoch + 1}/{now[1]}: test accuracy {100 * now[2][epoch]:.2f}%")
                 running[job][1] = now
-                if proc.poll() is not None:
+                if ended:
                     del running[job]
                     lines = job.log.read_text(errors="replace").strip().splitlines()
                     outcomes[job.name] = "finished" if proc.returncode == 0 and job.done() else \
@@ -70,7 +70,7 @@ def run_jobs(jobs, limit, deadline, force, on_finish):
         stop([proc for proc, _ in running.values()])
     for job in running:  # a run may have ended as the budget did
         now = epochs(job)
-        stopped = "stopped" + (f" after {now[0]} of {now[1]} epochs" if now and not job.stale() else "")
+        stopped = "stopped" + (f" after {now[0]} of {now[1]} epochs" if now[0] and not job.stale() else "")
         outcomes[job.name] = "finished" if job.done() else stopped
         say(job, outcomes[job.name])
     return {**outcomes, **{job.name: "not started" for job in pending}}
@@ -81,10 +81,11 @@ def say(job, text):
 
 
 def epochs(job):
-    """(epochs done, epochs wanted, test accuracy) from its metrics.json; None before the first."""
+    """(epochs done, epochs wanted, each epoch's test accuracy) from its metrics.json."""
     m = read(job.folder / "metrics.json") or {}
     with contextlib.suppress(KeyError, TypeError):
-        return m["epochs_done"], m["config"]["epochs"], m["final_test_acc"]
+        return m["epochs_done"], m["config"]["epochs"], m["history"]["test_acc"]
+    return 0, 0, []
 
 
 def startable(pending, running, limit):

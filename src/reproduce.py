@@ -4,7 +4,7 @@ then the bench alone (ConvMixer_experimentation_2/bench/); the same command agai
 import argparse
 
 from . import io
-from .batch import IMPROVED, NOTEBOOK_OF, QUICK, QUICK_MODEL, add_arguments, device, job, portable, run_all, seeded, \
+from .batch import IMPROVED, NOTEBOOK_OF, QUICK, QUICK_MODEL, add_arguments, job, portable, run_all, seeded, \
     train_flags, train_job
 from .cli import command, config_from_args
 from .notebook import NOTEBOOKS, run_config
@@ -23,7 +23,7 @@ RECIPE_RUNS = (  # (model, run, flags, whether seed 0 runs here: the notebooks r
 
 
 def bench_job(args, out):
-    folder, flags = out / "ConvMixer_experimentation_2" / "bench", ("--data", args.data, *device(args))
+    folder, flags = out / "ConvMixer_experimentation_2" / "bench", ("--data", args.data, "--device", args.device)
     sizes = (*QUICK_MODEL["convmixer_256_8"], *QUICK[:6]) if args.quick else ()  # QUICK less its workers
     return job("ConvMixer_experimentation_2/bench", folder, lambda: config_from_args([*flags, *sizes]), (
         *flags, *sizes, *(() if args.quick else ("--repeats", "3")), "--json", portable(folder / "bench.json")),
@@ -34,8 +34,8 @@ def notebook_job(name, args, out, mode):
     """`python -m src.notebook NAME`: in place into the repository, else under out; done once the notebook shows it."""
     where = ("--out", portable(out)) if out != ROOT else ()
     return job(f"{name}/run-{mode}", out / name / f"run-{mode}",
-               lambda: run_config(name, mode, args.data, out / name, device=args.device or "auto"),
-               (name, "--mode", mode, "--data", args.data, *device(args), *where), "src.notebook",
+               lambda: run_config(name, mode, args.data, out / name, device=args.device),
+               (name, "--mode", mode, "--data", args.data, "--device", args.device, *where), "src.notebook",
                shown=lambda made: f"**{100 * made['final_test_acc']:.2f}%**" in str(read(out / name / f"{name}.ipynb")))
 
 

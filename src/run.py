@@ -42,9 +42,11 @@ def image_counts(cfg, lister=data.split_listing):
             raise UserError(f"{cfg.data} holds {total} {split} images, fewer than the {subset} this run uses: give "
                             f"a fuller copy, or at most {total} with --{split}-subset")
         counts.update({f"{split}_images": subset or total, f"{split}_split_images": total, f"{split}_listing": listing})
-    if cfg.batch_size > counts["train_images"]:
-        raise UserError(f"{cfg.data} holds {counts['train_images']} training images, fewer than a batch of "
-                        f"{cfg.batch_size}: give a fuller copy, or at most {counts['train_images']} with --batch-size")
+    if cfg.batch_size > (n := counts["train_images"]):
+        where, remedy = (("--train-subset keeps", "raise it") if cfg.train_subset
+                         else (f"{cfg.data} holds", "give a fuller copy"))
+        raise UserError(f"{where} {n} training images, fewer than a batch of {cfg.batch_size}: {remedy}, "
+                        f"or at most {n} with --batch-size")
     return counts
 
 

@@ -53,6 +53,14 @@ def start_cli(*args, module="src.train", **popen):
     return subprocess.Popen([sys.executable, "-m", module, *map(str, args)], cwd=REPO_ROOT, env=env(), **popen)
 
 
+def head_1(*args, module="src.train"):
+    """The command piped to `head -1`: its first line read, then the reader gone; (exit code, stderr's lines)."""
+    proc = start_cli(*args, module=module, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    proc.stdout.readline()
+    proc.stdout.close()
+    return proc.wait(PATIENCE), proc.stderr.read().decode().strip().splitlines()
+
+
 def cli_error(argv, module="src.train"):
     """MODULE's main(argv) in this process must end in exactly one line `error: ...`, exit 1; returns it."""
     with pytest.raises(SystemExit) as exc:

@@ -1,10 +1,11 @@
 """`python -m src.bench` on tiny settings on the CPU: every data path timed, the speed-ups and the
 physical floor (FLOPs and bytes) in one JSON and one line; --conv-vs-linear times the ViT both ways."""
 import json
+import signal
 
 import pytest
 
-from helpers import TINY, cli_error
+from helpers import TINY, cli_error, head_1
 from src.bench import main
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -48,3 +49,9 @@ def test_profile_prints_where_a_steps_time_goes(tiny_cifar, tmp_path, capsys):
     profile = json.loads((tmp_path / "bench.json").read_text())["profile"]
     assert "aten::convolution_backward" in profile and "Self CPU" in profile
     assert profile in capsys.readouterr().out
+
+
+def test_a_reader_gone_after_the_first_line_leaves_the_timings_written(tiny_cifar, tmp_path):
+    code, said = head_1(*TINY, "--data", tiny_cifar, "--json", tmp_path / "bench.json", module="src.bench")
+    assert code == 128 + signal.SIGPIPE and json.loads((tmp_path / "bench.json").read_text())["seconds"]["fast"] > 0
+    assert said == [f"interrupted before the bench ended: {tmp_path / 'bench.json'} written"]

@@ -134,6 +134,12 @@ def test_a_copy_too_small_for_a_run_names_the_flag_that_takes_fewer(tiny_cifar, 
     assert not (tmp_path / "run").exists()
 
 
+def test_a_batch_larger_than_the_subset_names_the_subset_not_the_copy(tiny_cifar, tmp_path):
+    line = cli_error(tiny_args(tiny_cifar, tmp_path / "run", "--train-subset", "20", "--batch-size", "32"), "src.train")
+    assert line == ("error: --train-subset keeps 20 training images, fewer than a batch of 32: raise it, or at most 20"
+                    " with --batch-size")
+
+
 def test_an_empty_data_is_refused_before_the_kernel_not_read_as_none(tmp_path):
     line = cli_error(["ConvMixer_experimentation_1", "--mode", "quick", "--data", "", "--out", tmp_path],
                      "src.notebook")

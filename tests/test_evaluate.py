@@ -2,11 +2,12 @@
 confusion matrix, as JSON and figures; weights that are not this run's model.pt are refused in one line."""
 import json
 import shutil
+import signal
 
 import numpy as np
 import pytest
 
-from helpers import cli_error, tiny_args
+from helpers import cli_error, head_1, tiny_args
 from src import io
 from src.evaluate import main as evaluate
 from src.models import create_model
@@ -109,3 +110,10 @@ def test_a_stop_says_which_results_it_left_written(run, tiny_cifar, tmp_path, mo
     assert exc.value.code == 130 and json.loads((tmp_path / "e.json").read_text())["test_images"] == 40
     assert capsys.readouterr().err.strip().splitlines()[-1] == (f"interrupted before the evaluation ended: "
                                                                f"{tmp_path / 'e.json'} written")
+
+
+def test_a_reader_gone_after_the_first_line_leaves_the_json_written(run, tiny_cifar, tmp_path):
+    code, said = head_1(run / "model.pt", "--data", tiny_cifar, "--device", "cpu", "--json", tmp_path / "e.json",
+                        module="src.evaluate")
+    assert code == 128 + signal.SIGPIPE and json.loads((tmp_path / "e.json").read_text())["test_images"] == 40
+    assert said == [f"interrupted before the evaluation ended: {tmp_path / 'e.json'} written"]

@@ -92,6 +92,9 @@ def test_the_budget_stops_the_runs_and_the_same_command_continues_them(tiny_swee
                     "to continue them (stopped runs resume from their checkpoints, a bench from its start)"), printed
     assert re.search(rf"\[tiny/a\] epoch \d+/{EPOCHS}: test accuracy", printed), printed
     assert again == 0, printed_again
+    stopped_after = int(re.search(r"\[tiny/a\] stopped after (\d+) of", printed)[1])
+    said = [int(n) for n in re.findall(rf"\[tiny/a\] epoch (\d+)/{EPOCHS}: test accuracy", printed_again)]
+    assert said == list(range(stopped_after + 1, EPOCHS + 1)), printed_again  # each epoch once, however short
     for folder in (out / "a", out / "a-seed-1"):
         m = json.loads((folder / "metrics.json").read_text())
         assert m["finished"] and m["epochs_done"] == EPOCHS and (folder / "model.pt").exists()

@@ -15,7 +15,8 @@ from src.reproduce import STEPS, main, plan
 
 def test_three_seeds_plan_every_seed_of_each_setting_once(tiny_cifar, monkeypatch):
     monkeypatch.setattr("src.batch.image_counts", lambda cfg, lister: {})  # full-size runs on tiny data: named only
-    args = argparse.Namespace(data=str(tiny_cifar), seeds=[0, 1, 2], quick=False, device=None)
+    # the device as run_all resolves it on this machine
+    args = argparse.Namespace(data=str(tiny_cifar), seeds=[0, 1, 2], quick=False, device="cpu")
     names = [job.name for job in plan(args, ROOT, "full", STEPS)]
     # per seed: 4 recipe runs (the baselines' seed 0 is the notebooks'), then the 3 notebooks and the bench once
     assert len(names) == 3 * 4 + 2 * 2 + 3 + 1 == len(set(names))

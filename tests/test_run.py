@@ -14,7 +14,7 @@ from types import SimpleNamespace
 import pytest
 import torch
 
-from helpers import PATIENCE, cli_error, start_cli, tiny_args
+from helpers import PATIENCE, cli_error, head_1, start_cli, tiny_args
 from src import io
 from src.cli import config_from_args
 from src.config import resolve
@@ -234,13 +234,8 @@ def test_a_finished_runs_resume_without_its_checkpoint_says_the_run_is_finished(
 
 
 def test_a_reader_gone_from_the_pipe_stops_the_run_as_sigpipe_would_saying_where(tiny_cifar, tmp_path):
-    proc = start_cli(*tiny_args(tiny_cifar, tmp_path / "run", epochs=30), stdout=subprocess.PIPE,
-                     stderr=subprocess.PIPE)
-    proc.stdout.readline()  # its first line, then the reader goes, as `| head -1` does
-    proc.stdout.close()
-    assert proc.wait(PATIENCE) == 128 + signal.SIGPIPE
-    said = proc.stderr.read().decode().strip().splitlines()
-    assert len(said) == 1 and said[0].startswith("interrupted ") and "Traceback" not in said[0], said
+    code, said = head_1(*tiny_args(tiny_cifar, tmp_path / "run", epochs=30))
+    assert code == 128 + signal.SIGPIPE and len(said) == 1 and said[0].startswith("interrupted "), said
 
 
 def test_a_finished_run_resumed_says_so_first_and_trains_nothing(finished, capsys):
