@@ -20,12 +20,14 @@ def load_model(weights):
         raise UserError(f"no weights at {weights}: give the model.pt of a finished run")
     if not (weights.parent / "metrics.json").is_file():
         raise UserError(f"no metrics.json beside {weights}: the model is rebuilt from its run's; give a run's model.pt")
-    metrics = io.read_json(weights.parent / "metrics.json", "the run's command with --resume writes it again")
+    again = "the run's command with " + ("--resume writes it again from its checkpoint.pt" if (
+        weights.parent / "checkpoint.pt").is_file() else "--overwrite trains the run again")
+    metrics = io.read_json(weights.parent / "metrics.json", again)
     try:
         model = create_model(metrics["model"]["name"], **metrics["model"]["hyper_parameters"])
     except (KeyError, TypeError, ValueError) as err:
-        raise UserError(f"{weights.parent / 'metrics.json'} names no model of this project ({err})") from None
-    state = io.load(weights, mend="the run's command with --resume writes it again from its checkpoint.pt")
+        raise UserError(f"{weights.parent / 'metrics.json'} names no model of this project ({err}): {again}") from None
+    state = io.load(weights, mend=again)
     if isinstance(state, dict) and "optimizer" in state:
         raise UserError(f"{weights} is a training checkpoint, not weights: give the run's model.pt")
     try:
@@ -81,7 +83,7 @@ def main(argv=None):
               f"{100 * result['accuracy']:.2f}%, with flip averaging {100 * result['accuracy_flip']:.2f}%, with flips "
               f"and one-pixel shifts (6 views) {100 * result['accuracy_six_views']:.2f}%",
               *([f"the run recorded {100 * recorded:.2f}% on its {metrics['data']['test_images']:,} test images (with "
-                 f"its own test-time settings)"] if recorded else []),
+                 f"its own test-time settings)"] if recorded is not None else []),
               "per class: " + ", ".join(f"{name} {100 * acc:.1f}%" for name, acc in result["per_class"].items()),
               "confusion matrix (rows: true class, columns: predicted):",
               *(f"{name:>{max(map(len, data.CLASSES))}} " + " ".join(f"{n:5d}" for n in row)

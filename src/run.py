@@ -108,13 +108,14 @@ class RunFolder:
             if held and not (cfg.resume or cfg.overwrite):
                 raise UserError(f"{out} already holds a run ({', '.join(held)}): pass --resume to continue it, "
                                 f"--overwrite to replace it, or give another --out")
+            finished = io.whole(out / "model.pt")  # a damaged one is trained again
             if cfg.resume and "checkpoint.pt" not in held:
                 raise UserError(f"--resume: {out} holds no checkpoint.pt to continue from; " + (
-                    FINISHED if "model.pt" in held else "pass --overwrite to train it again" if held else
+                    FINISHED if finished else "pass --overwrite to train it again" if held else
                     "drop --resume to start a run"))
             if cfg.resume:
-                self.state = io.load(out / "checkpoint.pt", cfg.device, FINISHED if "model.pt" in held else
-                                     "pass --overwrite to train the run again")
+                self.state = io.load(out / "checkpoint.pt", cfg.device,
+                                     FINISHED if finished else "pass --overwrite to train the run again")
                 if not isinstance(self.state, dict) or "config" not in self.state:
                     raise UserError(f"{out / 'checkpoint.pt'} is not a training checkpoint (a model.pt's weights?): "
                                     f"pass --overwrite to train the run again")
@@ -157,15 +158,15 @@ class RunFolder:
         return dict(resume=self.state, on_epoch=self._save)
 
     def _save(self, epoch, history, state):
-        self._write("checkpoint.pt", {**state(), "config": self.identity}, history)
-        self.saved = epoch + 1  # epochs done, as "after epoch 1 of 3" says once the first is saved
+        io.save(self.out / "checkpoint.pt", {**state(), "config": self.identity})
+        self.saved = epoch + 1  # epochs saved, as "after epoch 1 of 3" says: --resume continues from here on
+        self._metrics(history)
 
     def finish(self, model, history):
-        """model.pt, then metrics.json saying "finished": a run is finished only with its weights whole."""
-        self._write("model.pt", model.state_dict(), history, finished=True)
+        io.save(self.out / "model.pt", model.state_dict())
+        self._metrics(history, finished=True)  # only now: a run is finished only with its weights whole
 
-    def _write(self, name, saved, history, finished=False):
-        io.save(self.out / name, saved)
+    def _metrics(self, history, finished=False):
         steady = history.epoch_time[1:] or history.epoch_time  # the first epoch carries compilation and warm-up
         io.write_json(self.out / "metrics.json", {
             "finished": finished, "epochs_done": len(history.test_acc), "final_test_acc": history.test_acc[-1],

@@ -64,6 +64,11 @@ def _json_empty(folder):
     return [folder / "model.pt", "--json", ""], "--json .: a folder; give a file name"
 
 
+def _metrics_naming_no_model(folder):
+    io.write_json(folder / "metrics.json", {})
+    return [folder / "model.pt"], "names no model of this project ('model'): the run's command with --resume writes it"
+
+
 def _figures_a_file(folder):
     return [folder / "model.pt", "--figures", folder / "metrics.json"], "metrics.json: a file, or inside --data"
 
@@ -79,7 +84,7 @@ def _no_metrics(folder):
 
 @pytest.mark.parametrize("case", [_other_models_weights, _a_checkpoint, _json_over_the_runs_metrics,
                                   _json_over_the_runs_checkpoint, _json_a_folder, _json_empty, _figures_a_file,
-                                  _not_weights, _no_metrics])
+                                  _not_weights, _no_metrics, _metrics_naming_no_model])
 def test_what_is_not_this_runs_model_is_refused_in_one_line(run, tiny_cifar, tmp_path, case):
     folder = shutil.copytree(run, tmp_path / "run")
     argv, said = case(folder)
@@ -117,3 +122,10 @@ def test_a_reader_gone_after_the_first_line_leaves_the_json_written(run, tiny_ci
                         module="src.evaluate")
     assert code == 128 + signal.SIGPIPE and json.loads((tmp_path / "e.json").read_text())["test_images"] == 40
     assert said == [f"interrupted before the evaluation ended: {tmp_path / 'e.json'} written"]
+
+
+def test_a_recorded_accuracy_of_zero_is_shown_too(run, tiny_cifar, tmp_path, capsys):
+    folder = shutil.copytree(run, tmp_path / "run")
+    io.write_json(folder / "metrics.json", {**json.loads((folder / "metrics.json").read_text()), "final_test_acc": 0.0})
+    evaluate([str(folder / "model.pt"), "--data", str(tiny_cifar), "--device", "cpu"])
+    assert "the run recorded 0.00% on its 40 test images" in capsys.readouterr().out

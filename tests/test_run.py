@@ -233,6 +233,26 @@ def test_a_finished_runs_resume_without_its_checkpoint_says_the_run_is_finished(
     assert (finished.folder / "model.pt").read_bytes() == finished.files["model.pt"]
 
 
+def test_a_finished_run_whose_model_pt_is_damaged_and_checkpoint_gone_is_trained_again(finished):
+    (finished.folder / "checkpoint.pt").unlink()
+    (finished.folder / "model.pt").write_bytes(finished.files["model.pt"][:2000])
+    assert cli_error([*finished.argv, "--resume"]).endswith("continue from; pass --overwrite to train it again")
+    assert cli_error([finished.folder / "model.pt", "--data", finished.data, "--device", "cpu"], "src.evaluate"
+                     ).endswith("is cut short or damaged: the run's command with --overwrite trains the run again")
+
+
+def test_a_stop_once_the_checkpoint_is_saved_says_the_epoch_it_saved(tiny_cifar, tmp_path, capsys):
+    def ctrl_c(*args):  # stopped while its metrics.json is written, after checkpoint.pt
+        raise KeyboardInterrupt
+    with pytest.MonkeyPatch.context() as patch, pytest.raises(SystemExit) as exc:
+        patch.setattr("src.io.write_json", ctrl_c)
+        train(tiny_args(tiny_cifar, tmp_path / "run"))
+    assert exc.value.code == 130 and capsys.readouterr().err.strip().splitlines()[-1] == \
+        "interrupted after epoch 1 of 2 (saved): continue with --resume"
+    train([*tiny_args(tiny_cifar, tmp_path / "run"), "--resume"])
+    assert read(tmp_path / "run" / "metrics.json")["finished"] is True
+
+
 def test_a_reader_gone_from_the_pipe_stops_the_run_as_sigpipe_would_saying_where(tiny_cifar, tmp_path):
     code, said = head_1(*tiny_args(tiny_cifar, tmp_path / "run", epochs=30))
     assert code == 128 + signal.SIGPIPE and len(said) == 1 and said[0].startswith("interrupted "), said
