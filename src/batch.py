@@ -11,9 +11,9 @@ from pathlib import Path
 from . import data, io
 from .cli import command, config_from_args
 from .config import device_of, fingerprint, resolve
-from .io import UserError
+from .io import FEWER, UserError
 from .pool import ROOT, STOP_GRACE, Job, read, run_jobs
-from .run import FEWER, hold, image_counts
+from .run import hold, image_counts
 
 CALL = 570  # seconds of one call on a lent GPU (10 minutes, less its start and the packing of results)
 NOTEBOOK_OF = {"convmixer_256_8": "ConvMixer_experimentation_2", "vit_seed": "ViT_with_convolution"}

@@ -9,12 +9,16 @@ from pathlib import Path
 import torch
 
 
+FEWER = r", or at most \d+ with --[\w-]+"  # run.image_counts' other remedy, for commands that can take it
+
+
 class UserError(ValueError):
     """A failure the user causes and can mend: the message names the setting or file and what to do."""
 
     def _render_traceback_(self):
-        """What IPython shows instead of a traceback; a notebook's settings have no dashes."""
-        said = re.sub(r"(?<![\w/.-])--data\b", "data_dir", str(self))  # the settings cell's name for it
+        """What IPython shows instead of a traceback: a notebook's settings have no dashes, its mode fixes the sizes."""
+        said = re.sub(FEWER, ", or another mode", str(self)).replace("pass --overwrite", "set resume = False")
+        said = re.sub(r"(?<![\w/.-])--data\b", "data_dir", said)  # the settings cell's name for it
         return ["error: " + re.sub(r"(?<![\w/.-])--([a-z][a-z-]*)", lambda m: m[1].replace("-", "_"), said)]
 
 

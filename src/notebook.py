@@ -14,9 +14,9 @@ from . import data
 from .batch import portable
 from .cli import command, command_line
 from .config import DEFAULT_DATA, Config, model_overrides, resolve
-from .io import UserError, read_json, write_text
+from .io import FEWER, UserError, read_json, write_text
 from .models import create_model, hyper_parameters, label
-from .run import FEWER, RUN_FILES, RunFolder, hold
+from .run import RUN_FILES, RunFolder, hold
 from .trainers import KNOTS, TRAINERS
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -69,11 +69,8 @@ def experiment(name, model, trainer, recipe, mode=None, data=None, out=None, res
     mode = mode or ("full" if torch.cuda.is_available() else "cpu")
     cfg = run_config(name, mode, data, out, resume, device, model=model, trainer=trainer, recipe=recipe)
     settings = resolve(cfg)
-    try:  # not another process's, nor (resume) made with other settings or data
-        with RunFolder(settings) as folder:
-            images = folder.identity["images"]
-    except UserError as err:  # a notebook replaces its run with resume = False
-        raise UserError(str(err).replace("pass --overwrite", "set resume = False")) from None
+    with RunFolder(settings) as folder:  # not another process's, nor (resume) made with other settings or data
+        images = folder.identity["images"]
     Path(settings.out).mkdir(parents=True, exist_ok=True)
     print(f"mode: {mode} ({MODE_WHY[mode]})")
     display(Markdown(settings_table(settings, images)))

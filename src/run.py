@@ -20,7 +20,6 @@ from .trainers import TRAINERS, Step
 
 RUN_FILES = ("metrics.json", "checkpoint.pt", "model.pt")
 FINISHED = "its run is finished (model.pt), and needs none: nothing to continue"
-FEWER = r", or at most \d+ with --[\w-]+"  # image_counts' other remedy, for commands that can take it
 
 
 def seed_everything(seed):

@@ -118,9 +118,18 @@ def test_a_resume_on_other_data_is_refused_before_the_kernel_and_in_the_notebook
                      "src.notebook")
     assert line.startswith(f"error: {said}") and "code cell" not in line and "--overwrite" in line
     from src.notebook import experiment
-    with pytest.raises(UserError, match="set resume = False to train it again"):
+    with pytest.raises(UserError) as err:
         experiment(EXECUTED, **NOTEBOOKS[EXECUTED], mode="quick", data=str(quick_cifar), out=folder,
                    resume=True)
+    assert err.value._render_traceback_()[0].endswith("set resume = False to train it again")  # what the notebook shows
+
+
+def test_a_copy_too_small_for_the_mode_says_so_in_the_notebook_too(tiny_cifar, tmp_path):
+    from src.notebook import experiment
+    with pytest.raises(UserError) as err:
+        experiment(EXECUTED, **NOTEBOOKS[EXECUTED], mode="quick", data=str(tiny_cifar), out=tmp_path)
+    assert err.value._render_traceback_() == [f"error: {tiny_cifar} holds 160 train images, fewer than the 256 this "
+                                              f"run uses: give a fuller copy, or another mode"]
 
 
 @pytest.mark.parametrize("extra, ending", [((), "error: {run} already holds a run"),
