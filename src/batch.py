@@ -85,8 +85,7 @@ def add_arguments(p):
     p.add_argument("--device", default="auto", help="cpu, cuda or cuda:N for every run; auto: a GPU if any")
     p.add_argument("--jobs", type=int, help="runs at once (default: 6 on a GPU, 2 on a CPU)")
     p.add_argument("--budget", type=float, default=CALL, help=f"wall-clock seconds for the whole call (default: "
-                   f"{CALL}); runs still going {STOP_GRACE} s before its end are stopped, and the same command "
-                   f"continues them")
+                   f"{CALL}), stopping its runs {STOP_GRACE} s before; the same command continues them")
     p.add_argument("--force", action="store_true", help="redo runs whose finished results exist")
     p.add_argument("--quick", action="store_true", help="tiny settings, every step in seconds (CI, a CPU)")
     p.add_argument("--out", help="the folder the runs go to (with --quick: a new temporary folder)")
@@ -95,16 +94,18 @@ def add_arguments(p):
 def run_all(args, p, default_out, jobs_in, write):
     """Run the jobs (jobs_in(out)), write(out) after each ends and once more; end as the runs ended."""
     if not args.data or not any((Path(args.data) / name).is_dir() for name in ("train", "cifar-10-batches-py")):
-        p.error(f"--data {args.data}: give the folder of a CIFAR-10 copy, class folders or torchvision's (or set "
-                f"CIFAR10_DIR)")
+        p.error(f"--data {args.data}: give a CIFAR-10 copy: class folders or torchvision's (or set CIFAR10_DIR)")
     if not args.budget > STOP_GRACE:
         p.error(f"--budget {args.budget:g}: give more than the {STOP_GRACE} s that stopping the runs takes")
     if args.jobs is not None and args.jobs < 1 or min(args.seeds) < 0:
         p.error("--jobs: give at least 1; --seeds: give seeds of 0 or more")
     args.seeds = sorted(set(args.seeds))
+    out = Path(args.out or (tempfile.mkdtemp(prefix="quick-") if args.quick else default_out)).resolve()
+    if Path(args.data).resolve() in (out, *out.parents):  # refused before the folder and its lock go into the data
+        p.error(f"--out {out}: inside --data {args.data}; give a folder outside the data")
     LISTED.cache_clear()  # the data as it is at this call
-    out = Path(args.out) if args.out else Path(tempfile.mkdtemp(prefix="quick-")) if args.quick else default_out
-    jobs, began = [], time.time()
+    args.data, jobs, began = portable(args.data), [], time.time()
+    os.chdir(ROOT)  # where every run starts: a relative --data, given or recorded, means the same here as there
 
     def again():  # after --force, the runs it did not get to redo still hold results older than this call
         held = [str(job.folder) for job in jobs for name in ("metrics.json", "bench.json") if args.force and
@@ -113,7 +114,7 @@ def run_all(args, p, default_out, jobs_in, write):
             (f" with --out {out}" if args.quick and not args.out else "") + (" without --force" if args.force else "")
     with command(lambda: f"interrupted: {again()} to continue (finished runs are skipped, stopped ones resume "
                          f"from their checkpoints)"):
-        args.data, deadline = portable(args.data), time.monotonic() + args.budget - STOP_GRACE
+        deadline = time.monotonic() + args.budget - STOP_GRACE
         args.device = device_of(args.device)
         args.jobs = args.jobs or (2 if args.device == "cpu" else 6)
         lock = hold(out)  # a second sweep or reproduction into it would report this one's runs as its own

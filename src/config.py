@@ -111,13 +111,13 @@ OPTIONS = (
     Option("batch_size", 512, "images per optimizer step", "running", POSITIVE, resume=True),
     Option("test_batch_size", None, "images per test batch (default: 4x --batch-size)", "running", POSITIVE, int),
     Option("workers", None, f"DataLoader workers of the reference loader (default: {WORKERS})", "running",
-           Allowed(0, integer=True), int),
+           Allowed(0, integer=True), int, resume=True),
     Option("seed", 0, "seeds torch, numpy and random: CPU runs repeat bit for bit", "running",
            Allowed(0, 2**32 - 1, integer=True), resume=True),
     Option("train_subset", None, "train on this many images (quick runs)", "running", POSITIVE, int, resume=True),
     Option("test_subset", None, "test on this many images (quick runs)", "running", POSITIVE, int, resume=True),
     Option("loader", "auto", "reference: albumentations DataLoader; gpu: the whole dataset on the device, the same "
-           "augmentation; auto: gpu on CUDA", "running", ("auto", "reference", "gpu")),
+           "augmentation; auto: gpu on CUDA", "running", ("auto", "reference", "gpu"), resume=True),
     Option("precision", "auto", "CUDA autocast; auto: bf16 where the GPU has it, else fp16 (CPU: fp32)", "running",
            ("auto", "fp32", "fp16", "bf16")),
     Option("channels_last", None, "channels-last memory format (default: on CUDA)", "running", type=bool),
@@ -146,10 +146,8 @@ def check(option, value):
 
 
 def device_of(name):
-    if name == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    if name in ("cpu", "cpu:0"):
-        return "cpu"  # torch.load cannot map a checkpoint onto "cpu:0"
+    if name in ("auto", "cpu"):
+        return "cuda" if name == "auto" and torch.cuda.is_available() else "cpu"
     if not re.fullmatch(r"cuda(:\d+)?", str(name)):
         raise UserError(f"--device {name!r}: expected cpu, cuda, cuda:N or auto")
     if not torch.cuda.is_available():
@@ -217,7 +215,7 @@ def _check_sizes(cfg):
             # two images: BatchNorm of a 1x1 map needs more than one value
             create_model(cfg.model, **model_overrides(cfg))(torch.empty(2, 3, 32, 32))
     except ValueError as err:
-        raise UserError(f"--model {cfg.model}: {err}") from None
+        raise UserError(f"--model {cfg.model}: {err}: give sizes that fit it") from None
     except RuntimeError as err:
         raise UserError(f"--model {cfg.model}: these sizes cannot take a 32x32 image "
                         f"({str(err).strip().splitlines()[-1]}): give smaller ones") from None

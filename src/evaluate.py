@@ -17,7 +17,7 @@ def load_model(weights):
     """The model a run saved, rebuilt from the metrics.json beside its weights; (model, metrics)."""
     weights = Path(weights)
     if not weights.is_file() or weights.suffix != ".pt":
-        raise UserError(f"no weights at {weights}: give the model.pt of a finished run")
+        raise UserError(f"no weights at {weights}: give a finished run's model.pt (--resume finishes a stopped one)")
     if not (weights.parent / "metrics.json").is_file():
         raise UserError(f"no metrics.json beside {weights}: the model is rebuilt from its run's; give a run's model.pt")
     again = "the run's command with " + ("--resume writes it again from its checkpoint.pt" if (
@@ -29,7 +29,7 @@ def load_model(weights):
         raise UserError(f"{weights.parent / 'metrics.json'} names no model of this project ({err}): {again}") from None
     state = io.load(weights, mend=again)
     if isinstance(state, dict) and "optimizer" in state:
-        raise UserError(f"{weights} is a training checkpoint, not weights: give the run's model.pt")
+        raise UserError(f"{weights} is a checkpoint, not weights: give the run's model.pt (--resume writes it)")
     try:
         model.load_state_dict(state)
     except (RuntimeError, TypeError, AttributeError) as err:
@@ -48,7 +48,7 @@ def evaluate(model, data_root, device="cpu", batch_size=1000):
                       ("accuracy_six_views", Step(tta_flip=True, tta_translate=True))):
         record = History()
         Engine(model, None, step=step, device=device).evaluate(loader, into=record)
-        accuracy[key] = (record.predictions[0] == record.predictions[1]).float().mean().item()
+        accuracy[key] = (record.predictions[0] == record.predictions[1]).double().mean().item()  # as a run counts
         if key == "accuracy":
             matrix = analysis.confusion_matrix(*record.predictions)
     return {"data": data.source(data_root), "test_images": len(test), **accuracy,
@@ -67,12 +67,12 @@ def main(argv=None):
     written = []  # what a stop (Ctrl-C, a pipe's reader gone) leaves behind
     with command(lambda: f"interrupted before the evaluation ended: {' and '.join(written) or 'nothing'} written"):
         device = device_of(args.device)
-        out = args.json is not None and result_file("--json", args.json, [args.weights, args.data])
         figures = args.figures is not None and Path(args.figures)
         if figures:  # made now, so that a path that can be no folder is refused before the evaluation
             if figures.is_file() or Path(args.data).resolve() in (figures.resolve(), *figures.resolve().parents):
                 raise UserError(f"--figures {figures}: a file, or inside --data {args.data}; give another folder")
             figures.mkdir(parents=True, exist_ok=True)
+        out = args.json is not None and result_file("--json", args.json, [args.weights, args.data])
         model, metrics = load_model(args.weights)  # said first: three test passes take minutes on a CPU
         print(f"evaluating {args.weights} ({metrics['model']['label']}) on the test images of {args.data}, {device}")
         result, recorded = evaluate(model, args.data, device), metrics.get("final_test_acc")

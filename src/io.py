@@ -18,7 +18,7 @@ class UserError(ValueError):
     def _render_traceback_(self):
         """What IPython shows instead of a traceback: a notebook's settings have no dashes, its mode fixes the sizes."""
         said = re.sub(FEWER, ", or another mode", str(self)).replace("pass --overwrite", "set resume = False")
-        said = re.sub(r"(?<![\w/.-])--data\b", "data_dir", said)  # the settings cell's name for it
+        said = re.sub(r"(?<![\w/.-])--data\b", "data_dir", said.replace("src.train --download", "data_dir = None"))
         return ["error: " + re.sub(r"(?<![\w/.-])--([a-z][a-z-]*)", lambda m: m[1].replace("-", "_"), said)]
 
 

@@ -58,8 +58,8 @@ def run_config(name, mode, data=None, out=None, resume=False, device="auto", **e
     out = Path(out or (tempfile.mkdtemp(prefix="notebook-") if mode == "quick" else ROOT / name))
     run = out.resolve() / f"run-{mode}"
     run = os.path.relpath(run) if Path.cwd() in run.parents else str(run)  # as the command line shows it
-    return Config(**(experiment or NOTEBOOKS[name]), data=data or DEFAULT_DATA, out=run, resume=resume,
-                  overwrite=not resume, device=device, **MODES[mode])
+    return Config(**(experiment or NOTEBOOKS[name]), data=portable(data) if data else DEFAULT_DATA, out=run,
+                  resume=resume, overwrite=not resume, device=device, **MODES[mode])
 
 
 def experiment(name, model, trainer, recipe, mode=None, data=None, out=None, resume=False, device="auto"):
@@ -162,7 +162,8 @@ def main(argv=None):
         now = written()
         if now.get("checkpoint.pt") not in (None, before.get("checkpoint.pt")):
             out = f" --out {folder.parent}" if mode == "quick" and not args.out else ""  # a new temporary one else
-            return f"interrupted: {args.name} was not written; its run in {run} saved epochs: add --resume{out}"
+            how = "replace --overwrite with --resume" if args.overwrite else f"add --resume{out}"
+            return f"interrupted: {args.name} was not written; its run in {run} saved epochs: {how}"
         held = ", and the run it held " + ("is as it was" if now == before else "was removed (--overwrite)")
         return f"interrupted: nothing of {args.name}'s run was saved{held if before else ''}; rerun the same command"
 
@@ -183,7 +184,7 @@ def main(argv=None):
                 ROOT / args.name / f"{args.name}.ipynb", None, cwd=ROOT / args.name, progress_bar=False,
                 kernel_name="python3", extra_arguments=["--IPKernelApp.log_level=CRITICAL"], parameters=dict(
                     mode=mode, out=str(folder), resume=args.resume, device=args.device,  # data as the notebook sees it
-                    data_dir=portable(args.data) if args.data else None))
+                    data_dir=args.data and str(Path(args.data).resolve())))
             for cell in (c for c in nb.cells if c.cell_type == "code"):  # a progress bar leaves only blanks behind
                 cell.outputs = [o for o in cell.outputs if o.output_type != "stream" or o.text.strip()]
             printed = "".join(o.get("text", "") for cell in nb.cells for o in cell.get("outputs", []))

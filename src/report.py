@@ -13,8 +13,7 @@ BEGIN, END = "<!-- results:begin -->", "<!-- results:end -->"
 GENERATED = "<!-- generated from the files linked below by src/report.py (python -m src.reproduce): do not edit -->"
 MEND = "delete it: the sweep or reproduction that wrote it writes it again"  # --force redoes only what is whole
 NOT_THE_SETTING = ("seed", "out", "resume", "overwrite", "download", "device", "workers", "test_batch_size")
-# The study's targets on the JPEG copy in 25 epochs (../shared/REFERENCE.md and the GPU issue).
-ACCURACY_TARGETS = {"ConvMixer-256/8": 0.91, "ConvViT-512/6": 0.78}
+ACCURACY_TARGETS = {"ConvMixer-256/8": 0.91, "ConvViT-512/6": 0.78}  # the study's, on the JPEG copy in 25 epochs
 COMPARISONS = (  # model, (recipe, loader) against (recipe, loader), the verdict wanted
     ("ConvMixer-256/8", ("improved", "gpu"), ("baseline", "gpu"), "above"),
     ("ConvViT-512/6", ("improved", "gpu"), ("baseline", "gpu"), "above"),

@@ -155,8 +155,15 @@ def test_a_quick_call_without_out_names_the_folder_that_continues_it(quick_cifar
 
 
 def test_a_notebook_names_its_settings_not_the_flags():  # IPython shows _render_traceback_ instead of a traceback
-    line = UserError("no CIFAR-10 in x: point --data at a copy, or lower --lr-max")._render_traceback_()
-    assert line == ["error: no CIFAR-10 in x: point data_dir at a copy, or lower lr_max"]
+    line = UserError("no CIFAR-10 in x: point --data at a copy (src.train --download fetches one), or lower --lr-max")
+    assert line._render_traceback_() == ["error: no CIFAR-10 in x: point data_dir at a copy (data_dir = None fetches "
+                                         "one), or lower lr_max"]
+
+
+def test_a_tilde_the_shell_left_is_the_home_folder(tmp_path, monkeypatch):
+    monkeypatch.setenv("HOME", str(tmp_path))
+    cfg = config_from_args(["--data=~/cifar", "--out=~/run"])
+    assert (cfg.data, cfg.out) == (str(tmp_path / "cifar"), str(tmp_path / "run"))
 
 
 def test_an_empty_out_is_refused_not_replaced_by_the_default(tiny_cifar, tmp_path):

@@ -75,6 +75,8 @@ def test_every_option_has_one_flag_and_the_parser_defaults_are_configs():
 @pytest.mark.parametrize("given, said", [
     (dict(heads=2), "--heads: --model convmixer_256_8 has no heads"),
     (dict(patch_size=64), "--model convmixer_256_8: these sizes cannot take a 32x32 image"),
+    (dict(model="vit_seed", patch_size=3), "--model vit_seed: ConvViT: image_size 32 is not divisible by patch_size 3: "
+                                           "give sizes that fit it"),
     (dict(precision="bf16"), "--precision bf16: mixed precision runs on CUDA only"),
     (dict(compile_mode="max-autotune"), "--compile-mode max-autotune: the model is not compiled here"),
     (dict(resume=True, overwrite=True), "--resume and --overwrite contradict each other"),
@@ -96,8 +98,9 @@ def test_settings_that_cannot_go_together_are_refused_in_one_line(given, said, t
 def test_resume_fingerprint_holds_what_a_run_is_and_its_data_as_an_absolute_path():
     cfg = resolve(Config(device="cpu", data="somewhere"))
     keys = set(fingerprint(cfg))
-    assert {"model", "trainer", "epochs", "batch_size", "dim", "depth", "lr_max", "seed", "data", "tta_flip"} <= keys
-    assert not keys & {"out", "workers", "device", "resume", "overwrite", "precision", "loader"}
+    assert {"model", "trainer", "epochs", "batch_size", "dim", "depth", "lr_max", "seed", "data", "tta_flip",
+            "loader", "workers"} <= keys  # the loader and its workers draw the batches and their augmentation
+    assert not keys & {"out", "device", "resume", "overwrite", "precision"}
     assert fingerprint(cfg)["data"] == str(Path("somewhere").resolve())
     recorded = fingerprint(cfg)
     del recorded["tta_translate"]  # a metrics.json written before the option existed ran with its default

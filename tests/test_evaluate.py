@@ -28,7 +28,7 @@ def test_evaluate_gives_the_runs_accuracy_per_class_and_its_figures(run, tiny_ci
               "--figures", str(tmp_path / "figures")])
     printed = capsys.readouterr().out
     result = json.loads((tmp_path / "e.json").read_text())
-    assert result["accuracy"] == pytest.approx(json.loads((run / "metrics.json").read_text())["final_test_acc"])
+    assert result["accuracy"] == json.loads((run / "metrics.json").read_text())["final_test_acc"]  # counted alike
     matrix = np.array(result["confusion_matrix"])
     assert matrix.sum() == result["test_images"] == 40 and np.trace(matrix) / 40 == pytest.approx(result["accuracy"])
     assert len(result["per_class"]) == 10 and 0 <= result["accuracy_six_views"] <= 1
@@ -45,7 +45,7 @@ def _other_models_weights(folder):
 
 
 def _a_checkpoint(folder):
-    return [folder / "checkpoint.pt"], "is a training checkpoint, not weights: give the run's model.pt"
+    return [folder / "checkpoint.pt"], "is a checkpoint, not weights: give the run's model.pt (--resume writes it)"
 
 
 def _json_over_the_runs_metrics(folder):
@@ -69,12 +69,18 @@ def _metrics_naming_no_model(folder):
     return [folder / "model.pt"], "names no model of this project ('model'): the run's command with --resume writes it"
 
 
+def _json_and_figures_one_path(folder):
+    same = folder.parent / "same"
+    return [folder / "model.pt", "--json", same, "--figures", same], f"--json {same}: a folder; give a file name"
+
+
 def _figures_a_file(folder):
     return [folder / "model.pt", "--figures", folder / "metrics.json"], "metrics.json: a file, or inside --data"
 
 
 def _not_weights(folder):
-    return [folder / "metrics.json"], f"no weights at {folder / 'metrics.json'}: give the model.pt of a finished run"
+    return [folder / "metrics.json"], (f"no weights at {folder / 'metrics.json'}: give a finished run's "
+                                       f"model.pt (--resume finishes a stopped one)")
 
 
 def _no_metrics(folder):
@@ -84,7 +90,8 @@ def _no_metrics(folder):
 
 @pytest.mark.parametrize("case", [_other_models_weights, _a_checkpoint, _json_over_the_runs_metrics,
                                   _json_over_the_runs_checkpoint, _json_a_folder, _json_empty, _figures_a_file,
-                                  _not_weights, _no_metrics, _metrics_naming_no_model])
+                                  _not_weights, _no_metrics, _metrics_naming_no_model,
+                                  _json_and_figures_one_path])
 def test_what_is_not_this_runs_model_is_refused_in_one_line(run, tiny_cifar, tmp_path, case):
     folder = shutil.copytree(run, tmp_path / "run")
     argv, said = case(folder)

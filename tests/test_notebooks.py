@@ -72,6 +72,15 @@ def test_one_parameters_cell_and_a_set_up_cell_that_installs_before_it_imports_t
 
 
 @pytest.mark.parametrize("name", NOTEBOOKS)
+def test_the_set_up_cell_reads_data_dir_and_out_from_where_the_notebook_started(name, tmp_path, monkeypatch):
+    monkeypatch.chdir(REPO_ROOT / name)  # where Jupyter starts its kernel; the cell moves to the repository root
+    monkeypatch.setenv("HOME", str(tmp_path))
+    scope = {"REPO_URL": "", "data_dir": "../mydata", "out": "~/runs"}
+    exec(code(read(REPO_ROOT / name / f"{name}.ipynb"))[1].source, scope)
+    assert (scope["data_dir"], scope["out"]) == (str(REPO_ROOT / "mydata"), str(tmp_path / "runs"))
+
+
+@pytest.mark.parametrize("name", NOTEBOOKS)
 def test_the_run_src_notebook_checks_before_the_kernel_starts_is_the_one_the_notebook_makes(name):
     source = "".join(cell.source for cell in code(read(REPO_ROOT / name / f"{name}.ipynb")))
     called = re.search(r'notebook\.experiment\("(\w+)", model="(\w+)", trainer="(\w+)", recipe="(\w+)"', source)
@@ -130,6 +139,21 @@ def test_a_copy_too_small_for_the_mode_says_so_in_the_notebook_too(tiny_cifar, t
         experiment(EXECUTED, **NOTEBOOKS[EXECUTED], mode="quick", data=str(tiny_cifar), out=tmp_path)
     assert err.value._render_traceback_() == [f"error: {tiny_cifar} holds 160 train images, fewer than the 256 this "
                                               f"run uses: give a fuller copy, or another mode"]
+
+
+def test_a_stopped_overwrite_says_to_continue_with_resume_instead(quick_cifar, tmp_path, monkeypatch, capsys):
+    from src.notebook import main
+    run = tmp_path / EXECUTED / "run-quick"
+
+    def stopped(*args, **kwargs):  # the new run saved its first epoch, then Ctrl-C
+        run.mkdir(parents=True, exist_ok=True)
+        (run / "checkpoint.pt").write_bytes(b"")
+        raise KeyboardInterrupt
+    monkeypatch.setattr("papermill.execute_notebook", stopped)
+    with pytest.raises(SystemExit) as exc:
+        main([EXECUTED, "--mode", "quick", "--data", str(quick_cifar), "--out", str(tmp_path), "--overwrite"])
+    assert exc.value.code == 130
+    assert capsys.readouterr().err.strip().endswith("saved epochs: replace --overwrite with --resume")
 
 
 @pytest.mark.parametrize("extra, ending", [((), "error: {run} already holds a run"),

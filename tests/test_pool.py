@@ -6,6 +6,7 @@ seed 1 in VARIANT-seed-1 and the table shows the mean ± sd over n=2. The runs a
 import contextlib
 import io
 import json
+import os
 import re
 import shutil
 import signal
@@ -19,6 +20,7 @@ import pytest
 
 from helpers import PATIENCE, TINY, start_cli
 from src import sweep
+from src.batch import portable
 from src.pool import STOP_GRACE, read
 from src.run import hold
 
@@ -224,6 +226,22 @@ def test_a_reader_gone_from_the_pipe_stops_the_call_before_a_run_it_could_not_st
     assert proc.wait(PATIENCE) == 128 + signal.SIGPIPE
     assert proc.stderr.read().decode().strip().splitlines()[-1].startswith("interrupted: rerun the same command")
     assert not [p for p in psutil.process_iter(["cmdline"]) if str(tmp_path) in " ".join(p.info["cmdline"] or [])]
+
+
+def test_a_call_from_another_folder_reads_the_data_as_its_runs_do(tiny_sweep, cifar10_dir, tmp_path, monkeypatch):
+    call, *_ = tiny_sweep
+    monkeypatch.chdir(tmp_path)  # the runs start in the repository, and get --data relative to it if near it
+    code, printed = call("--data", os.path.relpath(cifar10_dir), "--out", "out", seeds=("0",),
+                         flags=("--epochs", "1", "--train-subset", "64", "--test-subset", "32"))
+    assert code == 0, printed
+    assert json.loads((tmp_path / "out" / "a" / "metrics.json").read_text())["config"]["data"] == portable(cifar10_dir)
+
+
+def test_an_out_inside_the_data_is_refused_before_anything_is_written_there(tiny_sweep, tmp_path):
+    call, _, data, *_ = tiny_sweep
+    data = shutil.copytree(data, tmp_path / "data")
+    assert call("--data", str(data), "--out", str(data / "train" / "out"))[0] == 2
+    assert not (data / "train" / "out").exists()
 
 
 def test_force_redoes_it(tiny_sweep):

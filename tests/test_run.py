@@ -141,6 +141,11 @@ def test_resume_refuses_another_seed_setting_or_data(finished, flags, change, sa
     assert {p.name: p.read_bytes() for p in finished.folder.iterdir()} == finished.files
 
 
+def test_resume_refuses_another_loader(finished):  # its batches and augmentation are drawn otherwise
+    argv = finished.argv[:finished.argv.index("--workers")] + finished.argv[finished.argv.index("--workers") + 2:]
+    assert "loader: 'reference' then, 'gpu' now" in cli_error([*argv, "--loader", "gpu", "--resume"])
+
+
 def test_an_existing_run_is_refused_without_resume_or_overwrite(finished):
     line = cli_error(finished.argv)
     assert line.startswith(f"error: {finished.folder} already holds a run") and "--resume" in line and \
