@@ -12,7 +12,7 @@ import pytest
 
 from helpers import PATIENCE, REPO_ROOT, cli_error, env
 from src.io import UserError
-from src.notebook import MODES, NOTEBOOKS
+from src.notebook import MODES, NOTEBOOKS, experiment, main
 
 PARAMETERS = {"REPO_URL", "mode", "data_dir", "out", "resume", "device"}
 EXECUTED = "ConvMixer_experimentation_2"
@@ -126,7 +126,6 @@ def test_a_resume_on_other_data_is_refused_before_the_kernel_and_in_the_notebook
     line = cli_error([EXECUTED, "--mode", "quick", "--data", quick_cifar, "--out", folder.parent, "--resume"],
                      "src.notebook")
     assert line.startswith(f"error: {said}") and "code cell" not in line and "--overwrite" in line
-    from src.notebook import experiment
     with pytest.raises(UserError) as err:
         experiment(EXECUTED, **NOTEBOOKS[EXECUTED], mode="quick", data=str(quick_cifar), out=folder,
                    resume=True)
@@ -134,7 +133,6 @@ def test_a_resume_on_other_data_is_refused_before_the_kernel_and_in_the_notebook
 
 
 def test_a_copy_too_small_for_the_mode_says_so_in_the_notebook_too(tiny_cifar, tmp_path):
-    from src.notebook import experiment
     with pytest.raises(UserError) as err:
         experiment(EXECUTED, **NOTEBOOKS[EXECUTED], mode="quick", data=str(tiny_cifar), out=tmp_path)
     assert err.value._render_traceback_() == [f"error: {tiny_cifar} holds 160 train images, fewer than the 256 this "
@@ -142,7 +140,6 @@ def test_a_copy_too_small_for_the_mode_says_so_in_the_notebook_too(tiny_cifar, t
 
 
 def test_a_stopped_overwrite_says_to_continue_with_resume_instead(quick_cifar, tmp_path, monkeypatch, capsys):
-    from src.notebook import main
     run = tmp_path / EXECUTED / "run-quick"
 
     def stopped(*args, **kwargs):  # the new run saved its first epoch, then Ctrl-C

@@ -7,15 +7,18 @@ from dataclasses import asdict
 import pytest
 
 from helpers import cli_error
+from src.batch import QUICK, QUICK_MODEL, portable
+from src.cli import config_from_args
 from src.config import resolve
+from src.io import save
 from src.notebook import run_config
 from src.pool import ROOT
-from src.reproduce import STEPS, main, plan
+from src.reproduce import STEPS, main, notebook_job, plan
+from src.run import image_counts
 
 
 def test_three_seeds_plan_every_seed_of_each_setting_once(tiny_cifar, monkeypatch):
     monkeypatch.setattr("src.batch.image_counts", lambda cfg, lister: {})  # full-size runs on tiny data: named only
-    # the device as run_all resolves it on this machine
     args = argparse.Namespace(data=str(tiny_cifar), seeds=[0, 1, 2], quick=False, device="cpu")
     names = [job.name for job in plan(args, ROOT, "full", STEPS)]
     # per seed: 4 recipe runs (the baselines' seed 0 is the notebooks'), then the 3 notebooks and the bench once
@@ -27,8 +30,6 @@ def test_three_seeds_plan_every_seed_of_each_setting_once(tiny_cifar, monkeypatc
 
 def _notebook_run(quick_cifar, out, **recorded):
     """A finished quick run of ConvMixer_experimentation_1 in out, as src.notebook writes it, `recorded` on top."""
-    from src.batch import portable
-    from src.run import image_counts
     cfg = resolve(run_config("ConvMixer_experimentation_1", "quick", portable(quick_cifar), out, device="cpu"))
     run = out / "run-quick"
     run.mkdir(parents=True)
@@ -58,9 +59,6 @@ def test_a_notebook_run_that_cannot_be_skipped_or_continued_is_refused_before_an
 
 
 def test_a_notebook_run_is_done_with_its_weights_and_its_notebook_whole(quick_cifar, tmp_path):
-    from src.batch import portable
-    from src.io import save
-    from src.reproduce import notebook_job
     run = _notebook_run(quick_cifar, tmp_path / "ConvMixer_experimentation_1")
     save(run / "model.pt", {})
     args = argparse.Namespace(data=portable(quick_cifar), device="cpu")
@@ -82,9 +80,6 @@ def test_the_readme_results_are_what_the_committed_files_give(capsys, monkeypatc
                                        (dict(data={"test_listing": "0123456789abcdef"}), "other data made it")],
                          ids=["other-sizes", "other-images"])
 def test_a_bench_of_other_sizes_or_images_is_refused_not_reported(quick_cifar, tmp_path, made, why):
-    from src.batch import QUICK, QUICK_MODEL, portable
-    from src.cli import config_from_args
-    from src.run import image_counts
     bench = tmp_path / "ConvMixer_experimentation_2" / "bench"
     bench.mkdir(parents=True)
     cfg = resolve(config_from_args(["--data", portable(quick_cifar), *QUICK_MODEL["convmixer_256_8"], *QUICK[:6]]))
@@ -97,7 +92,6 @@ def test_a_bench_of_other_sizes_or_images_is_refused_not_reported(quick_cifar, t
 
 
 def test_a_copy_too_small_for_the_notebooks_or_the_bench_is_refused_before_any_run(tiny_cifar, tmp_path):
-    from src.batch import portable
     line = cli_error(["--quick", "--only", "notebooks,bench", "--data", tiny_cifar, "--device", "cpu", "--out",
                       tmp_path], "src.reproduce")  # their sizes are fixed: a fuller copy is the remedy
     assert line == (f"error: ViT_with_convolution/run-quick: {portable(tiny_cifar)} holds 160 train images, fewer than "
