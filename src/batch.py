@@ -79,8 +79,8 @@ def seeded(folder, seeds):
 
 
 def add_arguments(p):
-    p.add_argument("--data", default=os.environ.get("CIFAR10_DIR"), help="CIFAR-10: class folders or "
-                   "torchvision's folder (default: $CIFAR10_DIR)")
+    p.add_argument("--data", default=os.environ.get("CIFAR10_DIR"), type=os.path.expanduser,  # --data=~/x too
+                   help="CIFAR-10: class folders or torchvision's folder (default: $CIFAR10_DIR)")
     p.add_argument("--seeds", type=int, nargs="+", default=[0], help="run each setting with each of these seeds")
     p.add_argument("--device", default="auto", help="cpu, cuda or cuda:N for every run; auto: a GPU if any")
     p.add_argument("--jobs", type=int, help="runs at once (default: 6 on a GPU, 2 on a CPU)")
@@ -88,7 +88,7 @@ def add_arguments(p):
                    f"{CALL}), stopping its runs {STOP_GRACE} s before; the same command continues them")
     p.add_argument("--force", action="store_true", help="redo runs whose finished results exist")
     p.add_argument("--quick", action="store_true", help="tiny settings, every step in seconds (CI, a CPU)")
-    p.add_argument("--out", help="the folder the runs go to (with --quick: a new temporary folder)")
+    p.add_argument("--out", type=os.path.expanduser, help="where the runs go (with --quick: a new temporary folder)")
 
 
 def run_all(args, p, default_out, jobs_in, write):

@@ -123,10 +123,9 @@ def split_listing(root, train=True, download=False):
 
 def source(root):
     """What a run read, in words, for metrics.json and the results tables."""
-    first = next(iter(sorted((Path(root) / "train" / CLASSES[0]).glob("*"))), None)
-    if first is None:
-        return "CIFAR-10 (torchvision)"
-    return "CIFAR-10, JPEG copy" if first.suffix.lower() in (".jpg", ".jpeg") else "CIFAR-10 class folders"
+    first = min((Path(root) / "train" / CLASSES[0]).glob("*"), default=None)
+    jpeg = first is not None and first.suffix.lower() in (".jpg", ".jpeg")
+    return "CIFAR-10 (torchvision)" if first is None else "CIFAR-10, JPEG copy" if jpeg else "CIFAR-10 class folders"
 
 
 class SeededLoader(DataLoader):

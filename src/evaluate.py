@@ -15,13 +15,15 @@ from .trainers import Engine, History, Step
 
 def load_model(weights):
     """The model a run saved, rebuilt from the metrics.json beside its weights; (model, metrics)."""
-    weights = Path(weights)
+    weights, kept = Path(weights), (Path(weights).parent / "checkpoint.pt").is_file()  # --resume finishes or mends
     if not weights.is_file() or weights.suffix != ".pt":
-        raise UserError(f"no weights at {weights}: give a finished run's model.pt (--resume finishes a stopped one)")
+        raise UserError(f"no weights at {weights}: " + ("a folder; give the model.pt in it" if weights.is_dir() else
+                        "its run is not finished: its command with --resume finishes it" if kept and not
+                        (weights.parent / "model.pt").is_file() else "give a finished run's model.pt"))
     if not (weights.parent / "metrics.json").is_file():
         raise UserError(f"no metrics.json beside {weights}: the model is rebuilt from its run's; give a run's model.pt")
-    again = "the run's command with " + ("--resume writes it again from its checkpoint.pt" if (
-        weights.parent / "checkpoint.pt").is_file() else "--overwrite trains the run again")
+    again = "the run's command with " + ("--resume writes it again from its checkpoint.pt" if kept else
+                                         "--overwrite trains the run again")
     metrics = io.read_json(weights.parent / "metrics.json", again)
     try:
         model = create_model(metrics["model"]["name"], **metrics["model"]["hyper_parameters"])

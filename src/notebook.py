@@ -144,10 +144,10 @@ def main(argv=None):
     p = argparse.ArgumentParser(prog="python -m src.notebook", description=__doc__)
     p.add_argument("name", choices=NOTEBOOKS)
     p.add_argument("--mode", choices=tuple(MODES), help="default: full on a GPU, else cpu")
-    p.add_argument("--data", default=os.environ.get("CIFAR10_DIR"), help="CIFAR-10 (class folders or torchvision's); "
-                   f"default: $CIFAR10_DIR, else {DEFAULT_DATA} (downloaded)")
-    p.add_argument("--out", help="write the executed notebook, its run and figures under OUT/NAME (default: in "
-                                 "place; quick mode: a temporary folder)")
+    p.add_argument("--data", default=os.environ.get("CIFAR10_DIR"), type=os.path.expanduser, help="CIFAR-10 (class "
+                   f"folders or torchvision's); default: $CIFAR10_DIR, else {DEFAULT_DATA} (downloaded)")
+    p.add_argument("--out", type=os.path.expanduser, help="write the executed notebook, its run and figures under "
+                   "OUT/NAME (default: in place; quick mode: a temporary folder)")
     p.add_argument("--device", default="auto", help="cpu, cuda or cuda:N; auto: a GPU if any")
     p.add_argument("--resume", action="store_true", help="continue the notebook's unfinished run")
     p.add_argument("--overwrite", action="store_true", help="replace the run the notebook's folder holds")

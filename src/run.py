@@ -107,14 +107,13 @@ class RunFolder:
             if held and not (cfg.resume or cfg.overwrite):
                 raise UserError(f"{out} already holds a run ({', '.join(held)}): pass --resume to continue it, "
                                 f"--overwrite to replace it, or give another --out")
-            finished = io.whole(out / "model.pt")  # a damaged one is trained again
-            if cfg.resume and "checkpoint.pt" not in held:
+            if cfg.resume and "checkpoint.pt" not in held:  # a damaged model.pt: the run is trained again
                 raise UserError(f"--resume: {out} holds no checkpoint.pt to continue from; " + (
-                    FINISHED if finished else "pass --overwrite to train it again" if held else
+                    FINISHED if io.whole(out / "model.pt") else "pass --overwrite to train it again" if held else
                     "drop --resume to start a run"))
             if cfg.resume:
                 self.state = io.load(out / "checkpoint.pt", cfg.device,
-                                     FINISHED if finished else "pass --overwrite to train the run again")
+                                     FINISHED if io.whole(out / "model.pt") else "pass --overwrite to train it again")
                 if not isinstance(self.state, dict) or "config" not in self.state:
                     raise UserError(f"{out / 'checkpoint.pt'} is not a training checkpoint (a model.pt's weights?): "
                                     f"pass --overwrite to train the run again")

@@ -162,8 +162,7 @@ def test_a_notebook_names_its_settings_not_the_flags():  # IPython shows _render
 
 def test_a_tilde_the_shell_left_is_the_home_folder(tmp_path, monkeypatch):
     monkeypatch.setenv("HOME", str(tmp_path))
-    cfg = config_from_args(["--data=~/cifar", "--out=~/run"])
-    assert (cfg.data, cfg.out) == (str(tmp_path / "cifar"), str(tmp_path / "run"))
+    assert config_from_args(["--data=~/c", "--out=~/r"]) == Config(data=str(tmp_path / "c"), out=str(tmp_path / "r"))
 
 
 def test_an_empty_out_is_refused_not_replaced_by_the_default(tiny_cifar, tmp_path):

@@ -69,18 +69,21 @@ def _metrics_naming_no_model(folder):
     return [folder / "model.pt"], "names no model of this project ('model'): the run's command with --resume writes it"
 
 
-def _json_and_figures_one_path(folder):
-    same = folder.parent / "same"
-    return [folder / "model.pt", "--json", same, "--figures", same], f"--json {same}: a folder; give a file name"
-
-
 def _figures_a_file(folder):
     return [folder / "model.pt", "--figures", folder / "metrics.json"], "metrics.json: a file, or inside --data"
 
 
 def _not_weights(folder):
-    return [folder / "metrics.json"], (f"no weights at {folder / 'metrics.json'}: give a finished run's "
-                                       f"model.pt (--resume finishes a stopped one)")
+    return [folder / "metrics.json"], f"no weights at {folder / 'metrics.json'}: give a finished run's model.pt"
+
+
+def _a_folder(folder):
+    return [folder], f"no weights at {folder}: a folder; give the model.pt in it"
+
+
+def _a_stopped_runs(folder):
+    (folder / "model.pt").unlink()
+    return [folder / "model.pt"], "model.pt: its run is not finished: its command with --resume finishes it"
 
 
 def _no_metrics(folder):
@@ -90,8 +93,8 @@ def _no_metrics(folder):
 
 @pytest.mark.parametrize("case", [_other_models_weights, _a_checkpoint, _json_over_the_runs_metrics,
                                   _json_over_the_runs_checkpoint, _json_a_folder, _json_empty, _figures_a_file,
-                                  _not_weights, _no_metrics, _metrics_naming_no_model,
-                                  _json_and_figures_one_path])
+                                  _not_weights, _no_metrics, _metrics_naming_no_model, _a_folder,
+                                  _a_stopped_runs])
 def test_what_is_not_this_runs_model_is_refused_in_one_line(run, tiny_cifar, tmp_path, case):
     folder = shutil.copytree(run, tmp_path / "run")
     argv, said = case(folder)

@@ -308,7 +308,7 @@ def test_weights_load_without_running_code_and_a_damaged_file_is_refused(finishe
                     ([path, "--data", tiny_cifar, "--device", "cpu"], "src.evaluate"))
     line = cli_error(argv, module)
     assert line.startswith(f"error: {path} {said}") and "weights_only" not in line  # torch's advice is not passed on
-    assert line.endswith(": pass --overwrite to train the run again" if name == "checkpoint.pt" else
+    assert line.endswith(": pass --overwrite to train it again" if name == "checkpoint.pt" else
                          ": the run's command with --resume writes it again from its checkpoint.pt")
     assert not marker.exists()
 
