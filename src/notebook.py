@@ -55,7 +55,7 @@ def run_config(name, mode, data=None, out=None, resume=False, device="auto", **e
     """The notebook's run in mode (unresolved), as its kernel makes it and `python -m src.notebook` checks it first."""
     if mode not in MODES:
         raise UserError(f"mode {mode!r}: expected one of {', '.join(MODES)}")
-    out = Path(out or (tempfile.mkdtemp(prefix="notebook-") if mode == "quick" else ROOT / name))
+    out = Path(out) / name if out else Path(tempfile.mkdtemp(prefix="notebook-") if mode == "quick" else ROOT / name)
     run = out.resolve() / f"run-{mode}"
     run = os.path.relpath(run) if Path.cwd() in run.parents else str(run)  # as the command line shows it
     return Config(**(experiment or NOTEBOOKS[name]), data=portable(data) if data else DEFAULT_DATA, out=run,
@@ -172,7 +172,7 @@ def main(argv=None):
         if args.data is not None and not any((Path(args.data) / n).is_dir() for n in ("train", "cifar-10-batches-py")):
             raise UserError(f"--data {args.data}: no CIFAR-10 there (class folders train/<class>/, or torchvision's "
                             f"cifar-10-batches-py); give a copy, or leave --data out to download it")
-        cfg = run_config(args.name, mode, args.data, folder, args.resume, args.device)
+        cfg = run_config(args.name, mode, args.data, folder.parent, args.resume, args.device)
         try:
             with RunFolder(resolve(replace(cfg, overwrite=args.overwrite))):  # what the kernel refuses, refused first
                 pass
@@ -183,7 +183,7 @@ def main(argv=None):
             nb = papermill.execute_notebook(
                 ROOT / args.name / f"{args.name}.ipynb", None, cwd=ROOT / args.name, progress_bar=False,
                 kernel_name="python3", extra_arguments=["--IPKernelApp.log_level=CRITICAL"], parameters=dict(
-                    mode=mode, out=str(folder), resume=args.resume, device=args.device,  # data as the notebook sees it
+                    mode=mode, out=str(folder.parent), resume=args.resume, device=args.device,
                     data_dir=args.data and str(Path(args.data).resolve())))
             for cell in (c for c in nb.cells if c.cell_type == "code"):  # a progress bar leaves only blanks behind
                 cell.outputs = [o for o in cell.outputs if o.output_type != "stream" or o.text.strip()]

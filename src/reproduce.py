@@ -34,7 +34,7 @@ def notebook_job(name, args, out, mode):
     """`python -m src.notebook NAME`: in place into the repository, else under out; done once the notebook shows it."""
     where = ("--out", portable(out)) if out != ROOT else ()
     return job(f"{name}/run-{mode}", out / name / f"run-{mode}",
-               lambda: run_config(name, mode, args.data, out / name, device=args.device),
+               lambda: run_config(name, mode, args.data, out, device=args.device),
                (name, "--mode", mode, "--data", args.data, "--device", args.device, *where), "src.notebook",
                shown=lambda made: f"**{100 * made['final_test_acc']:.2f}%**" in str(read(out / name / f"{name}.ipynb")))
 

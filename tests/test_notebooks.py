@@ -12,7 +12,7 @@ import pytest
 
 from helpers import PATIENCE, REPO_ROOT, cli_error, env
 from src.io import UserError
-from src.notebook import MODES, NOTEBOOKS, experiment, main
+from src.notebook import MODES, NOTEBOOKS, experiment, main, run_config
 
 PARAMETERS = {"REPO_URL", "mode", "data_dir", "out", "resume", "device"}
 EXECUTED = "ConvMixer_experimentation_2"
@@ -81,7 +81,8 @@ def test_the_set_up_cell_reads_data_dir_and_out_from_where_the_notebook_started(
 
 
 @pytest.mark.parametrize("name", NOTEBOOKS)
-def test_the_run_src_notebook_checks_before_the_kernel_starts_is_the_one_the_notebook_makes(name):
+def test_the_run_src_notebook_checks_before_the_kernel_starts_is_the_one_the_notebook_makes(name, tmp_path):
+    assert run_config(name, "quick", out=tmp_path).out == str(tmp_path / name / "run-quick")  # one out, three notebooks
     source = "".join(cell.source for cell in code(read(REPO_ROOT / name / f"{name}.ipynb")))
     called = re.search(r'notebook\.experiment\("(\w+)", model="(\w+)", trainer="(\w+)", recipe="(\w+)"', source)
     assert called and called.groups() == (name, *NOTEBOOKS[name].values())
@@ -127,7 +128,7 @@ def test_a_resume_on_other_data_is_refused_before_the_kernel_and_in_the_notebook
                      "src.notebook")
     assert line.startswith(f"error: {said}") and "code cell" not in line and "--overwrite" in line
     with pytest.raises(UserError) as err:
-        experiment(EXECUTED, **NOTEBOOKS[EXECUTED], mode="quick", data=str(quick_cifar), out=folder,
+        experiment(EXECUTED, **NOTEBOOKS[EXECUTED], mode="quick", data=str(quick_cifar), out=folder.parent,
                    resume=True)
     assert err.value._render_traceback_()[0].endswith("set resume = False to train it again")  # what the notebook shows
 
@@ -149,8 +150,7 @@ def test_a_stopped_overwrite_says_to_continue_with_resume_instead(quick_cifar, t
     monkeypatch.setattr("papermill.execute_notebook", stopped)
     with pytest.raises(SystemExit) as exc:
         main([EXECUTED, "--mode", "quick", "--data", str(quick_cifar), "--out", str(tmp_path), "--overwrite"])
-    assert exc.value.code == 130
-    assert capsys.readouterr().err.strip().endswith("saved epochs: replace --overwrite with --resume")
+    assert exc.value.code == 130 and capsys.readouterr().err.strip().endswith("replace --overwrite with --resume")
 
 
 @pytest.mark.parametrize("extra, ending", [((), "error: {run} already holds a run"),

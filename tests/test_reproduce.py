@@ -30,7 +30,7 @@ def test_three_seeds_plan_every_seed_of_each_setting_once(tiny_cifar, monkeypatc
 
 def _notebook_run(quick_cifar, out, **recorded):
     """A finished quick run of ConvMixer_experimentation_1 in out, as src.notebook writes it, `recorded` on top."""
-    cfg = resolve(run_config("ConvMixer_experimentation_1", "quick", portable(quick_cifar), out, device="cpu"))
+    cfg = resolve(run_config("ConvMixer_experimentation_1", "quick", portable(quick_cifar), out.parent, device="cpu"))
     run = out / "run-quick"
     run.mkdir(parents=True)
     made = {"finished": True, "final_test_acc": 0.1234, "config": asdict(cfg), "data": image_counts(cfg)}
