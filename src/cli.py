@@ -82,7 +82,6 @@ def parser(prog="python -m src.train", description=None, skip=()):
 
 def config_from_args(argv=None, p=None):
     args = vars((p or parser()).parse_args(argv))
-    args.update({k: os.path.expanduser(args[k]) for k in ("data", "out") if args.get(k)})  # no shell expands --out=~/x
     return Config(**{k: tuple(v) if isinstance(v, list) else v for k, v in args.items() if k in BY_NAME})
 
 

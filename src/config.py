@@ -1,6 +1,7 @@
 """Every option declared once (OPTIONS), so the flags, recipes, resume check and echoed command line agree."""
 import json
 import math
+import os
 import re
 import warnings
 from dataclasses import asdict, dataclass, field, make_dataclass
@@ -82,10 +83,10 @@ OPTIONS = (
            tuple(RECIPES)),
     Option("epochs", 25, "epochs to train", "experiment", POSITIVE, resume=True),
     Option("data", DEFAULT_DATA, "class-folder copy (train/<class>/*.jpg) or torchvision's CIFAR-10 folder",
-           "experiment", type=str, resume=True),
+           "experiment", type=os.path.expanduser, resume=True),  # --data=~/x: no shell expands it
     Option("download", None, f"download CIFAR-10 with torchvision into --data (default: into {DEFAULT_DATA} only)",
            "experiment", type=bool),
-    Option("out", None, "output folder (default runs/MODEL-TRAINER-RECIPE)", "experiment", type=str),
+    Option("out", None, "output folder (default runs/MODEL-TRAINER-RECIPE)", "experiment", type=os.path.expanduser),
     Option("resume", False, "continue the run in --out from its checkpoint.pt", "experiment"),
     Option("overwrite", False, "replace the run that --out already holds", "experiment"),
     _size("dim"),
