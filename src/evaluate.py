@@ -10,16 +10,21 @@ from .cli import command, result_file
 from .config import device_of
 from .io import UserError
 from .models import create_model
+from .run import hold
 from .trainers import Engine, History, Step
 
 
 def load_model(weights):
     """The model a run saved, rebuilt from the metrics.json beside its weights; (model, metrics)."""
-    weights, kept = Path(weights), (Path(weights).parent / "checkpoint.pt").is_file()  # --resume finishes or mends
+    weights = Path(weights)
+    folder = weights if weights.is_dir() else weights.parent
+    kept, done = (folder / "checkpoint.pt").is_file(), (folder / "model.pt").is_file()  # --resume finishes or mends
     if not weights.is_file() or weights.suffix != ".pt":
-        raise UserError(f"no weights at {weights}: " + ("a folder; give the model.pt in it" if weights.is_dir() else
-                        "its run is not finished: its command with --resume finishes it" if kept and not
-                        (weights.parent / "model.pt").is_file() else "give a finished run's model.pt"))
+        if (folder / ".lock").is_file():
+            hold(folder, "").release()  # a run training there right now: its model.pt comes at its end
+        raise UserError(f"no weights at {weights}: " + ("a folder; give the model.pt in it" if done and weights.is_dir()
+                        else "its run is not finished: its command with --resume finishes it" if kept and not done
+                        else "give a finished run's model.pt"))
     if not (weights.parent / "metrics.json").is_file():
         raise UserError(f"no metrics.json beside {weights}: the model is rebuilt from its run's; give a run's model.pt")
     again = "the run's command with " + ("--resume writes it again from its checkpoint.pt" if kept else

@@ -46,16 +46,12 @@ class Experiment:
         """Figures go beside the mode's run: a cpu or quick run never replaces the full run's."""
         return Path(self.settings.out) / name
 
-    def preview(self, n=8):
-        """n training images for the augmentation grid, decoding only those."""
-        return data.cifar10(self.settings.data, True, download=self.settings.download, subset=n)
-
 
 def run_config(name, mode, data=None, out=None, resume=False, device="auto", **experiment):
     """The notebook's run in mode (unresolved), as its kernel makes it and `python -m src.notebook` checks it first."""
     if mode not in MODES:
         raise UserError(f"mode {mode!r}: expected one of {', '.join(MODES)}")
-    out = Path(out) / name if out else Path(tempfile.mkdtemp(prefix="notebook-") if mode == "quick" else ROOT / name)
+    out = (Path(out) if out else Path(tempfile.mkdtemp(prefix="notebook-")) if mode == "quick" else ROOT) / name
     run = out.resolve() / f"run-{mode}"
     run = os.path.relpath(run) if Path.cwd() in run.parents else str(run)  # as the command line shows it
     return Config(**(experiment or NOTEBOOKS[name]), data=portable(data) if data else DEFAULT_DATA, out=run,
@@ -153,9 +149,9 @@ def main(argv=None):
     p.add_argument("--overwrite", action="store_true", help="replace the run the notebook's folder holds")
     args = p.parse_args(argv)
     mode = args.mode or ("full" if torch.cuda.is_available() else "cpu")
-    folder = Path(args.out).resolve() / args.name if args.out else \
-        Path(tempfile.mkdtemp(prefix="notebook-")) / args.name if mode == "quick" else ROOT / args.name
-    run = folder / f"run-{mode}"
+    cfg = run_config(args.name, mode, args.data, args.out, args.resume, args.device)  # quick, no --out: a new folder
+    run = Path(cfg.out).resolve()
+    folder = run.parent
     written = lambda: {name: (run / name).stat().st_mtime_ns for name in RUN_FILES if (run / name).exists()}
 
     def interrupted():  # read from the run folder: the kernel's own line is not relayed
@@ -172,7 +168,6 @@ def main(argv=None):
         if args.data is not None and not any((Path(args.data) / n).is_dir() for n in ("train", "cifar-10-batches-py")):
             raise UserError(f"--data {args.data}: no CIFAR-10 there (class folders train/<class>/, or torchvision's "
                             f"cifar-10-batches-py); give a copy, or leave --data out to download it")
-        cfg = run_config(args.name, mode, args.data, folder.parent, args.resume, args.device)
         try:
             with RunFolder(resolve(replace(cfg, overwrite=args.overwrite))):  # what the kernel refuses, refused first
                 pass

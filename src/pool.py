@@ -54,10 +54,8 @@ def run_jobs(jobs, limit, deadline, force, on_finish):
                 pending.remove(job)
                 running[job] = [start(job, force, limit), epochs(job)]
             for job, (proc, seen) in list(running.items()):
-                ended, now = proc.poll() is not None, epochs(job)  # in this order: its last epoch is said
-                for epoch in range(seen[0] if seen[0] <= now[0] else 0, now[0]):  # less: a run redone
-                    say(job, f"epoch {epoch + 1}/{now[1]}: test accuracy {100 * now[2][epoch]:.2f}%")
-                running[job][1] = now
+                ended = proc.poll() is not None  # before its epochs are read: its last epoch is said
+                running[job][1] = epochs(job, seen)
                 if ended:
                     del running[job]
                     lines = job.log.read_text(errors="replace").strip().splitlines()
@@ -68,8 +66,8 @@ def run_jobs(jobs, limit, deadline, force, on_finish):
             time.sleep(0.5)
     finally:
         stop([proc for proc, _ in running.values()])
-    for job in running:  # a run may have ended as the budget did
-        now = epochs(job)
+    for job, (_, seen) in running.items():  # a run may have ended as the budget did
+        now = epochs(job, seen)
         stopped = "stopped" + (f" after {now[0]} of {now[1]} epochs" if now[0] and not job.stale() else "")
         outcomes[job.name] = "finished" if job.done() else stopped
         say(job, outcomes[job.name])
@@ -80,12 +78,14 @@ def say(job, text):
     print(f"{time.strftime('%H:%M:%S')} [{job.name}] {text}", flush=True)
 
 
-def epochs(job):
-    """(epochs done, epochs wanted, each epoch's test accuracy) from its metrics.json."""
-    m = read(job.folder / "metrics.json") or {}
+def epochs(job, seen=None):
+    """(epochs done, epochs wanted, each epoch's test accuracy) from its metrics.json; each epoch since `seen` said."""
+    m, now = read(job.folder / "metrics.json") or {}, (0, 0, [])
     with contextlib.suppress(KeyError, TypeError):
-        return m["epochs_done"], m["config"]["epochs"], m["history"]["test_acc"]
-    return 0, 0, []
+        now = m["epochs_done"], m["config"]["epochs"], m["history"]["test_acc"]
+    for epoch in range(seen[0] if seen[0] <= now[0] else 0, now[0]) if seen else ():  # fewer: a run redone
+        say(job, f"epoch {epoch + 1}/{now[1]}: test accuracy {100 * now[2][epoch]:.2f}%")
+    return now
 
 
 def startable(pending, running, limit):

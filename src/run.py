@@ -123,7 +123,7 @@ class RunFolder:
                     said = "; ".join(f"{k}: {then.get(k)!r} then, {self.identity.get(k)!r} now" for k in changed)
                     raise UserError(f"the run in {out} was made with other settings or data ({said}): resume it "
                                     f"as it was made, or pass --overwrite to train it again")
-                if self.state["epoch"] + 1 == cfg.epochs:  # its files are written again from one test pass
+                if self.state["epoch"] + 1 == cfg.epochs:  # its files are written again only if a stop cut them short
                     print(f"the run in {out} is already finished (test accuracy "
                           f"{100 * self.state['history']['test_acc'][-1]:.2f}%): nothing to train", flush=True)
             self.replaced = held if cfg.overwrite else []  # for the line a stopped command ends with
@@ -161,6 +161,10 @@ class RunFolder:
         self._metrics(history)
 
     def finish(self, model, history):
+        metrics = self.out / "metrics.json"  # what says finished: a resumed run's says so only if it was before
+        if self.cfg.resume and metrics.is_file() and io.read_json(metrics).get("finished") is True and \
+                io.whole(self.out / "model.pt"):
+            return  # a finished run resumed keeps its files as they were
         io.save(self.out / "model.pt", model.state_dict())
         self._metrics(history, finished=True)  # only now: a run is finished only with its weights whole
 
@@ -185,7 +189,7 @@ class RunFolder:
                 "command")
 
 
-def hold(folder):
+def hold(folder, also=", or give another --out"):
     """folder, created if need be and locked by this process alone; the lock goes with the process."""
     folder = Path(folder)
     if folder.exists() and not folder.is_dir():
@@ -195,8 +199,7 @@ def hold(folder):
     try:
         lock.acquire(timeout=0)
     except Timeout:
-        raise UserError(f"{folder} is being written by another process right now: wait for it to end, or give "
-                        f"another --out") from None
+        raise UserError(f"{folder} is being written by another process right now: wait for it to end{also}") from None
     return lock
 
 

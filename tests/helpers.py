@@ -42,12 +42,6 @@ def env():
     return {**os.environ, "PYTHONPATH": str(REPO_ROOT), "OMP_NUM_THREADS": "1", "MPLBACKEND": "Agg"}
 
 
-def run_cli(*args, module="src.train", timeout=PATIENCE):
-    """`python -m MODULE ARGS` from the repository root; the CompletedProcess, text captured."""
-    return subprocess.run([sys.executable, "-m", module, *map(str, args)], cwd=REPO_ROOT, env=env(),
-                          capture_output=True, text=True, timeout=timeout)
-
-
 def start_cli(*args, module="src.train", **popen):
     """The same command, started and not waited for."""
     return subprocess.Popen([sys.executable, "-m", module, *map(str, args)], cwd=REPO_ROOT, env=env(), **popen)

@@ -84,6 +84,7 @@ def test_every_option_has_one_flag_and_the_parser_defaults_are_configs():
     (dict(model="vit_seed", recipe="authors"), "--recipe authors"),
     (dict(device="tpu"), "--device 'tpu': expected cpu, cuda, cuda:N or auto"),
     (dict(data="  "), "--data '  ': give a folder"),
+    (dict(out=""), "--out '': give a folder"),  # not the default folder
     (dict(out="DATA/run"), "--out DATA/run: inside --data DATA;"),
     (dict(download=True), "--download: --data DATA holds class folders"),
 ])

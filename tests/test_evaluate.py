@@ -11,6 +11,7 @@ from helpers import cli_error, head_1, tiny_args
 from src import io
 from src.evaluate import main as evaluate
 from src.models import create_model
+from src.run import hold
 from src.train import main as train
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -86,6 +87,17 @@ def _a_stopped_runs(folder):
     return [folder / "model.pt"], "model.pt: its run is not finished: its command with --resume finishes it"
 
 
+def _a_stopped_runs_folder(folder):
+    (folder / "model.pt").unlink()
+    return [folder], f"no weights at {folder}: its run is not finished: its command with --resume finishes it"
+
+
+def _a_run_training_there(folder):
+    (folder / "model.pt").unlink()
+    _a_run_training_there.lock = hold(folder)  # as a run in another terminal holds it, until the test ends
+    return [folder / "model.pt"], f"error: {folder} is being written by another process right now: wait for it to end"
+
+
 def _no_metrics(folder):
     (folder / "metrics.json").unlink()
     return [folder / "model.pt"], f"no metrics.json beside {folder / 'model.pt'}: the model is rebuilt from its run's"
@@ -94,7 +106,7 @@ def _no_metrics(folder):
 @pytest.mark.parametrize("case", [_other_models_weights, _a_checkpoint, _json_over_the_runs_metrics,
                                   _json_over_the_runs_checkpoint, _json_a_folder, _json_empty, _figures_a_file,
                                   _not_weights, _no_metrics, _metrics_naming_no_model, _a_folder,
-                                  _a_stopped_runs])
+                                  _a_stopped_runs, _a_stopped_runs_folder, _a_run_training_there])
 def test_what_is_not_this_runs_model_is_refused_in_one_line(run, tiny_cifar, tmp_path, case):
     folder = shutil.copytree(run, tmp_path / "run")
     argv, said = case(folder)

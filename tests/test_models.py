@@ -137,10 +137,7 @@ def test_emb_init_std_scales_the_embeddings_and_the_default_keeps_the_old_randn_
 
 # a size out of its range (depth 0, dropout 1.5) is refused by src/config.py's declarations: test_config.py
 @pytest.mark.parametrize("build, message", [
-    (lambda: create_model("vit_seed", **{**SMALL_VIT, "patch_size": 5}), "not divisible"),
-    (lambda: create_model("vit_seed", **SMALL_VIT)(torch.zeros(2, 3, 28, 28)),
-     r"expects images of shape \(3, 32, 32\), got \(3, 28, 28\)"),
-    (lambda: create_model("vit_seed", **SMALL_VIT)(torch.zeros(2, 1, 32, 32)), r"\(3, 32, 32\), got \(1, 32, 32\)")])
+    (lambda: create_model("vit_seed", **{**SMALL_VIT, "patch_size": 5}), "not divisible")])
 def test_invalid_sizes_and_images_raise(build, message):
     with pytest.raises(ValueError, match=message):
         build()

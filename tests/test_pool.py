@@ -14,12 +14,13 @@ import subprocess
 import threading
 import time
 from pathlib import Path
+from types import SimpleNamespace
 
 import psutil
 import pytest
 
 from helpers import PATIENCE, TINY, start_cli
-from src import sweep
+from src import pool, sweep
 from src.batch import portable
 from src.pool import STOP_GRACE, read
 from src.run import hold
@@ -249,3 +250,17 @@ def test_force_redoes_it(tiny_sweep):
     assert code == 0, printed
     assert commands(out / "a")[-1].endswith("--overwrite")
     assert json.loads((out / "a" / "metrics.json").read_text())["config"]["lr_max"] == 0.02
+
+
+def test_the_epoch_a_run_saved_as_the_budget_ended_is_said_before_it_finished(tmp_path, monkeypatch, capsys):
+    saved, now = '{"epochs_done": 1, "config": {"epochs": 1}, "history": {"test_acc": [0.5]}}', [0.0]
+    def sleep(seconds):  # while the pool waits, the run saves its last epoch and its weights, and the budget ends
+        (tmp_path / "metrics.json").write_text(saved)
+        (tmp_path / "model.pt").touch()
+        now.append(seconds)
+    monkeypatch.setattr(pool, "time", SimpleNamespace(monotonic=lambda: sum(now), sleep=sleep, strftime=time.strftime))
+    monkeypatch.setattr(pool, "start", lambda *_: subprocess.Popen(["sleep", "60"], start_new_session=True))
+    job = pool.Job("a", (), tmp_path, done=(tmp_path / "model.pt").exists, stale=lambda: None)
+    assert pool.run_jobs([job], 1, 0.5, False, on_finish=None) == {"a": "finished"}
+    assert [line[9:] for line in capsys.readouterr().out.splitlines()] == ["[a] epoch 1/1: test accuracy 50.00%",
+                                                                           "[a] finished"]

@@ -209,15 +209,11 @@ def test_a_run_stopped_before_it_saved_an_epoch_says_what_became_of_its_folder(f
     assert not new.exists()  # a run that wrote nothing leaves no folder it made
 
 
-def test_a_stop_while_the_old_run_is_removed_says_it_was_removed(finished):
+def test_a_stopped_overwrite_says_whether_the_old_run_is_gone_and_to_continue_without_it(finished):
     with RunFolder(resolve(config_from_args([*finished.argv, "--overwrite"]))) as folder:
         assert "removed" not in folder.interrupted()  # stopped before --overwrite touched the old run
         (finished.folder / "model.pt").unlink()  # the first file it removes
         assert folder.interrupted().endswith(", and the run it held was removed (--overwrite); rerun the same command")
-
-
-def test_a_stopped_overwrite_says_to_continue_without_it(finished):
-    with RunFolder(resolve(config_from_args([*finished.argv, "--overwrite"]))) as folder:
         folder.saved = 1  # as after its first epoch
         assert folder.interrupted().endswith("(saved): continue with --resume instead of --overwrite")
 
@@ -263,12 +259,18 @@ def test_a_reader_gone_from_the_pipe_stops_the_run_as_sigpipe_would_saying_where
     assert code == 128 + signal.SIGPIPE and len(said) == 1 and said[0].startswith("interrupted "), said
 
 
-def test_a_finished_run_resumed_says_so_first_and_trains_nothing(finished, capsys):
+@pytest.mark.parametrize("cut", [False, True])
+def test_a_finished_run_resumed_trains_nothing_and_mends_only_a_model_pt_cut_short(finished, capsys, cut):
+    if cut:
+        (finished.folder / "model.pt").write_bytes(finished.files["model.pt"][:2000])
     capsys.readouterr()
-    assert train([*finished.argv, "--resume"]) is None
+    argv = [f"{a}/" if a == str(finished.data) else a for a in finished.argv]  # the data path typed otherwise
+    assert train([*argv, "--resume"]) is None
     printed = capsys.readouterr().out.strip().splitlines()
     assert printed[0].startswith(f"the run in {finished.folder} is already finished (test accuracy ")
     assert not any(line.startswith("training ") for line in printed)
+    after = {p.name: p.read_bytes() for p in finished.folder.iterdir()}
+    assert after["model.pt"] == finished.files["model.pt"] and (cut or after == finished.files)
 
 
 class Code:

@@ -85,9 +85,6 @@ class ConvViT(nn.Module):
         return {"pos_embedding", "cls_token"}
 
     def forward(self, img):
-        expected = (self.channels, self.image_size, self.image_size)
-        if tuple(img.shape[1:]) != expected:
-            raise ValueError(f"ConvViT expects images of shape {expected}, got {tuple(img.shape[1:])}")
         x = self.to_patch_embedding(img)
         cls = repeat(self.cls_token, "1 1 d -> b 1 d", b=x.shape[0])
         x = torch.cat((cls, x), dim=1) + self.pos_embedding
