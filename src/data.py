@@ -138,19 +138,21 @@ class SeededLoader(DataLoader):
         if self.num_workers == 0:
             self.dataset.transform.set_random_seed(int(torch.randint(2**31, ())))
             return super().__iter__()
-        # Raised in a fork hook, a stop signal would be printed and dropped: it waits until the workers are forked.
-        blocked = signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
+        came = []  # a stop waits until the workers are up: raised as they start, it is lost, or they hang the exit
+        before = {signum: signal.signal(signum, lambda signum, frame: came.append(signum)) for signum in STOP_SIGNALS}
         try:
             return super().__iter__()
         finally:
-            signal.pthread_sigmask(signal.SIG_SETMASK, blocked)
+            for signum, handler in before.items():
+                signal.signal(signum, handler)
+            if came:
+                signal.raise_signal(came[0])
 
 
 def _seed_worker(worker_id):
     """Ctrl-C, SIGTERM and SIGHUP are the main process's to handle: it stops its workers itself."""
     for signum in STOP_SIGNALS:
         signal.signal(signum, signal.SIG_IGN)
-    signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)
     info = torch.utils.data.get_worker_info()
     info.dataset.transform.set_random_seed(info.seed % 2**31)
 

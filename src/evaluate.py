@@ -15,8 +15,7 @@ from .trainers import Engine, History, Step
 
 
 def load_model(weights):
-    """The model a run saved, rebuilt from the metrics.json beside its weights; (model, metrics)."""
-    weights = Path(weights)
+    """The model a run saved (a Path), rebuilt from the metrics.json beside its weights; (model, metrics)."""
     folder = weights if weights.is_dir() else weights.parent
     kept, done = (folder / "checkpoint.pt").is_file(), (folder / "model.pt").is_file()  # --resume finishes or mends
     if not weights.is_file() or weights.suffix != ".pt":
@@ -80,7 +79,7 @@ def main(argv=None):
                 raise UserError(f"--figures {figures}: a file, or inside --data {args.data}; give another folder")
             figures.mkdir(parents=True, exist_ok=True)
         out = args.json is not None and result_file("--json", args.json, [args.weights, args.data])
-        model, metrics = load_model(args.weights)  # said first: three test passes take minutes on a CPU
+        model, metrics = load_model(Path(args.weights))  # said first: three test passes take minutes on a CPU
         print(f"evaluating {args.weights} ({metrics['model']['label']}) on the test images of {args.data}, {device}")
         result, recorded = evaluate(model, args.data, device), metrics.get("final_test_acc")
         if out:  # before the printing, which a pipe's reader gone (`| head -1`) stops

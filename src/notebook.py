@@ -11,7 +11,7 @@ from pathlib import Path
 import torch
 
 from . import data
-from .batch import portable
+from .batch import ROOT, portable
 from .cli import command, command_line
 from .config import DEFAULT_DATA, Config, model_overrides, resolve
 from .io import FEWER, UserError, read_json, write_text
@@ -19,7 +19,6 @@ from .models import create_model, hyper_parameters, label
 from .run import RUN_FILES, RunFolder, hold
 from .trainers import KNOTS, TRAINERS
 
-ROOT = Path(__file__).resolve().parent.parent
 # Each notebook's experiment, as its cell passes it to experiment(): main() checks that run before a kernel starts.
 NOTEBOOKS = {"ConvMixer_experimentation_1": dict(model="convmixer_256_8", trainer="wrapper", recipe="baseline"),
              "ConvMixer_experimentation_2": dict(model="convmixer_256_8", trainer="onecycle", recipe="baseline"),

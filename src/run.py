@@ -184,9 +184,9 @@ class RunFolder:
             return (f"interrupted before another epoch was saved: the run in {self.out} is as it was; --resume "
                     f"continues it")
         gone = any(not (self.out / name).exists() for name in self.replaced or ())  # a stop may land mid-removal
-        removed = ", and the run it held was removed (--overwrite)" if gone else ""
-        return (f"interrupted before the first epoch ended: nothing of this run was saved{removed}; rerun the same "
-                "command")
+        held = ("was removed (--overwrite)" if gone else "is as it was") if self.replaced else None
+        return (f"interrupted before the first epoch ended: nothing of this run was saved"
+                f"{f', and the run it held {held}' if held else ''}; rerun the same command")
 
 
 def hold(folder, also=", or give another --out"):

@@ -3,6 +3,7 @@
 (listings, subsets, source) on a tiny class-folder copy."""
 import shutil
 import signal
+import threading
 from types import SimpleNamespace
 
 import numpy as np
@@ -123,22 +124,26 @@ def test_split_listing_counts_without_decoding_and_sees_renamed_or_moved_images(
     assert source(tmp_path / "nothing") == "CIFAR-10 (torchvision)"
 
 
-def test_workers_are_forked_with_the_stop_signals_held_back(monkeypatch):
-    """Raised inside a fork hook, a Ctrl-C or SIGTERM would be printed and dropped, and the run unstoppable."""
-    held = []
-    monkeypatch.setattr(DataLoader, "__iter__", lambda self: held.append(signal.pthread_sigmask(signal.SIG_BLOCK, []))
-                        or iter(()))
+def test_a_stop_waits_until_the_workers_are_up_and_is_not_theirs_to_handle(monkeypatch):
+    """Raised as they start, a Ctrl-C is dropped or hangs the exit; any thread (torch has several) may take it."""
+    go, started, before = threading.Event(), [], {signum: signal.getsignal(signum) for signum in STOP_SIGNALS}
+    taker = threading.Thread(target=lambda: go.wait() and signal.raise_signal(signal.SIGTERM))
+    taker.start()
+    def start(self):  # as torch starts the workers, a thread of the process takes a SIGTERM
+        go.set()
+        taker.join()
+        started.append(self)
+        return iter(())
+    monkeypatch.setattr(DataLoader, "__iter__", start)
     images = CIFAR10Array(np.zeros((4, 32, 32, 3), np.uint8), np.zeros(4), train_transforms())
-    iter(SeededLoader(images, num_workers=2, batch_size=2))
-    assert STOP_SIGNALS <= held[0] and not STOP_SIGNALS & signal.pthread_sigmask(signal.SIG_BLOCK, [])
     monkeypatch.setattr(torch.utils.data, "get_worker_info", lambda: SimpleNamespace(dataset=images, seed=1))
-    signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
-    before = {signum: signal.getsignal(signum) for signum in STOP_SIGNALS}
     try:
-        _seed_worker(0)  # as a worker starts: the signals ignored, then let through
+        signal.signal(signal.SIGTERM, stop := lambda *_: 1 / 0)  # a stop raises, as src.cli's does
+        with pytest.raises(ZeroDivisionError):
+            iter(SeededLoader(images, num_workers=2, batch_size=2))
+        assert started and signal.getsignal(signal.SIGTERM) is stop  # the start ran to its end, then the stop came
+        _seed_worker(0)  # as a worker starts: the main process stops its workers itself
         assert all(signal.getsignal(signum) == signal.SIG_IGN for signum in STOP_SIGNALS)
-        assert not STOP_SIGNALS & signal.pthread_sigmask(signal.SIG_BLOCK, [])
     finally:
         for signum, handler in before.items():
             signal.signal(signum, handler)
-        signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)

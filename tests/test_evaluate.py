@@ -53,10 +53,6 @@ def _json_over_the_runs_metrics(folder):
     return [folder / "model.pt", "--json", folder / "metrics.json"], "would replace a run's file"
 
 
-def _json_over_the_runs_checkpoint(folder):
-    return [folder / "model.pt", "--json", folder / "checkpoint.pt"], "would replace a run's file"
-
-
 def _json_a_folder(folder):
     return [folder / "model.pt", "--json", folder], f"--json {folder}: a folder; give a file name"
 
@@ -103,10 +99,9 @@ def _no_metrics(folder):
     return [folder / "model.pt"], f"no metrics.json beside {folder / 'model.pt'}: the model is rebuilt from its run's"
 
 
-@pytest.mark.parametrize("case", [_other_models_weights, _a_checkpoint, _json_over_the_runs_metrics,
-                                  _json_over_the_runs_checkpoint, _json_a_folder, _json_empty, _figures_a_file,
-                                  _not_weights, _no_metrics, _metrics_naming_no_model, _a_folder,
-                                  _a_stopped_runs, _a_stopped_runs_folder, _a_run_training_there])
+@pytest.mark.parametrize("case", [_other_models_weights, _a_checkpoint, _json_over_the_runs_metrics, _json_a_folder,
+                                  _json_empty, _figures_a_file, _not_weights, _no_metrics, _metrics_naming_no_model,
+                                  _a_folder, _a_stopped_runs, _a_stopped_runs_folder, _a_run_training_there])
 def test_what_is_not_this_runs_model_is_refused_in_one_line(run, tiny_cifar, tmp_path, case):
     folder = shutil.copytree(run, tmp_path / "run")
     argv, said = case(folder)
