@@ -138,5 +138,5 @@ def run_all(args, p, default_out, jobs_in, write):
                  f"{outcomes[failed[0]]}: mend what its log says, then {again()} (finished runs are skipped)")
     if left:
         sys.exit(f"error: {len(left)} of {len(outcomes)} runs did not finish within --budget ({', '.join(left)}): "
-                 f"{again()} to continue them (stopped runs resume from their checkpoints, a bench from its start)")
+                 f"{again()} to continue them (stopped runs resume from their checkpoints)")
 

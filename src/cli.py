@@ -57,8 +57,9 @@ def result_file(flag, path, inputs=()):
         raise UserError(f"{flag} {path}: a folder; give a file name")
     if not where.parent.is_dir() or not os.access(where.parent, os.W_OK):
         raise UserError(f"{flag} {path}: its folder does not exist or cannot be written; give another path")
-    if path.name in RUN_FILES or any(p == where or p in where.parents for p in (Path(i).resolve() for i in inputs)):
-        raise UserError(f"{flag} {path}: would replace a run's file or this command's input; give another name")
+    if (inside := [i for i in inputs if Path(i).resolve() in (where, *where.parents)]) or path.name in RUN_FILES:
+        raise UserError(f"{flag} {path}: " + (f"inside {inside[0]}, this command's input; give a path outside it"
+                                              if inside else "would replace a run's file; give another name"))
     return path
 
 

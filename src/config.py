@@ -66,8 +66,7 @@ class Option:
         return None if self.recipe or self.group == "model" else self.default
 
 
-def _size(name, allowed=POSITIVE, kind=int, recipe=False, help="a hyper-parameter of the model (default: the "
-          "variant's)"):
+def _size(name, allowed=POSITIVE, kind=int, recipe=False, help="a model hyper-parameter (default: the variant's)"):
     return Option(name, None, help, "model", allowed, kind, resume=True, recipe=recipe)
 
 

@@ -26,8 +26,8 @@ def load_model(weights):
                         else "give a finished run's model.pt"))
     if not (weights.parent / "metrics.json").is_file():
         raise UserError(f"no metrics.json beside {weights}: the model is rebuilt from its run's; give a run's model.pt")
-    again = "the run's command with " + ("--resume writes it again from its checkpoint.pt" if kept else
-                                         "--overwrite trains the run again")
+    again = ("delete it: the run's command with --resume writes it again from its checkpoint.pt" if kept else
+             "the run's command with --overwrite trains the run again")
     metrics = io.read_json(weights.parent / "metrics.json", again)
     try:
         model = create_model(metrics["model"]["name"], **metrics["model"]["hyper_parameters"])
@@ -95,8 +95,8 @@ def main(argv=None):
               *(f"{name:>{max(map(len, data.CLASSES))}} " + " ".join(f"{n:5d}" for n in row)
                 for name, row in zip(data.CLASSES, result["confusion_matrix"])), sep="\n")
         if figures:
+            written.append(f"the figures drawn so far in {figures}")  # whole, one by one: a stop may come between
             paths = analysis.save_figures(model.eval(), analysis.test_images(args.data), figures)
-            written.append(f"the figures in {figures}")
             print("figures:", *paths, sep="\n  ")
 
 

@@ -307,8 +307,11 @@ def test_weights_load_without_running_code_and_a_damaged_file_is_refused(finishe
     line = cli_error(argv, module)
     assert line.startswith(f"error: {path} {said}") and "weights_only" not in line  # torch's advice is not passed on
     assert line.endswith(": pass --overwrite to train it again" if name == "checkpoint.pt" else
-                         ": the run's command with --resume writes it again from its checkpoint.pt")
+                         ": delete it: the run's command with --resume writes it again from its checkpoint.pt")
     assert not marker.exists()
+    if name == "model.pt":  # the advice works, however whole the zip of another object is
+        path.unlink()
+        assert train([*finished.argv, "--resume"]) is None and path.read_bytes() == finished.files["model.pt"]
 
 
 def test_the_divergence_guard_stops_the_run_in_one_line(tiny_cifar, tmp_path):
