@@ -12,7 +12,7 @@ from . import data, io
 from .cli import command, config_from_args
 from .config import device_of, fingerprint, resolve
 from .io import FEWER, UserError
-from .pool import ROOT, STOP_GRACE, Job, read, run_jobs
+from .pool import ROOT, STOP_GRACE, Job, run_jobs
 from .run import hold, image_counts
 
 CALL = 570  # seconds of one call on a lent GPU (10 minutes, less its start and the packing of results)
@@ -54,7 +54,7 @@ def job(name, folder, settings, args, module="src.train", result="metrics.json",
     folder, wanted = Path(folder), fingerprint(cfg)
 
     def stale():
-        made = read(folder / result)
+        made = io.read(folder / result)
         if made is None:  # none, or a damaged one, which the tables name (src.report) before any run starts
             return None
         then = fingerprint(made.get("config", {}))
@@ -66,7 +66,7 @@ def job(name, folder, settings, args, module="src.train", result="metrics.json",
         return None if result != "metrics.json" or io.whole(weights) else f"its {weights.name} is gone or damaged"
 
     def done():
-        made = read(folder / result)
+        made = io.read(folder / result)
         finished = made is not None and made.get("finished", True) is True  # bench.json: no "finished"
         return finished and stale() is None and shown(made)
 

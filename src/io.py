@@ -1,4 +1,5 @@
 """Files that survive a kill mid-write and load without running pickled code, and the error a user can mend."""
+import contextlib
 import json
 import os
 import re
@@ -71,6 +72,12 @@ def read_json(path, mend="delete it, or rerun what writes it"):
     except (OSError, ValueError) as err:
         raise UserError(f"{path} is not readable JSON ({err}): {mend}") from None
     return value
+
+
+def read(path):
+    """The JSON object in path, or None: no file, or a damaged one (whoever needs it refuses it, or writes it again)."""
+    with contextlib.suppress(UserError):
+        return read_json(path)
 
 
 def load(path, map_location="cpu", mend="rerun what writes it"):

@@ -14,16 +14,9 @@ from pathlib import Path
 import psutil
 
 from . import io
-from .io import UserError
 
 ROOT = Path(__file__).resolve().parent.parent
 STOP_GRACE = 10  # seconds a stopped run gets to save and say where it stopped, before it is killed
-
-
-def read(path):
-    """The JSON object in path, or None (no file, or not one: damaged results are refused up front)."""
-    with contextlib.suppress(UserError):
-        return io.read_json(path)
 
 
 @dataclass(eq=False)
@@ -80,7 +73,7 @@ def say(job, text):
 
 def epochs(job, seen=None):
     """(epochs done, epochs wanted, each epoch's test accuracy) from its metrics.json; each epoch since `seen` said."""
-    m, now = read(job.folder / "metrics.json") or {}, (0, 0, [])
+    m, now = io.read(job.folder / "metrics.json") or {}, (0, 0, [])
     with contextlib.suppress(KeyError, TypeError):
         now = m["epochs_done"], m["config"]["epochs"], m["history"]["test_acc"]
     for epoch in range(seen[0] if seen[0] <= now[0] else 0, now[0]) if seen else ():  # fewer: a run redone

@@ -7,8 +7,9 @@ from . import io
 from .batch import IMPROVED, NOTEBOOK_OF, QUICK, QUICK_MODEL, add_arguments, job, portable, run_all, seeded, \
     train_flags, train_job
 from .cli import command, config_from_args
+from .io import read
 from .notebook import NOTEBOOKS, run_config
-from .pool import ROOT, read
+from .pool import ROOT
 from .report import readme_block, report
 
 STEPS = ("bench", "notebooks", "recipes")

@@ -161,10 +161,9 @@ class RunFolder:
         self._metrics(history)
 
     def finish(self, model, history):
-        metrics = self.out / "metrics.json"  # what says finished: a resumed run's says so only if it was before
-        if self.cfg.resume and metrics.is_file() and io.read_json(metrics).get("finished") is True and \
-                io.whole(self.out / "model.pt"):
-            return  # a finished run resumed keeps its files as they were
+        metrics = io.read(self.out / "metrics.json") or {}  # a resumed run's says finished only if it was before
+        if self.cfg.resume and metrics.get("finished") is True and io.whole(self.out / "model.pt"):
+            return  # a finished run resumed keeps its files as they were (those a stop cut short are written again)
         io.save(self.out / "model.pt", model.state_dict())
         self._metrics(history, finished=True)  # only now: a run is finished only with its weights whole
 

@@ -22,7 +22,8 @@ import pytest
 from helpers import PATIENCE, TINY, start_cli
 from src import pool, sweep
 from src.batch import portable
-from src.pool import STOP_GRACE, read
+from src.io import read
+from src.pool import STOP_GRACE
 from src.run import hold
 
 FLAGS = (*TINY[2:-2], "--workers", "0")  # TINY less --model and --device, which the sweep gives

@@ -18,7 +18,6 @@ from helpers import PATIENCE, cli_error, head_1, start_cli, tiny_args
 from src import io
 from src.cli import config_from_args
 from src.config import resolve
-from src.pool import read
 from src.run import RunFolder, hold
 from src.train import main as train
 from src.trainers import TRAINERS
@@ -53,7 +52,7 @@ def stopped(tiny_cifar, tmp_path_factory):
     paused, deadline = set(), time.monotonic() + PATIENCE
     while len(paused) < len(procs) and time.monotonic() < deadline:
         for name, proc in procs.items():
-            if name not in paused and (proc.poll() is not None or (read(root / name / "metrics.json") or {})
+            if name not in paused and (proc.poll() is not None or (io.read(root / name / "metrics.json") or {})
                                        .get("epochs_done", 0) >= 1):
                 proc.send_signal(signal.SIGSTOP)  # nothing if it ended: then the tests say so
                 paused.add(name)
@@ -247,7 +246,7 @@ def test_a_stop_once_the_checkpoint_is_saved_says_the_epoch_it_saved(tiny_cifar,
     assert exc.value.code == 130 and capsys.readouterr().err.strip().splitlines()[-1] == \
         "interrupted after epoch 1 of 2 (saved): continue with --resume"
     train([*tiny_args(tiny_cifar, tmp_path / "run"), "--resume"])
-    assert read(tmp_path / "run" / "metrics.json")["finished"] is True
+    assert io.read(tmp_path / "run" / "metrics.json")["finished"] is True
 
 
 def test_a_reader_gone_from_the_pipe_stops_the_run_as_sigpipe_would_saying_where(tiny_cifar, tmp_path):
@@ -255,10 +254,10 @@ def test_a_reader_gone_from_the_pipe_stops_the_run_as_sigpipe_would_saying_where
     assert code == 128 + signal.SIGPIPE and len(said) == 1 and said[0].startswith("interrupted "), said
 
 
-@pytest.mark.parametrize("cut", [False, True])
-def test_a_finished_run_resumed_trains_nothing_and_mends_only_a_model_pt_cut_short(finished, capsys, cut):
+@pytest.mark.parametrize("cut", [None, "model.pt", "metrics.json"])
+def test_a_finished_run_resumed_trains_nothing_and_mends_only_a_file_cut_short(finished, capsys, cut):
     if cut:
-        (finished.folder / "model.pt").write_bytes(finished.files["model.pt"][:2000])
+        (finished.folder / cut).write_bytes(finished.files[cut][:500])
     capsys.readouterr()
     argv = [f"{a}/" if a == str(finished.data) else a for a in finished.argv]  # the data path typed otherwise
     assert train([*argv, "--resume"]) is None
