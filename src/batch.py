@@ -113,7 +113,7 @@ def run_all(args, p, default_out, jobs_in, write):
         return (f"delete {', '.join(held)}, then " if held else "") + "rerun the same command" + \
             (f" with --out {out}" if args.quick and not args.out else "") + (" without --force" if args.force else "")
     with command(lambda: f"interrupted: {again()} to continue (finished runs are skipped, stopped ones resume "
-                         f"from their checkpoints)"):
+                         f"from their checkpoints, or start again without one)"):
         deadline = time.monotonic() + args.budget - STOP_GRACE
         args.device = device_of(args.device)
         args.jobs = args.jobs or (2 if args.device == "cpu" else 6)
@@ -138,5 +138,5 @@ def run_all(args, p, default_out, jobs_in, write):
                  f"{outcomes[failed[0]]}: mend what its log says, then {again()} (finished runs are skipped)")
     if left:
         sys.exit(f"error: {len(left)} of {len(outcomes)} runs did not finish within --budget ({', '.join(left)}): "
-                 f"{again()} to continue them (stopped runs resume from their checkpoints)")
+                 f"{again()} to continue them (stopped runs resume from their checkpoints, or start again without one)")
 

@@ -24,10 +24,11 @@ def load_model(weights):
         raise UserError(f"no weights at {weights}: " + ("a folder; give the model.pt in it" if done and weights.is_dir()
                         else "its run is not finished: its command with --resume finishes it" if kept and not done
                         else "give a finished run's model.pt"))
-    if not (weights.parent / "metrics.json").is_file():
-        raise UserError(f"no metrics.json beside {weights}: the model is rebuilt from its run's; give a run's model.pt")
     again = ("delete it: the run's command with --resume writes it again from its checkpoint.pt" if kept else
              "the run's command with --overwrite trains the run again")
+    if not (weights.parent / "metrics.json").is_file():
+        raise UserError(f"no metrics.json beside {weights}: the model is rebuilt from its run's; " +
+                        (again.removeprefix("delete it: ") if kept else "give a run's model.pt"))
     metrics = io.read_json(weights.parent / "metrics.json", again)
     try:
         model = create_model(metrics["model"]["name"], **metrics["model"]["hyper_parameters"])

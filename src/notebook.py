@@ -59,8 +59,7 @@ def run_config(name, mode, data=None, out=None, resume=False, device="auto", **e
 
 def experiment(name, model, trainer, recipe, mode=None, data=None, out=None, resume=False, device="auto"):
     """The notebook's run, checked, its every value shown as a table and as the command line that trains it."""
-    from IPython.display import Markdown, display
-
+    from IPython.display import Markdown, display  # the kernel's, not needed by the command line
     mode = mode or ("full" if torch.cuda.is_available() else "cpu")
     cfg = run_config(name, mode, data, out, resume, device, model=model, trainer=trainer, recipe=recipe)
     settings = resolve(cfg)

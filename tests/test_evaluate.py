@@ -96,7 +96,7 @@ def _a_run_training_there(folder):
 
 def _no_metrics(folder):
     (folder / "metrics.json").unlink()
-    return [folder / "model.pt"], f"no metrics.json beside {folder / 'model.pt'}: the model is rebuilt from its run's"
+    return [folder / "model.pt"], "rebuilt from its run's; the run's command with --resume writes it again"
 
 
 @pytest.mark.parametrize("case", [_other_models_weights, _a_checkpoint, _json_over_the_runs_metrics, _json_a_folder,

@@ -92,8 +92,8 @@ def commands(folder):
 
 def test_the_budget_stops_the_runs_and_the_same_command_continues_them(tiny_sweep):
     _, out, _, (code, printed), (again, printed_again) = tiny_sweep
-    assert code == ("error: 2 of 2 runs did not finish within --budget (tiny/a, tiny/a-seed-1): rerun the same command "
-                    "to continue them (stopped runs resume from their checkpoints)"), printed
+    assert code == ("error: 2 of 2 runs did not finish within --budget (tiny/a, tiny/a-seed-1): rerun the same "
+                    "command to continue them (stopped runs resume from their checkpoints, or start again without one)")
     assert re.search(rf"\[tiny/a\] epoch \d+/{EPOCHS}: test accuracy", printed), printed
     assert again == 0, printed_again
     stopped_after = int(re.search(r"\[tiny/a\] stopped after (\d+) of", printed)[1])
